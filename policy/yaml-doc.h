@@ -1,0 +1,64 @@
+/* Strict YAML document loader shared by the policy and the configuration parsers.
+ *
+ * Loads one YAML document with libyaml into a tree of scalars, mappings and sequences that
+ * remember their line and column. It refuses what a deployment file never needs and an attacker
+ * could abuse: anchors and aliases, tags other than the core scalar tags, duplicate mapping keys,
+ * more than one document, non-UTF-8 input, input over a size bound and nesting over a depth
+ * bound. Errors carry "file:line:column: message". */
+#ifndef P11KMS_POLICY_YAML_DOC_H
+#define P11KMS_POLICY_YAML_DOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "p11kms-error.h"
+
+#define YAML_DOC_MAX_BYTES (1024 * 1024)
+#define YAML_DOC_MAX_DEPTH 32
+
+typedef enum yaml_doc_kind { YAML_DOC_SCALAR, YAML_DOC_MAP, YAML_DOC_SEQ } yaml_doc_kind;
+
+typedef struct yaml_doc_node yaml_doc_node;
+struct yaml_doc_node {
+    yaml_doc_kind kind;
+    unsigned line, column;   /* 1-based, where the node starts */
+    char *scalar;            /* SCALAR: NUL-terminated UTF-8 value */
+    size_t scalar_len;
+    bool quoted;             /* SCALAR: written in quotes (so "123" is a string, not a number) */
+    /* MAP: keys[i] (always SCALAR nodes) maps to children[i]; SEQ: children[i]. */
+    yaml_doc_node **keys;
+    yaml_doc_node **children;
+    size_t count;
+};
+
+typedef struct yaml_doc {
+    char *file;          /* name used in messages */
+    yaml_doc_node *root; /* NULL for an empty document */
+} yaml_doc;
+
+/* Loads from a file path or an in-memory buffer (name is used in messages). On failure *out is
+ * NULL and err->message is "name:line:column: what is wrong". */
+P11KMS_MUST_CHECK p11kms_err yaml_doc_load_file(const char *path, p11kms_err error_code,
+                                                yaml_doc **out, p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err yaml_doc_load_buffer(const char *name, const char *data, size_t len,
+                                                  p11kms_err error_code, yaml_doc **out,
+                                                  p11kms_error *err);
+void yaml_doc_free(yaml_doc *doc);
+
+/* Mapping lookup by key (NULL if absent or node is not a mapping). */
+const yaml_doc_node *yaml_doc_map_get(const yaml_doc_node *map, const char *key);
+
+/* Scalar conversions; each fails (raising error_code with file:line:column) on a wrong type. */
+p11kms_err yaml_doc_expect(const yaml_doc *doc, const yaml_doc_node *node, yaml_doc_kind kind,
+                           const char *what, p11kms_err error_code, p11kms_error *err);
+p11kms_err yaml_doc_get_uint(const yaml_doc *doc, const yaml_doc_node *node, unsigned long min,
+                             unsigned long max, unsigned long *out, p11kms_err error_code,
+                             p11kms_error *err);
+p11kms_err yaml_doc_get_bool(const yaml_doc *doc, const yaml_doc_node *node, bool *out,
+                             p11kms_err error_code, p11kms_error *err);
+/* Raises error_code with "file:line:column: " + formatted message at node. */
+p11kms_err yaml_doc_error_at(const yaml_doc *doc, const yaml_doc_node *node,
+                             p11kms_err error_code, p11kms_error *err, const char *fmt, ...)
+    P11KMS_PRINTF(5, 6);
+
+#endif

@@ -1,0 +1,356 @@
+/* libp11kms: a key management service with AWS KMS semantics whose master keys never leave a
+ * PKCS#11 token.
+ *
+ * Every type is opaque or a plain output struct. Every function is thread-safe on one service
+ * handle, takes the caller's principal (checked against the key policy before the token is
+ * touched) and reports failures as a p11kms_err with details in a p11kms_error. Key references
+ * ("key_ref") may be a key id (UUID), "alias/NAME", a key ARN
+ * ("arn:p11kms:REGION:ACCOUNT:key/ID") or an alias ARN ("arn:p11kms:REGION:ACCOUNT:alias/NAME").
+ * Binary outputs are malloc'ed; plaintext outputs live in OpenSSL's secure heap and are wiped
+ * when freed with p11kms_result_free. */
+#ifndef P11KMS_H
+#define P11KMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p11kms-error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define P11KMS_KEY_ID_LEN 36      /* UUID text, without the terminating NUL */
+#define P11KMS_ARN_MAX 256        /* longest key or alias ARN, with NUL */
+#define P11KMS_ALIAS_MAX 256      /* "alias/" + name, with NUL */
+#define P11KMS_MAX_PLAINTEXT 4096 /* Encrypt limit */
+#define P11KMS_MAX_DATA_KEY 1024  /* GenerateDataKey / GenerateRandom limit */
+#define P11KMS_MAX_ALIASES_PER_KEY 50
+#define P11KMS_MAX_TAGS_PER_KEY 50
+#define P11KMS_DESCRIPTION_MAX 8192
+#define P11KMS_DEFAULT_CONFIG "/etc/p11kms/p11kms.yaml"
+
+typedef struct p11kms p11kms;                     /* an open service (config, token, policy) */
+typedef struct p11kms_principal p11kms_principal; /* who is calling: a set of names */
+typedef struct p11kms_context p11kms_context;     /* an encryption context */
+typedef struct p11kms_opened_key p11kms_opened_key; /* a key of the hierarchy in locked memory */
+
+/* --- service -------------------------------------------------------------------------------- */
+
+/* Opens the service described by a YAML configuration file. config_path NULL means
+ * $P11KMS_CONFIG, else P11KMS_DEFAULT_CONFIG. Loads the token and the policy, and runs the
+ * start-up reconciliation of half-finished operations. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open(const char *config_path, p11kms **out,
+                                                    p11kms_error *err);
+P11KMS_API void p11kms_close(p11kms *svc);
+
+/* Re-reads the policy file named by the configuration. A file that fails to load leaves the
+ * policy in force and the error says why. */
+P11KMS_API p11kms_err p11kms_reload_policy(p11kms *svc, p11kms_error *err);
+
+/* --- principals ------------------------------------------------------------------------------ */
+
+P11KMS_API p11kms_principal *p11kms_principal_new(void);
+/* Adds one name, e.g. "unix:user:alice" (see p11kms-policy(5) for the forms). */
+P11KMS_API p11kms_err p11kms_principal_add(p11kms_principal *p, const char *name,
+                                           p11kms_error *err);
+/* The calling process's OS identity: unix:user:NAME, unix:uid:N and unix:group:NAME for the
+ * primary and every supplementary group. */
+P11KMS_API p11kms_err p11kms_principal_from_process(p11kms_principal **out, p11kms_error *err);
+P11KMS_API size_t p11kms_principal_count(const p11kms_principal *p);
+P11KMS_API const char *p11kms_principal_name(const p11kms_principal *p, size_t i);
+P11KMS_API void p11kms_principal_free(p11kms_principal *p);
+
+/* --- encryption context ---------------------------------------------------------------------- */
+
+P11KMS_API p11kms_context *p11kms_context_new(void);
+P11KMS_API p11kms_err p11kms_context_add(p11kms_context *ctx, const char *key, const char *value,
+                                         p11kms_error *err);
+/* Parses the AWS CLI forms: shorthand "k=v,k2=v2" or a JSON object {"k":"v"}. */
+P11KMS_API p11kms_err p11kms_context_parse(const char *text, p11kms_context **out,
+                                           p11kms_error *err);
+P11KMS_API size_t p11kms_context_count(const p11kms_context *ctx);
+/* Pairs in canonical (sorted) order. */
+P11KMS_API const char *p11kms_context_key(const p11kms_context *ctx, size_t i);
+P11KMS_API const char *p11kms_context_value(const p11kms_context *ctx, size_t i);
+P11KMS_API void p11kms_context_free(p11kms_context *ctx);
+
+/* --- results --------------------------------------------------------------------------------- */
+
+typedef struct p11kms_result {
+    char key_id[P11KMS_ARN_MAX];        /* ARN of the key that encrypted (or decrypted) */
+    char source_key_id[P11KMS_ARN_MAX]; /* ReEncrypt: ARN of the key that decrypted */
+    uint32_t key_version;               /* master key version used */
+    uint8_t *ciphertext;                /* malloc'ed */
+    size_t ciphertext_len;
+    uint8_t *plaintext; /* OpenSSL secure heap; wiped by p11kms_result_free */
+    size_t plaintext_len;
+} p11kms_result;
+
+P11KMS_API void p11kms_result_free(p11kms_result *r);
+
+/* --- cryptographic operations ---------------------------------------------------------------- */
+
+/* Encrypt up to P11KMS_MAX_PLAINTEXT bytes under the key's current version. */
+P11KMS_API p11kms_err p11kms_encrypt(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+                                     const p11kms_context *ctx, const uint8_t *plaintext,
+                                     size_t len, p11kms_result *out, p11kms_error *err);
+
+/* The key is found from the blob; key_ref (may be NULL) must name the same key, else
+ * P11KMS_E_INCORRECT_KEY. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_decrypt(p11kms *svc, const p11kms_principal *who,
+                                                       const char *key_ref,
+                                                       const p11kms_context *ctx,
+                                                       const uint8_t *blob, size_t blob_len,
+                                                       p11kms_result *out, p11kms_error *err);
+
+/* Decrypts under the source context and encrypts under dest_key_ref and dest_ctx; the plaintext
+ * never leaves the library. source_key_ref may be NULL. */
+P11KMS_API p11kms_err p11kms_re_encrypt(p11kms *svc, const p11kms_principal *who,
+                                        const char *source_key_ref,
+                                        const p11kms_context *source_ctx, const uint8_t *blob,
+                                        size_t blob_len, const char *dest_key_ref,
+                                        const p11kms_context *dest_ctx, p11kms_result *out,
+                                        p11kms_error *err);
+
+/* key_spec "AES_128" or "AES_256", or NULL with number_of_bytes 1..1024. The wrapped key is
+ * trial-decrypted before it is returned. With want_plaintext false this is
+ * GenerateDataKeyWithoutPlaintext. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err
+p11kms_generate_data_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+                         const p11kms_context *ctx, const char *key_spec, size_t number_of_bytes,
+                         bool want_plaintext, p11kms_result *out, p11kms_error *err);
+
+/* 1..1024 random bytes (into out->plaintext). */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_generate_random(p11kms *svc,
+                                                               const p11kms_principal *who,
+                                                               size_t number_of_bytes,
+                                                               p11kms_result *out,
+                                                               p11kms_error *err);
+
+/* --- key metadata and lifecycle -------------------------------------------------------------- */
+
+typedef enum p11kms_key_state {
+    P11KMS_KEY_ENABLED,
+    P11KMS_KEY_DISABLED,
+    P11KMS_KEY_PENDING_DELETION,
+    P11KMS_KEY_PENDING_IMPORT,
+    P11KMS_KEY_UNAVAILABLE,
+} p11kms_key_state;
+
+typedef enum p11kms_key_origin { P11KMS_ORIGIN_TOKEN, P11KMS_ORIGIN_EXTERNAL } p11kms_key_origin;
+
+typedef struct p11kms_key_metadata {
+    char key_id[P11KMS_KEY_ID_LEN + 1];
+    char arn[P11KMS_ARN_MAX];
+    p11kms_key_state state;
+    p11kms_key_origin origin;
+    char description[P11KMS_DESCRIPTION_MAX + 1];
+    int64_t creation_date;      /* seconds since the epoch */
+    int64_t deletion_date;      /* PendingDeletion only, else 0 */
+    unsigned pending_window_days;
+    bool rotation_enabled;
+    unsigned rotation_period_days;
+    int64_t next_rotation_date; /* when rotation is enabled, else 0 */
+    uint32_t current_version;
+    uint32_t version_count;
+    uint64_t current_version_encryptions; /* reserved count, persisted in batches */
+} p11kms_key_metadata;
+
+/* "Enabled", "Disabled", "PendingDeletion", "PendingImport", "Unavailable". */
+P11KMS_API const char *p11kms_key_state_name(p11kms_key_state state);
+/* "AWS_KMS" (generated in the token) or "EXTERNAL". */
+P11KMS_API const char *p11kms_key_origin_name(p11kms_key_origin origin);
+
+typedef struct p11kms_tag {
+    const char *key;
+    const char *value;
+} p11kms_tag;
+
+typedef struct p11kms_create_key_input {
+    const char *description; /* may be NULL */
+    const char *key_spec;    /* NULL or "SYMMETRIC_DEFAULT"; anything else is unsupported */
+    const char *key_usage;   /* NULL or "ENCRYPT_DECRYPT" */
+    const char *origin;      /* NULL, "AWS_KMS" or "EXTERNAL" (creates PendingImport) */
+    const p11kms_tag *tags;
+    size_t tag_count;
+} p11kms_create_key_input;
+
+P11KMS_API p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
+                                        const p11kms_create_key_input *in,
+                                        p11kms_key_metadata *out, p11kms_error *err);
+P11KMS_API p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who,
+                                          const char *key_ref, p11kms_key_metadata *out,
+                                          p11kms_error *err);
+/* Calls fn for every key the principal may list; a non-zero return stops the listing. */
+P11KMS_API p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
+                                       int (*fn)(const char *key_id, const char *arn, void *arg),
+                                       void *arg, p11kms_error *err);
+
+P11KMS_API p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who,
+                                        const char *key_ref, p11kms_error *err);
+P11KMS_API p11kms_err p11kms_disable_key(p11kms *svc, const p11kms_principal *who,
+                                         const char *key_ref, p11kms_error *err);
+/* pending_window_days 7..30, 0 means the default 30. */
+P11KMS_API p11kms_err p11kms_schedule_key_deletion(p11kms *svc, const p11kms_principal *who,
+                                                   const char *key_ref,
+                                                   unsigned pending_window_days,
+                                                   p11kms_key_metadata *out, p11kms_error *err);
+/* The key becomes Disabled. */
+P11KMS_API p11kms_err p11kms_cancel_key_deletion(p11kms *svc, const p11kms_principal *who,
+                                                 const char *key_ref, p11kms_error *err);
+P11KMS_API p11kms_err p11kms_update_key_description(p11kms *svc, const p11kms_principal *who,
+                                                    const char *key_ref,
+                                                    const char *description,
+                                                    p11kms_error *err);
+
+/* --- rotation -------------------------------------------------------------------------------- */
+
+P11KMS_API p11kms_err p11kms_rotate_key_on_demand(p11kms *svc, const p11kms_principal *who,
+                                                  const char *key_ref, p11kms_key_metadata *out,
+                                                  p11kms_error *err);
+/* period 90..2560 days, 0 means the default 365. */
+P11KMS_API p11kms_err p11kms_enable_key_rotation(p11kms *svc, const p11kms_principal *who,
+                                                 const char *key_ref, unsigned period_days,
+                                                 p11kms_error *err);
+P11KMS_API p11kms_err p11kms_disable_key_rotation(p11kms *svc, const p11kms_principal *who,
+                                                  const char *key_ref, p11kms_error *err);
+
+typedef struct p11kms_rotation {
+    uint32_t version;
+    int64_t rotation_date;
+    const char *rotation_type; /* "INITIAL", "AUTOMATIC" or "ON_DEMAND" */
+} p11kms_rotation;
+
+P11KMS_API p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who,
+                                                const char *key_ref,
+                                                int (*fn)(const p11kms_rotation *r, void *arg),
+                                                void *arg, p11kms_error *err);
+
+/* --- tags and aliases ------------------------------------------------------------------------ */
+
+P11KMS_API p11kms_err p11kms_tag_resource(p11kms *svc, const p11kms_principal *who,
+                                          const char *key_ref, const p11kms_tag *tags,
+                                          size_t count, p11kms_error *err);
+P11KMS_API p11kms_err p11kms_untag_resource(p11kms *svc, const p11kms_principal *who,
+                                            const char *key_ref, const char *const *tag_keys,
+                                            size_t count, p11kms_error *err);
+P11KMS_API p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who,
+                                                const char *key_ref,
+                                                int (*fn)(const p11kms_tag *tag, void *arg),
+                                                void *arg, p11kms_error *err);
+
+/* alias_name is "alias/NAME" (NAME: letters, digits, / _ -; "alias/aws/" is reserved). */
+P11KMS_API p11kms_err p11kms_create_alias(p11kms *svc, const p11kms_principal *who,
+                                          const char *alias_name, const char *target_key_ref,
+                                          p11kms_error *err);
+P11KMS_API p11kms_err p11kms_update_alias(p11kms *svc, const p11kms_principal *who,
+                                          const char *alias_name, const char *target_key_ref,
+                                          p11kms_error *err);
+P11KMS_API p11kms_err p11kms_delete_alias(p11kms *svc, const p11kms_principal *who,
+                                          const char *alias_name, p11kms_error *err);
+/* key_ref NULL lists every alias. */
+P11KMS_API p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who,
+                                          const char *key_ref,
+                                          int (*fn)(const char *alias_name, const char *alias_arn,
+                                                    const char *target_key_id, void *arg),
+                                          void *arg, p11kms_error *err);
+
+/* --- the key hierarchy (in-memory tiers below a master key) ----------------------------------- */
+
+/* Decrypts a blob made by p11kms_generate_data_key / p11kms_encrypt (policy action "decrypt")
+ * into a handle whose key bytes live only in the secure heap. The handle expires after the
+ * configured TTL or number of uses, and is revoked when its master key leaves Enabled. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_key(p11kms *svc, const p11kms_principal *who,
+                                                        const p11kms_context *ctx,
+                                                        const uint8_t *blob, size_t blob_len,
+                                                        p11kms_opened_key **out,
+                                                        p11kms_error *err);
+
+/* Generates a child key of key_len bytes (1..1024), wraps it under parent with AES-256-GCM and
+ * ctx as AAD (in memory). out->ciphertext is the child blob; out->plaintext the child key
+ * unless want_plaintext is false. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_generate_child_key(p11kms_opened_key *parent,
+                                                                  const p11kms_context *ctx,
+                                                                  size_t key_len,
+                                                                  bool want_plaintext,
+                                                                  p11kms_result *out,
+                                                                  p11kms_error *err);
+
+/* Unwraps a child blob into the plaintext key (out->plaintext). A blob made under another
+ * parent is P11KMS_E_INCORRECT_KEY; a tampered one or a wrong context
+ * P11KMS_E_INVALID_CIPHERTEXT. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_unwrap_child_key(p11kms_opened_key *parent,
+                                                                const p11kms_context *ctx,
+                                                                const uint8_t *blob,
+                                                                size_t blob_len,
+                                                                p11kms_result *out,
+                                                                p11kms_error *err);
+
+/* Opens a child blob as a key of the next tier (its lifetime is bounded by its parent's). */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_child_key(p11kms_opened_key *parent,
+                                                              const p11kms_context *ctx,
+                                                              const uint8_t *blob,
+                                                              size_t blob_len,
+                                                              p11kms_opened_key **out,
+                                                              p11kms_error *err);
+
+/* Non-secret key check value (8 bytes) that child blobs carry to name their parent. */
+P11KMS_API void p11kms_opened_key_check_value(const p11kms_opened_key *key, uint8_t kcv[8]);
+/* Wipes the key bytes; children opened from it stay usable until their own close. NULL ok. */
+P11KMS_API void p11kms_opened_key_close(p11kms_opened_key *key);
+
+/* --- maintenance, token, policy tools -------------------------------------------------------- */
+
+/* Reconciles half-finished operations, purges keys whose deletion date has passed and performs
+ * due automatic rotations. fn receives one human-readable line per action taken or leftover
+ * found. */
+P11KMS_API p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
+                                      void (*fn)(const char *line, void *arg), void *arg,
+                                      p11kms_error *err);
+
+typedef struct p11kms_token_mechanism {
+    const char *name;
+    const char *purpose;
+    bool supported;
+} p11kms_token_mechanism;
+
+typedef struct p11kms_token_report {
+    char module[256];
+    char library_description[33];
+    char library_manufacturer[33];
+    char library_version[16];
+    char cryptoki_version[16];
+    bool via_get_interface;
+    char token_label[33];
+    char token_manufacturer[33];
+    char token_model[17];
+    char token_serial[17];
+    unsigned long slot_id;
+    unsigned pool_size;
+    size_t mechanism_count;
+    p11kms_token_mechanism mechanisms[16];
+} p11kms_token_report;
+
+P11KMS_API p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error *err);
+
+/* Validates a policy file without opening a service; fn gets every error as
+ * "file:line:column: message". Returns P11KMS_OK only for a valid policy. */
+P11KMS_API p11kms_err p11kms_policy_check_file(const char *path,
+                                               void (*fn)(const char *line, void *arg), void *arg,
+                                               p11kms_error *err);
+
+/* Decides whether principal may perform action on key_ref (resolved to its key id and aliases
+ * when the key exists) with ctx, and writes a one-paragraph explanation naming the deciding
+ * statement. *allowed receives the decision. */
+P11KMS_API p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who,
+                                            const char *action, const char *key_ref,
+                                            const p11kms_context *ctx, bool *allowed,
+                                            char *explanation, size_t explanation_size,
+                                            p11kms_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "policy/yaml-doc.h"
+#include "policy/utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,30 +12,6 @@
 #include <sys/stat.h>
 
 #include <yaml.h>
-
-/* Longest piece of user text (a key, a tag) quoted in a message: the message buffer is 512 bytes
- * and must still hold the file name and the explanation. */
-#define QUOTE_MAX 64
-
-/* Copies at most QUOTE_MAX bytes of s into out, replacing control characters with '?' and cutting
- * only at a UTF-8 character boundary, so an error message stays one printable line. */
-static void quote_text(const char *s, size_t len, char out[QUOTE_MAX + 4])
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (o >= QUOTE_MAX && (c & 0xC0) != 0x80) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (o >= QUOTE_MAX) {
-            continue; /* drop the rest of a character that no longer fits */
-        }
-        out[o++] = (c < 0x20 || c == 0x7F) ? '?' : (char)c;
-    }
-    out[o] = '\0';
-}
 
 static const char *doc_name(const char *name)
 {
@@ -55,55 +32,9 @@ static p11kms_err raise_at(p11kms_error *err, p11kms_err code, const char *name,
 
 /* ---- UTF-8 check ------------------------------------------------------------------------ */
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates, nothing
- * above U+10FFFF), or 0 if it is not well formed. */
-static size_t utf8_sequence_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong */
-        else if (c == 0xED)
-            hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xF4)
-            hi = 0x8F; /* above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-static unsigned long code_point(const unsigned char *s, size_t n)
-{
-    static const unsigned char lead_mask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
-    unsigned long cp = s[0] & lead_mask[n];
-    for (size_t i = 1; i < n; i++)
-        cp = (cp << 6) | (s[i] & 0x3Fu);
-    return cp;
-}
-
 /* YAML's printable set: tab, line breaks, and no other C0, DEL, C1 (but NEL), U+FFFE, U+FFFF. */
-static bool yaml_printable(const unsigned char *s, size_t n)
+static bool yaml_printable(uint32_t cp)
 {
-    unsigned long cp = code_point(s, n);
     if (cp < 0x20)
         return cp == 0x09 || cp == 0x0A || cp == 0x0D;
     if (cp >= 0x7F && cp <= 0x9F)
@@ -120,17 +51,20 @@ static p11kms_err check_utf8(const char *name, const char *data, size_t len, p11
     const unsigned char *s = (const unsigned char *)data;
     unsigned line = 1, column = 1;
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_sequence_len(s + i, len - i);
+        size_t n = policy_utf8_sequence_len(s + i, len - i);
         if (n == 0)
             return raise_at(err, code, name, line, column,
                             "input is not valid UTF-8 (byte 0x%02X at offset %zu)", s[i], i);
-        if (!yaml_printable(s + i, n))
+        uint32_t cp = policy_utf8_code_point(s + i, n);
+        if (!yaml_printable(cp))
             return raise_at(err, code, name, line, column,
-                            "control character U+%04lX is not allowed", code_point(s + i, n));
-        if (s[i] == '\n') {
+                            "control character U+%04lX is not allowed", (unsigned long)cp);
+        /* Line breaks as libyaml counts them: LF, CR not before LF, NEL, LS, PS. */
+        bool lone_cr = cp == '\r' && !(i + 1 < len && s[i + 1] == '\n');
+        if (cp == '\n' || lone_cr || cp == 0x85 || cp == 0x2028 || cp == 0x2029) {
             line++;
             column = 1;
-        } else {
+        } else if (cp != '\r') {
             column++;
         }
         i += n;
@@ -238,20 +172,18 @@ static p11kms_err check_tag(loader *ld, const yaml_mark_t *mark, const yaml_char
     }
     if (ok)
         return P11KMS_OK;
-    char q[QUOTE_MAX + 4];
-    quote_text((const char *)tag, strlen((const char *)tag), q);
+    policy_quoted q = policy_quote((const char *)tag);
     return raise_at(ld->err, ld->code, ld->name, (unsigned)mark->line + 1,
-                    (unsigned)mark->column + 1, "tag '%s' is not allowed (only core tags)", q);
+                    (unsigned)mark->column + 1, "tag '%s' is not allowed (only core tags)", q.text);
 }
 
 static p11kms_err refuse_anchor(loader *ld, const yaml_mark_t *mark, const yaml_char_t *anchor)
 {
     if (anchor == NULL)
         return P11KMS_OK;
-    char q[QUOTE_MAX + 4];
-    quote_text((const char *)anchor, strlen((const char *)anchor), q);
+    policy_quoted q = policy_quote((const char *)anchor);
     return raise_at(ld->err, ld->code, ld->name, (unsigned)mark->line + 1,
-                    (unsigned)mark->column + 1, "anchors are not allowed (anchor '&%s')", q);
+                    (unsigned)mark->column + 1, "anchors are not allowed (anchor '&%s')", q.text);
 }
 
 static yaml_doc_node *node_new(yaml_doc_kind kind, const yaml_mark_t *mark)
@@ -293,11 +225,10 @@ static p11kms_err attach(loader *ld, yaml_doc_node *node)
             const yaml_doc_node *k = parent->keys[i];
             if (k->scalar_len == node->scalar_len &&
                 memcmp(k->scalar, node->scalar, node->scalar_len) == 0) {
-                char q[QUOTE_MAX + 4];
-                quote_text(node->scalar, node->scalar_len, q);
+                policy_quoted q = policy_quote(node->scalar);
                 p11kms_err rc = raise_at(ld->err, ld->code, ld->name, node->line, node->column,
                                          "duplicate mapping key '%s' (first at line %u, column %u)",
-                                         q, k->line, k->column);
+                                         q.text, k->line, k->column);
                 node_free(node);
                 return rc;
             }
@@ -394,11 +325,10 @@ static p11kms_err on_event(loader *ld, const yaml_event_t *ev, bool *done)
                             "more than one YAML document (only one is allowed)");
         return P11KMS_OK;
     case YAML_ALIAS_EVENT: {
-        char q[QUOTE_MAX + 4];
-        const char *a = (const char *)ev->data.alias.anchor;
-        quote_text(a, strlen(a), q);
+        policy_quoted q = policy_quote((const char *)ev->data.alias.anchor);
         return raise_at(ld->err, ld->code, ld->name, (unsigned)mark->line + 1,
-                        (unsigned)mark->column + 1, "aliases are not allowed (alias '*%s')", q);
+                        (unsigned)mark->column + 1, "aliases are not allowed (alias '*%s')",
+                        q.text);
     }
     case YAML_SCALAR_EVENT:
         return on_scalar(ld, ev);
@@ -591,10 +521,9 @@ p11kms_err yaml_doc_get_uint(const yaml_doc *doc, const yaml_doc_node *node, uns
     for (size_t i = 0; digits && i < node->scalar_len; i++)
         digits = s[i] >= '0' && s[i] <= '9';
     if (!digits) {
-        char q[QUOTE_MAX + 4];
-        quote_text(s, node->scalar_len, q);
+        policy_quoted q = policy_quote(s);
         return yaml_doc_error_at(doc, node, error_code, err,
-                                 "expected an unquoted decimal integer, found '%s'", q);
+                                 "expected an unquoted decimal integer, found '%s'", q.text);
     }
     errno = 0;
     unsigned long v = strtoul(s, NULL, 10);
@@ -626,8 +555,7 @@ p11kms_err yaml_doc_get_bool(const yaml_doc *doc, const yaml_doc_node *node, boo
         }
     }
     /* yes/no/on/off are booleans in YAML 1.1 only: refuse them rather than guess. */
-    char q[QUOTE_MAX + 4];
-    quote_text(node->scalar, node->scalar_len, q);
+    policy_quoted q = policy_quote(node->scalar);
     return yaml_doc_error_at(doc, node, error_code, err,
-                             "expected true or false (unquoted), found '%s'", q);
+                             "expected true or false (unquoted), found '%s'", q.text);
 }

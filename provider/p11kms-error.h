@@ -24,30 +24,30 @@ extern "C" {
 /* The order is part of the ABI and of the CLI's exit status (exit status = code). */
 typedef enum p11kms_err {
     P11KMS_OK = 0,
-    P11KMS_E_VALIDATION = 1,         /* ValidationException: malformed request */
-    P11KMS_E_NOT_FOUND = 2,          /* NotFoundException */
-    P11KMS_E_DISABLED = 3,           /* DisabledException */
-    P11KMS_E_INVALID_STATE = 4,      /* KMSInvalidStateException */
-    P11KMS_E_INVALID_CIPHERTEXT = 5, /* InvalidCiphertextException */
-    P11KMS_E_INCORRECT_KEY = 6,      /* IncorrectKeyException */
-    P11KMS_E_ACCESS_DENIED = 7,      /* AccessDeniedException */
-    P11KMS_E_UNSUPPORTED = 8,        /* UnsupportedOperationException */
-    P11KMS_E_ALREADY_EXISTS = 9,     /* AlreadyExistsException */
-    P11KMS_E_LIMIT_EXCEEDED = 10,    /* LimitExceededException */
-    P11KMS_E_INVALID_ALIAS = 11,     /* InvalidAliasNameException */
-    P11KMS_E_KEY_UNAVAILABLE = 12,   /* KeyUnavailableException: token unreachable */
-    P11KMS_E_INVALID_ARN = 13,       /* InvalidArnException */
-    P11KMS_E_TAG = 14,               /* TagException */
+    P11KMS_E_VALIDATION = 1,              /* ValidationException: malformed request */
+    P11KMS_E_NOT_FOUND = 2,               /* NotFoundException */
+    P11KMS_E_DISABLED = 3,                /* DisabledException */
+    P11KMS_E_INVALID_STATE = 4,           /* KMSInvalidStateException */
+    P11KMS_E_INVALID_CIPHERTEXT = 5,      /* InvalidCiphertextException */
+    P11KMS_E_INCORRECT_KEY = 6,           /* IncorrectKeyException */
+    P11KMS_E_ACCESS_DENIED = 7,           /* AccessDeniedException */
+    P11KMS_E_UNSUPPORTED = 8,             /* UnsupportedOperationException */
+    P11KMS_E_ALREADY_EXISTS = 9,          /* AlreadyExistsException */
+    P11KMS_E_LIMIT_EXCEEDED = 10,         /* LimitExceededException */
+    P11KMS_E_INVALID_ALIAS = 11,          /* InvalidAliasNameException */
+    P11KMS_E_KEY_UNAVAILABLE = 12,        /* KeyUnavailableException: token unreachable */
+    P11KMS_E_INVALID_ARN = 13,            /* InvalidArnException */
+    P11KMS_E_TAG = 14,                    /* TagException */
     P11KMS_E_INCORRECT_KEY_MATERIAL = 15, /* IncorrectKeyMaterialException */
     P11KMS_E_INVALID_IMPORT_TOKEN = 16,   /* InvalidImportTokenException */
     P11KMS_E_EXPIRED_IMPORT_TOKEN = 17,   /* ExpiredImportTokenException */
-    P11KMS_E_MALFORMED_POLICY = 18,  /* MalformedPolicyDocumentException */
-    P11KMS_E_CONFIG = 19,            /* ConfigurationError: p11kms.yaml or its sources */
-    P11KMS_E_TOKEN = 20,             /* TokenError: the PKCS#11 module failed (CKR_* named) */
-    P11KMS_E_PIN = 21,               /* PinError: PIN refused, locked or unreadable */
-    P11KMS_E_NO_MEMORY = 22,         /* OutOfMemory */
-    P11KMS_E_IO = 23,                /* IOError: a local file could not be read or written */
-    P11KMS_E_INTERNAL = 24,          /* KMSInternalException */
+    P11KMS_E_MALFORMED_POLICY = 18,       /* MalformedPolicyDocumentException */
+    P11KMS_E_CONFIG = 19,                 /* ConfigurationError: p11kms.yaml or its sources */
+    P11KMS_E_TOKEN = 20,                  /* TokenError: the PKCS#11 module failed (CKR_* named) */
+    P11KMS_E_PIN = 21,                    /* PinError: PIN refused, locked or unreadable */
+    P11KMS_E_NO_MEMORY = 22,              /* OutOfMemory */
+    P11KMS_E_IO = 23,                     /* IOError: a local file could not be read or written */
+    P11KMS_E_INTERNAL = 24,               /* KMSInternalException */
     P11KMS_E__COUNT
 } p11kms_err;
 
@@ -73,7 +73,7 @@ P11KMS_API p11kms_err p11kms_error_set(p11kms_error *err, p11kms_err code, const
     P11KMS_PRINTF(6, 7);
 P11KMS_API void p11kms_error_clear(p11kms_error *err);
 
-#define P11KMS_RAISE(err, code, ...)                                                              \
+#define P11KMS_RAISE(err, code, ...)                                                               \
     p11kms_error_set((err), (code), __FILE__, __LINE__, __func__, __VA_ARGS__)
 
 #ifdef __cplusplus

@@ -31,9 +31,9 @@ extern "C" {
 #define P11KMS_DESCRIPTION_MAX 8192
 #define P11KMS_DEFAULT_CONFIG "/etc/p11kms/p11kms.yaml"
 
-typedef struct p11kms p11kms;                     /* an open service (config, token, policy) */
-typedef struct p11kms_principal p11kms_principal; /* who is calling: a set of names */
-typedef struct p11kms_context p11kms_context;     /* an encryption context */
+typedef struct p11kms p11kms;                       /* an open service (config, token, policy) */
+typedef struct p11kms_principal p11kms_principal;   /* who is calling: a set of names */
+typedef struct p11kms_context p11kms_context;       /* an encryption context */
 typedef struct p11kms_opened_key p11kms_opened_key; /* a key of the hierarchy in locked memory */
 
 /* --- service -------------------------------------------------------------------------------- */
@@ -147,8 +147,8 @@ typedef struct p11kms_key_metadata {
     p11kms_key_state state;
     p11kms_key_origin origin;
     char description[P11KMS_DESCRIPTION_MAX + 1];
-    int64_t creation_date;      /* seconds since the epoch */
-    int64_t deletion_date;      /* PendingDeletion only, else 0 */
+    int64_t creation_date; /* seconds since the epoch */
+    int64_t deletion_date; /* PendingDeletion only, else 0 */
     unsigned pending_window_days;
     bool rotation_enabled;
     unsigned rotation_period_days;
@@ -178,8 +178,8 @@ typedef struct p11kms_create_key_input {
 } p11kms_create_key_input;
 
 P11KMS_API p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
-                                        const p11kms_create_key_input *in,
-                                        p11kms_key_metadata *out, p11kms_error *err);
+                                        const p11kms_create_key_input *in, p11kms_key_metadata *out,
+                                        p11kms_error *err);
 P11KMS_API p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who,
                                           const char *key_ref, p11kms_key_metadata *out,
                                           p11kms_error *err);
@@ -201,8 +201,7 @@ P11KMS_API p11kms_err p11kms_schedule_key_deletion(p11kms *svc, const p11kms_pri
 P11KMS_API p11kms_err p11kms_cancel_key_deletion(p11kms *svc, const p11kms_principal *who,
                                                  const char *key_ref, p11kms_error *err);
 P11KMS_API p11kms_err p11kms_update_key_description(p11kms *svc, const p11kms_principal *who,
-                                                    const char *key_ref,
-                                                    const char *description,
+                                                    const char *key_ref, const char *description,
                                                     p11kms_error *err);
 
 /* --- rotation -------------------------------------------------------------------------------- */
@@ -231,8 +230,8 @@ P11KMS_API p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_princi
 /* --- tags and aliases ------------------------------------------------------------------------ */
 
 P11KMS_API p11kms_err p11kms_tag_resource(p11kms *svc, const p11kms_principal *who,
-                                          const char *key_ref, const p11kms_tag *tags,
-                                          size_t count, p11kms_error *err);
+                                          const char *key_ref, const p11kms_tag *tags, size_t count,
+                                          p11kms_error *err);
 P11KMS_API p11kms_err p11kms_untag_resource(p11kms *svc, const p11kms_principal *who,
                                             const char *key_ref, const char *const *tag_keys,
                                             size_t count, p11kms_error *err);
@@ -265,18 +264,14 @@ P11KMS_API p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *w
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_key(p11kms *svc, const p11kms_principal *who,
                                                         const p11kms_context *ctx,
                                                         const uint8_t *blob, size_t blob_len,
-                                                        p11kms_opened_key **out,
-                                                        p11kms_error *err);
+                                                        p11kms_opened_key **out, p11kms_error *err);
 
 /* Generates a child key of key_len bytes (1..1024), wraps it under parent with AES-256-GCM and
  * ctx as AAD (in memory). out->ciphertext is the child blob; out->plaintext the child key
  * unless want_plaintext is false. */
-P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_generate_child_key(p11kms_opened_key *parent,
-                                                                  const p11kms_context *ctx,
-                                                                  size_t key_len,
-                                                                  bool want_plaintext,
-                                                                  p11kms_result *out,
-                                                                  p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err
+p11kms_generate_child_key(p11kms_opened_key *parent, const p11kms_context *ctx, size_t key_len,
+                          bool want_plaintext, p11kms_result *out, p11kms_error *err);
 
 /* Unwraps a child blob into the plaintext key (out->plaintext). A blob made under another
  * parent is P11KMS_E_INCORRECT_KEY; a tampered one or a wrong context
@@ -284,15 +279,13 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_generate_child_key(p11kms_opened_
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_unwrap_child_key(p11kms_opened_key *parent,
                                                                 const p11kms_context *ctx,
                                                                 const uint8_t *blob,
-                                                                size_t blob_len,
-                                                                p11kms_result *out,
+                                                                size_t blob_len, p11kms_result *out,
                                                                 p11kms_error *err);
 
 /* Opens a child blob as a key of the next tier (its lifetime is bounded by its parent's). */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_child_key(p11kms_opened_key *parent,
                                                               const p11kms_context *ctx,
-                                                              const uint8_t *blob,
-                                                              size_t blob_len,
+                                                              const uint8_t *blob, size_t blob_len,
                                                               p11kms_opened_key **out,
                                                               p11kms_error *err);
 

@@ -1,0 +1,305 @@
+#include "config.h"
+
+#include "provider/gate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy/policy.h"
+#include "provider/context-api.h"
+#include "provider/keyref.h"
+
+/* Contexts up to this many pairs are converted on the stack (the hot path). */
+#define STACK_PAIRS 16
+/* Stands for "no such key" when a reference resolves to nothing: the policy still decides, so
+ * a denied principal gets AccessDenied whether or not the key exists. */
+#define NO_KEY_ID "00000000-0000-0000-0000-000000000000"
+
+struct policy_gate {
+    char *path; /* NULL: "policy: none" */
+    pthread_rwlock_t lock;
+    policy *current;
+};
+
+p11kms_err gate_open(const service_config *cfg, struct policy_gate **out, p11kms_error *err)
+{
+    *out = NULL;
+    struct policy_gate *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    pthread_rwlock_init(&g->lock, NULL);
+    if (cfg->policy_none) {
+        fprintf(stderr,
+                "p11kms: WARNING: %s says \"policy: none\": every caller may manage and "
+                "use every key. Development only.\n",
+                cfg->path);
+        *out = g;
+        return P11KMS_OK;
+    }
+    g->path = strdup(cfg->policy_path);
+    p11kms_err rc = g->path ? policy_load_file(g->path, NULL, NULL, &g->current, err)
+                            : P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    if (rc != P11KMS_OK) {
+        gate_close(g);
+        return rc;
+    }
+    *out = g;
+    return P11KMS_OK;
+}
+
+void gate_close(struct policy_gate *g)
+{
+    if (g == NULL)
+        return;
+    if (g->current != NULL)
+        policy_free(g->current);
+    pthread_rwlock_destroy(&g->lock);
+    free(g->path);
+    free(g);
+}
+
+p11kms_err gate_reload(struct policy_gate *g, p11kms_error *err)
+{
+    if (g->path == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
+                            "no policy file is configured (policy: none): nothing to reload");
+    policy *fresh = NULL;
+    p11kms_err rc = policy_load_file(g->path, NULL, NULL, &fresh, err);
+    if (rc != P11KMS_OK)
+        return P11KMS_RAISE(err, rc, "policy reload failed, the previous policy stays in force: %s",
+                            err ? err->message : "");
+    pthread_rwlock_wrlock(&g->lock);
+    policy *old = g->current;
+    g->current = fresh;
+    pthread_rwlock_unlock(&g->lock);
+    policy_free(old);
+    return P11KMS_OK;
+}
+
+static policy *current_policy(struct policy_gate *g)
+{
+    pthread_rwlock_rdlock(&g->lock);
+    policy *pol = g->current ? policy_ref(g->current) : NULL;
+    pthread_rwlock_unlock(&g->lock);
+    return pol;
+}
+
+/* The request as the policy layer takes it. */
+typedef struct request {
+    policy_principals who;
+    policy_context ctx, ctx2;
+    policy_context_pair stack[2][STACK_PAIRS];
+    policy_context_pair *heap[2];
+} request;
+
+static p11kms_err convert_context(const p11kms_context *in, policy_context *out,
+                                  policy_context_pair *stack, policy_context_pair **heap,
+                                  p11kms_error *err)
+{
+    const enc_context *pairs = context_pairs(in);
+    size_t n = enc_context_count(pairs);
+    out->count = n;
+    out->pairs = stack;
+    if (n == 0)
+        return P11KMS_OK;
+    policy_context_pair *dst = stack;
+    if (n > STACK_PAIRS && (dst = *heap = calloc(n, sizeof(*dst))) == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    const enc_context_pair *src = enc_context_pairs(pairs);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (policy_context_pair){src[i].key, src[i].value};
+    out->pairs = dst;
+    return P11KMS_OK;
+}
+
+static p11kms_err request_init(request *r, const p11kms_principal *who, const p11kms_context *ctx,
+                               const p11kms_context *ctx2, p11kms_error *err)
+{
+    memset(r, 0, sizeof(*r));
+    if (who == NULL || who->count == 0)
+        return P11KMS_RAISE(err, P11KMS_E_ACCESS_DENIED, "no principal: the caller is unknown");
+    r->who.names = (const char *const *)who->names;
+    r->who.count = who->count;
+    p11kms_err rc = convert_context(ctx, &r->ctx, r->stack[0], &r->heap[0], err);
+    if (rc == P11KMS_OK)
+        rc = convert_context(ctx2, &r->ctx2, r->stack[1], &r->heap[1], err);
+    return rc;
+}
+
+static void request_end(request *r)
+{
+    free(r->heap[0]);
+    free(r->heap[1]);
+}
+
+static p11kms_err deny(const p11kms_principal *who, const char *action, const char *key_ref,
+                       const policy_decision *d, p11kms_error *err)
+{
+    return P11KMS_RAISE(err, P11KMS_E_ACCESS_DENIED, "%s is not allowed to %s %s: %s",
+                        who->names[0], action, key_ref ? key_ref : "(no key)", d->explanation);
+}
+
+/* Evaluates one request; the decision is always filled (deny when it could not be made). */
+static p11kms_err decide(p11kms *svc, const p11kms_principal *who, const char *action,
+                         const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
+                         const p11kms_context *ctx2, policy_decision *d, p11kms_error *err)
+{
+    memset(d, 0, sizeof(*d));
+    policy_action act;
+    p11kms_err rc = policy_action_parse(action, &act, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    policy *pol = current_policy(svc->gate);
+    if (pol == NULL) { /* policy: none */
+        d->allowed = true;
+        snprintf(d->explanation, sizeof(d->explanation), "no policy is configured (policy: none)");
+        return P11KMS_OK;
+    }
+    request r;
+    rc = request_init(&r, who, policy_action_takes_context(act) ? ctx : NULL,
+                      policy_action_takes_context(act) ? ctx2 : NULL, err);
+    if (rc == P11KMS_OK) {
+        const char *key_id = NULL;
+        const char *const *aliases = NULL;
+        size_t alias_count = 0;
+        char parsed[P11KMS_ALIAS_MAX];
+        const char *lone_alias[1];
+        if (meta != NULL) {
+            key_id = meta->id_text;
+            aliases = (const char *const *)meta->aliases;
+            alias_count = meta->alias_count;
+        } else if (policy_action_is_key_bound(act)) {
+            keyref_kind kind;
+            p11kms_error ignored = {0};
+            key_id = NO_KEY_ID;
+            if (key_ref != NULL &&
+                keyref_parse(svc->cfg, key_ref, &kind, parsed, &ignored) == P11KMS_OK) {
+                if (kind == KEYREF_ID) {
+                    key_id = parsed;
+                } else {
+                    lone_alias[0] = parsed;
+                    aliases = lone_alias;
+                    alias_count = 1;
+                }
+            }
+        }
+        p11kms_error why = {0};
+        rc = policy_evaluate(pol, &r.who, act, key_id, aliases, alias_count,
+                             r.ctx.count ? &r.ctx : NULL, r.ctx2.count ? &r.ctx2 : NULL, d, &why);
+        if (rc != P11KMS_OK) {
+            d->allowed = false;
+            snprintf(d->explanation, sizeof(d->explanation),
+                     "request refused by the policy: %.400s", why.message);
+            rc = P11KMS_OK;
+        }
+    }
+    request_end(&r);
+    policy_free(pol);
+    return rc;
+}
+
+p11kms_err gate_check(p11kms *svc, const p11kms_principal *who, const char *action,
+                      const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
+                      const p11kms_context *ctx2, p11kms_error *err)
+{
+    policy_decision d;
+    p11kms_err rc = decide(svc, who, action, key_ref, meta, ctx, ctx2, &d, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    return d.allowed ? P11KMS_OK : deny(who, action, key_ref, &d, err);
+}
+
+p11kms_err gate_check_global(p11kms *svc, const p11kms_principal *who, const char *action,
+                             p11kms_error *err)
+{
+    return gate_check(svc, who, action, NULL, NULL, NULL, NULL, err);
+}
+
+p11kms_err gate_check_alias(p11kms *svc, const p11kms_principal *who, const char *action,
+                            const char *alias, p11kms_error *err)
+{
+    policy *pol = current_policy(svc->gate);
+    if (pol == NULL)
+        return P11KMS_OK;
+    policy_action act;
+    policy_decision d;
+    request r;
+    p11kms_err rc = policy_action_parse(action, &act, err);
+    if (rc == P11KMS_OK)
+        rc = request_init(&r, who, NULL, NULL, err);
+    if (rc == P11KMS_OK) {
+        p11kms_error why = {0};
+        if (policy_evaluate_alias(pol, &r.who, act, alias, &d, &why) != P11KMS_OK)
+            d.allowed = false;
+        if (!d.allowed)
+            rc = deny(who, action, alias, &d, err);
+        request_end(&r);
+    }
+    policy_free(pol);
+    return rc;
+}
+
+bool gate_may_list(p11kms *svc, const p11kms_principal *who, const key_meta *m)
+{
+    policy_decision d;
+    p11kms_error ignored = {0};
+    return decide(svc, who, "describe-key", m->id_text, m, NULL, NULL, &d, &ignored) == P11KMS_OK &&
+           d.allowed;
+}
+
+p11kms_err gate_check_create(p11kms *svc, const p11kms_principal *who, gate_create *out,
+                             p11kms_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    policy_decision d;
+    p11kms_err rc = decide(svc, who, "create-key", NULL, NULL, NULL, NULL, &d, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    if (!d.allowed)
+        return deny(who, "create-key", NULL, &d, err);
+    out->pol = current_policy(svc->gate);
+    if (out->pol == NULL)
+        return P11KMS_OK;
+    policy_create_defaults defaults;
+    rc = policy_create_defaults_get(out->pol, &d, &defaults, err);
+    if (rc == P11KMS_OK && defaults.tag_count > 0) {
+        out->owned_tags = calloc(defaults.tag_count, sizeof(*out->owned_tags));
+        if (out->owned_tags == NULL)
+            rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+        for (size_t i = 0; rc == P11KMS_OK && i < defaults.tag_count; i++)
+            out->owned_tags[i] = (p11kms_tag){defaults.tags[i].key, defaults.tags[i].value};
+    }
+    if (rc != P11KMS_OK) {
+        gate_create_end(out);
+        return rc;
+    }
+    out->description = defaults.description;
+    out->tags = out->owned_tags;
+    out->tag_count = defaults.tag_count;
+    return P11KMS_OK;
+}
+
+void gate_create_end(gate_create *c)
+{
+    free(c->owned_tags);
+    if (c->pol != NULL)
+        policy_free(c->pol);
+    memset(c, 0, sizeof(*c));
+}
+
+p11kms_err gate_explain(p11kms *svc, const p11kms_principal *who, const char *action,
+                        const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
+                        bool *allowed, char *text, size_t size, p11kms_error *err)
+{
+    policy_decision d;
+    p11kms_err rc = decide(svc, who, action, key_ref, meta, ctx, NULL, &d, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    *allowed = d.allowed;
+    if (svc->gate->path == NULL)
+        snprintf(text, size, "ALLOW %s: %s", action, d.explanation);
+    else
+        policy_explain(&d, text, size);
+    return P11KMS_OK;
+}

@@ -1,0 +1,73 @@
+/* Key metadata: the record p11kms keeps in the token for each key (see doc/token-layout.md). */
+#ifndef P11KMS_PROVIDER_KEYMETA_H
+#define P11KMS_PROVIDER_KEYMETA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p11kms.h"
+
+#define KEY_UUID_LEN 16
+
+typedef enum rotation_type {
+    ROTATION_INITIAL,
+    ROTATION_AUTOMATIC,
+    ROTATION_ON_DEMAND
+} rotation_type;
+
+typedef struct key_version {
+    uint32_t number;
+    int64_t created;
+    rotation_type type;
+    /* Encryptions reserved under this version by all processes together (batches); an upper
+     * bound of the encryptions actually made. */
+    uint64_t reserved;
+} key_version;
+
+typedef struct key_meta {
+    uint8_t id[KEY_UUID_LEN];
+    char id_text[P11KMS_KEY_ID_LEN + 1];
+    p11kms_key_state state; /* never UNAVAILABLE in the token */
+    p11kms_key_origin origin;
+    char *description;
+    int64_t created;
+    int64_t deletion_date;
+    unsigned pending_window_days;
+    bool rotation_enabled;
+    unsigned rotation_period_days;
+    int64_t next_rotation;
+    key_version *versions; /* ascending; the last is current */
+    size_t version_count;
+    char **aliases; /* "alias/NAME" */
+    size_t alias_count;
+    p11kms_tag *tags; /* owned strings */
+    size_t tag_count;
+} key_meta;
+
+/* Serialized form stored in the token (a JSON object, version 1). */
+p11kms_err keymeta_encode(const key_meta *m, char **out, size_t *len, p11kms_error *err);
+/* Strict: unknown fields, wrong types, bad ids or impossible values are refused
+ * (P11KMS_E_INTERNAL: the token holds a record p11kms did not write). */
+p11kms_err keymeta_decode(const uint8_t *data, size_t len, key_meta **out, p11kms_error *err);
+key_meta *keymeta_clone(const key_meta *m);
+void keymeta_free(key_meta *m);
+
+const key_version *keymeta_current(const key_meta *m);
+const key_version *keymeta_version(const key_meta *m, uint32_t number);
+bool keymeta_has_alias(const key_meta *m, const char *alias);
+/* Each returns false on allocation failure. */
+bool keymeta_add_alias(key_meta *m, const char *alias);
+void keymeta_remove_alias(key_meta *m, const char *alias);
+bool keymeta_set_tag(key_meta *m, const char *key, const char *value);
+void keymeta_remove_tag(key_meta *m, const char *key);
+bool keymeta_add_version(key_meta *m, uint32_t number, int64_t created, rotation_type type);
+bool keymeta_set_description(key_meta *m, const char *description);
+
+const char *rotation_type_name(rotation_type t);
+
+/* UUID text <-> 16 bytes; text is lower-case canonical 8-4-4-4-12. */
+bool uuid_parse(const char *text, uint8_t out[KEY_UUID_LEN]);
+void uuid_format(const uint8_t id[KEY_UUID_LEN], char out[P11KMS_KEY_ID_LEN + 1]);
+
+#endif

@@ -1,0 +1,103 @@
+#include "config.h"
+
+#include "provider/keyref.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "provider/keymeta.h"
+
+#define ALIAS_PREFIX "alias/"
+#define ALIAS_NAME_MAX 250
+
+p11kms_err keyref_check_alias_name(const char *alias, p11kms_error *err)
+{
+    size_t plen = strlen(ALIAS_PREFIX);
+    if (alias == NULL || strncmp(alias, ALIAS_PREFIX, plen) != 0)
+        return P11KMS_RAISE(err, P11KMS_E_INVALID_ALIAS, "alias name must begin with \"alias/\"");
+    const char *name = alias + plen;
+    size_t n = strlen(name);
+    if (n == 0 || n > ALIAS_NAME_MAX)
+        return P11KMS_RAISE(err, P11KMS_E_INVALID_ALIAS,
+                            "alias name must have 1 to %d characters after \"alias/\"",
+                            ALIAS_NAME_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '/' || c == '_' || c == '-';
+        if (!ok)
+            return P11KMS_RAISE(err, P11KMS_E_INVALID_ALIAS,
+                                "alias name may contain only letters, digits, '/', '_' and '-'");
+    }
+    if (strncmp(name, "aws/", 4) == 0)
+        return P11KMS_RAISE(err, P11KMS_E_INVALID_ALIAS,
+                            "alias names beginning with \"alias/aws/\" are reserved");
+    return P11KMS_OK;
+}
+
+static p11kms_err parse_plain(const char *ref, keyref_kind *kind, char out[P11KMS_ALIAS_MAX],
+                              p11kms_error *err)
+{
+    if (strncmp(ref, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) == 0) {
+        p11kms_err rc = keyref_check_alias_name(ref, err);
+        if (rc != P11KMS_OK)
+            return rc == P11KMS_E_INVALID_ALIAS
+                       ? P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "alias %s does not exist: %s", ref,
+                                      err ? err->message : "")
+                       : rc;
+        *kind = KEYREF_ALIAS;
+        snprintf(out, P11KMS_ALIAS_MAX, "%s", ref);
+        return P11KMS_OK;
+    }
+    uint8_t id[KEY_UUID_LEN];
+    if (!uuid_parse(ref, id))
+        return P11KMS_RAISE(err, P11KMS_E_NOT_FOUND,
+                            "invalid key reference \"%.80s\": expected a key id (UUID), "
+                            "alias/NAME or an ARN",
+                            ref);
+    *kind = KEYREF_ID;
+    uuid_format(id, out);
+    return P11KMS_OK;
+}
+
+p11kms_err keyref_parse(const service_config *cfg, const char *ref, keyref_kind *kind,
+                        char out[P11KMS_ALIAS_MAX], p11kms_error *err)
+{
+    if (ref == NULL || *ref == '\0')
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "a key id is required");
+    if (strlen(ref) >= P11KMS_ARN_MAX)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "key reference is too long");
+    if (strncmp(ref, "arn:", 4) != 0)
+        return parse_plain(ref, kind, out, err);
+
+    char prefix[P11KMS_ARN_MAX];
+    int n = snprintf(prefix, sizeof(prefix), "arn:p11kms:%s:%s:", cfg->region, cfg->account);
+    if (n < 0 || (size_t)n >= sizeof(prefix) || strncmp(ref, prefix, (size_t)n) != 0)
+        return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN,
+                            "ARN \"%.80s\" does not belong to this service (expected prefix %s)",
+                            ref, prefix);
+    const char *resource = ref + n;
+    if (strncmp(resource, "key/", 4) == 0) {
+        uint8_t id[KEY_UUID_LEN];
+        if (!uuid_parse(resource + 4, id))
+            return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN, "ARN \"%.80s\" has no valid key id",
+                                ref);
+        *kind = KEYREF_ID;
+        uuid_format(id, out);
+        return P11KMS_OK;
+    }
+    if (strncmp(resource, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) == 0)
+        return parse_plain(resource, kind, out, err);
+    return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN,
+                        "ARN \"%.80s\" names neither key/ID nor alias/NAME", ref);
+}
+
+void keyref_key_arn(const service_config *cfg, const char *id_text, char out[P11KMS_ARN_MAX])
+{
+    snprintf(out, P11KMS_ARN_MAX, "arn:p11kms:%s:%s:key/%s", cfg->region, cfg->account, id_text);
+}
+
+void keyref_alias_arn(const service_config *cfg, const char *alias, char out[P11KMS_ARN_MAX])
+{
+    snprintf(out, P11KMS_ARN_MAX, "arn:p11kms:%s:%s:%s", cfg->region, cfg->account, alias);
+}

@@ -1,0 +1,59 @@
+/* Where p11kms keeps its state in the token (doc/token-layout.md): key version objects, key
+ * metadata, aliases and the journal of the mutation in progress. Mutations are serialized across
+ * threads and processes by keystore_lock. */
+#ifndef P11KMS_PROVIDER_KEYSTORE_H
+#define P11KMS_PROVIDER_KEYSTORE_H
+
+#include "provider/service.h"
+
+#define KEYSTORE_LABEL_MAX 320
+
+/* Takes the process mutex and the lock file (flock, exclusive). Blocks. */
+P11KMS_MUST_CHECK p11kms_err keystore_lock(p11kms *svc, p11kms_error *err);
+void keystore_unlock(p11kms *svc);
+
+P11KMS_MUST_CHECK p11kms_err keystore_meta_read(p11kms *svc, const char *id_text, key_meta **out,
+                                                p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err keystore_meta_create(p11kms *svc, const key_meta *m,
+                                                  p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err keystore_meta_write(p11kms *svc, const key_meta *m, p11kms_error *err);
+p11kms_err keystore_meta_delete(p11kms *svc, const char *id_text, p11kms_error *err);
+/* Every key record in the token; records that fail to decode are reported through bad. */
+p11kms_err keystore_meta_list(p11kms *svc, int (*fn)(const key_meta *m, void *arg),
+                              void (*bad)(const char *label, const p11kms_error *why, void *arg),
+                              void *arg, p11kms_error *err);
+
+/* alias is "alias/NAME". NOT_FOUND when absent. */
+P11KMS_MUST_CHECK p11kms_err keystore_alias_read(p11kms *svc, const char *alias,
+                                                 char id_text[P11KMS_KEY_ID_LEN + 1],
+                                                 p11kms_error *err);
+/* Creates or overwrites. */
+P11KMS_MUST_CHECK p11kms_err keystore_alias_put(p11kms *svc, const char *alias, const char *id_text,
+                                                p11kms_error *err);
+p11kms_err keystore_alias_delete(p11kms *svc, const char *alias, p11kms_error *err);
+p11kms_err keystore_alias_list(p11kms *svc,
+                               int (*fn)(const char *alias, const char *id_text, void *arg),
+                               void *arg, p11kms_error *err);
+
+/* The journal holds at most one intent (mutations are serialized): a JSON text describing the
+ * operation in progress, "" when idle. */
+P11KMS_MUST_CHECK p11kms_err keystore_journal_begin(p11kms *svc, const char *intent,
+                                                    p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err keystore_journal_end(p11kms *svc, p11kms_error *err);
+/* *intent is malloc'ed ("" when idle or when no journal object exists yet). */
+P11KMS_MUST_CHECK p11kms_err keystore_journal_read(p11kms *svc, char **intent, p11kms_error *err);
+
+/* Key version objects: CKA_ID = 16-byte key id || u32 big-endian version. */
+P11KMS_MUST_CHECK p11kms_err keystore_version_generate(p11kms *svc, const uint8_t id[KEY_UUID_LEN],
+                                                       uint32_t version, p11_key **out,
+                                                       p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err keystore_version_find(p11kms *svc, const uint8_t id[KEY_UUID_LEN],
+                                                   uint32_t version, p11_key **out,
+                                                   p11kms_error *err);
+/* Calls fn for every version object in the token (maintenance scans). */
+p11kms_err keystore_version_list(p11kms *svc,
+                                 int (*fn)(const uint8_t id[KEY_UUID_LEN], uint32_t version,
+                                           void *arg),
+                                 void *arg, p11kms_error *err);
+
+#endif

@@ -1,0 +1,40 @@
+/* Key lifecycle internals shared by the API, the key cache and maintenance. */
+#ifndef P11KMS_PROVIDER_LIFECYCLE_H
+#define P11KMS_PROVIDER_LIFECYCLE_H
+
+#include "provider/service.h"
+
+/* Refusal for an operation the key's state does not allow, with the KMS error class and a
+ * message naming key and state. */
+p11kms_err lifecycle_refuse_state(const key_meta *m, const char *operation, p11kms_error *err);
+
+/* Destroys the key if it is PendingDeletion and its date has passed (takes the lock). */
+p11kms_err lifecycle_purge_if_due(p11kms *svc, key_entry *entry, p11kms_error *err);
+
+/* Adds a version (rotation). Caller holds the keystore lock and passes the fresh record; on
+ * success the record in the token and *m carry the new version. */
+P11KMS_MUST_CHECK p11kms_err lifecycle_rotate_locked(p11kms *svc, key_meta *m, rotation_type type,
+                                                     p11kms_error *err);
+
+/* Completes or rolls back the operation recorded in the journal (caller holds the lock).
+ * fn (may be NULL) receives one line describing what was repaired. */
+p11kms_err lifecycle_recover_journal(p11kms *svc, void (*fn)(const char *line, void *arg),
+                                     void *arg, p11kms_error *err);
+
+/* Destroys every object of a key (caller holds the lock). */
+p11kms_err lifecycle_purge_locked(p11kms *svc, const key_meta *m, p11kms_error *err);
+
+/* Sets CKA_ENCRYPT/CKA_DECRYPT on every version object to match the record's state. */
+p11kms_err lifecycle_apply_usage(p11kms *svc, key_entry *entry, const key_meta *m,
+                                 p11kms_error *err);
+
+/* Makes the key records list the alias exactly where the alias object points (the alias object
+ * is the truth). Caller holds the lock. */
+p11kms_err lifecycle_reconcile_alias(p11kms *svc, const char *alias,
+                                     void (*fn)(const char *line, void *arg), void *arg,
+                                     p11kms_error *err);
+
+/* Public metadata of a record. */
+void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata *out);
+
+#endif

@@ -1,0 +1,60 @@
+/* p11kms.yaml: the service configuration (token, key store, hierarchy, policy). */
+#ifndef P11KMS_PROVIDER_CONFIG_H
+#define P11KMS_PROVIDER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "p11kms-error.h"
+#include "pkcs11/token.h"
+
+/* Defaults, documented in conf/p11kms.yaml. The GCM bound: NIST SP 800-38D limits a key used
+ * with random 96-bit IVs to 2^32 invocations; p11kms stops a version at 2^30 to keep the IV
+ * collision probability below 2^-33 even with counts reserved but unused after crashes. */
+#define CONFIG_DEFAULT_MAX_ENCRYPTIONS (UINT64_C(1) << 30)
+#define CONFIG_DEFAULT_COUNT_BATCH 4096u
+#define CONFIG_DEFAULT_STATE_REFRESH_MS 1000u
+#define CONFIG_DEFAULT_HIERARCHY_TTL_S 3600u
+#define CONFIG_DEFAULT_HIERARCHY_MAX_USES (UINT64_C(1) << 32)
+#define CONFIG_DEFAULT_REVOCATION_CHECK_MS 2000u
+#define CONFIG_DEFAULT_LOCK_FILE "/run/lock/p11kms.lock"
+
+typedef struct service_config {
+    char *path; /* the file this came from */
+
+    /* token: */
+    char *module;
+    char *token_uri;
+    char *pin_source;
+    unsigned sessions;
+    p11_iv_mode iv_mode;
+    p11_gcm_layout gcm_layout;
+    p11_rng_source rng;
+
+    /* keys: */
+    char *region;
+    char *account;
+    char *lock_file;
+    uint64_t max_encryptions_per_version;
+    unsigned count_batch;
+    unsigned state_refresh_ms;
+
+    /* hierarchy: */
+    unsigned hierarchy_ttl_s;
+    uint64_t hierarchy_max_uses;
+    unsigned revocation_check_ms;
+
+    /* policy: a path, or policy_none for "policy: none" (development only). */
+    char *policy_path;
+    bool policy_none;
+} service_config;
+
+/* Loads and validates a configuration file; every error is P11KMS_E_CONFIG with
+ * file:line:column. */
+P11KMS_MUST_CHECK p11kms_err config_load(const char *path, service_config **out, p11kms_error *err);
+/* Same from memory (tests). */
+P11KMS_MUST_CHECK p11kms_err config_load_buffer(const char *name, const char *text, size_t len,
+                                                service_config **out, p11kms_error *err);
+void config_free(service_config *cfg);
+
+#endif

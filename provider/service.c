@@ -1,0 +1,342 @@
+#include "config.h"
+
+#include "provider/service.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "policy/policy.h"
+#include "provider/gate.h"
+#include "provider/keycache.h"
+#include "provider/keyref.h"
+#include "provider/keystore.h"
+#include "provider/kms-crypto.h"
+#include "provider/lifecycle.h"
+
+/* Locked memory for key bytes and PINs; one process-wide heap shared with anything else in the
+ * process that uses OpenSSL's secure heap. */
+#define SECURE_HEAP_SIZE (1u << 20)
+#define SECURE_HEAP_FALLBACK (1u << 15)
+#define SECURE_HEAP_MIN 16
+#define REGION_ACCOUNT_MAX 64
+
+int64_t service_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t service_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static void init_secure_heap(void)
+{
+    if (CRYPTO_secure_malloc_initialized())
+        return;
+    /* RLIMIT_MEMLOCK may be small for ordinary users: fall back to a smaller heap. Without any,
+     * OpenSSL's secure allocations come from the ordinary heap but are still wiped on free. */
+    if (CRYPTO_secure_malloc_init(SECURE_HEAP_SIZE, SECURE_HEAP_MIN) == 0)
+        CRYPTO_secure_malloc_init(SECURE_HEAP_FALLBACK, SECURE_HEAP_MIN);
+}
+
+static p11kms_err open_token(p11kms *svc, p11kms_error *err)
+{
+    const service_config *cfg = svc->cfg;
+    p11_token_config tc = {
+        .module = cfg->module,
+        .token_uri = cfg->token_uri,
+        .pin_source = cfg->pin_source,
+        .pool_size = cfg->sessions,
+        .iv_mode = cfg->iv_mode,
+        .gcm_layout = cfg->gcm_layout,
+        .rng = cfg->rng,
+        .libctx = svc->libctx,
+    };
+    return p11_token_open(&tc, &svc->token, err);
+}
+
+/* Finishes or rolls back whatever a crashed process left in the journal. */
+static p11kms_err startup_reconcile(p11kms *svc, p11kms_error *err)
+{
+    p11kms_err rc = keystore_lock(svc, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    rc = lifecycle_recover_journal(svc, NULL, NULL, err);
+    keystore_unlock(svc);
+    return rc;
+}
+
+p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
+{
+    *out = NULL;
+    if (config_path == NULL)
+        config_path = getenv("P11KMS_CONFIG");
+    if (config_path == NULL || *config_path == '\0')
+        config_path = P11KMS_DEFAULT_CONFIG;
+    p11kms *svc = calloc(1, sizeof(*svc));
+    if (svc == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    svc->lock_fd = -1;
+    pthread_rwlock_init(&svc->cache_lock, NULL);
+    pthread_mutex_init(&svc->mutation_lock, NULL);
+    svc->keys = hashmap_new();
+    svc->aliases = hashmap_new();
+    init_secure_heap();
+    svc->libctx = OSSL_LIB_CTX_new();
+
+    p11kms_err rc = P11KMS_OK;
+    if (svc->keys == NULL || svc->aliases == NULL || svc->libctx == NULL)
+        rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    if (rc == P11KMS_OK)
+        rc = config_load(config_path, &svc->cfg, err);
+    if (rc == P11KMS_OK && (strlen(svc->cfg->region) > REGION_ACCOUNT_MAX ||
+                            strlen(svc->cfg->account) > REGION_ACCOUNT_MAX))
+        rc = P11KMS_RAISE(err, P11KMS_E_CONFIG,
+                          "%s: keys.region and keys.account must have at "
+                          "most %d characters",
+                          config_path, REGION_ACCOUNT_MAX);
+    if (rc == P11KMS_OK)
+        rc = gate_open(svc->cfg, &svc->gate, err);
+    if (rc == P11KMS_OK)
+        rc = open_token(svc, err);
+    if (rc == P11KMS_OK)
+        rc = startup_reconcile(svc, err);
+    if (rc != P11KMS_OK) {
+        p11kms_close(svc);
+        return rc;
+    }
+    *out = svc;
+    return P11KMS_OK;
+}
+
+void p11kms_close(p11kms *svc)
+{
+    if (svc == NULL)
+        return;
+    if (svc->keys != NULL)
+        keycache_free_all(svc);
+    p11_token_close(svc->token);
+    gate_close(svc->gate);
+    config_free(svc->cfg);
+    OSSL_LIB_CTX_free(svc->libctx);
+    if (svc->lock_fd >= 0)
+        close(svc->lock_fd);
+    pthread_mutex_destroy(&svc->mutation_lock);
+    pthread_rwlock_destroy(&svc->cache_lock);
+    free(svc);
+}
+
+p11kms_err p11kms_reload_policy(p11kms *svc, p11kms_error *err)
+{
+    return gate_reload(svc->gate, err);
+}
+
+/* --- metadata reads ------------------------------------------------------------------------ */
+
+void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata *out)
+{
+    memset(out, 0, sizeof(*out));
+    memcpy(out->key_id, m->id_text, sizeof(out->key_id));
+    keyref_key_arn(svc->cfg, m->id_text, out->arn);
+    out->state = m->state;
+    out->origin = m->origin;
+    snprintf(out->description, sizeof(out->description), "%s",
+             m->description ? m->description : "");
+    out->creation_date = m->created;
+    out->deletion_date = m->state == P11KMS_KEY_PENDING_DELETION ? m->deletion_date : 0;
+    out->pending_window_days = m->state == P11KMS_KEY_PENDING_DELETION ? m->pending_window_days : 0;
+    out->rotation_enabled = m->rotation_enabled;
+    out->rotation_period_days = m->rotation_period_days;
+    out->next_rotation_date = m->rotation_enabled ? m->next_rotation : 0;
+    const key_version *cur = keymeta_current(m);
+    out->current_version = cur ? cur->number : 0;
+    out->version_count = (uint32_t)m->version_count;
+    out->current_version_encryptions = cur ? cur->reserved : 0;
+}
+
+p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+                               p11kms_key_metadata *out, p11kms_error *err)
+{
+    key_access acc;
+    p11kms_err rc = kms_begin(svc, who, "describe-key", key_ref, NULL, NULL, &acc, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    lifecycle_fill_metadata(svc, acc.meta, out);
+    key_access_end(&acc);
+    return P11KMS_OK;
+}
+
+typedef struct list_keys_ctx {
+    p11kms *svc;
+    const p11kms_principal *who;
+    int (*fn)(const char *key_id, const char *arn, void *arg);
+    void *arg;
+} list_keys_ctx;
+
+static int list_one_key(const key_meta *m, void *arg)
+{
+    list_keys_ctx *c = arg;
+    /* A principal sees only keys it may describe: listing must not reveal the others. */
+    if (!gate_may_list(c->svc, c->who, m))
+        return 0;
+    char arn[P11KMS_ARN_MAX];
+    keyref_key_arn(c->svc->cfg, m->id_text, arn);
+    return c->fn(m->id_text, arn, c->arg);
+}
+
+p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
+                            int (*fn)(const char *key_id, const char *arn, void *arg), void *arg,
+                            p11kms_error *err)
+{
+    p11kms_err rc = gate_check_global(svc, who, "list-keys", err);
+    if (rc != P11KMS_OK)
+        return rc;
+    list_keys_ctx c = {svc, who, fn, arg};
+    return keystore_meta_list(svc, list_one_key, NULL, &c, err);
+}
+
+typedef struct list_aliases_ctx {
+    p11kms *svc;
+    int (*fn)(const char *alias_name, const char *alias_arn, const char *target_key_id, void *arg);
+    void *arg;
+} list_aliases_ctx;
+
+static int list_one_alias(const char *alias, const char *id_text, void *arg)
+{
+    list_aliases_ctx *c = arg;
+    char arn[P11KMS_ARN_MAX];
+    keyref_alias_arn(c->svc->cfg, alias, arn);
+    return c->fn(alias, arn, id_text, c->arg);
+}
+
+p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+                               int (*fn)(const char *alias_name, const char *alias_arn,
+                                         const char *target_key_id, void *arg),
+                               void *arg, p11kms_error *err)
+{
+    p11kms_err rc = gate_check_global(svc, who, "list-aliases", err);
+    if (rc != P11KMS_OK)
+        return rc;
+    list_aliases_ctx c = {svc, fn, arg};
+    if (key_ref == NULL)
+        return keystore_alias_list(svc, list_one_alias, &c, err);
+    key_access acc;
+    rc = kms_begin(svc, who, "describe-key", key_ref, NULL, NULL, &acc, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    for (size_t i = 0; i < acc.meta->alias_count; i++) {
+        if (list_one_alias(acc.meta->aliases[i], acc.meta->id_text, &c) != 0)
+            break;
+    }
+    key_access_end(&acc);
+    return P11KMS_OK;
+}
+
+p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+                                     int (*fn)(const p11kms_tag *tag, void *arg), void *arg,
+                                     p11kms_error *err)
+{
+    key_access acc;
+    p11kms_err rc = kms_begin(svc, who, "list-resource-tags", key_ref, NULL, NULL, &acc, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    for (size_t i = 0; i < acc.meta->tag_count; i++) {
+        if (fn(&acc.meta->tags[i], arg) != 0)
+            break;
+    }
+    key_access_end(&acc);
+    return P11KMS_OK;
+}
+
+p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+                                     int (*fn)(const p11kms_rotation *r, void *arg), void *arg,
+                                     p11kms_error *err)
+{
+    key_access acc;
+    p11kms_err rc = kms_begin(svc, who, "list-key-rotations", key_ref, NULL, NULL, &acc, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    for (size_t i = 0; i < acc.meta->version_count; i++) {
+        const key_version *v = &acc.meta->versions[i];
+        p11kms_rotation r = {v->number, v->created, rotation_type_name(v->type)};
+        if (fn(&r, arg) != 0)
+            break;
+    }
+    key_access_end(&acc);
+    return P11KMS_OK;
+}
+
+/* --- token and policy tools ---------------------------------------------------------------- */
+
+p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    p11_token_info info;
+    p11kms_err rc = p11_token_get_info(svc->token, &info, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    snprintf(out->module, sizeof(out->module), "%s", info.module);
+    snprintf(out->library_description, sizeof(out->library_description), "%s",
+             info.library_description);
+    snprintf(out->library_manufacturer, sizeof(out->library_manufacturer), "%s",
+             info.library_manufacturer);
+    snprintf(out->library_version, sizeof(out->library_version), "%u.%u",
+             info.library_version_major, info.library_version_minor);
+    snprintf(out->cryptoki_version, sizeof(out->cryptoki_version), "%u.%u", info.cryptoki_major,
+             info.cryptoki_minor);
+    out->via_get_interface = info.via_get_interface;
+    snprintf(out->token_label, sizeof(out->token_label), "%s", info.token_label);
+    snprintf(out->token_manufacturer, sizeof(out->token_manufacturer), "%s",
+             info.token_manufacturer);
+    snprintf(out->token_model, sizeof(out->token_model), "%s", info.token_model);
+    snprintf(out->token_serial, sizeof(out->token_serial), "%s", info.token_serial);
+    out->slot_id = info.slot_id;
+    out->pool_size = info.pool_size;
+    p11_mechanism_report mechs[16];
+    size_t n = sizeof(mechs) / sizeof(mechs[0]);
+    rc = p11_token_mechanisms(svc->token, mechs, &n, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        out->mechanisms[i] =
+            (p11kms_token_mechanism){mechs[i].name, mechs[i].purpose, mechs[i].supported};
+    out->mechanism_count = n;
+    return P11KMS_OK;
+}
+
+p11kms_err p11kms_policy_check_file(const char *path, void (*fn)(const char *line, void *arg),
+                                    void *arg, p11kms_error *err)
+{
+    if (path == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "no policy file given");
+    return policy_check_file(path, fn, arg, err);
+}
+
+p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const char *action,
+                                 const char *key_ref, const p11kms_context *ctx, bool *allowed,
+                                 char *explanation, size_t explanation_size, p11kms_error *err)
+{
+    key_access acc;
+    memset(&acc, 0, sizeof(acc));
+    if (key_ref != NULL) {
+        p11kms_error probe = {0};
+        p11kms_err rc = key_access_begin(svc, key_ref, &acc, &probe);
+        if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND) {
+            if (err != NULL)
+                *err = probe;
+            return rc;
+        }
+    }
+    p11kms_err rc = gate_explain(svc, who, action, key_ref, acc.meta, ctx, allowed, explanation,
+                                 explanation_size, err);
+    key_access_end(&acc);
+    return rc;
+}

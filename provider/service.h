@@ -1,0 +1,69 @@
+/* The service handle behind p11kms.h and the per-process caches that keep token round trips off
+ * the hot path. Internal to the provider. */
+#ifndef P11KMS_PROVIDER_SERVICE_H
+#define P11KMS_PROVIDER_SERVICE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <openssl/types.h>
+
+#include "p11kms.h"
+#include "pkcs11/token.h"
+#include "provider/hashmap.h"
+#include "provider/keymeta.h"
+#include "provider/service-config.h"
+
+struct policy_gate;
+
+/* An immutable snapshot of a key's metadata shared by concurrent operations. */
+typedef struct meta_snapshot {
+    key_meta *meta;
+    atomic_int refs;
+} meta_snapshot;
+
+/* What one process knows of one key. Entries live until the service closes, so a pointer to an
+ * entry never dangles; a purged key keeps an entry whose snapshot is NULL. */
+typedef struct key_entry {
+    char id_text[P11KMS_KEY_ID_LEN + 1];
+    uint8_t id[KEY_UUID_LEN];
+    pthread_mutex_t lock;
+    meta_snapshot *snap; /* NULL: not loaded or key gone */
+    int64_t fetched_ms;  /* monotonic time of the last token read */
+    /* Encryptions this process may still make under batch_version without asking the token. */
+    uint32_t batch_version;
+    uint64_t batch_left;
+    p11_key **version_keys; /* index = version number - 1; cached token handles */
+    uint32_t version_keys_len;
+} key_entry;
+
+typedef struct alias_entry {
+    char id_text[P11KMS_KEY_ID_LEN + 1]; /* "" when the alias does not exist */
+    int64_t fetched_ms;
+} alias_entry;
+
+struct p11kms {
+    service_config *cfg;
+    OSSL_LIB_CTX *libctx;
+    EVP_CIPHER *aes_gcm; /* fetched once from libctx */
+    p11_token *token;
+    struct policy_gate *gate;
+
+    pthread_rwlock_t cache_lock; /* guards the two maps (not the entries) */
+    hashmap *keys;               /* id_text -> key_entry */
+    hashmap *aliases;            /* "alias/NAME" -> alias_entry */
+
+    pthread_mutex_t mutation_lock; /* threads of this process; lock_fd serializes processes */
+    int lock_fd;
+};
+
+/* Monotonic and wall clocks (wall clock is what metadata dates use). */
+int64_t service_monotonic_ms(void);
+int64_t service_now(void);
+
+meta_snapshot *snapshot_new(key_meta *meta); /* takes ownership of meta */
+meta_snapshot *snapshot_ref(meta_snapshot *s);
+void snapshot_unref(meta_snapshot *s);
+
+#endif

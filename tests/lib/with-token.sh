@@ -56,5 +56,11 @@ export P11KMS_CONFIG="$root/p11kms.yaml"
 cd "$root"
 case "$test_path" in
 *.sh) exec /bin/sh "$test_path" "$@" ;;
-*) exec "$test_path" "$@" ;;
 esac
+# `make memcheck` runs the C tests under valgrind (P11KMS_TEST_WRAPPER), through libtool so that
+# valgrind sees the program, not a libtool wrapper script.
+if [ -n "${P11KMS_TEST_WRAPPER:-}" ]; then
+    # shellcheck disable=SC2086
+    exec "$P11KMS_LIBTOOL" --mode=execute $P11KMS_TEST_WRAPPER "$test_path" "$@"
+fi
+exec "$test_path" "$@"

@@ -1,0 +1,79 @@
+#!/bin/sh
+# The whole test suite: installs missing packages, builds out of tree and runs `make check`.
+#   tests/run-suite.sh               normal build (-Werror), make check, make distcheck
+#   tests/run-suite.sh --sanitizers  ASan+UBSan build, make check
+#   tests/run-suite.sh --valgrind    normal build, the library tests under valgrind
+# The build directory is build-check, build-asan or build-valgrind under the source tree.
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+mode=${1:-normal}
+sh "$src/tests/setup-debian.sh"
+
+# The shared test vectors live beside the repository (../shared) unless told otherwise.
+if [ -z "${P11KMS_SHARED_DIR:-}" ]; then
+    for d in "$src/../shared" /work/shared; do
+        if [ -d "$d/vectors" ]; then
+            P11KMS_SHARED_DIR=$(cd "$d" && pwd)
+            break
+        fi
+    done
+fi
+[ -n "${P11KMS_SHARED_DIR:-}" ] || {
+    echo "run-suite: ../shared (test vectors) not found; set P11KMS_SHARED_DIR" >&2
+    exit 1
+}
+export P11KMS_SHARED_DIR
+
+cd "$src"
+[ -x configure ] || ./autogen.sh >/dev/null 2>&1
+jobs=$(nproc 2>/dev/null || echo 2)
+case "$mode" in
+normal)
+    build=build-check
+    flags=
+    ;;
+--sanitizers)
+    build=build-asan
+    flags=--enable-sanitizers
+    ;;
+--valgrind)
+    build=build-valgrind
+    flags=
+    ;;
+*)
+    echo "usage: $0 [--sanitizers|--valgrind]" >&2
+    exit 2
+    ;;
+esac
+mkdir -p "$build"
+cd "$build"
+# shellcheck disable=SC2086
+[ -f Makefile ] || ../configure --enable-strict $flags >configure.out 2>&1 || {
+    cat configure.out >&2
+    exit 1
+}
+make -j"$jobs" >make.out 2>&1 || {
+    tail -50 make.out >&2
+    exit 1
+}
+status=0
+case "$mode" in
+--valgrind) make memcheck || status=$? ;;
+*) make -j"$jobs" check || status=$? ;;
+esac
+if [ "$status" -ne 0 ]; then
+    for f in $(find tests -name '*.log' ! -name test-suite.log); do
+        if grep -q '^:test-result: FAIL\|^:test-result: ERROR' "${f%.log}.trs" 2>/dev/null; then
+            echo "===== $f" >&2
+            tail -40 "$f" >&2
+        fi
+    done
+    exit "$status"
+fi
+if [ "$mode" = normal ] && [ -z "${P11KMS_SKIP_DISTCHECK:-}" ]; then
+    make -j"$jobs" distcheck >distcheck.out 2>&1 || {
+        tail -60 distcheck.out >&2
+        exit 1
+    }
+    echo "make distcheck: passed"
+fi

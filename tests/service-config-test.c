@@ -1,0 +1,152 @@
+/* p11kms.yaml parsing: every accepted key, defaults, and malformed input refused with
+ * file:line:column. */
+#include "config.h"
+
+#include <string.h>
+
+#include "check.h"
+#include "provider/service-config.h"
+
+static service_config *load(const char *text, p11kms_error *e)
+{
+    service_config *cfg = NULL;
+    p11kms_error_clear(e);
+    if (config_load_buffer("test.yaml", text, strlen(text), &cfg, e) != P11KMS_OK)
+        return NULL;
+    return cfg;
+}
+
+/* text must be refused with a message that starts with where. */
+static void refused(const char *text, const char *where, const char *needle)
+{
+    p11kms_error e;
+    service_config *cfg = load(text, &e);
+    CHECK(cfg == NULL);
+    CHECK(e.code == P11KMS_E_CONFIG);
+    CHECK(strncmp(e.message, where, strlen(where)) == 0);
+    CHECK(strstr(e.message, needle) != NULL);
+    if (cfg != NULL || strncmp(e.message, where, strlen(where)) != 0 ||
+        strstr(e.message, needle) == NULL)
+        fprintf(stderr, "  input:\n%s\n  got: %s\n  want: %s ... %s\n", text, e.message, where,
+                needle);
+    config_free(cfg);
+}
+
+#define TOKEN                                                                                     \
+    "token:\n"                                                                                    \
+    "  module: /usr/lib/softhsm/libsofthsm2.so\n"                                                 \
+    "  uri: \"pkcs11:token=t\"\n"                                                                 \
+    "  pin-source: file:/etc/p11kms/pin\n"
+
+static void test_minimal_and_defaults(void)
+{
+    p11kms_error e;
+    service_config *cfg = load(TOKEN "policy: none\n", &e);
+    CHECK(cfg != NULL);
+    if (cfg == NULL)
+        return;
+    CHECK(strcmp(cfg->module, "/usr/lib/softhsm/libsofthsm2.so") == 0);
+    CHECK(strcmp(cfg->token_uri, "pkcs11:token=t") == 0);
+    CHECK(strcmp(cfg->pin_source, "file:/etc/p11kms/pin") == 0);
+    CHECK(cfg->policy_none && cfg->policy_path == NULL);
+    CHECK(cfg->sessions == 8);
+    CHECK(cfg->iv_mode == P11_IV_HOST && cfg->gcm_layout == P11_GCM_V240);
+    CHECK(cfg->rng == P11_RNG_TOKEN);
+    CHECK(cfg->max_encryptions_per_version == CONFIG_DEFAULT_MAX_ENCRYPTIONS);
+    CHECK(strcmp(cfg->region, "local") == 0 && strcmp(cfg->account, "000000000000") == 0);
+    CHECK(strcmp(cfg->lock_file, CONFIG_DEFAULT_LOCK_FILE) == 0);
+    config_free(cfg);
+}
+
+static void test_every_key(void)
+{
+    p11kms_error e;
+    service_config *cfg = load(TOKEN "  sessions: 3\n"
+                                     "  iv: token\n"
+                                     "  gcm-params: legacy\n"
+                                     "  rng: openssl\n"
+                                     "keys:\n"
+                                     "  region: eu-west-9\n"
+                                     "  account: \"123456789012\"\n"
+                                     "  lock-file: /tmp/x.lock\n"
+                                     "  max-encryptions-per-version: 1000\n"
+                                     "  count-batch: 10\n"
+                                     "  state-refresh-ms: 0\n"
+                                     "hierarchy:\n"
+                                     "  ttl-seconds: 60\n"
+                                     "  max-uses: 5\n"
+                                     "  revocation-check-ms: 250\n"
+                                     "policy: /etc/p11kms/policy.yaml\n",
+                               &e);
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        fprintf(stderr, "  %s\n", e.message);
+        return;
+    }
+    CHECK(cfg->sessions == 3 && cfg->iv_mode == P11_IV_TOKEN);
+    CHECK(cfg->gcm_layout == P11_GCM_LEGACY && cfg->rng == P11_RNG_OPENSSL);
+    CHECK(strcmp(cfg->region, "eu-west-9") == 0 && strcmp(cfg->account, "123456789012") == 0);
+    CHECK(strcmp(cfg->lock_file, "/tmp/x.lock") == 0);
+    CHECK(cfg->max_encryptions_per_version == 1000 && cfg->count_batch == 10);
+    CHECK(cfg->state_refresh_ms == 0);
+    CHECK(cfg->hierarchy_ttl_s == 60 && cfg->hierarchy_max_uses == 5);
+    CHECK(cfg->revocation_check_ms == 250);
+    CHECK(!cfg->policy_none && strcmp(cfg->policy_path, "/etc/p11kms/policy.yaml") == 0);
+    config_free(cfg);
+}
+
+static void test_malformed(void)
+{
+    refused("", "test.yaml", "empty");
+    refused("- a\n- b\n", "test.yaml:1:1", "mapping");
+    refused("policy: none\n", "test.yaml:1:1", "\"token\" is missing");
+    refused(TOKEN, "test.yaml:1:1", "\"policy\" is missing");
+    refused(TOKEN "policy: none\nbogus: 1\n", "test.yaml:6:1", "unknown section \"bogus\"");
+    refused(TOKEN "  color: blue\npolicy: none\n", "test.yaml:5:3", "unknown key \"color\"");
+    refused("token:\n  uri: \"pkcs11:token=t\"\n  pin-source: file:/p\npolicy: none\n",
+            "test.yaml:2:3", "\"module\" is missing");
+    refused(TOKEN "  sessions: many\npolicy: none\n", "test.yaml:5:13", "");
+    refused(TOKEN "  sessions: 0\npolicy: none\n", "test.yaml:5:13", "");
+    refused(TOKEN "  sessions: -1\npolicy: none\n", "test.yaml:5:13", "");
+    refused(TOKEN "  iv: random\npolicy: none\n", "test.yaml:5:7", "not one of: host, token");
+    refused(TOKEN "  module: [a, b]\npolicy: none\n", "test.yaml:5:11", "");
+    refused(TOKEN "  module: \"\"\npolicy: none\n", "test.yaml:5:11", "must not be empty");
+    refused(TOKEN "policy: relative/policy.yaml\n", "test.yaml:5:9", "absolute path");
+    refused(TOKEN "policy: none\naudit: {}\n", "test.yaml:6:1", "reserved");
+    refused(TOKEN "keys:\n  count-batch: 99999999999\npolicy: none\n", "test.yaml:6:16", "");
+    refused(TOKEN "policy: none\npolicy: /x\n", "test.yaml:6:1", "duplicate");
+    refused(TOKEN "policy: &p none\n", "test.yaml:5:9", "");
+}
+
+static void test_file_errors(void)
+{
+    service_config *cfg = NULL;
+    p11kms_error e = {0};
+    CHECK(config_load("/nonexistent/p11kms.yaml", &cfg, &e) != P11KMS_OK);
+    CHECK(cfg == NULL);
+    CHECK(strstr(e.message, "/nonexistent/p11kms.yaml") != NULL);
+}
+
+/* The shipped samples must stay loadable. */
+static void test_samples(void)
+{
+    const char *samples[] = {"conf/p11kms.yaml", "conf/softhsm-dev.yaml"};
+    for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", test_env("P11KMS_SRCDIR"), samples[i]);
+        service_config *cfg = NULL;
+        p11kms_error e = {0};
+        CHECK_OK(config_load(path, &cfg, &e), &e);
+        config_free(cfg);
+    }
+}
+
+int main(void)
+{
+    test_samples();
+    test_minimal_and_defaults();
+    test_every_key();
+    test_malformed();
+    test_file_errors();
+    return check_finish("service-config-test");
+}

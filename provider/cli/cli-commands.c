@@ -1,0 +1,245 @@
+/* The command table: names and options exactly as "aws kms" spells them, plus p11kms's own. */
+#include "config.h"
+
+#include <string.h>
+
+#include "cli.h"
+
+#define KEY_ID_REQ                                                                                 \
+    {                                                                                              \
+        "key-id", CLI_OPT_VALUE, true, "KEY_ID",                                                   \
+            "key id, key ARN, alias name (alias/NAME) or alias ARN"                                \
+    }
+#define CONTEXT                                                                                    \
+    {                                                                                              \
+        "encryption-context", CLI_OPT_VALUE, false, "CONTEXT",                                     \
+            "encryption context: k=v,k2=v2 or a JSON object, or file://PATH"                       \
+    }
+#define END                                                                                        \
+    {                                                                                              \
+        NULL, CLI_OPT_FLAG, false, NULL, NULL                                                      \
+    }
+
+static const cli_option no_options[] = {END};
+static const cli_option key_only[] = {KEY_ID_REQ, END};
+
+static const cli_option create_key_options[] = {
+    {"description", CLI_OPT_VALUE, false, "TEXT", "description of the key (or file://PATH)"},
+    {"key-spec", CLI_OPT_VALUE, false, "SPEC", "SYMMETRIC_DEFAULT (the only one supported)"},
+    {"key-usage", CLI_OPT_VALUE, false, "USAGE", "ENCRYPT_DECRYPT (the only one supported)"},
+    {"origin", CLI_OPT_VALUE, false, "ORIGIN",
+     "AWS_KMS (generated in the token, default) or EXTERNAL (PendingImport)"},
+    {"tags", CLI_OPT_LIST, false, "TAG...",
+     "TagKey=K,TagValue=V ..., or a JSON list [{\"TagKey\":\"K\",\"TagValue\":\"V\"}]"},
+    END};
+
+static const cli_option schedule_options[] = {
+    KEY_ID_REQ, {"pending-window-in-days", CLI_OPT_VALUE, false, "DAYS", "7..30, default 30"}, END};
+
+static const cli_option description_options[] = {
+    KEY_ID_REQ,
+    {"description", CLI_OPT_VALUE, true, "TEXT", "new description (or file://PATH)"},
+    END};
+
+static const cli_option enable_rotation_options[] = {
+    KEY_ID_REQ,
+    {"rotation-period-in-days", CLI_OPT_VALUE, false, "DAYS", "90..2560, default 365"},
+    END};
+
+static const cli_option tag_options[] = {
+    KEY_ID_REQ,
+    {"tags", CLI_OPT_LIST, true, "TAG...",
+     "TagKey=K,TagValue=V ..., or a JSON list [{\"TagKey\":\"K\",\"TagValue\":\"V\"}]"},
+    END};
+
+static const cli_option untag_options[] = {
+    KEY_ID_REQ,
+    {"tag-keys", CLI_OPT_LIST, true, "KEY...", "tag keys to remove, or a JSON list of strings"},
+    END};
+
+static const cli_option alias_target_options[] = {
+    {"alias-name", CLI_OPT_VALUE, true, "alias/NAME", "the alias"},
+    {"target-key-id", CLI_OPT_VALUE, true, "KEY_ID", "key id or key ARN it names"},
+    END};
+
+static const cli_option delete_alias_options[] = {
+    {"alias-name", CLI_OPT_VALUE, true, "alias/NAME", "the alias"}, END};
+
+static const cli_option list_aliases_options[] = {
+    {"key-id", CLI_OPT_VALUE, false, "KEY_ID", "only the aliases of this key"}, END};
+
+static const cli_option encrypt_options[] = {
+    KEY_ID_REQ,
+    {"plaintext", CLI_OPT_VALUE, true, "BLOB",
+     "fileb://PATH (raw bytes), file://PATH (base64 text) or base64; at most 4096 bytes"},
+    CONTEXT,
+    END};
+
+static const cli_option decrypt_options[] = {
+    {"ciphertext-blob", CLI_OPT_VALUE, true, "BLOB",
+     "fileb://PATH (raw bytes), file://PATH (base64 text) or base64"},
+    {"key-id", CLI_OPT_VALUE, false, "KEY_ID", "refuse the blob unless this key made it"},
+    CONTEXT,
+    END};
+
+static const cli_option re_encrypt_options[] = {
+    {"ciphertext-blob", CLI_OPT_VALUE, true, "BLOB",
+     "fileb://PATH (raw bytes), file://PATH (base64 text) or base64"},
+    {"destination-key-id", CLI_OPT_VALUE, true, "KEY_ID", "key to encrypt under"},
+    {"source-key-id", CLI_OPT_VALUE, false, "KEY_ID", "refuse the blob unless this key made it"},
+    {"source-encryption-context", CLI_OPT_VALUE, false, "CONTEXT",
+     "context the blob was encrypted with"},
+    {"destination-encryption-context", CLI_OPT_VALUE, false, "CONTEXT", "context for the new blob"},
+    END};
+
+static const cli_option data_key_options[] = {
+    KEY_ID_REQ,
+    {"key-spec", CLI_OPT_VALUE, false, "SPEC", "AES_128 or AES_256"},
+    {"number-of-bytes", CLI_OPT_VALUE, false, "N", "1..1024 (instead of --key-spec)"},
+    CONTEXT,
+    END};
+
+static const cli_option random_options[] = {
+    {"number-of-bytes", CLI_OPT_VALUE, true, "N", "1..1024"}, END};
+
+#define PARENT                                                                                     \
+    {                                                                                              \
+        "parent", CLI_OPT_REPEAT, true, "BLOB[@CONTEXT]",                                          \
+            "a key of the chain, from the top: first a blob of generate-data-key*, then child "    \
+            "blobs; "                                                                              \
+            "repeat for each tier"                                                                 \
+    }
+
+static const cli_option child_key_options[] = {
+    PARENT,
+    {"encryption-context", CLI_OPT_VALUE, false, "CONTEXT", "context bound to the new child blob"},
+    {"key-length", CLI_OPT_VALUE, false, "N", "child key length in bytes, 1..1024, default 32"},
+    {"without-plaintext", CLI_OPT_FLAG, false, NULL,
+     "print only the child blob (a key of a middle tier)"},
+    END};
+
+static const cli_option unwrap_child_options[] = {
+    PARENT,
+    {"child-blob", CLI_OPT_VALUE, true, "BLOB", "the child blob to unwrap under the last parent"},
+    {"encryption-context", CLI_OPT_VALUE, false, "CONTEXT", "context the child blob was made with"},
+    END};
+
+static const cli_option explain_options[] = {
+    {"principal", CLI_OPT_LIST, true, "NAME...",
+     "the principal's names, e.g. unix:user:alice unix:group:staff"},
+    {"action", CLI_OPT_VALUE, true, "ACTION", "policy action, e.g. decrypt or disable-key"},
+    KEY_ID_REQ,
+    CONTEXT,
+    END};
+
+static const char blob_details[] =
+    "Blob parameters take fileb://PATH (the file's raw bytes), file://PATH (the file holds\n"
+    "base64 text, as in AWS CLI v2) or a base64 literal. Binary results are printed in base64:\n"
+    "decode them yourself, e.g. jq -r .Plaintext | base64 -d > key.bin; p11kms never writes\n"
+    "a secret to a file.\n";
+
+static const char chain_details[] =
+    "A chain of keys is named from the top with one --parent per tier:\n"
+    "  --parent fileb://cluster.blob@CONTEXT  a blob made by generate-data-key*, opened\n"
+    "                                         through the master key in the token\n"
+    "  --parent fileb://database.blob@CONTEXT a child blob made under the parent before it\n"
+    "The command then works under the last parent. CONTEXT is the encryption context the blob\n"
+    "was made with (shorthand, JSON or file://PATH); leave out @CONTEXT for an empty one. The\n"
+    "path itself must not contain '@'.\n";
+
+const cli_command cli_commands[] = {
+    {"create-key", "Create a master key in the token", NULL, 0, NULL, create_key_options,
+     cli_cmd_create_key},
+    {"describe-key", "Show a key's metadata", NULL, 0, NULL, key_only, cli_cmd_describe_key},
+    {"list-keys", "List the keys", NULL, 0, NULL, no_options, cli_cmd_list_keys},
+    {"enable-key", "Enable a key", NULL, 0, NULL, key_only, cli_cmd_enable_key},
+    {"disable-key", "Disable a key (no cryptographic use until enabled)", NULL, 0, NULL, key_only,
+     cli_cmd_disable_key},
+    {"schedule-key-deletion", "Delete a key after a waiting period", NULL, 0, NULL,
+     schedule_options, cli_cmd_schedule_key_deletion},
+    {"cancel-key-deletion", "Cancel a scheduled deletion (the key becomes Disabled)", NULL, 0, NULL,
+     key_only, cli_cmd_cancel_key_deletion},
+    {"update-key-description", "Change a key's description", NULL, 0, NULL, description_options,
+     cli_cmd_update_key_description},
+    {"rotate-key-on-demand", "Add a new version of a key's material now", NULL, 0, NULL, key_only,
+     cli_cmd_rotate_key_on_demand},
+    {"enable-key-rotation", "Rotate a key automatically", NULL, 0, NULL, enable_rotation_options,
+     cli_cmd_enable_key_rotation},
+    {"disable-key-rotation", "Stop automatic rotation", NULL, 0, NULL, key_only,
+     cli_cmd_disable_key_rotation},
+    {"get-key-rotation-status", "Show whether and when a key rotates", NULL, 0, NULL, key_only,
+     cli_cmd_get_key_rotation_status},
+    {"list-key-rotations", "List a key's versions", NULL, 0, NULL, key_only,
+     cli_cmd_list_key_rotations},
+    {"tag-resource", "Add or replace tags of a key", NULL, 0, NULL, tag_options,
+     cli_cmd_tag_resource},
+    {"untag-resource", "Remove tags from a key", NULL, 0, NULL, untag_options,
+     cli_cmd_untag_resource},
+    {"list-resource-tags", "List a key's tags", NULL, 0, NULL, key_only,
+     cli_cmd_list_resource_tags},
+    {"create-alias", "Create an alias for a key", NULL, 0, NULL, alias_target_options,
+     cli_cmd_create_alias},
+    {"update-alias", "Point an alias at another key", NULL, 0, NULL, alias_target_options,
+     cli_cmd_update_alias},
+    {"delete-alias", "Delete an alias", NULL, 0, NULL, delete_alias_options, cli_cmd_delete_alias},
+    {"list-aliases", "List aliases", NULL, 0, NULL, list_aliases_options, cli_cmd_list_aliases},
+    {"encrypt", "Encrypt up to 4096 bytes under a key", NULL, 0, blob_details, encrypt_options,
+     cli_cmd_encrypt},
+    {"decrypt", "Decrypt a ciphertext blob", NULL, 0, blob_details, decrypt_options,
+     cli_cmd_decrypt},
+    {"re-encrypt", "Decrypt a blob and encrypt it under another key or context", NULL, 0,
+     blob_details, re_encrypt_options, cli_cmd_re_encrypt},
+    {"generate-data-key", "Generate a data key: plaintext and its blob", NULL, 0, blob_details,
+     data_key_options, cli_cmd_generate_data_key},
+    {"generate-data-key-without-plaintext", "Generate a data key: its blob only", NULL, 0,
+     blob_details, data_key_options, cli_cmd_generate_data_key_without_plaintext},
+    {"generate-random", "Random bytes from the token", NULL, 0, NULL, random_options,
+     cli_cmd_generate_random},
+    {"generate-child-key", "Generate a key one tier below a chain of opened keys", NULL, 0,
+     chain_details, child_key_options, cli_cmd_generate_child_key},
+    {"unwrap-child-key", "Unwrap a child blob under a chain of opened keys", NULL, 0, chain_details,
+     unwrap_child_options, cli_cmd_unwrap_child_key},
+    {"token info", "Show the PKCS#11 module, token and mechanisms p11kms uses", NULL, 0, NULL,
+     no_options, cli_cmd_token_info},
+    {"maintain", "Finish interrupted operations, purge deleted keys, rotate due keys", NULL, 0,
+     NULL, no_options, cli_cmd_maintain},
+    {"policy check", "Validate a policy file (needs no configuration or token)", "FILE", 1,
+     "Prints each error as FILE:LINE:COLUMN: MESSAGE, or \"FILE: OK\".\n", no_options,
+     cli_cmd_policy_check},
+    {"policy explain", "Explain whether the policy allows a principal an action on a key", NULL, 0,
+     "Only explains: nothing is performed. Prints Decision (Allowed or Denied) and the\n"
+     "explanation; the exit status is 0 for either decision.\n",
+     explain_options, cli_cmd_policy_explain},
+    {NULL, NULL, NULL, 0, NULL, NULL, NULL},
+};
+
+const cli_command *cli_find_command(int argc, char **argv, int *used, p11kms_error *err)
+{
+    const char *first = argv[0];
+    bool group = false;
+    for (const cli_command *c = cli_commands; c->name != NULL; c++) {
+        const char *space = strchr(c->name, ' ');
+        if (space == NULL) {
+            if (strcmp(c->name, first) == 0) {
+                *used = 1;
+                return c;
+            }
+            continue;
+        }
+        size_t n = (size_t)(space - c->name);
+        if (strlen(first) != n || strncmp(c->name, first, n) != 0)
+            continue;
+        group = true;
+        if (argc > 1 && strcmp(argv[1], space + 1) == 0) {
+            *used = 2;
+            return c;
+        }
+    }
+    if (group) {
+        P11KMS_RAISE(err, P11KMS_E_VALIDATION, "'%.32s' needs a subcommand (see 'p11kms --help')",
+                     first);
+        return NULL;
+    }
+    P11KMS_RAISE(err, P11KMS_E_VALIDATION, "unknown command '%.64s' (see 'p11kms --help')", first);
+    return NULL;
+}

@@ -1,0 +1,82 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void print_overview(void)
+{
+    printf("usage: p11kms [--config PATH] [--output json|text] COMMAND [OPTIONS]\n"
+           "       p11kms COMMAND --help\n"
+           "       p11kms --version\n"
+           "\n"
+           "Manages and uses keys whose master keys never leave a PKCS#11 token, with the\n"
+           "commands, options and output field names of \"aws kms\". The caller is the OS user\n"
+           "running p11kms; no option takes a PIN or a principal.\n"
+           "\n"
+           "Global options (before or after the command):\n"
+           "  --config PATH        configuration (default: $P11KMS_CONFIG, else %s)\n"
+           "  --output json|text   output format (default: json)\n"
+           "  --help               this overview, or the help of a command\n"
+           "  --version            print the version\n"
+           "\n"
+           "Commands:\n",
+           P11KMS_DEFAULT_CONFIG);
+    for (const cli_command *c = cli_commands; c->name != NULL; c++)
+        printf("  %-37s %s\n", c->name, c->summary);
+    printf(
+        "\n"
+        "Chains of keys below a master key (generate-child-key, unwrap-child-key) are named\n"
+        "with repeated --parent BLOB[@CONTEXT], from the top: see 'p11kms generate-child-key\n"
+        "--help'.\n"
+        "\n"
+        "A failure prints one line on stderr, \"p11kms: EXCEPTION: MESSAGE\", and exits with\n"
+        "the error's code (1 ValidationException ... 24 KMSInternalException, see p11kms(1)).\n");
+}
+
+static void print_command(const cli_command *cmd)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "usage: p11kms [global options] %s", cmd->name);
+    printf("%s", line);
+    size_t width = (size_t)n;
+    for (const cli_option *o = cmd->options; o->name != NULL; o++) {
+        char part[160];
+        const char *dots = o->kind == CLI_OPT_REPEAT ? " ..." : "";
+        if (o->kind == CLI_OPT_FLAG)
+            snprintf(part, sizeof(part), " [--%s]", o->name);
+        else if (o->required)
+            snprintf(part, sizeof(part), " --%s %s%s", o->name, o->meta, dots);
+        else
+            snprintf(part, sizeof(part), " [--%s %s]%s", o->name, o->meta, dots);
+        if (width + strlen(part) > 96) {
+            printf("\n       ");
+            width = 7;
+        }
+        printf("%s", part);
+        width += strlen(part);
+    }
+    if (cmd->usage != NULL)
+        printf(" %s", cmd->usage);
+    printf("\n\n%s.\n", cmd->summary);
+    if (cmd->options[0].name != NULL) {
+        printf("\nOptions:\n");
+        for (const cli_option *o = cmd->options; o->name != NULL; o++) {
+            char left[96];
+            snprintf(left, sizeof(left), "--%s%s%s", o->name, o->meta != NULL ? " " : "",
+                     o->meta != NULL ? o->meta : "");
+            printf("  %-38s %s%s\n", left, o->help, o->required ? " (required)" : "");
+        }
+    }
+    if (cmd->details != NULL)
+        printf("\n%s", cmd->details);
+}
+
+void cli_print_help(const cli_command *cmd)
+{
+    if (cmd == NULL)
+        print_overview();
+    else
+        print_command(cmd);
+}

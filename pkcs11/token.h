@@ -59,19 +59,19 @@ P11KMS_MUST_CHECK p11kms_err p11_token_open(const p11_token_config *cfg, p11_tok
 void p11_token_close(p11_token *t);
 
 typedef struct p11_token_info {
-    char module[256];              /* path or p11-kit name as configured */
-    char library_description[33];  /* CK_INFO, blank padding removed */
+    char module[256];             /* path or p11-kit name as configured */
+    char library_description[33]; /* CK_INFO, blank padding removed */
     char library_manufacturer[33];
     unsigned library_version_major, library_version_minor;
     unsigned cryptoki_major, cryptoki_minor;
-    bool via_get_interface;        /* function list came from C_GetInterface (PKCS#11 3.x) */
-    char token_label[33];          /* CK_TOKEN_INFO, blank padding removed */
+    bool via_get_interface; /* function list came from C_GetInterface (PKCS#11 3.x) */
+    char token_label[33];   /* CK_TOKEN_INFO, blank padding removed */
     char token_manufacturer[33];
     char token_model[17];
     char token_serial[17];
     unsigned long slot_id;
-    unsigned long max_rw_sessions;  /* as reported; CK_EFFECTIVELY_INFINITE etc. kept raw */
-    unsigned pool_size;             /* operation sessions actually used */
+    unsigned long max_rw_sessions; /* as reported; CK_EFFECTIVELY_INFINITE etc. kept raw */
+    unsigned pool_size;            /* operation sessions actually used */
 } p11_token_info;
 
 p11kms_err p11_token_get_info(p11_token *t, p11_token_info *info, p11kms_error *err);
@@ -143,10 +143,10 @@ p11kms_err p11_key_list(p11_token *t, const char *label_prefix,
 /* iv: in HOST mode the IV to use (exactly P11_GCM_IV_LEN bytes); in TOKEN mode overwritten with
  * the IV the token generated. out receives ciphertext || tag (pt_len + P11_GCM_TAG_LEN bytes).
  * Checks the output length the token returns. */
-P11KMS_MUST_CHECK p11kms_err p11_gcm_encrypt(p11_token *t, p11_key *key, uint8_t *iv,
-                                             size_t iv_len, const uint8_t *aad, size_t aad_len,
-                                             const uint8_t *pt, size_t pt_len, uint8_t *out,
-                                             size_t tag_len, p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err p11_gcm_encrypt(p11_token *t, p11_key *key, uint8_t *iv, size_t iv_len,
+                                             const uint8_t *aad, size_t aad_len, const uint8_t *pt,
+                                             size_t pt_len, uint8_t *out, size_t tag_len,
+                                             p11kms_error *err);
 
 /* in is ciphertext || tag. Any tag failure, whatever CKR_* the token uses for it, is
  * P11KMS_E_INVALID_CIPHERTEXT. pt receives in_len - tag_len bytes; nothing is written to pt

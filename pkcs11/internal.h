@@ -1,0 +1,207 @@
+/* Token layer internals shared by the files of pkcs11/ (not by anything outside it).
+ *
+ * Locks, always taken in this order (the fork handlers take them all in this order too):
+ *   registry -> token create_lock -> login_lock -> cache_lock -> pool_lock.
+ * pool_lock is only held for short bookkeeping, never across a PKCS#11 call; no lock is held
+ * while a caller's callback runs. A thread that holds a checked-out session ("in use") keeps
+ * the module from being re-initialized under it: re-initialization waits for in_use == 0. */
+#ifndef P11KMS_PKCS11_INTERNAL_H
+#define P11KMS_PKCS11_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <p11-kit/uri.h>
+
+#include "pkcs11/calls.h"
+#include "pkcs11/map.h"
+#include "pkcs11/token.h"
+
+/* Module state machine. A fork or a fatal token error moves READY to NEEDS_REINIT; the next
+ * user re-initializes under the pool lock. ERROR is final (a refused PIN). */
+typedef enum p11_state {
+    P11_STATE_UNINITIALIZED = 0,
+    P11_STATE_READY,
+    P11_STATE_NEEDS_REINIT,
+    P11_STATE_ERROR,
+} p11_state;
+
+typedef struct p11_session {
+    CK_SESSION_HANDLE handle;
+    uint64_t epoch;   /* pool epoch it was opened in; a session from an older epoch is dropped */
+    uint8_t *scratch; /* secure heap: decrypt output before the tag is verified */
+    size_t scratch_cap;
+    bool dirty; /* an operation may still be active: close instead of reusing */
+    bool dead;  /* the token said the handle is gone: forget it without closing */
+    struct p11_session *next;
+} p11_session;
+
+/* A cached object handle, valid while gen equals the token's generation. */
+typedef struct p11_objref {
+    _Atomic CK_OBJECT_HANDLE handle;
+    _Atomic uint64_t gen; /* 0: must be found again */
+} p11_objref;
+
+/* Finds the object a p11_objref stands for (C_FindObjects on session s). */
+typedef p11kms_err (*p11_finder)(p11_token *t, p11_session *s, void *arg, CK_OBJECT_HANDLE *h,
+                                 p11kms_error *err);
+
+struct p11_key {
+    p11_objref ref;
+    bool session_object; /* created by p11_key_create_session_aes (CKA_TOKEN=FALSE) */
+    size_t id_len;
+    uint8_t *id;
+    struct p11_key *prev, *next; /* the token's list of keys it owns */
+};
+
+/* A data object known by its label. */
+typedef struct p11_dataref {
+    p11_objref ref;
+    char *label;
+} p11_dataref;
+
+struct p11_token {
+    /* configuration, own copies */
+    char *module;
+    char *token_uri;
+    char *pin_source;
+    unsigned pool_wanted;
+    p11_iv_mode iv_mode;
+    p11_gcm_layout gcm_layout;
+    p11_rng_source rng;
+    OSSL_LIB_CTX *libctx;
+    P11KitUri *uri;
+
+    /* the module */
+    p11_calls *calls;
+    void *dl_handle; /* dlopen(RTLD_NOLOAD) reference taken to find C_GetInterface */
+    bool via_get_interface;
+    bool module_initialized;
+
+    /* the selected token (refreshed on re-initialization: slot ids may change) */
+    CK_SLOT_ID slot;
+    CK_TOKEN_INFO token_info;
+    CK_INFO module_info;
+
+    /* login (login_lock). The PIN stays in the secure heap for the token's lifetime because
+     * recovery may have to log in again after the token dropped our sessions; it is wiped at
+     * close, and at once when the token refuses it. */
+    pthread_mutex_t login_lock;
+    char *pin;
+    size_t pin_len;
+    bool pin_refused;
+    CK_RV pin_refused_ckr;
+    bool login_required;
+    bool login_session_open;
+    CK_SESSION_HANDLE login_session;
+
+    /* state machine and pool (pool_lock) */
+    pthread_mutex_t pool_lock;
+    pthread_cond_t cond_free;  /* a session was returned or a slot freed */
+    pthread_cond_t cond_state; /* state changed, or in_use dropped to 0 */
+    p11_state state;
+    bool reinit_busy;
+    p11kms_err error_code; /* ERROR state: what every call fails with */
+    CK_RV error_ckr;
+    p11_session *idle;
+    p11_session *stale; /* inherited across fork(): never closed, freed at re-initialization */
+    unsigned capacity, open, in_use, waiting;
+    uint64_t epoch;
+
+    /* bumped whenever cached object handles may have become invalid (re-init, re-login) */
+    _Atomic uint64_t gen;
+
+    /* caches (cache_lock) */
+    pthread_mutex_t cache_lock;
+    p11_map keys; /* CKA_ID -> p11_key (token keys) */
+    p11_map data; /* label -> p11_dataref */
+    p11_key *owned;
+
+    /* object creation is serialized: SoftHSM fails spuriously on concurrent creation */
+    pthread_mutex_t create_lock;
+
+    struct p11_token *next_registered; /* fork registry */
+};
+
+/* --- pool.c: sessions, recovery, state machine ------------------------------------------- */
+
+/* Brings the module up: C_Initialize, token selection, login session, pool sizing. Used by
+ * p11_token_open and by re-initialization. */
+p11kms_err p11_token_start(p11_token *t, p11kms_error *err);
+/* Closes this token's sessions (except ones inherited across fork) and finalizes. */
+void p11_token_stop(p11_token *t);
+
+p11kms_err p11_pool_checkout(p11_token *t, p11_session **out, p11kms_error *err);
+void p11_pool_checkin(p11_token *t, p11_session *s);
+/* Scratch space of at least need bytes in the session (secure heap, reused). */
+uint8_t *p11_session_scratch(p11_session *s, size_t need, p11kms_error *err);
+
+/* Runs op on a pool session with recovery: on a session, login or device failure the session is
+ * dropped, the login repaired and op run again (bounded), then the module re-initialized once.
+ * ref, if not NULL, is the cached object op uses: an invalid handle makes it found again. */
+typedef p11kms_err (*p11_op)(p11_token *t, p11_session *s, void *arg, p11kms_error *err);
+p11kms_err p11_run(p11_token *t, p11_objref *ref, p11_op op, void *arg, p11kms_error *err);
+
+/* The login session under login_lock, opened and logged in if needed (session objects). */
+p11kms_err p11_login_session_lock(p11_token *t, CK_SESSION_HANDLE *h, p11kms_error *err);
+void p11_login_session_unlock(p11_token *t);
+
+void p11_fork_register(p11_token *t);
+void p11_fork_unregister(p11_token *t);
+
+/* --- select.c: module loading and token selection ------------------------------------------ */
+
+p11kms_err p11_module_load(p11_token *t, p11kms_error *err);
+void p11_module_unload(p11_token *t);
+p11kms_err p11_uri_parse(const char *text, P11KitUri **out, p11kms_error *err);
+p11kms_err p11_select_token(p11_token *t, p11kms_error *err);
+
+/* --- pin.c --------------------------------------------------------------------------------- */
+
+/* Reads the PIN named by a "file:/absolute/path" source (first line) into the secure heap. */
+p11kms_err p11_pin_load(const char *source, char **pin, size_t *len, p11kms_error *err);
+void p11_pin_free(char *pin, size_t len);
+
+/* --- object.c ------------------------------------------------------------------------------ */
+
+p11kms_err p11_objref_refresh(p11_token *t, p11_session *s, p11_objref *ref, p11_finder find,
+                              void *arg, CK_OBJECT_HANDLE *h, p11kms_error *err);
+
+/* The handle of ref; found again (one C_FindObjects pass) only when it is stale. */
+static inline p11kms_err p11_objref_handle(p11_token *t, p11_session *s, p11_objref *ref,
+                                           p11_finder find, void *arg, CK_OBJECT_HANDLE *h,
+                                           p11kms_error *err)
+{
+    if (atomic_load_explicit(&ref->gen, memory_order_acquire) ==
+        atomic_load_explicit(&t->gen, memory_order_relaxed)) {
+        *h = atomic_load_explicit(&ref->handle, memory_order_relaxed);
+        return P11KMS_OK;
+    }
+    return p11_objref_refresh(t, s, ref, find, arg, h, err);
+}
+
+static inline void p11_objref_invalidate(p11_objref *ref)
+{
+    atomic_store_explicit(&ref->gen, 0, memory_order_release);
+}
+
+/* Exactly one object matches: NOT_FOUND for none, TOKEN for several (what names it). */
+p11kms_err p11_find_one(p11_token *t, p11_session *s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                        const char *what, CK_OBJECT_HANDLE *h, p11kms_error *err);
+/* Every match; *handles is malloc'ed (NULL when none). */
+p11kms_err p11_find_all(p11_token *t, p11_session *s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                        CK_OBJECT_HANDLE **handles, size_t *count, p11kms_error *err);
+/* One attribute of any length (two-call pattern); *value is malloc'ed plus a NUL byte. */
+p11kms_err p11_get_attr_alloc(p11_token *t, p11_session *s, CK_OBJECT_HANDLE h,
+                              CK_ATTRIBUTE_TYPE type, uint8_t **value, size_t *len,
+                              p11kms_error *err);
+
+/* --- key.c / data.c ------------------------------------------------------------------------ */
+
+/* The p11_finder of a p11_key (arg is the key): its CKA_ID among secret keys. */
+p11kms_err p11_key_finder(p11_token *t, p11_session *s, void *arg, CK_OBJECT_HANDLE *h,
+                          p11kms_error *err);
+void p11_keys_free_all(p11_token *t);
+void p11_data_free_all(p11_token *t);
+
+#endif

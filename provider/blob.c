@@ -229,6 +229,7 @@ struct blob_key {
     EVP_CIPHER_CTX *enc; /* key schedule set once; each seal only sets the IV */
     EVP_CIPHER_CTX *dec;
     uint8_t kcv[BLOB_KCV_LEN];
+    uint8_t child_header[BLOB_CHILD_HEADER_LEN]; /* the same for every CHILD blob of this key */
     uint8_t *aad; /* aad_inline, or a heap buffer once a larger context was seen */
     size_t aad_cap;
     uint8_t aad_inline[AAD_INLINE];
@@ -261,6 +262,14 @@ p11kms_err blob_key_new(OSSL_LIB_CTX *libctx, const uint8_t *key, size_t key_len
     k->aad_cap = sizeof(k->aad_inline);
     p11kms_err rc = blob_kcv(libctx, key, key_len, k->kcv, err);
     if (rc == P11KMS_OK) {
+        blob_header h = {.type = BLOB_TYPE_CHILD, .alg = BLOB_ALG_AES_256_GCM};
+        uint8_t header[BLOB_HEADER_MAX];
+        size_t hlen;
+        memcpy(h.kcv, k->kcv, BLOB_KCV_LEN);
+        rc = blob_header_encode(&h, header, &hlen, err);
+        memcpy(k->child_header, header, sizeof(k->child_header));
+    }
+    if (rc == P11KMS_OK) {
         k->cipher = EVP_CIPHER_fetch(libctx, "AES-256-GCM", NULL);
         k->enc = EVP_CIPHER_CTX_new();
         k->dec = EVP_CIPHER_CTX_new();
@@ -285,10 +294,15 @@ const uint8_t *blob_key_kcv(const blob_key *k)
 }
 
 /* The AAD in the key's scratch space, grown (and kept) for a context larger than seen before. */
-static p11kms_err key_aad(blob_key *k, const uint8_t *header, size_t header_len,
-                          const enc_context *ctx, size_t *aad_len, p11kms_error *err)
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline p11kms_err
+key_aad(blob_key *k, const uint8_t *header, size_t header_len, const enc_context *ctx,
+        size_t *aad_len, p11kms_error *err)
 {
-    size_t need = blob_aad_len(header_len, ctx);
+    size_t ctx_len = enc_context_serialized_len(ctx);
+    size_t need = header_len + 4 + ctx_len;
     if (need > k->aad_cap) {
         uint8_t *mem = malloc(need);
         if (mem == NULL)
@@ -298,21 +312,33 @@ static p11kms_err key_aad(blob_key *k, const uint8_t *header, size_t header_len,
         k->aad = mem;
         k->aad_cap = need;
     }
-    return blob_aad(header, header_len, ctx, k->aad, k->aad_cap, aad_len, err);
+    /* The same bytes blob_aad writes; headers here come from blob_header_encode or blob_parse. */
+    buf_writer w;
+    buf_writer_init(&w, k->aad, k->aad_cap);
+    buf_write_bytes(&w, header, header_len);
+    buf_write_u32be(&w, (uint32_t)ctx_len);
+    enc_context_write(ctx, &w);
+    *aad_len = buf_writer_len(&w);
+    return P11KMS_OK;
 }
 
-p11kms_err blob_key_seal(blob_key *k, const blob_header *h, const uint8_t *iv,
-                         const enc_context *ctx, const uint8_t *pt, size_t pt_len, uint8_t *out,
-                         size_t cap, size_t *len, p11kms_error *err)
+/* Seals under k with the header already encoded (cached for CHILD blobs). Inlined into its two
+ * callers so that the header copies have a constant length on the CHILD path. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline p11kms_err
+seal(blob_key *k, const uint8_t *header, size_t hlen, const uint8_t *iv, const enc_context *ctx,
+     const uint8_t *pt, size_t pt_len, uint8_t *out, size_t cap, size_t *len, p11kms_error *err)
 {
-    uint8_t header[BLOB_HEADER_MAX], random_iv[BLOB_IV_LEN];
-    size_t hlen, aad_len;
-    p11kms_err rc = blob_header_encode(h, header, &hlen, err);
-    if (rc != P11KMS_OK || (rc = check_plaintext_len(pt_len, err)) != P11KMS_OK)
+    uint8_t random_iv[BLOB_IV_LEN];
+    size_t aad_len = 0;
+    p11kms_err rc = check_plaintext_len(pt_len, err);
+    if (rc != P11KMS_OK)
         return rc;
-    if (cap < blob_len(h->type, pt_len))
+    if (cap < BLOB_OVERHEAD(hlen) + pt_len)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: buffer of %zu bytes too small for %zu",
-                            cap, blob_len(h->type, pt_len));
+                            cap, BLOB_OVERHEAD(hlen) + pt_len);
     if ((rc = key_aad(k, header, hlen, ctx, &aad_len, err)) != P11KMS_OK)
         return rc;
     if (iv == NULL) {
@@ -349,14 +375,27 @@ p11kms_err blob_key_seal(blob_key *k, const blob_header *h, const uint8_t *iv,
     return P11KMS_OK;
 }
 
+p11kms_err blob_key_seal(blob_key *k, const blob_header *h, const uint8_t *iv,
+                         const enc_context *ctx, const uint8_t *pt, size_t pt_len, uint8_t *out,
+                         size_t cap, size_t *len, p11kms_error *err)
+{
+    uint8_t header[BLOB_HEADER_MAX];
+    size_t hlen;
+    p11kms_err rc = blob_header_encode(h, header, &hlen, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    return seal(k, header, hlen, iv, ctx, pt, pt_len, out, cap, len, err);
+}
+
 p11kms_err blob_key_open(blob_key *k, const blob_view *v, const enc_context *ctx, uint8_t *out,
                          size_t cap, size_t *pt_len, p11kms_error *err)
 {
     /* Decrypted into scratch and released only once the tag verified. */
     uint8_t scratch[BLOB_MAX_PLAINTEXT];
     uint8_t tag[BLOB_TAG_LEN];
-    size_t aad_len;
-    if (v->ciphertext_len == 0 || v->ciphertext_len > BLOB_MAX_PLAINTEXT || v->header == NULL)
+    size_t aad_len = 0;
+    if (v->ciphertext_len == 0 || v->ciphertext_len > BLOB_MAX_PLAINTEXT || v->header == NULL ||
+        v->header_len != blob_header_len(v->type))
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: open of an unparsed blob");
     if (cap < v->ciphertext_len)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL,
@@ -395,9 +434,8 @@ p11kms_err blob_child_seal(blob_key *parent, const uint8_t *iv, const enc_contex
                            const uint8_t *pt, size_t pt_len, uint8_t *out, size_t cap, size_t *len,
                            p11kms_error *err)
 {
-    blob_header h = {.type = BLOB_TYPE_CHILD, .alg = BLOB_ALG_AES_256_GCM};
-    memcpy(h.kcv, parent->kcv, BLOB_KCV_LEN);
-    return blob_key_seal(parent, &h, iv, ctx, pt, pt_len, out, cap, len, err);
+    return seal(parent, parent->child_header, sizeof(parent->child_header), iv, ctx, pt, pt_len,
+                out, cap, len, err);
 }
 
 p11kms_err blob_child_open(blob_key *parent, const enc_context *ctx, const uint8_t *blob,

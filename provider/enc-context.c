@@ -12,6 +12,10 @@ struct enc_context {
     size_t count;
     size_t cap;
     size_t serialized_len; /* kept up to date so buffers can be sized in O(1) */
+    /* The canonical bytes, rebuilt whenever the pairs change (never while the context is being
+     * read), so that serializing on the encrypt path is one copy. */
+    uint8_t *canon;
+    size_t canon_cap;
 };
 
 #define PAIR_OVERHEAD 4 /* u16 key_len + u16 value_len */
@@ -101,6 +105,7 @@ void enc_context_free(enc_context *ctx)
     for (size_t i = 0; i < ctx->count; i++)
         free((char *)ctx->pairs[i].key); /* value shares the key's allocation */
     free(ctx->pairs);
+    free(ctx->canon);
     free(ctx);
 }
 
@@ -208,6 +213,36 @@ static p11kms_err duplicate(const char *key, size_t key_len, p11kms_error *err)
                         quote(key, key_len, q));
 }
 
+static p11kms_err reserve_canon(enc_context *ctx, size_t need, p11kms_error *err)
+{
+    if (need <= ctx->canon_cap)
+        return P11KMS_OK;
+    uint8_t *p = realloc(ctx->canon, need);
+    if (p == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "encryption context: out of memory");
+    ctx->canon = p;
+    ctx->canon_cap = need;
+    return P11KMS_OK;
+}
+
+/* Rewrites the canonical bytes from the sorted pairs; capacity was reserved by the caller. The
+ * count and lengths fit in u16: make_pair bounds the whole serialization by 65,535. */
+static void write_canon(enc_context *ctx)
+{
+    if (ctx->count == 0)
+        return;
+    buf_writer w;
+    buf_writer_init(&w, ctx->canon, ctx->canon_cap);
+    buf_write_u16be(&w, (uint16_t)ctx->count);
+    for (size_t i = 0; i < ctx->count; i++) {
+        const enc_context_pair *p = &ctx->pairs[i];
+        buf_write_u16be(&w, (uint16_t)p->key_len);
+        buf_write_bytes(&w, p->key, p->key_len);
+        buf_write_u16be(&w, (uint16_t)p->value_len);
+        buf_write_bytes(&w, p->value, p->value_len);
+    }
+}
+
 p11kms_err enc_context_add_n(enc_context *ctx, const char *key, size_t key_len, const char *value,
                              size_t value_len, p11kms_error *err)
 {
@@ -222,8 +257,10 @@ p11kms_err enc_context_add_n(enc_context *ctx, const char *key, size_t key_len, 
     size_t at = find(ctx, pair.key, pair.key_len, &found);
     if (found)
         rc = duplicate(pair.key, pair.key_len, err);
-    else
+    if (rc == P11KMS_OK)
         rc = reserve_one(ctx, err);
+    if (rc == P11KMS_OK)
+        rc = reserve_canon(ctx, new_len, err);
     if (rc != P11KMS_OK) {
         free((char *)pair.key);
         return rc;
@@ -232,6 +269,7 @@ p11kms_err enc_context_add_n(enc_context *ctx, const char *key, size_t key_len, 
     ctx->pairs[at] = pair;
     ctx->count++;
     ctx->serialized_len = new_len;
+    write_canon(ctx);
     return P11KMS_OK;
 }
 
@@ -285,13 +323,19 @@ static p11kms_err new_context(enc_context **out, p11kms_error *err)
     return P11KMS_OK;
 }
 
-/* Hands ctx to *out on success, frees it on failure. */
-static p11kms_err finish(enc_context *ctx, p11kms_err rc, enc_context **out)
+/* Completes a bulk-built context (sorted, duplicates refused, canonical bytes written) and hands
+ * it to *out; frees it on any failure. */
+static p11kms_err finish(enc_context *ctx, p11kms_err rc, enc_context **out, p11kms_error *err)
 {
+    if (rc == P11KMS_OK && ctx != NULL)
+        rc = sort_and_check(ctx, err);
+    if (rc == P11KMS_OK && ctx != NULL)
+        rc = reserve_canon(ctx, ctx->serialized_len, err);
     if (rc != P11KMS_OK) {
         enc_context_free(ctx);
         return rc;
     }
+    write_canon(ctx);
     *out = ctx;
     return P11KMS_OK;
 }
@@ -306,7 +350,7 @@ p11kms_err enc_context_copy(const enc_context *src, enc_context **out, p11kms_er
     for (size_t i = 0; src != NULL && i < src->count && rc == P11KMS_OK; i++)
         rc = append(ctx, src->pairs[i].key, src->pairs[i].key_len, src->pairs[i].value,
                     src->pairs[i].value_len, err);
-    return finish(ctx, rc, out);
+    return finish(ctx, rc, out, err);
 }
 
 /* --- shorthand ------------------------------------------------------------------------------ */
@@ -343,9 +387,7 @@ p11kms_err enc_context_parse_shorthand(const char *text, enc_context **out, p11k
             break;
         p = end + 1;
     }
-    if (rc == P11KMS_OK)
-        rc = sort_and_check(ctx, err);
-    return finish(ctx, rc, out);
+    return finish(ctx, rc, out, err);
 }
 
 /* --- JSON ----------------------------------------------------------------------------------- */
@@ -376,9 +418,7 @@ p11kms_err enc_context_from_json_object(struct json_object *obj, enc_context **o
         if (rc != P11KMS_OK)
             break;
     }
-    if (rc == P11KMS_OK)
-        rc = sort_and_check(ctx, err);
-    return finish(ctx, rc, out);
+    return finish(ctx, rc, out, err);
 }
 
 static int hex4(const char *s)
@@ -523,7 +563,7 @@ p11kms_err enc_context_parse_json(const char *text, enc_context **out, p11kms_er
                               "encryption context: JSON member count does not add up");
     }
     json_object_put(obj);
-    return finish(ctx, rc, out);
+    return finish(ctx, rc, out, err);
 }
 
 p11kms_err enc_context_parse_cli(const char *text, enc_context **out, p11kms_error *err)
@@ -548,16 +588,7 @@ bool enc_context_write(const enc_context *ctx, buf_writer *w)
 {
     if (ctx == NULL || ctx->count == 0)
         return buf_writer_ok(w);
-    /* count and lengths fit in u16: make_pair bounds the whole serialization by 65,535. */
-    buf_write_u16be(w, (uint16_t)ctx->count);
-    for (size_t i = 0; i < ctx->count; i++) {
-        const enc_context_pair *p = &ctx->pairs[i];
-        buf_write_u16be(w, (uint16_t)p->key_len);
-        buf_write_bytes(w, p->key, p->key_len);
-        buf_write_u16be(w, (uint16_t)p->value_len);
-        buf_write_bytes(w, p->value, p->value_len);
-    }
-    return buf_writer_ok(w);
+    return buf_write_bytes(w, ctx->canon, ctx->serialized_len);
 }
 
 p11kms_err enc_context_serialize(const enc_context *ctx, uint8_t *out, size_t cap, size_t *len,
@@ -600,13 +631,13 @@ p11kms_err enc_context_parse_canonical(const uint8_t *bytes, size_t len, enc_con
     enc_context *ctx;
     p11kms_err rc = new_context(&ctx, err);
     if (rc != P11KMS_OK || len == 0)
-        return finish(ctx, rc, out);
+        return finish(ctx, rc, out, err);
     if (len > ENC_CONTEXT_MAX_SERIALIZED)
         return finish(ctx,
                       P11KMS_RAISE(err, P11KMS_E_VALIDATION,
                                    "encryption context: canonical bytes: %zu bytes, more than %d",
                                    len, ENC_CONTEXT_MAX_SERIALIZED),
-                      out);
+                      out, err);
     buf_reader r;
     buf_reader_init(&r, bytes, len);
     uint16_t count;
@@ -653,7 +684,7 @@ p11kms_err enc_context_parse_canonical(const uint8_t *bytes, size_t len, enc_con
         rc = P11KMS_RAISE(err, P11KMS_E_VALIDATION,
                           "encryption context: canonical bytes: %zu trailing bytes",
                           buf_reader_remaining(&r));
-    return finish(ctx, rc, out);
+    return finish(ctx, rc, out, err);
 }
 
 /* --- reading -------------------------------------------------------------------------------- */

@@ -4,7 +4,12 @@
  * remember their line and column. It refuses what a deployment file never needs and an attacker
  * could abuse: anchors and aliases, tags other than the core scalar tags, duplicate mapping keys,
  * more than one document, non-UTF-8 input, input over a size bound and nesting over a depth
- * bound. Errors carry "file:line:column: message". */
+ * bound. Errors carry "file:line:column: message".
+ *
+ * Also refused: control characters other than tab and line breaks (also C1 and DEL), scalars
+ * that would contain a NUL (a "\0" escape), non-scalar mapping keys. Columns count characters,
+ * not bytes. Every error is raised with the caller's error_code (also for a file that cannot be
+ * opened), except running out of memory (P11KMS_E_NO_MEMORY). */
 #ifndef P11KMS_POLICY_YAML_DOC_H
 #define P11KMS_POLICY_YAML_DOC_H
 

@@ -5,6 +5,11 @@
 set -eu
 test_path=$1
 shift
+# automake passes a path relative to the build directory; the test runs in its scratch directory.
+case "$test_path" in
+/*) ;;
+*) test_path="$(pwd)/$test_path" ;;
+esac
 name=$(basename "$test_path")
 name=${name%.*}
 root="$(pwd)/tests/run/$name"

@@ -1,0 +1,109 @@
+#!/bin/sh
+# p11kms CLI seen from outside with OpenSC's pkcs11-tool: a master key made by
+# `p11kms create-key` is an AES key that is sensitive, never extractable, usable only to
+# encrypt and decrypt (no wrap/unwrap), and its value cannot be read. A control key made
+# extractable by pkcs11-tool itself shows that these checks do catch a readable key.
+set -eu
+. "$P11KMS_SRCDIR/tests/cli-lib.sh"
+
+[ -n "${PKCS11_TOOL:-}" ] && [ -x "$PKCS11_TOOL" ] || {
+    echo "pkcs11-tool not found (apt-get install opensc, then re-run configure)" >&2
+    exit 99
+}
+pin=$(head -n 1 "$P11KMS_TEST_PIN_FILE")
+
+tool() {
+    "$PKCS11_TOOL" --module "$P11KMS_TEST_MODULE" --token-label p11kms-test --login \
+        --pin "$pin" "$@"
+}
+
+# object_block LABEL: the --list-objects block of the secret key labelled LABEL.
+object_block() {
+    tool --list-objects --type secrkey 2>/dev/null | awk -v want="$1" '
+        /^[A-Za-z].*Object;/ { if (found) exit; block = $0 "\n"; next }
+        { block = block $0 "\n" }
+        $1 == "label:" && $2 == want { found = 1 }
+        END { if (found) printf "%s", block }'
+}
+
+# attr_line BLOCK NAME: the value of "NAME:" in a block.
+attr_line() {
+    printf '%s\n' "$1" | sed -n "s/^ *$2: *//p"
+}
+
+# key_is_locked_down BLOCK: AES-256, sensitive, never extractable, not extractable,
+# encrypt+decrypt only, no value shown.
+key_is_locked_down() {
+    usage=$(attr_line "$1" Usage)
+    access=$(attr_line "$1" Access)
+    printf '%s\n' "$1" | grep -q 'AES length 32' &&
+        printf '%s\n' "$access" | grep -Eq '(^|, )sensitive(,|$)' &&
+        printf '%s\n' "$access" | grep -q 'always sensitive' &&
+        printf '%s\n' "$access" | grep -q 'never extractable' &&
+        ! printf '%s\n' "$access" | sed 's/never extractable//' | grep -q 'extractable' &&
+        printf '%s\n' "$usage" | grep -q 'encrypt' &&
+        printf '%s\n' "$usage" | grep -q 'decrypt' &&
+        ! printf '%s\n' "$usage" | grep -q 'wrap' &&
+        ! printf '%s\n' "$1" | grep -q 'VALUE:'
+}
+
+# cannot_read ID: --read-object of the secret key with this CKA_ID fails and writes nothing.
+cannot_read() {
+    rm -f value.bin
+    if tool --read-object --type secrkey --id "$1" -o value.bin >read.log 2>&1; then
+        return 1
+    fi
+    [ ! -s value.bin ]
+}
+
+expect_ok "create-key" create-key --description "pkcs11-tool check"
+key=$(field .KeyMetadata.KeyId)
+label="p11kms/$key/v1"
+id="$(printf '%s' "$key" | tr -d '-')00000001"
+
+block=$(object_block "$label")
+check "pkcs11-tool lists the master key $label" [ -n "$block" ]
+printf '%s\n' "$block"
+check "its CKA_ID is the key id and version 1" [ "$(attr_line "$block" ID)" = "$id" ]
+check "sensitive, never extractable, encrypt/decrypt only, no wrap/unwrap" \
+    key_is_locked_down "$block"
+check "--read-object cannot read its value" cannot_read "$id"
+check "the token said why" grep -qi 'sensitive\|failed\|error' read.log
+
+echo "== control: an extractable key fails the same checks"
+tool --keygen --key-type AES:32 --label control --id c0ffee --extractable >/dev/null 2>&1 ||
+    { echo "pkcs11-tool --keygen failed" >&2; exit 99; }
+control=$(object_block control)
+check "pkcs11-tool lists the control key" [ -n "$control" ]
+if key_is_locked_down "$control"; then
+    fail "the attribute check accepts an extractable key"
+else
+    pass "the attribute check refuses an extractable key"
+fi
+if cannot_read c0ffee; then
+    fail "the read check misses a readable key"
+else
+    pass "the read check sees a readable key"
+fi
+
+echo "== disabled: the token itself refuses use"
+expect_ok "disable-key" disable-key --key-id "$key"
+block=$(object_block "$label")
+usage=$(attr_line "$block" Usage)
+check "a disabled key has neither encrypt nor decrypt in the token (Usage: $usage)" \
+    sh -c "! printf '%s' '$usage' | grep -q 'crypt'"
+check "still sensitive and never extractable" sh -c "printf '%s' '$(attr_line "$block" Access)' | grep -q 'never extractable'"
+expect_ok "enable-key" enable-key --key-id "$key"
+block=$(object_block "$label")
+check "enabled again: encrypt/decrypt, locked down" key_is_locked_down "$block"
+
+echo "== rotation: the new version is locked down too"
+expect_ok "rotate-key-on-demand" rotate-key-on-demand --key-id "$key"
+block2=$(object_block "p11kms/$key/v2")
+check "pkcs11-tool lists version 2" [ -n "$block2" ]
+check "version 2 is locked down" key_is_locked_down "$block2"
+check "version 2 cannot be read" cannot_read "$(printf '%s' "$key" | tr -d '-')00000002"
+block=$(object_block "$label")
+check "version 1 is kept for decryption" key_is_locked_down "$block"
+
+cli_finish

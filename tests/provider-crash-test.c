@@ -1,0 +1,376 @@
+#include "config.h"
+
+/* Crash safety: a child process mutates keys in a tight loop (create, rotate, aliases,
+ * disable/enable, schedule/cancel deletion) and is killed with SIGKILL at a random moment. After
+ * every kill the parent opens the service (start-up reconciliation), runs p11kms_maintain and
+ * checks that nothing half-made is visible: every key describes and its versions exist, keys
+ * work according to their state, aliases and key records agree, the journal is idle, no key
+ * object lacks a record unless maintain reported it, and a second maintain has nothing to
+ * repair.
+ *
+ * P11KMS_TEST_SEED=N replays a run (the seed is printed); P11KMS_CRASH_ROUNDS overrides the
+ * number of rounds. */
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/check.h"
+#include "lib/provider-fixture.h"
+#include "p11kms.h"
+#include "pkcs11/token.h"
+#include "provider/keymeta.h"
+#include "provider/keystore.h"
+#include "provider/service.h"
+
+#define DEFAULT_ROUNDS 30
+#define KILL_MIN_MS 5
+#define KILL_MAX_MS 200
+
+static unsigned next_random(unsigned *state)
+{
+    *state = *state * 1103515245u + 12345u;
+    return (*state >> 16) & 0x7fff;
+}
+
+/* --- the child: mutations until killed ----------------------------------------------------- */
+
+static void note(int *shown, const char *what, p11kms_err rc, const p11kms_error *e)
+{
+    if (rc == P11KMS_OK || *shown >= 5)
+        return;
+    (*shown)++;
+    fprintf(stderr, "   child: %s: %s: %s\n", what, p11kms_error_class(rc), e->message);
+}
+
+static void churn(int round, unsigned seed, int ready_fd)
+{
+    p11kms *svc = fx_open(NULL);
+    p11kms_principal *who = fx_principal("unix:user:crash-child");
+    char ready = 'r';
+    fx_send(ready_fd, &ready, 1);
+    close(ready_fd);
+    p11kms_error e = {0};
+    char prev[P11KMS_KEY_ID_LEN + 1] = "";
+    char prev_alias[64] = "";
+    int shown = 0;
+    static const uint8_t pt[] = "crash";
+    for (int i = 0;; i++) {
+        p11kms_key_metadata md;
+        p11kms_create_key_input in = {.description = "crash test"};
+        p11kms_err rc = p11kms_create_key(svc, who, &in, &md, &e);
+        note(&shown, "create-key", rc, &e);
+        if (rc != P11KMS_OK)
+            continue;
+        char id[P11KMS_KEY_ID_LEN + 1];
+        memcpy(id, md.key_id, sizeof(id));
+        char alias[64];
+        snprintf(alias, sizeof(alias), "alias/crash-%d-%d", round, i);
+        note(&shown, "create-alias", p11kms_create_alias(svc, who, alias, id, &e), &e);
+        note(&shown, "rotate", p11kms_rotate_key_on_demand(svc, who, id, NULL, &e), &e);
+        if (prev_alias[0] != '\0')
+            note(&shown, "update-alias", p11kms_update_alias(svc, who, prev_alias, id, &e), &e);
+        note(&shown, "disable", p11kms_disable_key(svc, who, id, &e), &e);
+        note(&shown, "enable", p11kms_enable_key(svc, who, id, &e), &e);
+        switch (next_random(&seed) % 4) {
+        case 0:
+            note(&shown, "schedule", p11kms_schedule_key_deletion(svc, who, id, 7, NULL, &e), &e);
+            note(&shown, "cancel", p11kms_cancel_key_deletion(svc, who, id, &e), &e);
+            note(&shown, "enable", p11kms_enable_key(svc, who, id, &e), &e);
+            break;
+        case 1:
+            note(&shown, "delete-alias", p11kms_delete_alias(svc, who, alias, &e), &e);
+            break;
+        case 2:
+            if (prev[0] != '\0') {
+                note(&shown, "rotate prev", p11kms_rotate_key_on_demand(svc, who, prev, NULL, &e),
+                     &e);
+                note(&shown, "disable prev", p11kms_disable_key(svc, who, prev, &e), &e);
+            }
+            break;
+        default:
+            note(&shown, "schedule", p11kms_schedule_key_deletion(svc, who, id, 7, NULL, &e), &e);
+            break;
+        }
+        p11kms_result r;
+        p11kms_encrypt(svc, who, id, NULL, pt, sizeof(pt), &r, &e);
+        p11kms_result_free(&r);
+        memcpy(prev, id, sizeof(prev));
+        snprintf(prev_alias, sizeof(prev_alias), "%s", alias);
+    }
+}
+
+/* --- the parent: invariants after a crash -------------------------------------------------- */
+
+static p11kms_error e;
+
+typedef struct invariants {
+    p11kms *svc;
+    const p11kms_principal *who;
+    fx_list *maintain_lines;
+    int keys, enabled, disabled, pending, aliases, orphans;
+} invariants;
+
+static int collect_version(const p11kms_rotation *r, void *arg)
+{
+    char v[16];
+    snprintf(v, sizeof(v), "%u", r->version);
+    fx_list_add(arg, v);
+    return 0;
+}
+
+static void check_versions(invariants *inv, const char *id, const p11kms_key_metadata *md)
+{
+    fx_list versions = {0};
+    CHECK_OK(p11kms_list_key_rotations(inv->svc, inv->who, id, collect_version, &versions, &e), &e);
+    CHECK(versions.count == md->version_count);
+    uint8_t raw[KEY_UUID_LEN];
+    REQUIRE(uuid_parse(id, raw));
+    for (size_t i = 0; i < versions.count; i++) {
+        uint32_t v = (uint32_t)strtoul(versions.items[i], NULL, 10);
+        CHECK(v == i + 1);
+        p11_key *key = NULL;
+        p11kms_err rc = keystore_version_find(inv->svc, raw, v, &key, &e);
+        CHECK_OK(rc, &e);
+        if (rc != P11KMS_OK) {
+            fprintf(stderr, "   key %s version %u has no object in the token\n", id, v);
+            continue;
+        }
+        p11_key_attributes a;
+        CHECK_OK(p11_key_get_attributes(inv->svc->token, key, &a, &e), &e);
+        bool usable = md->state == P11KMS_KEY_ENABLED;
+        CHECK(a.encrypt == usable && a.decrypt == usable);
+        CHECK(a.sensitive && !a.extractable && a.never_extractable);
+        if (a.encrypt != usable || a.decrypt != usable)
+            fprintf(stderr, "   key %s (%s) version %u: CKA_ENCRYPT %d CKA_DECRYPT %d\n", id,
+                    p11kms_key_state_name(md->state), v, a.encrypt, a.decrypt);
+    }
+    if (versions.count > 0)
+        CHECK(strtoul(versions.items[versions.count - 1], NULL, 10) == md->current_version);
+    fx_list_free(&versions);
+}
+
+static void check_round_trip(invariants *inv, const char *id, uint32_t current)
+{
+    static const uint8_t pt[] = "after the crash";
+    p11kms_result ct, r;
+    CHECK_OK(p11kms_encrypt(inv->svc, inv->who, id, NULL, pt, sizeof(pt), &ct, &e), &e);
+    CHECK(ct.key_version == current);
+    CHECK_OK(p11kms_decrypt(inv->svc, inv->who, id, NULL, ct.ciphertext, ct.ciphertext_len, &r, &e),
+             &e);
+    CHECK(fx_same(r.plaintext, r.plaintext_len, pt, sizeof(pt)));
+    p11kms_result_free(&r);
+    p11kms_result_free(&ct);
+}
+
+static void check_key(invariants *inv, const char *id)
+{
+    p11kms_key_metadata md;
+    p11kms_err rc = p11kms_describe_key(inv->svc, inv->who, id, &md, &e);
+    CHECK_OK(rc, &e);
+    if (rc != P11KMS_OK)
+        return;
+    inv->keys++;
+    CHECK(md.version_count >= 1 && md.current_version == md.version_count);
+    check_versions(inv, id, &md);
+    p11kms_result r;
+    switch (md.state) {
+    case P11KMS_KEY_ENABLED:
+        inv->enabled++;
+        check_round_trip(inv, id, md.current_version);
+        break;
+    case P11KMS_KEY_DISABLED:
+        inv->disabled++;
+        CHECK_ERR(p11kms_encrypt(inv->svc, inv->who, id, NULL, (const uint8_t *)"x", 1, &r, &e),
+                  P11KMS_E_DISABLED, &e);
+        p11kms_result_free(&r);
+        /* The key must be whole: enabling it gives a working key. */
+        CHECK_OK(p11kms_enable_key(inv->svc, inv->who, id, &e), &e);
+        check_round_trip(inv, id, md.current_version);
+        CHECK_OK(p11kms_disable_key(inv->svc, inv->who, id, &e), &e);
+        break;
+    case P11KMS_KEY_PENDING_DELETION:
+        inv->pending++;
+        CHECK(md.deletion_date > time(NULL));
+        CHECK_ERR(p11kms_encrypt(inv->svc, inv->who, id, NULL, (const uint8_t *)"x", 1, &r, &e),
+                  P11KMS_E_INVALID_STATE, &e);
+        p11kms_result_free(&r);
+        break;
+    default:
+        CHECK(!"unexpected key state");
+        fprintf(stderr, "   key %s is %s\n", id, p11kms_key_state_name(md.state));
+        break;
+    }
+
+    /* Every alias the record lists points back to this key. */
+    fx_list aliases = {0};
+    CHECK_OK(p11kms_list_aliases(inv->svc, inv->who, id, fx_collect_alias, &aliases, &e), &e);
+    for (size_t i = 0; i < aliases.count; i++) {
+        p11kms_key_metadata amd;
+        rc = p11kms_describe_key(inv->svc, inv->who, aliases.items[i], &amd, &e);
+        CHECK_OK(rc, &e);
+        CHECK(rc == P11KMS_OK && strcmp(amd.key_id, id) == 0);
+        if (rc == P11KMS_OK && strcmp(amd.key_id, id) != 0)
+            fprintf(stderr, "   key %s lists %s, which points to %s\n", id, aliases.items[i],
+                    amd.key_id);
+    }
+    fx_list_free(&aliases);
+}
+
+static void check_aliases(invariants *inv)
+{
+    fx_list all = {0};
+    CHECK_OK(p11kms_list_aliases(inv->svc, inv->who, NULL, fx_collect_alias_target, &all, &e), &e);
+    for (size_t i = 0; i < all.count; i++) {
+        char *eq = strchr(all.items[i], '=');
+        REQUIRE(eq != NULL);
+        *eq = '\0';
+        const char *alias = all.items[i], *target = eq + 1;
+        inv->aliases++;
+        p11kms_key_metadata md;
+        p11kms_err rc = p11kms_describe_key(inv->svc, inv->who, alias, &md, &e);
+        CHECK_OK(rc, &e);
+        CHECK(rc == P11KMS_OK && strcmp(md.key_id, target) == 0);
+        fx_list of_key = {0};
+        CHECK_OK(p11kms_list_aliases(inv->svc, inv->who, target, fx_collect_alias, &of_key, &e),
+                 &e);
+        CHECK(fx_list_has(&of_key, alias));
+        if (!fx_list_has(&of_key, alias))
+            fprintf(stderr, "   alias %s points to %s, whose record does not list it\n", alias,
+                    target);
+        fx_list_free(&of_key);
+    }
+    fx_list_free(&all);
+}
+
+static int check_object(const uint8_t id[KEY_UUID_LEN], uint32_t version, void *arg)
+{
+    invariants *inv = arg;
+    char id_text[P11KMS_KEY_ID_LEN + 1];
+    uuid_format(id, id_text);
+    key_meta *m = NULL;
+    p11kms_error probe = {0};
+    p11kms_err rc = keystore_meta_read(inv->svc, id_text, &m, &probe);
+    bool listed = rc == P11KMS_OK && keymeta_version(m, version) != NULL;
+    keymeta_free(m);
+    if (listed)
+        return 0;
+    inv->orphans++;
+    char name[80];
+    snprintf(name, sizeof(name), "p11kms/%s/v%u", id_text, version);
+    bool reported = fx_list_find_sub(inv->maintain_lines, name) >= 0;
+    CHECK(reported);
+    if (!reported)
+        fprintf(stderr, "   key object %s has no record and maintain did not report it\n", name);
+    return 0;
+}
+
+static void check_invariants(p11kms *svc, const p11kms_principal *who, fx_list *lines)
+{
+    invariants inv = {svc, who, lines, 0, 0, 0, 0, 0, 0};
+    char *intent = NULL;
+    CHECK_OK(keystore_journal_read(svc, &intent, &e), &e);
+    CHECK(intent != NULL && intent[0] == '\0');
+    if (intent != NULL && intent[0] != '\0')
+        fprintf(stderr, "   journal not idle after maintain: %s\n", intent);
+    free(intent);
+
+    fx_list keys = {0};
+    fx_list_keys(svc, who, &keys);
+    for (size_t i = 0; i < keys.count; i++)
+        check_key(&inv, keys.items[i]);
+    fx_list_free(&keys);
+    check_aliases(&inv);
+    CHECK_OK(keystore_version_list(svc, check_object, &inv, &e), &e);
+    fprintf(stderr,
+            "   %d keys (%d enabled, %d disabled, %d pending deletion), %d aliases, %d key "
+            "objects without a record\n",
+            inv.keys, inv.enabled, inv.disabled, inv.pending, inv.aliases, inv.orphans);
+}
+
+static void run_round(int round, unsigned seed, const p11kms_principal *who)
+{
+    unsigned state = seed;
+    unsigned kill_ms = KILL_MIN_MS + next_random(&state) % (KILL_MAX_MS - KILL_MIN_MS + 1);
+    int ready[2];
+    REQUIRE(pipe(ready) == 0);
+    fflush(NULL);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        close(ready[0]);
+        churn(round, state, ready[1]);
+        _exit(0);
+    }
+    close(ready[1]);
+    char got = 0;
+    ssize_t n = read(ready[0], &got, 1);
+    close(ready[0]);
+    CHECK(n == 1 && got == 'r');
+    fx_sleep_ms(kill_ms);
+    kill(child, SIGKILL);
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    bool killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    CHECK(killed);
+    fx_say("round %d: child killed after %u ms of mutations%s", round, kill_ms,
+           killed ? "" : " (it had already died!)");
+
+    p11kms *svc = fx_open(NULL);
+    fx_list lines = {0};
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &lines, &e), &e);
+    check_invariants(svc, who, &lines);
+
+    fx_list again = {0};
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &again, &e), &e);
+    for (size_t i = 0; i < again.count; i++) {
+        bool leftover_only = strstr(again.items[i], "left in place") != NULL;
+        CHECK(leftover_only);
+        if (!leftover_only)
+            fprintf(stderr, "   second maintain repaired again: %s\n", again.items[i]);
+    }
+    fx_list_free(&again);
+    fx_list_free(&lines);
+    p11kms_close(svc);
+}
+
+int main(void)
+{
+    const char *seed_text = getenv("P11KMS_TEST_SEED");
+    unsigned seed = seed_text ? (unsigned)strtoul(seed_text, NULL, 10)
+                              : (unsigned)time(NULL) ^ ((unsigned)getpid() << 16);
+    const char *rounds_text = getenv("P11KMS_CRASH_ROUNDS");
+    int rounds = rounds_text ? atoi(rounds_text) : DEFAULT_ROUNDS;
+    fx_say("seed %u (replay with P11KMS_TEST_SEED=%u), %d rounds", seed, seed, rounds);
+    p11kms_principal *who = fx_principal("unix:user:crash-parent");
+
+    fx_say("p11kms_maintain on a clean token reports nothing");
+    p11kms *svc = fx_open(NULL);
+    fx_list lines = {0};
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &lines, &e), &e);
+    CHECK(lines.count == 0);
+    char a[P11KMS_KEY_ID_LEN + 1], b[P11KMS_KEY_ID_LEN + 1];
+    fx_create_key(svc, who, "clean a", a);
+    fx_create_key(svc, who, "clean b", b);
+    CHECK_OK(p11kms_create_alias(svc, who, "alias/clean", a, &e), &e);
+    CHECK_OK(p11kms_update_alias(svc, who, "alias/clean", b, &e), &e);
+    CHECK_OK(p11kms_rotate_key_on_demand(svc, who, a, NULL, &e), &e);
+    CHECK_OK(p11kms_disable_key(svc, who, b, &e), &e);
+    CHECK_OK(p11kms_schedule_key_deletion(svc, who, a, 7, NULL, &e), &e);
+    CHECK_OK(p11kms_cancel_key_deletion(svc, who, a, &e), &e);
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &lines, &e), &e);
+    CHECK(lines.count == 0);
+    check_invariants(svc, who, &lines);
+    fx_list_free(&lines);
+    p11kms_close(svc);
+
+    for (int round = 1; round <= rounds; round++)
+        run_round(round, seed + (unsigned)round * 7919u, who);
+
+    p11kms_principal_free(who);
+    return check_finish("provider-crash-test");
+}

@@ -84,6 +84,7 @@ static void churn(int round, unsigned seed, int ready_fd)
             break;
         case 1:
             note(&shown, "delete-alias", p11kms_delete_alias(svc, who, alias, &e), &e);
+            alias[0] = '\0';
             break;
         case 2:
             if (prev[0] != '\0') {

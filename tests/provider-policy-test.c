@@ -257,7 +257,8 @@ int main(void)
     CHECK_OK(encrypt_as_discard(app1, one, tenant), &e);
 
     fx_say("reload with a broken policy file: error, the old policy stays in force");
-    fx_write_file("policy.yaml", "version: 1\nstatements:\n  - sid: broken\n    effect: maybe\n");
+    free(fx_write_file("policy.yaml",
+                       "version: 1\nstatements:\n  - sid: broken\n    effect: maybe\n"));
     p11kms_err rc = p11kms_reload_policy(svc, &e);
     CHECK(rc != P11KMS_OK);
     CHECK(rc == P11KMS_E_MALFORMED_POLICY);
@@ -266,7 +267,7 @@ int main(void)
     CHECK_ERR(encrypt_as_discard(admin, one, tenant), P11KMS_E_ACCESS_DENIED, &e);
     CHECK_ERR(decrypt_as(app2, one, tenant, &ct), P11KMS_E_ACCESS_DENIED, &e);
     CHECK_OK(p11kms_describe_key(svc, admin, one, &md, &e), &e);
-    fx_write_file("policy.yaml", "version: 1\nstatements: [\n");
+    free(fx_write_file("policy.yaml", "version: 1\nstatements: [\n"));
     CHECK(p11kms_reload_policy(svc, &e) != P11KMS_OK);
     CHECK_OK(encrypt_as_discard(app1, "alias/app-one", tenant), &e);
 

@@ -8,6 +8,8 @@
 #include "policy/policy.h"
 #include "tests/lib/check.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1441,6 +1443,75 @@ static void check_store(void)
     policy_free(NULL);
 }
 
+/* Readers evaluate while the main thread reloads: each reader must always see one whole policy
+ * (v1 allows alice, v2 allows bob, never both or neither), and nothing may be freed under it. */
+typedef struct reader_state {
+    policy_store *store;
+    atomic_int stop;
+    atomic_long decisions;
+    atomic_int inconsistent;
+} reader_state;
+
+static void *reader(void *arg)
+{
+    reader_state *rs = arg;
+    const char *alice[] = {"unix:user:alice"}, *bob[] = {"unix:user:bob"};
+    policy_principals a = {alice, 1}, b = {bob, 1};
+    while (!atomic_load(&rs->stop)) {
+        policy *pol = policy_store_acquire(rs->store);
+        policy_decision da, db;
+        p11kms_error err = {0};
+        if (policy_evaluate(pol, &a, POLICY_ACTION_ENABLE_KEY, KEY_OTHER, NULL, 0, NULL, NULL, &da,
+                            &err) != P11KMS_OK ||
+            policy_evaluate(pol, &b, POLICY_ACTION_ENABLE_KEY, KEY_OTHER, NULL, 0, NULL, NULL, &db,
+                            &err) != P11KMS_OK ||
+            da.allowed == db.allowed)
+            atomic_store(&rs->inconsistent, 1);
+        policy_free(pol);
+        atomic_fetch_add(&rs->decisions, 1);
+    }
+    return NULL;
+}
+
+static void check_store_threads(void)
+{
+    const char *versions[2] = {"version: 1\n"
+                               "statements:\n"
+                               "  - {sid: v1, effect: allow, principals: [unix:user:alice], keys: "
+                               "['*'], actions: [enable-key]}\n",
+                               "version: 1\n"
+                               "statements:\n"
+                               "  - {sid: v2, effect: allow, principals: [unix:user:bob], keys: "
+                               "['*'], actions: [enable-key]}\n"};
+    write_file("threads.yaml", versions[0]);
+    policy *pol = NULL;
+    p11kms_error err = {0};
+    CHECK_OK(policy_load_file("threads.yaml", NULL, NULL, &pol, &err), &err);
+    reader_state rs = {0};
+    CHECK_OK(policy_store_new(pol, &rs.store, &err), &err);
+    REQUIRE(rs.store != NULL);
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE(pthread_create(&threads[i], NULL, reader, &rs) == 0);
+    for (int round = 1; round <= 40; round++) {
+        write_file("threads.yaml", versions[round % 2]);
+        CHECK_OK(policy_store_reload(rs.store, "threads.yaml", NULL, NULL, &err), &err);
+        /* A broken file in between changes nothing. */
+        write_file("threads.yaml", "version: 1\nstatements: {}\n");
+        CHECK_ERR(policy_store_reload(rs.store, "threads.yaml", NULL, NULL, &err),
+                  P11KMS_E_MALFORMED_POLICY, &err);
+    }
+    /* Let the readers make progress before stopping them (a count, not a time). */
+    while (atomic_load(&rs.decisions) < 1000)
+        ;
+    atomic_store(&rs.stop, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+    CHECK(atomic_load(&rs.inconsistent) == 0);
+    CHECK(store_allows(rs.store, "unix:user:alice", POLICY_ACTION_ENABLE_KEY));
+    policy_store_free(rs.store);
+}
+
 static void check_actions(void)
 {
     policy_action a;
@@ -1494,5 +1565,6 @@ int main(void)
     check_good_files();
     check_waiver();
     check_store();
+    check_store_threads();
     return check_finish("policy-decide-test");
 }

@@ -453,6 +453,8 @@ int policy_explain(const policy_decision *d, char *buf, size_t size)
 {
     if (buf == NULL || size == 0)
         return 0;
+    if (d == NULL)
+        return snprintf(buf, size, "DENY: no decision");
     const char *action = policy_action_name(d->action);
     int n = snprintf(buf, size, "%s %s: %s", d->allowed ? "ALLOW" : "DENY",
                      action != NULL ? action : "?", d->explanation);

@@ -189,6 +189,6 @@ expect_fail 8 UnsupportedOperationException rotate-key-on-demand --key-id "$ext"
 expect_fail 8 UnsupportedOperationException enable-key-rotation --key-id "$ext"
 expect_ok "an imported key may be scheduled for deletion" schedule-key-deletion --key-id "$ext" \
     --pending-window-in-days 7
-expect_fail 1 ValidationException create-key --origin NOWHERE
+expect_fail 8 UnsupportedOperationException create-key --origin AWS_CLOUDHSM
 
 cli_finish

@@ -397,7 +397,9 @@ p11kms_err cli_out_print(cli_out *o, cli_output_mode mode, p11kms_error *err)
     if (mode == CLI_OUTPUT_JSON) {
         size_t len = 0;
         const char *s = json_object_to_json_string_length(
-            o->root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+            o->root,
+            JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE,
+            &len);
         if (s == NULL)
             return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory printing JSON");
         p11kms_err rc = write_with_secret(o, s, len, err);

@@ -29,7 +29,8 @@ struct yaml_doc_node {
     unsigned line, column;   /* 1-based, where the node starts */
     char *scalar;            /* SCALAR: NUL-terminated UTF-8 value */
     size_t scalar_len;
-    bool quoted;             /* SCALAR: written in quotes (so "123" is a string, not a number) */
+    bool quoted;             /* SCALAR: written in quotes, as a block scalar or with !!str (so "123"
+                              * is a string, not a number) */
     /* MAP: keys[i] (always SCALAR nodes) maps to children[i]; SEQ: children[i]. */
     yaml_doc_node **keys;
     yaml_doc_node **children;

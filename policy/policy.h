@@ -120,8 +120,10 @@ typedef struct policy_decision {
     bool duty_conflict; /* denied: principal set holds admin and usage on this key */
     bool waiver;        /* allowed under a separation-of-duties waiver */
     policy_action action;
-    long statement;               /* index of the deciding statement in its policy, -1 if none */
-    char sid[POLICY_SID_MAX + 1]; /* "" when no statement decided */
+    /* The deciding statement: the deny that matched, the allow that decided, or (duty_conflict)
+     * the allow that was refused; -1 and "" when no statement allowed the request. */
+    long statement; /* index in its policy */
+    char sid[POLICY_SID_MAX + 1];
     char waiver_reason[POLICY_WAIVER_MAX + 1]; /* set when waiver */
     char explanation[POLICY_EXPLANATION_MAX];  /* one line, for logs and the CLI */
 } policy_decision;

@@ -16,7 +16,8 @@ static void print_overview(void)
            "running p11kms; no option takes a PIN or a principal.\n"
            "\n"
            "Global options (before or after the command):\n"
-           "  --config PATH        configuration (default: $P11KMS_CONFIG, else %s)\n"
+           "  --config PATH        configuration file (default: $P11KMS_CONFIG,\n"
+           "                       else %s)\n"
            "  --output json|text   output format (default: json)\n"
            "  --help               this overview, or the help of a command\n"
            "  --version            print the version\n"
@@ -24,7 +25,7 @@ static void print_overview(void)
            "Commands:\n",
            P11KMS_DEFAULT_CONFIG);
     for (const cli_command *c = cli_commands; c->name != NULL; c++)
-        printf("  %-37s %s\n", c->name, c->summary);
+        printf("  %-36s %s\n", c->name, c->summary);
     printf(
         "\n"
         "Chains of keys below a master key (generate-child-key, unwrap-child-key) are named\n"
@@ -33,6 +34,38 @@ static void print_overview(void)
         "\n"
         "A failure prints one line on stderr, \"p11kms: EXCEPTION: MESSAGE\", and exits with\n"
         "the error's code (1 ValidationException ... 24 KMSInternalException, see p11kms(1)).\n");
+}
+
+#define HELP_WIDTH 92
+#define HELP_INDENT 28
+
+/* "  LEFT  text..." with text wrapped at word boundaries under its own column. */
+static void print_wrapped(const char *left, const char *text)
+{
+    int col = printf("  %s", left);
+    if (col >= HELP_INDENT) {
+        printf("\n");
+        col = 0;
+    }
+    printf("%*s", HELP_INDENT - col, "");
+    col = HELP_INDENT;
+    const char *p = text;
+    while (*p != '\0') {
+        size_t word = strcspn(p, " ");
+        if (col > HELP_INDENT && col + 1 + (int)word > HELP_WIDTH) {
+            printf("\n%*s", HELP_INDENT, "");
+            col = HELP_INDENT;
+        } else if (col > HELP_INDENT) {
+            printf(" ");
+            col++;
+        }
+        printf("%.*s", (int)word, p);
+        col += (int)word;
+        p += word;
+        while (*p == ' ')
+            p++;
+    }
+    printf("\n");
 }
 
 static void print_command(const cli_command *cmd)
@@ -50,7 +83,7 @@ static void print_command(const cli_command *cmd)
             snprintf(part, sizeof(part), " --%s %s%s", o->name, o->meta, dots);
         else
             snprintf(part, sizeof(part), " [--%s %s]%s", o->name, o->meta, dots);
-        if (width + strlen(part) > 96) {
+        if (width + strlen(part) > HELP_WIDTH) {
             printf("\n       ");
             width = 7;
         }
@@ -64,9 +97,11 @@ static void print_command(const cli_command *cmd)
         printf("\nOptions:\n");
         for (const cli_option *o = cmd->options; o->name != NULL; o++) {
             char left[96];
+            char text[512];
             snprintf(left, sizeof(left), "--%s%s%s", o->name, o->meta != NULL ? " " : "",
                      o->meta != NULL ? o->meta : "");
-            printf("  %-38s %s%s\n", left, o->help, o->required ? " (required)" : "");
+            snprintf(text, sizeof(text), "%s%s", o->help, o->required ? " (required)" : "");
+            print_wrapped(left, text);
         }
     }
     if (cmd->details != NULL)

@@ -1,0 +1,30 @@
+#!/bin/sh
+# The benchmark tool works: a smoke pass (a few operations per figure, no timing judged) exits 0
+# and writes a complete JSON result file, and the result checker refuses incomplete files.
+set -eu
+bench="$P11KMS_BUILDDIR/tests/bench/p11kms-bench"
+[ -x "$bench" ] || {
+    echo "bench-smoke: $bench is not built" >&2
+    exit 99
+}
+fail() {
+    echo "bench-smoke: $*" >&2
+    exit 1
+}
+
+"$bench" --help | grep -q -- '--duration' || fail "--help does not describe the options"
+if "$bench" --rounds 0 >/dev/null 2>&1; then fail "--rounds 0 accepted"; fi
+if "$bench" --no-such-option >/dev/null 2>&1; then fail "an unknown option accepted"; fi
+
+"$bench" --smoke --json "$P11KMS_TEST_ROOT/bench.json" || fail "smoke run failed"
+"$bench" --check-json "$P11KMS_TEST_ROOT/bench.json" || fail "smoke run wrote an incomplete file"
+
+# The checker must refuse a truncated file and a run that lacks figures it claims to have.
+head -c 200 bench.json >truncated.json
+if "$bench" --check-json truncated.json 2>/dev/null; then fail "truncated JSON accepted"; fi
+"$bench" --smoke --only 6 --json only6.json >/dev/null || fail "smoke run of figure 6 failed"
+"$bench" --check-json only6.json || fail "a run of figure 6 alone refused"
+sed 's/"only": *"6"/"only": null/' only6.json >claims-all.json
+cmp -s only6.json claims-all.json && fail "could not rewrite the 'only' setting"
+if "$bench" --check-json claims-all.json 2>/dev/null; then fail "missing figures accepted"; fi
+echo "bench-smoke: ok"

@@ -1,0 +1,192 @@
+/* p11kms-bench: p11kms against the bare token and bare OpenSSL, measured side by side.
+ *
+ * Every figure compares side A (p11kms) with side B (a baseline doing the same cryptographic
+ * work without p11kms) in the same process and the same run: each round runs A then B for the
+ * same duration, and the figure is the median over the rounds of the per-round ratio, so drift
+ * of the machine (frequency, noisy neighbours) hits both sides alike. */
+#ifndef P11KMS_BENCH_H
+#define P11KMS_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p11kms.h"
+
+#define BENCH_MAX_ROUNDS 101
+#define BENCH_MAX_THREADS 64
+#define BENCH_MAX_FIGURES 16
+
+/* --- options ------------------------------------------------------------------------------- */
+
+typedef struct bench_opts {
+    double duration;  /* seconds per side per round */
+    unsigned rounds;  /* rounds per figure; the figure is the median */
+    unsigned threads; /* threads of the concurrent variant of figure 1 */
+    unsigned keys;    /* master keys in the large token (figures 5 and 7) */
+    bool smoke;       /* a few operations per side, no meaningful timing */
+    unsigned smoke_ops;
+    const char *json_path; /* NULL: no JSON */
+    const char *workdir;   /* NULL: a fresh directory under the build directory */
+    bool keep;             /* keep the work directory */
+    const char *module;    /* the PKCS#11 module (SoftHSM) */
+    const char *softhsm_util;
+    const char *only; /* comma-separated figure numbers, NULL for all */
+} bench_opts;
+
+/* Whether figure number n ("1".."7") was selected with --only. */
+bool bench_selected(const bench_opts *o, const char *n);
+
+/* --- failures ------------------------------------------------------------------------------ */
+
+/* A benchmark that cannot run is a failure: print why and exit 1. */
+_Noreturn void bench_die(const char *fmt, ...) P11KMS_PRINTF(1, 2);
+/* Ends the run when rc is not P11KMS_OK, naming what failed. */
+void bench_check(p11kms_err rc, const p11kms_error *e, const char *what);
+
+/* --- timing -------------------------------------------------------------------------------- */
+
+double bench_now(void); /* monotonic seconds */
+
+/* One side of a figure. setup runs in each worker thread before the clock starts and returns
+ * that thread's state; op performs one operation (it ends the run itself on failure); teardown
+ * frees the state after the clock stopped. setup and teardown may be NULL (state = arg). */
+typedef struct bench_side {
+    const char *label;
+    void *(*setup)(void *arg, unsigned thread);
+    void (*op)(void *state);
+    void (*teardown)(void *state);
+    void *arg;
+    unsigned batch; /* operations between two looks at the clock (0: 1), for very short ops */
+} bench_side;
+
+typedef struct side_run {
+    uint64_t ops;
+    double seconds;
+} side_run;
+
+/* Runs side with threads workers until duration seconds have passed (at least one operation
+ * each), or, when max_ops is not 0, for max_ops operations per thread. */
+side_run bench_run_side(const bench_side *side, unsigned threads, double duration,
+                        uint64_t max_ops);
+
+/* --- figures ------------------------------------------------------------------------------- */
+
+typedef enum ratio_kind {
+    RATIO_THROUGHPUT, /* A ops/s divided by B ops/s; higher is better; goal is a minimum */
+    RATIO_TIME,       /* A time per op divided by B time per op; goal is a maximum */
+} ratio_kind;
+
+typedef struct figure {
+    char id[8];
+    char title[160];
+    char a_label[160], b_label[160];
+    unsigned threads;
+    ratio_kind kind;
+    double goal; /* 0: no goal, report only */
+    unsigned rounds;
+    double ratio[BENCH_MAX_ROUNDS];
+    double a_ops[BENCH_MAX_ROUNDS], b_ops[BENCH_MAX_ROUNDS]; /* ops/s */
+    double median_ratio, median_a, median_b;
+    char note[400];
+} figure;
+
+/* Measures A and B interleaved (A B A B ...) for o->rounds rounds into f (whose labels, kind and
+ * goal are set by the caller) and computes the medians. */
+void bench_compare(figure *f, const bench_side *a, const bench_side *b, unsigned threads,
+                   const bench_opts *o);
+bool figure_met(const figure *f);
+double bench_median(const double *v, unsigned n);
+
+/* --- the environment ----------------------------------------------------------------------- */
+
+/* The tokens, configurations and principals every figure shares. */
+typedef struct bench_env {
+    char dir[512];          /* work directory */
+    char softhsm_conf[600]; /* SOFTHSM2_CONF in effect */
+    char module[512];
+    char pin[64];
+    char main_label[33]; /* token with one key: figures 1-4, and B of figure 7 */
+    char many_label[33]; /* token with --keys keys: figure 5, and A of figure 7 */
+    char main_config[600], many_config[600];
+    char main_policy[600], many_policy[600];
+    bool own_token; /* false under tests/lib/with-token.sh */
+    p11kms_principal *admin, *user;
+    p11kms_context *ctx;                     /* two pairs, as Redshift binds a cluster key */
+    p11kms_context *child_ctx;               /* two pairs, tier 3 */
+    char main_id[P11KMS_KEY_ID_LEN + 1];     /* the key of the main token, once created */
+    char (*many_ids)[P11KMS_KEY_ID_LEN + 1]; /* the keys of the large token, once created */
+    unsigned many_count;
+} bench_env;
+
+/* Creates the work directory, the tokens and the configurations. */
+void env_setup(bench_env *env, const bench_opts *o);
+/* Removes what env_setup created (unless keep). */
+void env_teardown(bench_env *env, bool keep);
+/* Writes the policy of the main token, allowing the user to use key_id (NULL: no key yet). */
+void env_write_main_policy(const bench_env *env, const char *key_id);
+p11kms *env_open(const char *config);
+void env_create_key(p11kms *svc, const bench_env *env, char id[P11KMS_KEY_ID_LEN + 1]);
+/* Creates the main token's key (once) and writes the policy that lets the user use it. svc may be
+ * NULL: the main token is then opened for the purpose. */
+void env_main_key(bench_env *env, p11kms *svc);
+/* Creates --keys keys in the large token (once), timing it into r. svc is a service open on the
+ * large token, or NULL to open one for the purpose. */
+struct bench_results;
+void env_fill_many(bench_env *env, const bench_opts *o, struct bench_results *r, p11kms *svc);
+
+/* --- the bare token baseline --------------------------------------------------------------- */
+
+typedef struct bare_token bare_token;
+
+/* Loads the module through p11-kit as p11kms does, finds the token by label, logs in and finds
+ * version 1 of key_id (the 36-character text form) by CKA_ID. */
+bare_token *bare_open(const char *module, const char *label, const char *pin, const char *key_id);
+void bare_close(bare_token *t);
+
+/* One session of the bare token, for one thread. */
+typedef struct bare_session bare_session;
+bare_session *bare_session_open(bare_token *t);
+void bare_session_close(bare_session *s);
+/* AES-256-GCM through C_EncryptInit + C_Encrypt / C_DecryptInit + C_Decrypt, 96-bit IV,
+ * 128-bit tag. out receives ciphertext || tag; decrypt takes ciphertext || tag. */
+void bare_encrypt(bare_session *s, const uint8_t iv[12], const uint8_t *aad, size_t aad_len,
+                  const uint8_t *pt, size_t pt_len, uint8_t *out);
+void bare_decrypt(bare_session *s, const uint8_t iv[12], const uint8_t *aad, size_t aad_len,
+                  const uint8_t *in, size_t in_len, uint8_t *pt);
+/* C_GetInfo of the module: "SoftHSM 2.6" and the like. */
+void bare_module_name(bare_token *t, char *out, size_t size);
+
+/* The AAD p11kms builds for a blob (header || u32 context length || canonical context),
+ * computed here independently of the provider; the pairs must be given sorted by key. */
+size_t bench_aad(const uint8_t *header, size_t header_len, const char *const *keys,
+                 const char *const *values, size_t pairs, uint8_t *out, size_t cap);
+
+/* --- the figures --------------------------------------------------------------------------- */
+
+typedef struct bench_results {
+    figure figures[BENCH_MAX_FIGURES];
+    unsigned count;
+    p11kms_token_report token;
+    char module_name[128];
+    double create_seconds; /* creating --keys keys */
+    unsigned keys_created;
+    double warm_seconds; /* first use of each key in figure 5 */
+    double open_many_ms, open_one_ms;
+} bench_results;
+
+figure *results_add(bench_results *r, const char *id);
+
+void figures_token(bench_env *env, const bench_opts *o, bench_results *r);    /* 1, 2, 3, 4 */
+void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r); /* 5 */
+void figure_policy(const bench_opts *o, bench_results *r);                    /* 6 */
+void figure_startup(bench_env *env, const bench_opts *o, bench_results *r);   /* 7 */
+
+/* --- output -------------------------------------------------------------------------------- */
+
+void report_table(const bench_results *r, const bench_opts *o);
+void report_json(const bench_results *r, const bench_opts *o, const char *path);
+/* Checks that path holds a complete result file; returns 0 when it does. */
+int report_check_json(const char *path);
+
+#endif

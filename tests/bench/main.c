@@ -1,0 +1,205 @@
+#include "config.h"
+
+/* p11kms-bench: command line, then the figures in an order that never has two services on one
+ * module at once: the main token (1-4), the large token (5), no token (6), start-up (7). */
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "Usage: p11kms-bench [OPTIONS]\n"
+        "\n"
+        "Measures p11kms against the bare PKCS#11 token and bare OpenSSL, side by side in one\n"
+        "run: each figure is the median over rounds of the per-round ratio A/B, with A\n"
+        "(p11kms) and B (baseline) interleaved. Sets up its own SoftHSM tokens under the build\n"
+        "directory (or uses the token of tests/lib/with-token.sh when run under it).\n"
+        "\n"
+        "Figures:\n"
+        "  1  p11kms_encrypt (32 B, 2-pair context, policy on) vs C_EncryptInit+C_Encrypt,\n"
+        "     with 1 thread (1a) and --threads threads (1b)      goal >= 0.95x\n"
+        "  2  p11kms_generate_data_key AES_256 vs GCM encrypt+decrypt  goal >= 0.95x\n"
+        "  3  p11kms_decrypt vs C_DecryptInit+C_Decrypt          goal >= 0.95x\n"
+        "  4  p11kms_generate_child_key vs OpenSSL EVP AES-256-GCM  goal >= 0.9x\n"
+        "  5  p11kms_encrypt, random key of --keys vs one key    goal >= 0.95x\n"
+        "  6  policy_evaluate, 1000 statements vs 10            goal <= 2x time\n"
+        "  7  p11kms_open+p11kms_close, --keys keys vs 1 key     reported\n"
+        "\n"
+        "Options:\n"
+        "  --duration SECONDS  time per side per round (default 0.5)\n"
+        "  --rounds N          rounds per figure, the median is reported (default 5)\n"
+        "  --threads N         threads of figure 1b (default 2)\n"
+        "  --keys N            keys in the large token, figures 5 and 7 (default 10000)\n"
+        "  --only LIST         run only these figures, e.g. 1,3,6\n"
+        "  --json FILE         also write the results as JSON\n"
+        "  --smoke             a few operations per side (a test that the tool works;\n"
+        "                      implies --rounds 1 --keys 4 unless given)\n"
+        "  --module PATH       PKCS#11 module (default %s)\n"
+        "  --workdir DIR       where the tokens and configurations go (default: a fresh\n"
+        "                      directory under the build directory, removed at the end)\n"
+        "  --keep              keep the work directory\n"
+        "  --check-json FILE   check that FILE is a complete result file and exit\n"
+        "  --help              this text\n",
+        BENCH_SOFTHSM_MODULE);
+}
+
+static double number(const char *opt, const char *text, double min, double max)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !(v >= min && v <= max))
+        bench_die("%s: '%s' is not a number from %g to %g", opt, text, min, max);
+    return v;
+}
+
+bool bench_selected(const bench_opts *o, const char *n)
+{
+    if (o->only == NULL)
+        return true;
+    size_t len = strlen(n);
+    for (const char *p = o->only; *p != '\0';) {
+        size_t item = strcspn(p, ",");
+        if (item == len && strncmp(p, n, len) == 0)
+            return true;
+        p += item;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? v : fallback;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o = {
+        .duration = 0.5,
+        .rounds = 5,
+        .threads = 2,
+        .keys = 10000,
+        .smoke_ops = 4,
+        .module = env_or("SOFTHSM_MODULE", BENCH_SOFTHSM_MODULE),
+        .softhsm_util = env_or("SOFTHSM2_UTIL", BENCH_SOFTHSM2_UTIL),
+    };
+    bool rounds_given = false, keys_given = false;
+    enum {
+        OPT_DURATION = 256,
+        OPT_ROUNDS,
+        OPT_THREADS,
+        OPT_KEYS,
+        OPT_ONLY,
+        OPT_JSON,
+        OPT_SMOKE,
+        OPT_MODULE,
+        OPT_WORKDIR,
+        OPT_KEEP,
+        OPT_CHECK,
+        OPT_HELP
+    };
+    static const struct option longs[] = {
+        {"duration", required_argument, NULL, OPT_DURATION},
+        {"rounds", required_argument, NULL, OPT_ROUNDS},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"keys", required_argument, NULL, OPT_KEYS},
+        {"only", required_argument, NULL, OPT_ONLY},
+        {"json", required_argument, NULL, OPT_JSON},
+        {"smoke", no_argument, NULL, OPT_SMOKE},
+        {"module", required_argument, NULL, OPT_MODULE},
+        {"workdir", required_argument, NULL, OPT_WORKDIR},
+        {"keep", no_argument, NULL, OPT_KEEP},
+        {"check-json", required_argument, NULL, OPT_CHECK},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case OPT_DURATION:
+            o.duration = number("--duration", optarg, 0.001, 3600);
+            break;
+        case OPT_ROUNDS:
+            o.rounds = (unsigned)number("--rounds", optarg, 1, BENCH_MAX_ROUNDS);
+            rounds_given = true;
+            break;
+        case OPT_THREADS:
+            o.threads = (unsigned)number("--threads", optarg, 1, BENCH_MAX_THREADS);
+            break;
+        case OPT_KEYS:
+            o.keys = (unsigned)number("--keys", optarg, 1, 1000000);
+            keys_given = true;
+            break;
+        case OPT_ONLY:
+            o.only = optarg;
+            break;
+        case OPT_JSON:
+            o.json_path = optarg;
+            break;
+        case OPT_SMOKE:
+            o.smoke = true;
+            break;
+        case OPT_MODULE:
+            o.module = optarg;
+            break;
+        case OPT_WORKDIR:
+            o.workdir = optarg;
+            break;
+        case OPT_KEEP:
+            o.keep = true;
+            break;
+        case OPT_CHECK:
+            return report_check_json(optarg) == 0 ? 0 : 1;
+        case OPT_HELP:
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "p11kms-bench: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (o.smoke) {
+        if (!rounds_given)
+            o.rounds = 1;
+        if (!keys_given)
+            o.keys = 4;
+    }
+    if (!o.smoke && o.rounds < 5)
+        fprintf(stderr, "p11kms-bench: note: fewer than 5 rounds; medians are less stable\n");
+
+    /* Results are large (every round of every figure): keep them off the stack. */
+    static bench_results r;
+    bench_env env;
+    env_setup(&env, &o);
+    figures_token(&env, &o, &r);
+    figure_many_keys(&env, &o, &r);
+    figure_policy(&o, &r);
+    figure_startup(&env, &o, &r);
+    if (r.token.token_label[0] == '\0') {
+        /* Figures 1-4 did not run: describe the token anyway. */
+        p11kms *svc = env_open(env.main_config);
+        p11kms_error e = {0};
+        bench_check(p11kms_token_info(svc, &r.token, &e), &e, "p11kms_token_info");
+        p11kms_close(svc);
+    }
+    report_table(&r, &o);
+    if (o.json_path != NULL)
+        report_json(&r, &o, o.json_path);
+    env_teardown(&env, o.keep);
+    return 0;
+}

@@ -1,0 +1,174 @@
+#include "config.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+
+_Noreturn void bench_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("p11kms-bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+void bench_check(p11kms_err rc, const p11kms_error *e, const char *what)
+{
+    if (rc != P11KMS_OK)
+        bench_die("%s failed: %s: %s (raised at %s:%d)", what, p11kms_error_class(rc), e->message,
+                  e->file ? e->file : "?", e->line);
+}
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* What every worker of one side run shares. */
+typedef struct run_shared {
+    const bench_side *side;
+    pthread_barrier_t start;
+    double deadline; /* written before the barrier, read after it */
+    uint64_t max_ops;
+} run_shared;
+
+typedef struct worker {
+    run_shared *shared;
+    unsigned index;
+    pthread_t thread;
+    uint64_t ops;
+    double end;
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    run_shared *sh = w->shared;
+    const bench_side *side = sh->side;
+    void *state = side->setup ? side->setup(side->arg, w->index) : side->arg;
+    pthread_barrier_wait(&sh->start);
+    pthread_barrier_wait(&sh->start); /* the main thread set the deadline in between */
+    uint64_t ops = 0;
+    if (sh->max_ops > 0) {
+        while (ops < sh->max_ops) {
+            side->op(state);
+            ops++;
+        }
+    } else {
+        unsigned batch = side->batch ? side->batch : 1;
+        do {
+            for (unsigned i = 0; i < batch; i++)
+                side->op(state);
+            ops += batch;
+        } while (bench_now() < sh->deadline);
+    }
+    w->end = bench_now();
+    w->ops = ops;
+    if (side->teardown)
+        side->teardown(state);
+    return NULL;
+}
+
+side_run bench_run_side(const bench_side *side, unsigned threads, double duration, uint64_t max_ops)
+{
+    run_shared sh = {.side = side, .max_ops = max_ops};
+    worker w[BENCH_MAX_THREADS];
+    if (threads < 1 || threads > BENCH_MAX_THREADS)
+        bench_die("thread count %u out of range 1..%d", threads, BENCH_MAX_THREADS);
+    pthread_barrier_init(&sh.start, NULL, threads + 1);
+    for (unsigned i = 0; i < threads; i++) {
+        w[i] = (worker){.shared = &sh, .index = i};
+        if (pthread_create(&w[i].thread, NULL, work, &w[i]) != 0)
+            bench_die("cannot start a worker thread");
+    }
+    pthread_barrier_wait(&sh.start); /* every worker finished its setup */
+    double start = bench_now();
+    sh.deadline = start + duration;
+    pthread_barrier_wait(&sh.start);
+    side_run r = {0, 0};
+    double end = start;
+    for (unsigned i = 0; i < threads; i++) {
+        pthread_join(w[i].thread, NULL);
+        r.ops += w[i].ops;
+        if (w[i].end > end)
+            end = w[i].end;
+    }
+    pthread_barrier_destroy(&sh.start);
+    r.seconds = end - start;
+    return r;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(const double *v, unsigned n)
+{
+    double s[BENCH_MAX_ROUNDS];
+    if (n == 0)
+        return 0;
+    memcpy(s, v, n * sizeof(*s));
+    qsort(s, n, sizeof(*s), cmp_double);
+    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static double ops_per_s(side_run r)
+{
+    return r.seconds > 0 ? (double)r.ops / r.seconds : 0;
+}
+
+void bench_compare(figure *f, const bench_side *a, const bench_side *b, unsigned threads,
+                   const bench_opts *o)
+{
+    uint64_t max_ops = o->smoke ? o->smoke_ops : 0;
+    f->threads = threads;
+    f->rounds = o->rounds;
+    fprintf(stderr, "figure %s: %s (%u thread%s)\n", f->id, f->title, threads,
+            threads > 1 ? "s" : "");
+    for (unsigned i = 0; i < o->rounds; i++) {
+        side_run ra = bench_run_side(a, threads, o->duration, max_ops);
+        side_run rb = bench_run_side(b, threads, o->duration, max_ops);
+        f->a_ops[i] = ops_per_s(ra);
+        f->b_ops[i] = ops_per_s(rb);
+        double ta = 1.0 / f->a_ops[i], tb = 1.0 / f->b_ops[i];
+        f->ratio[i] = f->kind == RATIO_THROUGHPUT ? f->a_ops[i] / f->b_ops[i] : ta / tb;
+        fprintf(stderr,
+                "  round %u: A %.0f ops/s (%llu ops), B %.0f ops/s (%llu ops), ratio %.3f\n", i + 1,
+                f->a_ops[i], (unsigned long long)ra.ops, f->b_ops[i], (unsigned long long)rb.ops,
+                f->ratio[i]);
+    }
+    f->median_ratio = bench_median(f->ratio, f->rounds);
+    f->median_a = bench_median(f->a_ops, f->rounds);
+    f->median_b = bench_median(f->b_ops, f->rounds);
+}
+
+bool figure_met(const figure *f)
+{
+    if (f->goal <= 0)
+        return true;
+    return f->kind == RATIO_THROUGHPUT ? f->median_ratio >= f->goal : f->median_ratio <= f->goal;
+}
+
+figure *results_add(bench_results *r, const char *id)
+{
+    if (r->count >= BENCH_MAX_FIGURES)
+        bench_die("too many figures");
+    figure *f = &r->figures[r->count++];
+    memset(f, 0, sizeof(*f));
+    snprintf(f->id, sizeof(f->id), "%s", id);
+    f->kind = RATIO_THROUGHPUT;
+    return f;
+}

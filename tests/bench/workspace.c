@@ -1,0 +1,317 @@
+#include "config.h"
+
+/* The benchmark's own world: a SoftHSM configuration with two tokens (one key; many keys), the
+ * PIN file, p11kms configurations and real policy files. Under tests/lib/with-token.sh the
+ * harness's token is the main token and only the second token is added. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define BENCH_PIN "12345678"
+#define BENCH_SO_PIN "87654321"
+#define MAIN_LABEL "p11kms-bench"
+#define MANY_LABEL "p11kms-bench-many"
+
+#define ADMIN_NAME "unix:user:bench-admin"
+#define USER_NAME "unix:user:bench-svc"
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
+        bench_die("cannot write %s: %s", path, strerror(errno));
+}
+
+static void path_in(char *out, size_t size, const char *dir, const char *name)
+{
+    if ((size_t)snprintf(out, size, "%s/%s", dir, name) >= size)
+        bench_die("path too long: %s/%s", dir, name);
+}
+
+/* Runs argv with its output in dir/name.log; the run ends if the command fails. */
+static void run_logged(const bench_env *env, const char *name, char *const argv[])
+{
+    char log[600];
+    path_in(log, sizeof(log), env->dir, name);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bench_die("%s failed (see %s)", argv[0], log);
+}
+
+static void init_token(const bench_env *env, const bench_opts *o, const char *label,
+                       const char *so_pin)
+{
+    char *argv[] = {
+        (char *)o->softhsm_util, "--init-token", "--free",  "--label", (char *)label, "--so-pin",
+        (char *)so_pin,          "--pin",        BENCH_PIN, NULL};
+    char log[64];
+    snprintf(log, sizeof(log), "init-%s", label);
+    run_logged(env, log, argv);
+}
+
+static void make_workdir(bench_env *env, const bench_opts *o)
+{
+    if (o->workdir != NULL) {
+        if (mkdir(o->workdir, 0700) != 0 && errno != EEXIST)
+            bench_die("cannot create %s: %s", o->workdir, strerror(errno));
+        snprintf(env->dir, sizeof(env->dir), "%s", o->workdir);
+        return;
+    }
+    char base[512];
+    snprintf(base, sizeof(base), "%s/tests/bench/run-XXXXXX", BENCH_BUILDDIR);
+    if (mkdtemp(base) == NULL) {
+        /* Not run from its build tree: fall back to the working directory. */
+        snprintf(base, sizeof(base), "p11kms-bench-XXXXXX");
+        if (mkdtemp(base) == NULL)
+            bench_die("cannot create a work directory: %s", strerror(errno));
+    }
+    if (realpath(base, env->dir) == NULL)
+        bench_die("realpath %s: %s", base, strerror(errno));
+}
+
+static void write_config(const bench_env *env, const char *label, const char *name,
+                         const char *policy, char *path, size_t size)
+{
+    path_in(path, size, env->dir, name);
+    char text[4096];
+    snprintf(text, sizeof(text),
+             "# p11kms-bench: token %s\n"
+             "token:\n"
+             "  module: %s\n"
+             "  uri: \"pkcs11:token=%s\"\n"
+             "  pin-source: \"file:%s/pin\"\n"
+             "  sessions: 8\n"
+             "keys:\n"
+             "  lock-file: %s/%s.lock\n"
+             "policy: %s\n",
+             label, env->module, label, env->dir, env->dir, label, policy);
+    write_text(path, text);
+}
+
+/* The policy of a realistic deployment: administrators manage and never use, the service uses
+ * its key(s) only under a Redshift-style context, a break-glass deny. */
+static void write_policy(const char *path, const char *use_keys)
+{
+    char text[8192];
+    int n = snprintf(text, sizeof(text),
+                     "version: 1\n"
+                     "groups:\n"
+                     "  key-admins: [" ADMIN_NAME "]\n"
+                     "  services: [" USER_NAME "]\n"
+                     "global:\n"
+                     "  - sid: admins-create\n"
+                     "    effect: allow\n"
+                     "    principals: [group:key-admins]\n"
+                     "    actions: [create-key, list-keys, list-aliases]\n"
+                     "statements:\n"
+                     "  - sid: admins-manage\n"
+                     "    effect: allow\n"
+                     "    principals: [group:key-admins]\n"
+                     "    keys: [\"*\"]\n"
+                     "    actions: [describe-key, enable-key, disable-key, "
+                     "schedule-key-deletion, cancel-key-deletion, create-alias, delete-alias, "
+                     "update-alias, tag-resource, untag-resource]\n"
+                     "  - sid: revoked\n"
+                     "    effect: deny\n"
+                     "    principals: [\"unix:user:revoked-*\"]\n"
+                     "    keys: [\"*\"]\n"
+                     "    actions: [\"*\"]\n");
+    if (use_keys != NULL)
+        n += snprintf(text + n, sizeof(text) - (size_t)n,
+                      "  - sid: bench-use\n"
+                      "    effect: allow\n"
+                      "    principals: [group:services]\n"
+                      "    keys: [%s]\n"
+                      "    actions: [encrypt, decrypt, generate-data-key]\n"
+                      "    conditions:\n"
+                      "      context-like:\n"
+                      "        aws:redshift:arn: \"arn:aws:redshift:*:*:cluster:*\"\n"
+                      "        aws:redshift:createtime: \"*\"\n"
+                      "      context-keys-only: [aws:redshift:arn, aws:redshift:createtime]\n",
+                      use_keys);
+    if (n < 0 || (size_t)n >= sizeof(text))
+        bench_die("policy text too long");
+    write_text(path, text);
+}
+
+void env_write_main_policy(const bench_env *env, const char *key_id)
+{
+    write_policy(env->main_policy, key_id);
+}
+
+static p11kms_principal *principal(const char *name)
+{
+    p11kms_principal *p = p11kms_principal_new();
+    p11kms_error e = {0};
+    if (p == NULL)
+        bench_die("out of memory");
+    bench_check(p11kms_principal_add(p, name, &e), &e, "p11kms_principal_add");
+    return p;
+}
+
+static p11kms_context *context2(const char *k1, const char *v1, const char *k2, const char *v2)
+{
+    p11kms_context *c = p11kms_context_new();
+    p11kms_error e = {0};
+    if (c == NULL)
+        bench_die("out of memory");
+    bench_check(p11kms_context_add(c, k1, v1, &e), &e, "p11kms_context_add");
+    bench_check(p11kms_context_add(c, k2, v2, &e), &e, "p11kms_context_add");
+    return c;
+}
+
+/* Under with-token.sh the harness's token is the main token. */
+static bool harness_token(bench_env *env)
+{
+    const char *root = getenv("P11KMS_TEST_ROOT"), *uri = getenv("P11KMS_TEST_URI");
+    const char *pin_file = getenv("P11KMS_TEST_PIN_FILE"), *conf = getenv("SOFTHSM2_CONF");
+    static const char prefix[] = "pkcs11:token=";
+    if (root == NULL || uri == NULL || pin_file == NULL || conf == NULL ||
+        strncmp(uri, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    snprintf(env->main_label, sizeof(env->main_label), "%s", uri + sizeof(prefix) - 1);
+    snprintf(env->softhsm_conf, sizeof(env->softhsm_conf), "%s", conf);
+    char dir[512];
+    path_in(dir, sizeof(dir), root, "bench");
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        bench_die("cannot create %s: %s", dir, strerror(errno));
+    snprintf(env->dir, sizeof(env->dir), "%s", dir);
+    FILE *f = fopen(pin_file, "r");
+    if (f == NULL || fgets(env->pin, sizeof(env->pin), f) == NULL)
+        bench_die("cannot read the PIN file %s", pin_file);
+    fclose(f);
+    env->pin[strcspn(env->pin, "\r\n")] = '\0';
+    const char *module = getenv("P11KMS_TEST_MODULE");
+    if (module != NULL)
+        snprintf(env->module, sizeof(env->module), "%s", module);
+    return true;
+}
+
+void env_setup(bench_env *env, const bench_opts *o)
+{
+    memset(env, 0, sizeof(*env));
+    snprintf(env->module, sizeof(env->module), "%s", o->module);
+    snprintf(env->many_label, sizeof(env->many_label), "%s", MANY_LABEL);
+    const char *so_pin = BENCH_SO_PIN;
+    if (harness_token(env)) {
+        const char *so = getenv("P11KMS_TEST_SO_PIN");
+        if (so != NULL)
+            so_pin = so;
+    } else {
+        env->own_token = true;
+        make_workdir(env, o);
+        snprintf(env->main_label, sizeof(env->main_label), "%s", MAIN_LABEL);
+        snprintf(env->pin, sizeof(env->pin), "%s", BENCH_PIN);
+        char tokens[600], text[1024];
+        path_in(tokens, sizeof(tokens), env->dir, "tokens");
+        if (mkdir(tokens, 0700) != 0 && errno != EEXIST)
+            bench_die("cannot create %s: %s", tokens, strerror(errno));
+        snprintf(text, sizeof(text),
+                 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
+                 "slots.removable = false\n",
+                 tokens);
+        path_in(env->softhsm_conf, sizeof(env->softhsm_conf), env->dir, "softhsm2.conf");
+        write_text(env->softhsm_conf, text);
+        setenv("SOFTHSM2_CONF", env->softhsm_conf, 1);
+        init_token(env, o, env->main_label, so_pin);
+    }
+    init_token(env, o, env->many_label, so_pin);
+
+    char pin_path[600];
+    path_in(pin_path, sizeof(pin_path), env->dir, "pin");
+    char pin_line[80];
+    snprintf(pin_line, sizeof(pin_line), "%s\n", env->pin);
+    write_text(pin_path, pin_line);
+    chmod(pin_path, 0600);
+
+    path_in(env->main_policy, sizeof(env->main_policy), env->dir, "main-policy.yaml");
+    path_in(env->many_policy, sizeof(env->many_policy), env->dir, "many-policy.yaml");
+    write_policy(env->main_policy, NULL);
+    write_policy(env->many_policy, "\"*\"");
+    write_config(env, env->main_label, "main.yaml", env->main_policy, env->main_config,
+                 sizeof(env->main_config));
+    write_config(env, env->many_label, "many.yaml", env->many_policy, env->many_config,
+                 sizeof(env->many_config));
+
+    env->admin = principal(ADMIN_NAME);
+    env->user = principal(USER_NAME);
+    env->ctx = context2("aws:redshift:arn",
+                        "arn:aws:redshift:us-east-1:123456789012:cluster:bench-cluster",
+                        "aws:redshift:createtime", "20240115T093000Z");
+    env->child_ctx = context2("tier", "database", "database", "sales");
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void env_teardown(bench_env *env, bool keep)
+{
+    p11kms_principal_free(env->admin);
+    p11kms_principal_free(env->user);
+    p11kms_context_free(env->ctx);
+    p11kms_context_free(env->child_ctx);
+    free(env->many_ids);
+    if (env->own_token && !keep)
+        nftw(env->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    else
+        fprintf(stderr, "work directory kept: %s\n", env->dir);
+}
+
+p11kms *env_open(const char *config)
+{
+    p11kms *svc = NULL;
+    p11kms_error e = {0};
+    bench_check(p11kms_open(config, &svc, &e), &e, config);
+    return svc;
+}
+
+void env_create_key(p11kms *svc, const bench_env *env, char id[P11KMS_KEY_ID_LEN + 1])
+{
+    p11kms_create_key_input in = {.description = "p11kms-bench"};
+    p11kms_key_metadata md;
+    p11kms_error e = {0};
+    bench_check(p11kms_create_key(svc, env->admin, &in, &md, &e), &e, "p11kms_create_key");
+    memcpy(id, md.key_id, P11KMS_KEY_ID_LEN + 1);
+}
+
+void env_main_key(bench_env *env, p11kms *svc)
+{
+    if (env->main_id[0] != '\0')
+        return;
+    p11kms *own = svc != NULL ? NULL : env_open(env->main_config);
+    p11kms *s = svc != NULL ? svc : own;
+    env_create_key(s, env, env->main_id);
+    /* The statement that lets the service use the key names it by id, as a deployment would. */
+    env_write_main_policy(env, env->main_id);
+    p11kms_error e = {0};
+    bench_check(p11kms_reload_policy(s, &e), &e, "p11kms_reload_policy");
+    p11kms_close(own);
+}

@@ -264,4 +264,37 @@ jq_check "explain gives a decision and an explanation" \
 expect_fail 1 ValidationException policy explain --action decrypt --key-id "$key"
 expect_fail 1 ValidationException policy explain --principal unix:user:alice --key-id "$key"
 
+echo "== a policy in force (conf/policy.yaml: alice administers, rds-svc uses alias/rds-*)"
+expect_ok "alias for the RDS statements" create-alias --alias-name alias/rds-orders \
+    --target-key-id "$key"
+sed "s|^policy: none\$|policy: $P11KMS_TEST_ROOT/good-policy.yaml|" "$P11KMS_CONFIG" >with-policy.yaml
+check "config with a policy file" grep -q "^policy: $P11KMS_TEST_ROOT/good-policy.yaml" with-policy.yaml
+me=$(id -un)
+if [ "$me" = alice ] || [ "$me" = bob ] || [ "$me" = rds-svc ]; then
+    echo "the test user $me is named in conf/policy.yaml" >&2
+    exit 99
+fi
+expect_fail 7 AccessDeniedException --config with-policy.yaml list-keys
+expect_fail 7 AccessDeniedException --config with-policy.yaml describe-key --key-id "$key"
+expect_fail 7 AccessDeniedException --config with-policy.yaml encrypt --key-id alias/rds-orders \
+    --plaintext aGVsbG8= --encryption-context aws:rds:db-id=db-1
+check "no policy: none warning with a policy" [ ! -s warn.txt ]
+expect_ok "explain: alice may disable the key" --config with-policy.yaml policy explain \
+    --principal unix:user:alice --action disable-key --key-id "$key"
+jq_check "Allowed, naming admins-manage" '.Decision == "Allowed" and (.Explanation | test("admins-manage"))'
+expect_ok "explain: alice may not decrypt" --config with-policy.yaml policy explain \
+    --principal unix:user:alice --action decrypt --key-id "$key"
+jq_check "Denied" '.Decision == "Denied"'
+expect_ok "explain: rds-svc may decrypt with its context" --config with-policy.yaml policy explain \
+    --principal unix:user:rds-svc --action decrypt --key-id alias/rds-orders \
+    --encryption-context aws:rds:db-id=db-1
+jq_check "Allowed, naming rds-use" '.Decision == "Allowed" and (.Explanation | test("rds-use"))'
+expect_ok "explain: rds-svc may not decrypt with another context" --config with-policy.yaml \
+    policy explain --principal unix:user:rds-svc --action decrypt --key-id alias/rds-orders \
+    --encryption-context aws:rds:db-id=other
+jq_check "Denied" '.Decision == "Denied"'
+expect_ok "explain --output text" --output text --config with-policy.yaml policy explain \
+    --principal unix:user:rds-svc --action decrypt --key-id "$key"
+check "text: Decision then Explanation" grep -Eq '^(Allowed|Denied)	.+' out.json
+
 cli_finish

@@ -189,6 +189,16 @@ expect_fail 8 UnsupportedOperationException rotate-key-on-demand --key-id "$ext"
 expect_fail 8 UnsupportedOperationException enable-key-rotation --key-id "$ext"
 expect_ok "an imported key may be scheduled for deletion" schedule-key-deletion --key-id "$ext" \
     --pending-window-in-days 7
+expect_ok "describe the imported key pending deletion" describe-key --key-id "$ext"
+jq_check "PendingDeletion, still EXTERNAL" '.KeyMetadata.KeyState == "PendingDeletion"
+    and .KeyMetadata.Origin == "EXTERNAL"'
 expect_fail 8 UnsupportedOperationException create-key --origin AWS_CLOUDHSM
+
+echo "== maintain"
+expect_ok "maintain" maintain
+jq_check "maintain reports its actions as a list" '.Actions | type == "array"'
+expect_ok "maintain --output text" maintain --output text
+expect_ok "a key pending deletion is kept until its date" describe-key --key-id "$ext"
+jq_check "still PendingDeletion" '.KeyMetadata.KeyState == "PendingDeletion"'
 
 cli_finish

@@ -61,7 +61,7 @@ static void churn(int round, unsigned seed, int ready_fd)
     int shown = 0;
     static const uint8_t pt[] = "crash";
     for (int i = 0;; i++) {
-        p11kms_key_metadata md;
+        p11kms_key_metadata md = {0};
         p11kms_create_key_input in = {.description = "crash test"};
         p11kms_err rc = p11kms_create_key(svc, who, &in, &md, &e);
         note(&shown, "create-key", rc, &e);
@@ -171,7 +171,7 @@ static void check_round_trip(invariants *inv, const char *id, uint32_t current)
 
 static void check_key(invariants *inv, const char *id)
 {
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     p11kms_err rc = p11kms_describe_key(inv->svc, inv->who, id, &md, &e);
     CHECK_OK(rc, &e);
     if (rc != P11KMS_OK)
@@ -212,7 +212,7 @@ static void check_key(invariants *inv, const char *id)
     fx_list aliases = {0};
     CHECK_OK(p11kms_list_aliases(inv->svc, inv->who, id, fx_collect_alias, &aliases, &e), &e);
     for (size_t i = 0; i < aliases.count; i++) {
-        p11kms_key_metadata amd;
+        p11kms_key_metadata amd = {0};
         rc = p11kms_describe_key(inv->svc, inv->who, aliases.items[i], &amd, &e);
         CHECK_OK(rc, &e);
         CHECK(rc == P11KMS_OK && strcmp(amd.key_id, id) == 0);
@@ -233,7 +233,7 @@ static void check_aliases(invariants *inv)
         *eq = '\0';
         const char *alias = all.items[i], *target = eq + 1;
         inv->aliases++;
-        p11kms_key_metadata md;
+        p11kms_key_metadata md = {0};
         p11kms_err rc = p11kms_describe_key(inv->svc, inv->who, alias, &md, &e);
         CHECK_OK(rc, &e);
         CHECK(rc == P11KMS_OK && strcmp(md.key_id, target) == 0);

@@ -380,7 +380,7 @@ static void test_budget_manual(void)
     fx_say("decrypt is not counted: the old ciphertexts still decrypt at the limit");
     CHECK_OK(decrypt_expect(id, NULL, cts[0].ciphertext, cts[0].ciphertext_len, pt, sizeof(pt)),
              &e);
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_describe_key(svc, who, id, &md, &e), &e);
     CHECK(md.current_version == 1 && md.current_version_encryptions == BUDGET);
 
@@ -431,7 +431,7 @@ static void test_budget_automatic(void)
     }
     CHECK(ok == TOTAL);
     CHECK(versions_right == TOTAL);
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_describe_key(svc, who, id, &md, &e), &e);
     CHECK(md.current_version == 4 && md.version_count == 4);
     CHECK(md.rotation_enabled && md.next_rotation_date > 0);

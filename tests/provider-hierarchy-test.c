@@ -228,7 +228,7 @@ static void test_redshift(const char *master, const char *other_master)
 
     fx_say("rotation: re-encrypt the cluster blob under the new master version; the database "
            "and block blobs made under the old opening still unwrap");
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_rotate_key_on_demand(svc, who, master, &md, &e), &e);
     CHECK(md.current_version == 2);
     p11kms_result rewrapped;
@@ -435,7 +435,7 @@ static void test_revocation(const char *master)
     CHECK_OK(unwrap_expect(again, NULL, db.ciphertext, db.ciphertext_len, db.plaintext, 32), &e);
 
     fx_say("scheduling deletion of the master key revokes as well");
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_schedule_key_deletion(svc, who, master, 7, &md, &e), &e);
     fx_sleep_ms(300);
     rc = p11kms_unwrap_child_key(again, NULL, db.ciphertext, db.ciphertext_len, &r, &e);

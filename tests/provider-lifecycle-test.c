@@ -28,8 +28,7 @@ static const uint8_t secret[] = "lifecycle test plaintext";
 
 static p11kms_key_metadata describe(const char *ref)
 {
-    p11kms_key_metadata md;
-    memset(&md, 0, sizeof(md));
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_describe_key(svc, who, ref, &md, &e), &e);
     return md;
 }
@@ -136,7 +135,7 @@ static bool near(int64_t got, int64_t lo, int64_t hi)
 static void test_create(char plain[P11KMS_KEY_ID_LEN + 1])
 {
     fx_say("create-key with defaults: Enabled, AWS_KMS, version 1, ARN of this service");
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     int64_t before = time(NULL);
     CHECK_OK(p11kms_create_key(svc, who, NULL, &md, &e), &e);
     int64_t after = time(NULL);
@@ -203,7 +202,7 @@ static void test_external(void)
 {
     fx_say("origin EXTERNAL: PendingImport, no crypto (KMSInvalidState), no rotation");
     p11kms_create_key_input in = {.origin = "EXTERNAL", .description = "imported"};
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_create_key(svc, who, &in, &md, &e), &e);
     char id[P11KMS_KEY_ID_LEN + 1];
     memcpy(id, md.key_id, sizeof(id));
@@ -257,7 +256,7 @@ static void test_references(const char *id, const char *other)
     }
 
     fx_say("references that name nothing or belong elsewhere");
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     char ref[P11KMS_ARN_MAX + 64];
     snprintf(ref, sizeof(ref), "arn:p11kms:eu-west-1:000000000000:key/%s", id);
     CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_INVALID_ARN, &e);
@@ -348,7 +347,7 @@ static void test_deletion_window(const char *id)
 {
     p11kms_result ct;
     REQUIRE(encrypt(id, &ct) == P11KMS_OK);
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
 
     fx_say("schedule-key-deletion: 6 and 31 days are ValidationException, key unchanged");
     CHECK_ERR(p11kms_schedule_key_deletion(svc, who, id, 6, &md, &e), P11KMS_E_VALIDATION, &e);
@@ -466,7 +465,7 @@ static void test_aliases(const char *k1, const char *k2, const char *k3)
     CHECK_ERR(p11kms_create_alias(svc, who, longest, k1, &e), P11KMS_E_INVALID_ALIAS, &e);
     longest[256] = '\0';
     CHECK_OK(p11kms_create_alias(svc, who, longest, k1, &e), &e);
-    p11kms_key_metadata lmd;
+    p11kms_key_metadata lmd = {0};
     CHECK_OK(p11kms_describe_key(svc, who, longest, &lmd, &e), &e);
     CHECK(strcmp(lmd.key_id, k1) == 0);
     CHECK_OK(p11kms_delete_alias(svc, who, longest, &e), &e);
@@ -632,7 +631,7 @@ static void test_rotation(const char *id, const char *disabled)
     CHECK(old.key_version == 1);
 
     fx_say("rotate-key-on-demand on an Enabled key: version 2, INITIAL + ON_DEMAND");
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_rotate_key_on_demand(svc, who, id, &md, &e), &e);
     CHECK(md.current_version == 2 && md.version_count == 2);
     md = describe(id);
@@ -728,7 +727,7 @@ static void test_due_deletion(void)
         CHECK_OK(p11kms_rotate_key_on_demand(svc, who, both[i], NULL, &e), &e);
     CHECK_OK(p11kms_create_alias(svc, who, "alias/due-lazy", lazy, &e), &e);
     CHECK_OK(p11kms_create_alias(svc, who, "alias/due-swept", swept, &e), &e);
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_schedule_key_deletion(svc, who, lazy, 7, &md, &e), &e);
     CHECK_OK(p11kms_schedule_key_deletion(svc, who, swept, 7, &md, &e), &e);
     CHECK_OK(p11kms_schedule_key_deletion(svc, who, kept, 7, &md, &e), &e);

@@ -98,7 +98,7 @@ static p11kms_err decrypt_as(const p11kms_principal *who, const char *ref,
 
 static p11kms_key_state state_of(const char *id)
 {
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_describe_key(svc, admin, id, &md, &e), &e);
     return md.state;
 }
@@ -117,7 +117,7 @@ int main(void)
     nobody = fx_principal("unix:user:nobody");
     p11kms_context *tenant = fx_ctx("tenant", "t1", NULL);
     p11kms_context *no_tenant = fx_ctx("customer", "t1", NULL);
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
 
     fx_say("admin1 creates keys (policy defaults apply) and aliases");
     char one[P11KMS_KEY_ID_LEN + 1], two[P11KMS_KEY_ID_LEN + 1], plain[P11KMS_KEY_ID_LEN + 1];

@@ -220,14 +220,14 @@ static void *admin_main(void *arg)
     for (w->op = 0; w->op < OPS; w->op++) {
         int key = w->op % KEYS;
         if (w->op % 10 == 0) {
-            p11kms_key_metadata md;
+            p11kms_key_metadata md = {0};
             p11kms_err rc = p11kms_rotate_key_on_demand(svc, who, key_ids[key], &md, &w->e);
             TCHECK(rc == P11KMS_OK, w, "rotate-key-on-demand");
         } else {
             const char *d = descriptions[w->op % 2];
             p11kms_err rc = p11kms_update_key_description(svc, who, key_ids[key], d, &w->e);
             TCHECK(rc == P11KMS_OK, w, "update-key-description");
-            p11kms_key_metadata md;
+            p11kms_key_metadata md = {0};
             rc = p11kms_describe_key(svc, who, key_ids[key], &md, &w->e);
             TCHECK(rc == P11KMS_OK, w, "describe-key");
             TCHECK(strcmp(md.description, descriptions[0]) == 0 ||
@@ -273,7 +273,7 @@ int main(void)
            "still decrypts");
     p11kms_error e = {0};
     for (int k = 0; k < KEYS; k++) {
-        p11kms_key_metadata md;
+        p11kms_key_metadata md = {0};
         CHECK_OK(p11kms_describe_key(svc, who, key_ids[k], &md, &e), &e);
         int rotations = 0;
         for (int op = 0; op < OPS; op += 10)

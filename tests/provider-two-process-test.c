@@ -114,7 +114,7 @@ static void run_b(void)
     CHECK_OK(p11kms_decrypt(svc, who, id, NULL, ct.ciphertext, ct.ciphertext_len, &r, &e), &e);
     CHECK(fx_same(r.plaintext, r.plaintext_len, secret, sizeof(secret)));
     p11kms_result_free(&r);
-    p11kms_key_metadata md;
+    p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_describe_key(svc, who, id, &md, &e), &e);
     CHECK(md.state == P11KMS_KEY_ENABLED);
     signal_peer('w');

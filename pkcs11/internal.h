@@ -101,6 +101,7 @@ struct p11_token {
     pthread_cond_t cond_state; /* state changed, or in_use dropped to 0 */
     p11_state state;
     bool reinit_busy;
+    bool exclusive;        /* p11_pool_exclusive: no checkout until it is done */
     p11kms_err error_code; /* ERROR state: what every call fails with */
     CK_RV error_ckr;
     p11_session *idle;
@@ -119,6 +120,9 @@ struct p11_token {
 
     /* object creation is serialized: SoftHSM fails spuriously on concurrent creation */
     pthread_mutex_t create_lock;
+    /* the token refuses C_SetAttributeValue on a data object's CKA_VALUE (SoftHSM): writes
+     * replace the object instead (see data.c) */
+    _Atomic bool data_value_read_only;
 
     struct p11_token *next_registered; /* fork registry */
 };
@@ -141,6 +145,11 @@ uint8_t *p11_session_scratch(p11_session *s, size_t need, p11kms_error *err);
  * ref, if not NULL, is the cached object op uses: an invalid handle makes it found again. */
 typedef p11kms_err (*p11_op)(p11_token *t, p11_session *s, void *arg, p11kms_error *err);
 p11kms_err p11_run(p11_token *t, p11_objref *ref, p11_op op, void *arg, p11kms_error *err);
+
+/* Runs fn while no session is in use and none can be checked out (for C_CloseAllSessions:
+ * SoftHSM is not safe against closing a session another thread is using). */
+p11kms_err p11_pool_exclusive(p11_token *t, p11kms_err (*fn)(p11_token *t, p11kms_error *err),
+                              p11kms_error *err);
 
 /* The login session under login_lock, opened and logged in if needed (session objects). */
 p11kms_err p11_login_session_lock(p11_token *t, CK_SESSION_HANDLE *h, p11kms_error *err);

@@ -18,6 +18,26 @@ p11kms_err p11_objref_refresh(p11_token *t, p11_session *s, p11_objref *ref, p11
     return P11KMS_OK;
 }
 
+/* A search in a session that is not logged in misses every private object: that is a lost
+ * login to repair, not an empty answer. Checked before searching: the login can only be lost
+ * while no operation is in flight (p11_pool_exclusive) or by a token failure, which the search
+ * itself reports. */
+static p11kms_err check_logged_in(p11_token *t, p11_session *s, p11kms_error *err)
+{
+    if (!t->login_required)
+        return P11KMS_OK;
+    CK_SESSION_INFO si;
+    if (p11c_get_session_info(t->calls, s->handle, &si, err) != P11KMS_OK)
+        return err->code;
+    if (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS)
+        return P11KMS_OK;
+    P11KMS_RAISE(err, P11KMS_E_TOKEN,
+                 "the session is not logged in: a search would miss "
+                 "private objects");
+    err->ckr = CKR_USER_NOT_LOGGED_IN;
+    return P11KMS_E_TOKEN;
+}
+
 static void find_final(p11_token *t, p11_session *s)
 {
     p11kms_error e = {0};
@@ -29,6 +49,8 @@ static void find_final(p11_token *t, p11_session *s)
 p11kms_err p11_find_one(p11_token *t, p11_session *s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                         const char *what, CK_OBJECT_HANDLE *h, p11kms_error *err)
 {
+    if (check_logged_in(t, s, err) != P11KMS_OK)
+        return err->code;
     if (p11c_find_objects_init(t->calls, s->handle, tmpl, n, err) != P11KMS_OK) {
         if (err->ckr == CKR_OPERATION_ACTIVE)
             s->dirty = true;
@@ -54,6 +76,8 @@ p11kms_err p11_find_all(p11_token *t, p11_session *s, CK_ATTRIBUTE *tmpl, CK_ULO
 {
     *handles = NULL;
     *count = 0;
+    if (check_logged_in(t, s, err) != P11KMS_OK)
+        return err->code;
     if (p11c_find_objects_init(t->calls, s->handle, tmpl, n, err) != P11KMS_OK) {
         if (err->ckr == CKR_OPERATION_ACTIVE)
             s->dirty = true;

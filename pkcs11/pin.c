@@ -40,8 +40,10 @@ p11kms_err p11_pin_load(const char *source, char **pin, size_t *len, p11kms_erro
                             "the token URI");
     const char *path = pin_file_path(source);
     if (path == NULL)
+        /* Not echoed: a misplaced literal PIN must not reach a log. */
         return P11KMS_RAISE(err, P11KMS_E_CONFIG,
-                            "PIN source '%s' is not supported: use file:/absolute/path", source);
+                            "unsupported PIN source: use file:/absolute/path (first line is the "
+                            "PIN)");
 
     /* read(2) straight into the secure heap: stdio would leave a copy in its own buffer. */
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -353,6 +353,10 @@ p11kms_err p11_pool_checkout(p11_token *t, p11_session **out, p11kms_error *err)
 {
     pthread_mutex_lock(&t->pool_lock);
     for (;;) {
+        if (t->state == P11_STATE_READY && t->exclusive) {
+            pthread_cond_wait(&t->cond_state, &t->pool_lock);
+            continue;
+        }
         if (t->state == P11_STATE_READY) {
             p11_session *s = t->idle;
             if (s != NULL) {
@@ -411,7 +415,7 @@ p11kms_err p11_pool_checkout(p11_token *t, p11_session **out, p11kms_error *err)
             return code;
         }
         /* NEEDS_REINIT: one thread re-initializes once every session is back. */
-        if (t->reinit_busy || t->in_use > 0) {
+        if (t->reinit_busy || t->in_use > 0 || t->exclusive) {
             pthread_cond_wait(&t->cond_state, &t->pool_lock);
             continue;
         }
@@ -463,11 +467,42 @@ void p11_pool_checkin(p11_token *t, p11_session *s)
     }
     if (t->waiting > 0)
         pthread_cond_signal(&t->cond_free);
-    if (t->in_use == 0 && t->state != P11_STATE_READY)
+    if (t->in_use == 0 && (t->state != P11_STATE_READY || t->exclusive))
         pthread_cond_broadcast(&t->cond_state);
     pthread_mutex_unlock(&t->pool_lock);
     if (!keep)
         session_free(s);
+}
+
+static p11kms_err noop_op(p11_token *t, p11_session *s, void *arg, p11kms_error *err)
+{
+    (void)t;
+    (void)s;
+    (void)arg;
+    (void)err;
+    return P11KMS_OK;
+}
+
+p11kms_err p11_pool_exclusive(p11_token *t, p11kms_err (*fn)(p11_token *t, p11kms_error *err),
+                              p11kms_error *err)
+{
+    /* a checkout first: it re-initializes the module if that is pending */
+    if (p11_run(t, NULL, noop_op, NULL, err) != P11KMS_OK)
+        return err->code;
+    pthread_mutex_lock(&t->pool_lock);
+    while (t->exclusive || t->reinit_busy)
+        pthread_cond_wait(&t->cond_state, &t->pool_lock);
+    t->exclusive = true;
+    while (t->in_use > 0)
+        pthread_cond_wait(&t->cond_state, &t->pool_lock);
+    pthread_mutex_unlock(&t->pool_lock);
+    p11kms_err rc = fn(t, err);
+    pthread_mutex_lock(&t->pool_lock);
+    t->exclusive = false;
+    pthread_cond_broadcast(&t->cond_state);
+    pthread_cond_broadcast(&t->cond_free);
+    pthread_mutex_unlock(&t->pool_lock);
+    return rc;
 }
 
 /* After one session turned out dead, checks the idle ones so that the retry does not draw
@@ -606,17 +641,31 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static p11_token *registry;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
-/* Every lock is taken before fork() so that the child inherits none held by a thread it does
- * not have. */
+/* Before fork(): no thread may be inside the module (SoftHSM would hand the child a mutex that
+ * no thread of the child will ever release), and every lock is taken so that the child inherits
+ * none held by a thread it does not have. So each token first waits for its operations in flight
+ * (new ones wait), then takes its locks in the documented order. fork() is delayed by at most the
+ * operations in flight. */
+static void quiesce(p11_token *t)
+{
+    pthread_mutex_lock(&t->create_lock);
+    pthread_mutex_lock(&t->pool_lock);
+    while (t->exclusive || t->reinit_busy)
+        pthread_cond_wait(&t->cond_state, &t->pool_lock);
+    t->exclusive = true;
+    while (t->in_use > 0)
+        pthread_cond_wait(&t->cond_state, &t->pool_lock);
+    pthread_mutex_unlock(&t->pool_lock);
+    pthread_mutex_lock(&t->login_lock);
+    pthread_mutex_lock(&t->cache_lock);
+    pthread_mutex_lock(&t->pool_lock);
+}
+
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&registry_lock);
-    for (p11_token *t = registry; t != NULL; t = t->next_registered) {
-        pthread_mutex_lock(&t->create_lock);
-        pthread_mutex_lock(&t->login_lock);
-        pthread_mutex_lock(&t->cache_lock);
-        pthread_mutex_lock(&t->pool_lock);
-    }
+    for (p11_token *t = registry; t != NULL; t = t->next_registered)
+        quiesce(t);
 }
 
 static void unlock_token(p11_token *t)
@@ -629,8 +678,12 @@ static void unlock_token(p11_token *t)
 
 static void fork_parent(void)
 {
-    for (p11_token *t = registry; t != NULL; t = t->next_registered)
+    for (p11_token *t = registry; t != NULL; t = t->next_registered) {
+        t->exclusive = false;
+        pthread_cond_broadcast(&t->cond_state);
+        pthread_cond_broadcast(&t->cond_free);
         unlock_token(t);
+    }
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -647,10 +700,11 @@ static void fork_child(void)
             s->next = t->stale;
             t->stale = s;
         }
-        t->in_use = 0; /* the threads holding them do not exist here */
+        t->in_use = 0;
         t->open = 0;
         t->waiting = 0;
         t->reinit_busy = false;
+        t->exclusive = false;
         t->login_session_open = false;
         pthread_cond_init(&t->cond_free, NULL);
         pthread_cond_init(&t->cond_state, NULL);

@@ -279,17 +279,14 @@ p11kms_err p11_token_random(p11_token *t, uint8_t *buf, size_t len, p11kms_error
 
 /* --- test support ----------------------------------------------------------------------------- */
 
-static p11kms_err close_all_op(p11_token *t, p11_session *s, void *arg, p11kms_error *err)
+static p11kms_err close_all(p11_token *t, p11kms_error *err)
 {
-    (void)arg;
-    p11kms_err rc = p11c_close_all_sessions(t->calls, t->slot, err);
-    s->dead = true; /* closed with all the others */
-    return rc;
+    return p11c_close_all_sessions(t->calls, t->slot, err);
 }
 
 p11kms_err p11_token_test_close_all_sessions(p11_token *t, p11kms_error *err)
 {
     if (t == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "no token");
-    return p11_run(t, NULL, close_all_op, NULL, err);
+    return p11_pool_exclusive(t, close_all, err);
 }

@@ -179,7 +179,9 @@ p11kms_err p11_data_list(p11_token *t, const char *label_prefix,
 
 /* --- test support -------------------------------------------------------------------------- */
 /* Closes every session of the slot behind the layer's back (C_CloseAllSessions), as a token
- * reset or another component would; the next operation must recover transparently. */
+ * reset or another component would; the next operation must recover transparently. Waits until
+ * no operation is in flight (SoftHSM crashes when a session is closed while another thread is
+ * using it) and holds new ones back meanwhile. */
 p11kms_err p11_token_test_close_all_sessions(p11_token *t, p11kms_error *err);
 
 /* "CKR_PIN_INCORRECT" for CKR_PIN_INCORRECT; "CKR_0x..." for unknown values. */

@@ -1,0 +1,448 @@
+/* The token layer against tests/pkcs11-shim.c, a module that forwards to SoftHSM and produces on
+ * demand what SoftHSM does not: C_GetInterface, device errors, lost sessions and logins, PIN
+ * refusals, token flags, session limits, token-generated IVs, the legacy CK_GCM_PARAMS layout,
+ * and init arguments from p11-kit's module configuration (x-init-reserved). */
+#include "config.h"
+
+#define P11_KIT_FUTURE_UNSTABLE_API 1
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+#include <p11-kit/p11-kit.h>
+
+#include "pkcs11-testutil.h"
+
+static p11kms_error e;
+
+static struct {
+    void (*fail)(const char *fn, CK_RV rv, int times);
+    unsigned long (*count)(const char *fn);
+    void (*reset)(void);
+    void (*token_flags)(CK_FLAGS set, CK_FLAGS clear);
+    void (*max_rw)(CK_ULONG max_rw);
+    void (*iv_mode)(int mode);
+    void (*accept_legacy)(int on);
+    const char *(*init_reserved)(void);
+} shim;
+
+static void shim_bind(void)
+{
+    /* Load it once for the whole test, so the control state outlives each p11_token. */
+    void *dl = dlopen(pt_shim_path(), RTLD_NOW | RTLD_LOCAL);
+    if (dl == NULL) {
+        fprintf(stderr, "cannot load %s: %s\n", pt_shim_path(), dlerror());
+        exit(99);
+    }
+    shim.fail = (void (*)(const char *, CK_RV, int))dlsym(dl, "p11kms_shim_fail");
+    shim.count = (unsigned long (*)(const char *))dlsym(dl, "p11kms_shim_count");
+    shim.reset = (void (*)(void))dlsym(dl, "p11kms_shim_reset");
+    shim.token_flags = (void (*)(CK_FLAGS, CK_FLAGS))dlsym(dl, "p11kms_shim_token_flags");
+    shim.max_rw = (void (*)(CK_ULONG))dlsym(dl, "p11kms_shim_max_rw");
+    shim.iv_mode = (void (*)(int))dlsym(dl, "p11kms_shim_iv_mode");
+    shim.accept_legacy = (void (*)(int))dlsym(dl, "p11kms_shim_accept_legacy");
+    shim.init_reserved = (const char *(*)(void))dlsym(dl, "p11kms_shim_init_reserved");
+    REQUIRE(shim.fail && shim.count && shim.reset && shim.token_flags && shim.max_rw &&
+            shim.iv_mode && shim.accept_legacy && shim.init_reserved);
+}
+
+static p11_token_config shim_config(void)
+{
+    p11_token_config cfg = pt_config();
+    cfg.module = pt_shim_path();
+    return cfg;
+}
+
+static p11_key *session_key(p11_token *t, uint8_t fill)
+{
+    uint8_t raw[32];
+    memset(raw, fill, sizeof(raw));
+    p11_key *k = NULL;
+    CHECK_OK(p11_key_create_session_aes(t, raw, sizeof(raw), &k, &e), &e);
+    REQUIRE(k != NULL);
+    return k;
+}
+
+static int round_trip(p11_token *t, p11_key *k)
+{
+    uint8_t iv[12] = {3, 1, 4}, pt[33] = "round trip through the shim", ct[49], back[33];
+    p11kms_error err = {0};
+    if (p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, sizeof(pt), ct, 16, &err) != P11KMS_OK ||
+        p11_gcm_decrypt(t, k, iv, 12, NULL, 0, ct, sizeof(ct), 16, back, &err) != P11KMS_OK) {
+        fprintf(stderr, "  round trip: %s: %s\n", p11kms_error_class(err.code), err.message);
+        return 0;
+    }
+    return memcmp(back, pt, sizeof(pt)) == 0;
+}
+
+static void test_get_interface(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = pt_open(&cfg);
+    p11_token_info info;
+    CHECK_OK(p11_token_get_info(t, &info, &e), &e);
+    CHECK(info.via_get_interface);
+    CHECK(shim.count("C_GetInterface") == 1);
+    CHECK(shim.init_reserved()[0] == '\0'); /* no p11-kit configuration by path */
+    p11_key *k = session_key(t, 1);
+    unsigned long before = shim.count("C_EncryptInit");
+    CHECK(round_trip(t, k));
+    /* the calls went through the shim's 3.0 list */
+    CHECK(shim.count("C_EncryptInit") == before + 1);
+    p11_token_close(t);
+}
+
+static void test_transient_failures(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = pt_open(&cfg);
+    p11_key *k = session_key(t, 2);
+
+    /* a device error once: a new session, the same answer */
+    shim.fail("C_Encrypt", CKR_DEVICE_ERROR, 1);
+    CHECK(round_trip(t, k));
+    shim.fail("C_DecryptInit", CKR_DEVICE_ERROR, 2);
+    CHECK(round_trip(t, k));
+
+    /* a lost session and a lost login */
+    shim.fail("C_EncryptInit", CKR_SESSION_HANDLE_INVALID, 1);
+    CHECK(round_trip(t, k));
+    shim.fail("C_Decrypt", CKR_SESSION_CLOSED, 1);
+    CHECK(round_trip(t, k));
+    unsigned long logins = shim.count("C_Login");
+    CHECK_OK(p11_token_test_close_all_sessions(t, &e), &e);
+    /* logged in again; the session key died with the login session and is not found */
+    uint8_t iv0[12] = {0}, pt0[4] = "abc", ct0[20];
+    CHECK_ERR(p11_gcm_encrypt(t, k, iv0, 12, NULL, 0, pt0, 4, ct0, 16, &e), P11KMS_E_NOT_FOUND, &e);
+    CHECK(shim.count("C_Login") == logins + 1);
+    k = session_key(t, 2);
+    shim.fail("C_EncryptInit", CKR_USER_NOT_LOGGED_IN, 1);
+    CHECK(round_trip(t, k));
+
+    /* a stale object handle is found again, once */
+    const uint8_t id[] = "shim-key";
+    p11_key *tk = NULL;
+    CHECK_OK(p11_key_generate(t, id, sizeof(id) - 1, "p11kms-test/shim-key", &tk, &e), &e);
+    REQUIRE(tk != NULL);
+    CHECK(round_trip(t, tk));
+    unsigned long finds = shim.count("C_FindObjectsInit");
+    shim.fail("C_EncryptInit", CKR_OBJECT_HANDLE_INVALID, 1);
+    CHECK(round_trip(t, tk));
+    CHECK(shim.count("C_FindObjectsInit") == finds + 1);
+    CHECK(round_trip(t, tk));
+    CHECK(shim.count("C_FindObjectsInit") == finds + 1); /* cached again */
+
+    /* an operation left active by a token that did not end it */
+    shim.fail("C_EncryptInit", CKR_OPERATION_ACTIVE, 1);
+    CHECK(round_trip(t, tk));
+
+    /* the token has fewer sessions than it advertised */
+    CHECK_OK(p11_token_test_close_all_sessions(t, &e), &e);
+    unsigned long opens = shim.count("C_OpenSession");
+    shim.fail("C_OpenSession", CKR_SESSION_COUNT, 2);
+    CHECK(round_trip(t, tk));
+    CHECK(shim.count("C_OpenSession") >= opens + 3);
+
+    /* a key disabled elsewhere is not retried */
+    unsigned long inits = shim.count("C_EncryptInit");
+    shim.fail("C_EncryptInit", CKR_KEY_FUNCTION_NOT_PERMITTED, 1);
+    uint8_t iv[12] = {0}, pt[4] = "abc", ct[20];
+    p11kms_error_clear(&e);
+    CHECK_ERR(p11_gcm_encrypt(t, tk, iv, 12, NULL, 0, pt, 4, ct, 16, &e), P11KMS_E_TOKEN, &e);
+    CHECK(e.ckr == CKR_KEY_FUNCTION_NOT_PERMITTED);
+    CHECK(shim.count("C_EncryptInit") == inits + 1);
+
+    /* other tag-failure codes, and a token that wrote plaintext before failing */
+    CHECK_OK(p11_gcm_encrypt(t, tk, iv, 12, NULL, 0, pt, 4, ct, 16, &e), &e);
+    const CK_RV tag_codes[] = {CKR_ENCRYPTED_DATA_INVALID, 0x42 /* CKR_AEAD_DECRYPT_FAILED */,
+                               CKR_GENERAL_ERROR, CKR_ENCRYPTED_DATA_LEN_RANGE, CKR_DATA_INVALID};
+    for (size_t i = 0; i < sizeof(tag_codes) / sizeof(tag_codes[0]); i++) {
+        uint8_t back[4] = {0xa5, 0xa5, 0xa5, 0xa5};
+        shim.fail("C_Decrypt", tag_codes[i], 1);
+        p11kms_error_clear(&e);
+        CHECK_ERR(p11_gcm_decrypt(t, tk, iv, 12, NULL, 0, ct, 20, 16, back, &e),
+                  P11KMS_E_INVALID_CIPHERTEXT, &e);
+        CHECK(e.ckr == tag_codes[i]);
+        CHECK(back[0] == 0xa5 && back[3] == 0xa5);
+    }
+    CHECK_OK(p11_key_destroy(t, tk, &e), &e);
+    p11_token_close(t);
+}
+
+static void test_reinit(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = pt_open(&cfg);
+    const uint8_t id[] = "reinit-key";
+    p11_key *k = NULL;
+    CHECK_OK(p11_key_generate(t, id, sizeof(id) - 1, "p11kms-test/reinit-key", &k, &e), &e);
+    REQUIRE(k != NULL);
+    CHECK_OK(p11_data_create(t, "p11kms-test/reinit", (const uint8_t *)"data", 4, &e), &e);
+
+    /* the device went away: C_Finalize, C_Initialize, select, log in, find the key again */
+    unsigned long inits = shim.count("C_Initialize"), logins = shim.count("C_Login");
+    unsigned long finds = shim.count("C_FindObjectsInit");
+    shim.fail("C_EncryptInit", CKR_DEVICE_REMOVED, 1);
+    CHECK(round_trip(t, k));
+    CHECK(shim.count("C_Initialize") == inits + 1);
+    CHECK(shim.count("C_Login") == logins + 1);
+    CHECK(shim.count("C_FindObjectsInit") == finds + 1);
+    uint8_t *v = NULL;
+    size_t len = 0;
+    CHECK_OK(p11_data_read(t, "p11kms-test/reinit", &v, &len, &e), &e);
+    CHECK(len == 4 && v != NULL && memcmp(v, "data", 4) == 0);
+    free(v);
+
+    /* repeated device errors: a bounded number of attempts, then KEY_UNAVAILABLE */
+    inits = shim.count("C_Initialize");
+    unsigned long calls = shim.count("C_Encrypt");
+    shim.fail("C_Encrypt", CKR_DEVICE_ERROR, -1);
+    uint8_t iv[12] = {0}, pt[4] = "abc", ct[20];
+    CHECK_ERR(p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, 4, ct, 16, &e), P11KMS_E_KEY_UNAVAILABLE,
+              &e);
+    CHECK(e.ckr == CKR_DEVICE_ERROR);
+    CHECK(pt_contains(e.message, "CKR_DEVICE_ERROR"));
+    unsigned long tries = shim.count("C_Encrypt") - calls;
+    fprintf(stderr, "persistent device error: %lu attempts, %lu re-initialization(s)\n", tries,
+            shim.count("C_Initialize") - inits);
+    CHECK(tries >= 2 && tries <= 8);
+    CHECK(shim.count("C_Initialize") == inits + 1);
+    shim.fail("C_Encrypt", CKR_OK, 0);
+    CHECK(round_trip(t, k)); /* and it comes back */
+
+    /* the token is gone for good: re-initialization fails, nothing wrong is returned */
+    shim.fail("C_EncryptInit", CKR_TOKEN_NOT_PRESENT, 1);
+    shim.fail("C_Initialize", CKR_DEVICE_ERROR, 1);
+    CHECK_ERR(p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, 4, ct, 16, &e), P11KMS_E_KEY_UNAVAILABLE,
+              &e);
+    CHECK(round_trip(t, k)); /* the next use re-initializes again, successfully */
+
+    CHECK_OK(p11_key_destroy(t, k, &e), &e);
+    CHECK_OK(p11_data_delete(t, "p11kms-test/reinit", &e), &e);
+    p11_token_close(t);
+}
+
+/* A refused PIN is remembered and never sent again, also not by recovery. */
+static void test_pin_never_retried(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+
+    /* refused at open: exactly one C_Login */
+    shim.fail("C_Login", CKR_PIN_INCORRECT, -1);
+    p11_token *t = NULL;
+    CHECK_ERR(p11_token_open(&cfg, &t, &e), P11KMS_E_PIN, &e);
+    CHECK(t == NULL);
+    CHECK(shim.count("C_Login") == 1);
+    shim.fail("C_Login", CKR_OK, 0);
+
+    /* refused during recovery: one C_Login, then every operation fails with PIN at once */
+    t = pt_open(&cfg);
+    p11_key *k = session_key(t, 3);
+    CHECK(round_trip(t, k));
+    unsigned long logins = shim.count("C_Login");
+    shim.fail("C_Login", CKR_PIN_LOCKED, -1);
+    CHECK_OK(p11_token_test_close_all_sessions(t, &e), &e); /* logs out */
+    uint8_t iv[12] = {0}, pt[4] = "abc", ct[20];
+    p11kms_error_clear(&e);
+    CHECK_ERR(p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, 4, ct, 16, &e), P11KMS_E_PIN, &e);
+    CHECK(e.ckr == CKR_PIN_LOCKED);
+    CHECK(shim.count("C_Login") == logins + 1);
+    for (int i = 0; i < 3; i++) {
+        CHECK_ERR(p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, 4, ct, 16, &e), P11KMS_E_PIN, &e);
+        CHECK_ERR(p11_data_read(t, "p11kms-test/x", &(uint8_t *){NULL}, &(size_t){0}, &e),
+                  P11KMS_E_PIN, &e);
+        CHECK_ERR(p11_token_random(t, ct, 4, &e), P11KMS_E_PIN, &e);
+    }
+    CHECK(shim.count("C_Login") == logins + 1);
+    /* even once the token would accept it again */
+    shim.fail("C_Login", CKR_OK, 0);
+    CHECK_ERR(p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, 4, ct, 16, &e), P11KMS_E_PIN, &e);
+    CHECK(shim.count("C_Login") == logins + 1);
+    p11_token_close(t);
+}
+
+static void test_token_flags(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = NULL;
+    const struct {
+        CK_FLAGS set, clear;
+        const char *needle;
+    } cases[] = {
+        {CKF_USER_PIN_FINAL_TRY, 0, "final try"},
+        {CKF_USER_PIN_LOCKED, 0, "locked"},
+        {0, CKF_USER_PIN_INITIALIZED, "not initialized"},
+        {0, CKF_TOKEN_INITIALIZED, "not initialized"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unsigned long logins = shim.count("C_Login");
+        shim.token_flags(cases[i].set, cases[i].clear);
+        p11kms_err rc = p11_token_open(&cfg, &t, &e);
+        CHECK(rc == P11KMS_E_PIN ||
+              (cases[i].clear == CKF_TOKEN_INITIALIZED && rc == P11KMS_E_NOT_FOUND));
+        CHECK(t == NULL);
+        if (rc == P11KMS_E_PIN)
+            CHECK(pt_contains(e.message, cases[i].needle));
+        CHECK(shim.count("C_Login") == logins); /* refused before C_Login */
+    }
+    /* CKF_USER_PIN_COUNT_LOW alone is no reason to refuse */
+    shim.token_flags(CKF_USER_PIN_COUNT_LOW, 0);
+    t = pt_open(&cfg);
+    p11_token_close(t);
+    shim.token_flags(0, 0);
+}
+
+static void test_session_limit(void)
+{
+    shim.reset();
+    shim.max_rw(3);
+    p11_token_config cfg = shim_config();
+    cfg.pool_size = 8;
+    p11_token *t = pt_open(&cfg);
+    p11_token_info info;
+    CHECK_OK(p11_token_get_info(t, &info, &e), &e);
+    CHECK(info.max_rw_sessions == 3);
+    CHECK(info.pool_size == 2); /* one of the three is the login session */
+    p11_token_close(t);
+    shim.max_rw(CK_UNAVAILABLE_INFORMATION);
+    t = pt_open(&cfg);
+    CHECK_OK(p11_token_get_info(t, &info, &e), &e);
+    CHECK(info.pool_size == 8);
+    p11_token_close(t);
+    shim.max_rw(0);
+    cfg.pool_size = 0;
+    t = pt_open(&cfg);
+    CHECK_OK(p11_token_get_info(t, &info, &e), &e);
+    CHECK(info.pool_size == 8);
+    p11_token_close(t);
+}
+
+static int openssl_decrypt(const uint8_t *key, const uint8_t *iv, const uint8_t *ct, size_t len,
+                           uint8_t *pt)
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n, ok = c != NULL && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+                EVP_DecryptUpdate(c, pt, &n, ct, (int)(len - 16)) == 1 &&
+                EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, (void *)(ct + len - 16)) == 1 &&
+                EVP_DecryptFinal_ex(c, pt + n, &n) == 1;
+    EVP_CIPHER_CTX_free(c);
+    return ok;
+}
+
+/* TOKEN IV mode with a token that writes its IV into pIv (1) or appends it to the output (2). */
+static void test_token_iv(int mode)
+{
+    shim.reset();
+    shim.iv_mode(mode);
+    p11_token_config cfg = shim_config();
+    cfg.iv_mode = P11_IV_TOKEN;
+    p11_token *t = pt_open(&cfg);
+    uint8_t raw[32];
+    memset(raw, 0x33, sizeof(raw));
+    p11_key *k = NULL;
+    CHECK_OK(p11_key_create_session_aes(t, raw, sizeof(raw), &k, &e), &e);
+    uint8_t iv1[12], iv2[12], pt[20] = "token chooses the IV", ct1[36], ct2[36], back[20];
+    memset(iv1, 0xee, sizeof(iv1));
+    CHECK_OK(p11_gcm_encrypt(t, k, iv1, 12, NULL, 0, pt, sizeof(pt), ct1, 16, &e), &e);
+    CHECK_OK(p11_gcm_encrypt(t, k, iv2, 12, NULL, 0, pt, sizeof(pt), ct2, 16, &e), &e);
+    CHECK(memcmp(iv1, iv2, 12) != 0);
+    CHECK(iv1[0] != 0xee);
+    CHECK(memcmp(ct1, ct2, sizeof(ct1)) != 0);
+    CHECK_OK(p11_gcm_decrypt(t, k, iv1, 12, NULL, 0, ct1, sizeof(ct1), 16, back, &e), &e);
+    CHECK(memcmp(back, pt, sizeof(pt)) == 0);
+    memset(back, 0, sizeof(back));
+    CHECK(openssl_decrypt(raw, iv2, ct2, sizeof(ct2), back));
+    CHECK(memcmp(back, pt, sizeof(pt)) == 0);
+    p11_token_close(t);
+    shim.iv_mode(0);
+}
+
+/* The LEGACY knob sends the 40-byte layout; a token that takes it gives the same ciphertext. */
+static void test_legacy_layout(void)
+{
+    shim.reset();
+    shim.accept_legacy(1);
+    uint8_t raw[32];
+    memset(raw, 0x44, sizeof(raw));
+    uint8_t iv[12] = {9, 8, 7}, aad[5] = "legac", pt[24] = "legacy CK_GCM_PARAMS", ct_v240[40],
+            ct_legacy[40], back[24];
+    p11_token_config cfg = shim_config();
+    p11_token *t = pt_open(&cfg);
+    p11_key *k = NULL;
+    CHECK_OK(p11_key_create_session_aes(t, raw, sizeof(raw), &k, &e), &e);
+    CHECK_OK(p11_gcm_encrypt(t, k, iv, 12, aad, 5, pt, sizeof(pt), ct_v240, 16, &e), &e);
+    p11_token_close(t);
+
+    cfg.gcm_layout = P11_GCM_LEGACY;
+    t = pt_open(&cfg);
+    CHECK_OK(p11_key_create_session_aes(t, raw, sizeof(raw), &k, &e), &e);
+    CHECK_OK(p11_gcm_encrypt(t, k, iv, 12, aad, 5, pt, sizeof(pt), ct_legacy, 16, &e), &e);
+    CHECK(memcmp(ct_v240, ct_legacy, sizeof(ct_v240)) == 0);
+    CHECK_OK(p11_gcm_decrypt(t, k, iv, 12, aad, 5, ct_legacy, sizeof(ct_legacy), 16, back, &e), &e);
+    CHECK(memcmp(back, pt, sizeof(pt)) == 0);
+    ct_legacy[0] ^= 1;
+    CHECK_ERR(p11_gcm_decrypt(t, k, iv, 12, aad, 5, ct_legacy, sizeof(ct_legacy), 16, back, &e),
+              P11KMS_E_INVALID_CIPHERTEXT, &e);
+    p11_token_close(t);
+    shim.accept_legacy(0);
+}
+
+/* A module registered with p11-kit gets its init arguments from the configuration. */
+static void test_p11kit_name(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    cfg.module = "p11kms-shim";
+    p11_token *t = pt_open(&cfg);
+    CHECK(strcmp(shim.init_reserved(), "p11kms-reserved-argument") == 0);
+    p11_token_info info;
+    CHECK_OK(p11_token_get_info(t, &info, &e), &e);
+    CHECK(!info.via_get_interface); /* p11-kit's own function list */
+    CHECK(strcmp(info.module, "p11kms-shim") == 0);
+    p11_key *k = session_key(t, 5);
+    CHECK(round_trip(t, k));
+    p11_token_close(t);
+}
+
+static void p11kit_config_here(void)
+{
+    char dir[4096], none[4096], file[4200];
+    snprintf(dir, sizeof(dir), "%s/p11-kit-modules", test_env("P11KMS_TEST_ROOT"));
+    snprintf(none, sizeof(none), "%s/p11-kit-none", test_env("P11KMS_TEST_ROOT"));
+    REQUIRE(mkdir(dir, 0700) == 0);
+    snprintf(file, sizeof(file), "%s/p11kms-shim.module", dir);
+    FILE *f = fopen(file, "w");
+    REQUIRE(f != NULL);
+    fprintf(f, "module: %s\nx-init-reserved: p11kms-reserved-argument\n", pt_shim_path());
+    REQUIRE(fclose(f) == 0);
+    char conf[4200], user_conf[4200];
+    snprintf(conf, sizeof(conf), "%s/pkcs11.conf", none);
+    snprintf(user_conf, sizeof(user_conf), "%s/user.conf", none);
+    p11_kit_override_system_files(conf, user_conf, dir, none, none);
+}
+
+int main(void)
+{
+    p11kit_config_here();
+    shim_bind();
+    test_get_interface();
+    test_transient_failures();
+    test_reinit();
+    test_pin_never_retried();
+    test_token_flags();
+    test_session_limit();
+    test_token_iv(1);
+    test_token_iv(2);
+    test_legacy_layout();
+    test_p11kit_name();
+    return check_finish("pkcs11-shim-test");
+}

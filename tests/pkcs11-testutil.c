@@ -1,0 +1,91 @@
+#include "config.h"
+
+#include "pkcs11-testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+p11_token_config pt_config(void)
+{
+    p11_token_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.module = test_env("P11KMS_TEST_MODULE");
+    cfg.token_uri = test_env("P11KMS_TEST_URI");
+    static char *source;
+    if (source == NULL)
+        source = pt_file_source(test_env("P11KMS_TEST_PIN_FILE"));
+    cfg.pin_source = source;
+    return cfg;
+}
+
+p11_token *pt_open(const p11_token_config *cfg)
+{
+    p11kms_error err = {0};
+    p11_token *t = NULL;
+    if (p11_token_open(cfg, &t, &err) != P11KMS_OK) {
+        fprintf(stderr, "cannot open the test token: %s: %s\n", p11kms_error_class(err.code),
+                err.message);
+        exit(99);
+    }
+    return t;
+}
+
+char *pt_write_file(const char *name, const char *content)
+{
+    size_t n = strlen(test_env("P11KMS_TEST_ROOT")) + strlen(name) + 2;
+    char *path = malloc(n);
+    REQUIRE(path != NULL);
+    snprintf(path, n, "%s/%s", test_env("P11KMS_TEST_ROOT"), name);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    REQUIRE(fputs(content, f) >= 0);
+    REQUIRE(fclose(f) == 0);
+    return path;
+}
+
+char *pt_file_source(const char *path)
+{
+    size_t n = strlen(path) + 6;
+    char *s = malloc(n);
+    REQUIRE(s != NULL);
+    snprintf(s, n, "file:%s", path);
+    return s;
+}
+
+static int nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t pt_unhex(const char *hex, uint8_t *out, size_t cap)
+{
+    size_t n = strlen(hex);
+    REQUIRE(n % 2 == 0 && n / 2 <= cap);
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        REQUIRE(hi >= 0 && lo >= 0);
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return n / 2;
+}
+
+const char *pt_shim_path(void)
+{
+    static char path[4096];
+    int n =
+        snprintf(path, sizeof(path), "%s/tests/.libs/pkcs11-shim.so", test_env("P11KMS_BUILDDIR"));
+    REQUIRE(n > 0 && (size_t)n < sizeof(path));
+    return path;
+}
+
+int pt_contains(const char *haystack, const char *needle)
+{
+    return haystack != NULL && strstr(haystack, needle) != NULL;
+}

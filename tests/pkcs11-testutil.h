@@ -1,0 +1,26 @@
+/* Helpers shared by the token layer's tests (tests/pkcs11-*.c). */
+#ifndef P11KMS_TESTS_PKCS11_TESTUTIL_H
+#define P11KMS_TESTS_PKCS11_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/check.h"
+#include "pkcs11/token.h"
+
+/* Module, URI and "file:" PIN source of the test token (tests/lib/with-token.sh). */
+p11_token_config pt_config(void);
+/* Opens the token or exits 99. */
+p11_token *pt_open(const p11_token_config *cfg);
+/* Writes content to NAME in the test's scratch directory; returns the malloc'ed path. */
+char *pt_write_file(const char *name, const char *content);
+/* "file:" + path, malloc'ed. */
+char *pt_file_source(const char *path);
+/* Decodes hex; returns the length, exits 99 on bad input or overflow. */
+size_t pt_unhex(const char *hex, uint8_t *out, size_t cap);
+/* Path of the forwarding test module built from tests/pkcs11-shim.c. */
+const char *pt_shim_path(void);
+/* True when haystack contains needle. */
+int pt_contains(const char *haystack, const char *needle);
+
+#endif

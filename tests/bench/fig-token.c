@@ -45,8 +45,11 @@ static void op_encrypt(void *arg)
     token_fix *x = arg;
     p11kms_result r;
     p11kms_error e = {0};
-    bench_check(p11kms_encrypt(x->svc, x->env->user, x->key_id, x->env->ctx, x->pt, PT_LEN, &r, &e),
-                &e, "p11kms_encrypt");
+    p11kms_err rc;
+    do
+        rc = p11kms_encrypt(x->svc, x->env->user, x->key_id, x->env->ctx, x->pt, PT_LEN, &r, &e);
+    while (bench_retry(rc, &e));
+    bench_check(rc, &e, "p11kms_encrypt");
     p11kms_result_free(&r);
 }
 

@@ -37,8 +37,13 @@ static void usage(FILE *f)
         "  --rounds N          rounds per figure, the median is reported (default 5)\n"
         "  --threads N         threads of figure 1b (default 2)\n"
         "  --keys N            keys in the large token, figures 5 and 7 (default 10000)\n"
+        "  --create-budget S   stop creating keys after S seconds and run figures 5 and 7\n"
+        "                      with the keys made so far, saying so (default 60)\n"
         "  --only LIST         run only these figures, e.g. 1,3,6\n"
         "  --json FILE         also write the results as JSON\n"
+        "  --rng token|openssl set token.rng in p11kms's configuration (default: the\n"
+        "                      library's default), to measure its effect\n"
+        "  --count-batch N     set keys.count-batch likewise\n"
         "  --smoke             a few operations per side (a test that the tool works;\n"
         "                      implies --rounds 1 --keys 4 unless given)\n"
         "  --module PATH       PKCS#11 module (default %s)\n"
@@ -89,6 +94,7 @@ int main(int argc, char **argv)
         .rounds = 5,
         .threads = 2,
         .keys = 10000,
+        .create_budget = 60,
         .smoke_ops = 4,
         .module = env_or("SOFTHSM_MODULE", BENCH_SOFTHSM_MODULE),
         .softhsm_util = env_or("SOFTHSM2_UTIL", BENCH_SOFTHSM2_UTIL),
@@ -98,6 +104,9 @@ int main(int argc, char **argv)
         OPT_DURATION = 256,
         OPT_ROUNDS,
         OPT_THREADS,
+        OPT_BUDGET,
+        OPT_RNG,
+        OPT_COUNT_BATCH,
         OPT_KEYS,
         OPT_ONLY,
         OPT_JSON,
@@ -113,7 +122,10 @@ int main(int argc, char **argv)
         {"rounds", required_argument, NULL, OPT_ROUNDS},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"keys", required_argument, NULL, OPT_KEYS},
+        {"create-budget", required_argument, NULL, OPT_BUDGET},
         {"only", required_argument, NULL, OPT_ONLY},
+        {"rng", required_argument, NULL, OPT_RNG},
+        {"count-batch", required_argument, NULL, OPT_COUNT_BATCH},
         {"json", required_argument, NULL, OPT_JSON},
         {"smoke", no_argument, NULL, OPT_SMOKE},
         {"module", required_argument, NULL, OPT_MODULE},
@@ -139,6 +151,17 @@ int main(int argc, char **argv)
         case OPT_KEYS:
             o.keys = (unsigned)number("--keys", optarg, 1, 1000000);
             keys_given = true;
+            break;
+        case OPT_BUDGET:
+            o.create_budget = number("--create-budget", optarg, 1, 1e6);
+            break;
+        case OPT_RNG:
+            if (strcmp(optarg, "token") != 0 && strcmp(optarg, "openssl") != 0)
+                bench_die("--rng: '%s' is not token or openssl", optarg);
+            o.rng = optarg;
+            break;
+        case OPT_COUNT_BATCH:
+            o.count_batch = (unsigned)number("--count-batch", optarg, 1, 1u << 20);
             break;
         case OPT_ONLY:
             o.only = optarg;

@@ -28,6 +28,21 @@ void bench_check(p11kms_err rc, const p11kms_error *e, const char *what)
                   e->file ? e->file : "?", e->line);
 }
 
+static atomic_ulong retries;
+
+bool bench_retry(p11kms_err rc, const p11kms_error *e)
+{
+    if (rc != P11KMS_E_INTERNAL || strstr(e->message, "contention") == NULL)
+        return false;
+    atomic_fetch_add(&retries, 1);
+    return true;
+}
+
+unsigned long bench_retries(void)
+{
+    return atomic_load(&retries);
+}
+
 double bench_now(void)
 {
     struct timespec ts;
@@ -49,7 +64,15 @@ typedef struct worker {
     pthread_t thread;
     uint64_t ops;
     double end;
+    double cpu;
 } worker;
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void *work(void *arg)
 {
@@ -60,6 +83,7 @@ static void *work(void *arg)
     pthread_barrier_wait(&sh->start);
     pthread_barrier_wait(&sh->start); /* the main thread set the deadline in between */
     uint64_t ops = 0;
+    double cpu_start = thread_cpu();
     if (sh->max_ops > 0) {
         while (ops < sh->max_ops) {
             side->op(state);
@@ -74,6 +98,7 @@ static void *work(void *arg)
         } while (bench_now() < sh->deadline);
     }
     w->end = bench_now();
+    w->cpu = thread_cpu() - cpu_start;
     w->ops = ops;
     if (side->teardown)
         side->teardown(state);
@@ -96,11 +121,12 @@ side_run bench_run_side(const bench_side *side, unsigned threads, double duratio
     double start = bench_now();
     sh.deadline = start + duration;
     pthread_barrier_wait(&sh.start);
-    side_run r = {0, 0};
+    side_run r = {0, 0, 0};
     double end = start;
     for (unsigned i = 0; i < threads; i++) {
         pthread_join(w[i].thread, NULL);
         r.ops += w[i].ops;
+        r.cpu_seconds += w[i].cpu;
         if (w[i].end > end)
             end = w[i].end;
     }
@@ -143,16 +169,25 @@ void bench_compare(figure *f, const bench_side *a, const bench_side *b, unsigned
         side_run rb = bench_run_side(b, threads, o->duration, max_ops);
         f->a_ops[i] = ops_per_s(ra);
         f->b_ops[i] = ops_per_s(rb);
+        /* Both kinds compare time per operation; throughput is its inverse. */
         double ta = 1.0 / f->a_ops[i], tb = 1.0 / f->b_ops[i];
-        f->ratio[i] = f->kind == RATIO_THROUGHPUT ? f->a_ops[i] / f->b_ops[i] : ta / tb;
+        f->ratio[i] = f->kind == RATIO_THROUGHPUT ? tb / ta : ta / tb;
+        f->a_cpu_us[i] = ra.cpu_seconds * 1e6 / (double)ra.ops;
+        f->b_cpu_us[i] = rb.cpu_seconds * 1e6 / (double)rb.ops;
+        f->cpu_ratio[i] = f->kind == RATIO_THROUGHPUT ? f->b_cpu_us[i] / f->a_cpu_us[i]
+                                                      : f->a_cpu_us[i] / f->b_cpu_us[i];
         fprintf(stderr,
-                "  round %u: A %.0f ops/s (%llu ops), B %.0f ops/s (%llu ops), ratio %.3f\n", i + 1,
-                f->a_ops[i], (unsigned long long)ra.ops, f->b_ops[i], (unsigned long long)rb.ops,
-                f->ratio[i]);
+                "  round %u: A %.0f ops/s (%llu ops, %.2f us CPU/op), B %.0f ops/s (%llu ops, "
+                "%.2f us CPU/op), ratio %.3f (CPU %.3f)\n",
+                i + 1, f->a_ops[i], (unsigned long long)ra.ops, f->a_cpu_us[i], f->b_ops[i],
+                (unsigned long long)rb.ops, f->b_cpu_us[i], f->ratio[i], f->cpu_ratio[i]);
     }
     f->median_ratio = bench_median(f->ratio, f->rounds);
     f->median_a = bench_median(f->a_ops, f->rounds);
     f->median_b = bench_median(f->b_ops, f->rounds);
+    f->median_cpu_ratio = bench_median(f->cpu_ratio, f->rounds);
+    f->median_a_cpu_us = bench_median(f->a_cpu_us, f->rounds);
+    f->median_b_cpu_us = bench_median(f->b_cpu_us, f->rounds);
 }
 
 bool figure_met(const figure *f)

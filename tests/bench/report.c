@@ -73,39 +73,55 @@ void report_table(const bench_results *r, const bench_opts *o)
     printf("\np11kms-bench: %s, %ld cores; token %s \"%s\" (%s, %s)\n", cpu, cores(),
            r->module_name[0] ? r->module_name : r->token.library_description, r->token.token_label,
            r->token.token_manufacturer, r->token.token_model);
+    if (o->rng != NULL || o->count_batch != 0)
+        printf("p11kms configured with%s%s%s%.0u (not the library's defaults)\n",
+               o->rng ? " token.rng " : "", o->rng ? o->rng : "",
+               o->count_batch ? " keys.count-batch " : "", o->count_batch);
     if (o->smoke)
         printf("SMOKE RUN: %u operations per side, figures are meaningless\n", o->smoke_ops);
     else
         printf("%.2f s per side per round, A and B interleaved, median of %u rounds\n", o->duration,
                o->rounds);
-    printf("\n%-3s %-48s %3s %13s %13s %7s %8s %4s\n", "#", "figure", "thr", "A (p11kms)",
-           "B (baseline)", "ratio", "goal", "met");
+    printf("\n%-3s %-46s %3s %12s %12s %7s %8s %4s %9s\n", "#", "figure", "thr", "A (p11kms)",
+           "B (baseline)", "ratio", "goal", "met", "CPU ratio");
     for (unsigned i = 0; i < r->count; i++) {
         const figure *f = &r->figures[i];
         char a[32], b[32], goal[16];
         side_text(f, f->median_a, a, sizeof(a));
         side_text(f, f->median_b, b, sizeof(b));
         goal_text(f, goal, sizeof(goal));
-        printf("%-3s %-48.48s %3u %13s %13s %6.3fx %8s %4s\n", f->id, f->title, f->threads, a, b,
-               f->median_ratio, goal,
-               f->goal <= 0    ? "-"
-               : figure_met(f) ? "yes"
-                               : "NO");
+        const char *met = f->goal <= 0 ? "-" : figure_met(f) ? "yes" : "NO";
+        printf("%-3s %-46.46s %3u %12s %12s %6.3fx %8s %4s %8.3fx\n", f->id, f->title, f->threads,
+               a, b, f->median_ratio, goal, met, f->median_cpu_ratio);
     }
-    printf("\n");
+    printf("(ratio: wall clock, the goal's measure; CPU ratio: the same from CPU time per "
+           "operation, immune to other load, blind to waiting)\n\n");
     for (unsigned i = 0; i < r->count; i++) {
         const figure *f = &r->figures[i];
         printf("%-3s A: %s\n    B: %s\n", f->id, f->a_label, f->b_label);
+        printf("    CPU per operation: A %.2f us, B %.2f us\n", f->median_a_cpu_us,
+               f->median_b_cpu_us);
         if (f->note[0] != '\0')
             printf("    %s\n", f->note);
     }
-    if (r->keys_created > 0)
-        printf("\ncreating %u keys with p11kms_create_key: %.1f s (%.2f ms per key)\n",
-               r->keys_created, r->create_seconds, r->create_seconds * 1e3 / r->keys_created);
+    if (r->keys_created > 0) {
+        printf("\ncreating %u keys with p11kms_create_key: %.1f s (%.2f ms per key; %.1f ms per "
+               "key for the first tenth, %.1f ms for the last)\n",
+               r->keys_created, r->create_seconds, r->create_seconds * 1e3 / r->keys_created,
+               r->create_ms_first, r->create_ms_last);
+        if (r->create_budget_hit)
+            printf("CREATION BUDGET HIT: only %u of the %u keys asked for were created within "
+                   "%.0f s; figures 5 and 7 use those\n",
+                   r->keys_created, o->keys, o->create_budget);
+    }
     if (r->warm_seconds > 0)
         printf("first use of each of them (encryption batch reserved in its record): %.2f ms per "
                "key\n",
                r->warm_seconds * 1e3 / r->keys_created);
+    if (bench_retries() > 0)
+        printf("RETRIED: %lu p11kms calls failed with \"could not reserve an encryption "
+               "(contention); retry\" and were repeated\n",
+               bench_retries());
     if (r->open_many_ms > 0)
         printf("start-up (open + close): %.1f ms with %u keys, %.1f ms with 1 key\n",
                r->open_many_ms, r->keys_created, r->open_one_ms);
@@ -130,12 +146,14 @@ static json_object *str(const char *s)
     return json_object_new_string(s);
 }
 
-static json_object *side_json(const figure *f, const char *label, double ops, const double *rounds)
+static json_object *side_json(const figure *f, const char *label, double ops, const double *rounds,
+                              double cpu_us)
 {
     json_object *s = json_object_new_object();
     add(s, "label", str(label));
     add(s, "ops_per_s", num(ops));
     add(s, "us_per_op", num(ops > 0 ? 1e6 / ops : 0));
+    add(s, "cpu_us_per_op", num(cpu_us));
     json_object *per = json_object_new_array();
     for (unsigned i = 0; i < f->rounds; i++)
         json_object_array_add(per, num(rounds[i]));
@@ -165,8 +183,9 @@ static json_object *figure_json(const figure *f)
     } else {
         add(o, "goal", str("report only"));
     }
-    add(o, "a", side_json(f, f->a_label, f->median_a, f->a_ops));
-    add(o, "b", side_json(f, f->b_label, f->median_b, f->b_ops));
+    add(o, "a", side_json(f, f->a_label, f->median_a, f->a_ops, f->median_a_cpu_us));
+    add(o, "b", side_json(f, f->b_label, f->median_b, f->b_ops, f->median_b_cpu_us));
+    add(o, "cpu_ratio", num(f->median_cpu_ratio));
     if (f->note[0] != '\0')
         add(o, "note", str(f->note));
     return o;
@@ -194,6 +213,7 @@ void report_json(const bench_results *r, const bench_opts *o, const char *path)
     add(token, "library_version", str(r->token.library_version));
     add(token, "manufacturer", str(r->token.library_manufacturer));
     add(token, "cryptoki_version", str(r->token.cryptoki_version));
+    add(token, "c_getinfo", str(r->module_name));
     add(token, "label", str(r->token.token_label));
     add(token, "model", str(r->token.token_model));
     add(token, "pool_size", json_object_new_int((int)r->token.pool_size));
@@ -205,16 +225,24 @@ void report_json(const bench_results *r, const bench_opts *o, const char *path)
     add(settings, "threads", json_object_new_int((int)o->threads));
     add(settings, "keys", json_object_new_int((int)o->keys));
     add(settings, "only", o->only ? str(o->only) : json_object_new_null());
+    add(settings, "rng", o->rng ? str(o->rng) : str("library default"));
+    add(settings, "count_batch", json_object_new_int((int)o->count_batch));
     if (o->smoke)
         add(settings, "smoke_ops", json_object_new_int((int)o->smoke_ops));
     add(root, "settings", settings);
 
     json_object *setup = json_object_new_object();
+    add(setup, "keys_requested", json_object_new_int((int)o->keys));
     add(setup, "keys_created", json_object_new_int((int)r->keys_created));
+    add(setup, "create_budget_s", num(o->create_budget));
+    add(setup, "create_budget_hit", json_object_new_boolean(r->create_budget_hit));
+    add(setup, "create_ms_per_key_first_tenth", num(r->create_ms_first));
+    add(setup, "create_ms_per_key_last_tenth", num(r->create_ms_last));
     add(setup, "create_seconds", num(r->create_seconds));
     add(setup, "first_use_seconds", num(r->warm_seconds));
     add(setup, "open_close_ms_many_keys", num(r->open_many_ms));
     add(setup, "open_close_ms_one_key", num(r->open_one_ms));
+    add(setup, "contention_retries", json_object_new_int64((int64_t)bench_retries()));
     add(root, "setup", setup);
 
     json_object *figs = json_object_new_array();

@@ -92,10 +92,16 @@ static void make_workdir(bench_env *env, const bench_opts *o)
         bench_die("realpath %s: %s", base, strerror(errno));
 }
 
-static void write_config(const bench_env *env, const char *label, const char *name,
-                         const char *policy, char *path, size_t size)
+/* The library's defaults, unless --rng or --count-batch ask otherwise (to measure their effect). */
+static void write_config(const bench_env *env, const bench_opts *o, const char *label,
+                         const char *name, const char *policy, char *path, size_t size)
 {
     path_in(path, size, env->dir, name);
+    char rng[64] = "", batch[64] = "";
+    if (o->rng != NULL)
+        snprintf(rng, sizeof(rng), "  rng: %s\n", o->rng);
+    if (o->count_batch != 0)
+        snprintf(batch, sizeof(batch), "  count-batch: %u\n", o->count_batch);
     char text[4096];
     snprintf(text, sizeof(text),
              "# p11kms-bench: token %s\n"
@@ -104,10 +110,12 @@ static void write_config(const bench_env *env, const char *label, const char *na
              "  uri: \"pkcs11:token=%s\"\n"
              "  pin-source: \"file:%s/pin\"\n"
              "  sessions: 8\n"
+             "%s"
              "keys:\n"
              "  lock-file: %s/%s.lock\n"
+             "%s"
              "policy: %s\n",
-             label, env->module, label, env->dir, env->dir, label, policy);
+             label, env->module, label, env->dir, rng, env->dir, label, batch, policy);
     write_text(path, text);
 }
 
@@ -251,9 +259,9 @@ void env_setup(bench_env *env, const bench_opts *o)
     path_in(env->many_policy, sizeof(env->many_policy), env->dir, "many-policy.yaml");
     write_policy(env->main_policy, NULL);
     write_policy(env->many_policy, "\"*\"");
-    write_config(env, env->main_label, "main.yaml", env->main_policy, env->main_config,
+    write_config(env, o, env->main_label, "main.yaml", env->main_policy, env->main_config,
                  sizeof(env->main_config));
-    write_config(env, env->many_label, "many.yaml", env->many_policy, env->many_config,
+    write_config(env, o, env->many_label, "many.yaml", env->many_policy, env->many_config,
                  sizeof(env->many_config));
 
     env->admin = principal(ADMIN_NAME);

@@ -278,6 +278,12 @@ static void test_references(const char *id, const char *other)
     CHECK_ERR(p11kms_describe_key(svc, who, "arn:p11kms:local:000000000000:alias/no-such", &md, &e),
               P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, who, "not-a-key", &md, &e), P11KMS_E_NOT_FOUND, &e);
+    CHECK_ERR(p11kms_describe_key(svc, who, "alias/bad name!", &md, &e), P11KMS_E_NOT_FOUND, &e);
+    bool readable =
+        fx_msg_has(&e, "alias/bad name! does not exist") && fx_msg_has(&e, "only letters");
+    CHECK(readable);
+    if (!readable)
+        fprintf(stderr, "   message: %s\n", e.message);
     CHECK_ERR(p11kms_describe_key(svc, who, "", &md, &e), P11KMS_E_VALIDATION, &e);
 
     fx_say("list-keys lists every key created");

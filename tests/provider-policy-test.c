@@ -263,6 +263,10 @@ int main(void)
     CHECK(rc != P11KMS_OK);
     CHECK(rc == P11KMS_E_MALFORMED_POLICY);
     fprintf(stderr, "   reload: %s: %s\n", p11kms_error_class(rc), e.message);
+    fx_say("the reload error names the file and position once, and says the old policy stays");
+    CHECK(fx_msg_has(&e, "/policy.yaml:3:"));
+    const char *stays = strstr(e.message, "stays in force");
+    CHECK(stays != NULL && strstr(stays + 1, "stays in force") == NULL);
     CHECK_OK(encrypt_as_discard(app1, "alias/app-one", tenant), &e);
     CHECK_ERR(encrypt_as_discard(admin, one, tenant), P11KMS_E_ACCESS_DENIED, &e);
     CHECK_ERR(decrypt_as(app2, one, tenant, &ct), P11KMS_E_ACCESS_DENIED, &e);

@@ -114,17 +114,24 @@ double bench_median(const double *v, unsigned n);
 
 /* --- the environment ----------------------------------------------------------------------- */
 
+/* One token in a SoftHSM configuration of its own (SoftHSM reads every token of its
+ * configuration when initialized: a large token next to a small one would slow the small one's
+ * start-up), with the p11kms configuration and policy file that use it. */
+typedef struct bench_token {
+    char label[33];
+    char softhsm_conf[600]; /* SOFTHSM2_CONF for this token */
+    char config[600];       /* p11kms configuration */
+    char policy[600];       /* its policy file */
+} bench_token;
+
 /* The tokens, configurations and principals every figure shares. */
 typedef struct bench_env {
-    char dir[512];          /* work directory */
-    char softhsm_conf[600]; /* SOFTHSM2_CONF in effect */
+    char dir[512]; /* work directory */
     char module[512];
     char pin[64];
-    char main_label[33]; /* token with one key: figures 1-4, and B of figure 7 */
-    char many_label[33]; /* token with --keys keys: figure 5, and A of figure 7 */
-    char main_config[600], many_config[600];
-    char main_policy[600], many_policy[600];
-    bool own_token; /* false under tests/lib/with-token.sh */
+    bench_token main; /* one key: figures 1-4, and B of figure 7 */
+    bench_token many; /* --keys keys: figure 5, and A of figure 7 */
+    bool own_token;   /* false under tests/lib/with-token.sh */
     p11kms_principal *admin, *user;
     p11kms_context *ctx;                     /* two pairs, as Redshift binds a cluster key */
     p11kms_context *child_ctx;               /* two pairs, tier 3 */
@@ -139,7 +146,8 @@ void env_setup(bench_env *env, const bench_opts *o);
 void env_teardown(bench_env *env, bool keep);
 /* Writes the policy of the main token, allowing the user to use key_id (NULL: no key yet). */
 void env_write_main_policy(const bench_env *env, const char *key_id);
-p11kms *env_open(const char *config);
+/* Selects the token's SoftHSM configuration and opens p11kms on it. */
+p11kms *env_open(const bench_token *t);
 void env_create_key(p11kms *svc, const bench_env *env, char id[P11KMS_KEY_ID_LEN + 1]);
 /* Creates the main token's key (once) and writes the policy that lets the user use it. svc may be
  * NULL: the main token is then opened for the purpose. */

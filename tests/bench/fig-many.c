@@ -13,27 +13,23 @@ void env_fill_many(bench_env *env, const bench_opts *o, bench_results *r, p11kms
 {
     if (env->many_ids != NULL)
         return;
-    p11kms *own = svc != NULL ? NULL : env_open(env->many_config);
+    p11kms *own = svc != NULL ? NULL : env_open(&env->many);
     p11kms *s = svc != NULL ? svc : own;
     env->many_ids = calloc(o->keys, sizeof(*env->many_ids));
     if (env->many_ids == NULL)
         bench_die("out of memory");
-    fprintf(stderr, "creating %u keys in token %s (budget %.0f s)\n", o->keys, env->many_label,
+    fprintf(stderr, "creating %u keys in token %s (budget %.0f s)\n", o->keys, env->many.label,
             o->create_budget);
-    unsigned tenth = o->keys >= 10 ? o->keys / 10 : 1;
-    double start = bench_now(), last_tenth = start, now = start;
+    double *done = calloc(o->keys, sizeof(*done)); /* when each key was created */
+    if (done == NULL)
+        bench_die("out of memory");
+    double start = bench_now(), now = start;
     for (unsigned i = 0; i < o->keys; i++) {
         env_create_key(s, env, env->many_ids[i]);
         env->many_count = i + 1;
-        now = bench_now();
-        if (env->many_count == tenth)
-            r->create_ms_first = (now - start) * 1e3 / tenth;
-        if (env->many_count % tenth == 0) {
-            r->create_ms_last = (now - last_tenth) * 1e3 / tenth;
-            last_tenth = now;
-            fprintf(stderr, "  %u keys, %.1f s (%.1f ms per key lately)\n", env->many_count,
-                    now - start, r->create_ms_last);
-        }
+        done[i] = now = bench_now();
+        if (env->many_count % 250 == 0)
+            fprintf(stderr, "  %u keys, %.1f s\n", env->many_count, now - start);
         if (now - start > o->create_budget && env->many_count < o->keys) {
             r->create_budget_hit = true;
             fprintf(stderr, "  creation budget of %.0f s spent: continuing with %u keys, not %u\n",
@@ -41,6 +37,11 @@ void env_fill_many(bench_env *env, const bench_opts *o, bench_results *r, p11kms
             break;
         }
     }
+    /* Cost per key at the start and at the end: growth with the token's size shows here. */
+    unsigned n = env->many_count, tenth = n >= 10 ? n / 10 : 1;
+    r->create_ms_first = (done[tenth - 1] - start) * 1e3 / tenth;
+    r->create_ms_last = (done[n - 1] - (n > tenth ? done[n - 1 - tenth] : start)) * 1e3 / tenth;
+    free(done);
     r->create_seconds = now - start;
     r->keys_created = env->many_count;
     fprintf(stderr, "  %u keys created in %.1f s\n", env->many_count, r->create_seconds);
@@ -113,7 +114,7 @@ void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r)
 {
     if (!bench_selected(o, "5"))
         return;
-    many_fix x = {.env = env, .svc = env_open(env->many_config)};
+    many_fix x = {.env = env, .svc = env_open(&env->many)};
     memset(x.pt, 0x5a, sizeof(x.pt));
     env_fill_many(env, o, r, x.svc);
 

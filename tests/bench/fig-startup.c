@@ -10,8 +10,7 @@
 
 static void op_open_close(void *arg)
 {
-    const char *config = arg;
-    p11kms_close(env_open(config));
+    p11kms_close(env_open(arg));
 }
 
 void figure_startup(bench_env *env, const bench_opts *o, bench_results *r)
@@ -27,8 +26,8 @@ void figure_startup(bench_env *env, const bench_opts *o, bench_results *r)
              env->many_count);
     snprintf(f->a_label, sizeof(f->a_label), "open + close, token with %u keys", env->many_count);
     snprintf(f->b_label, sizeof(f->b_label), "open + close, token with 1 key");
-    bench_side a = {.label = "many", .op = op_open_close, .arg = env->many_config};
-    bench_side b = {.label = "one", .op = op_open_close, .arg = env->main_config};
+    bench_side a = {.label = "many", .op = op_open_close, .arg = &env->many};
+    bench_side b = {.label = "one", .op = op_open_close, .arg = &env->main};
     bench_compare(f, &a, &b, 1, o);
     r->open_many_ms = 1e3 / f->median_a;
     r->open_one_ms = 1e3 / f->median_b;

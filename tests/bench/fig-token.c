@@ -234,7 +234,7 @@ void figures_token(bench_env *env, const bench_opts *o, bench_results *r)
                     bench_selected(o, "4")};
     if (!want[1] && !want[2] && !want[3] && !want[4])
         return;
-    token_fix x = {.env = env, .svc = env_open(env->main_config)};
+    token_fix x = {.env = env, .svc = env_open(&env->main)};
     p11kms_error e = {0};
     bench_check(p11kms_token_info(x.svc, &r->token, &e), &e, "p11kms_token_info");
     env_main_key(env, x.svc);
@@ -248,7 +248,7 @@ void figures_token(bench_env *env, const bench_opts *o, bench_results *r)
     x.blob = blob.ciphertext;
     x.blob_len = blob.ciphertext_len;
     x.aad_len = bench_aad(x.blob, 23, ctx_keys, ctx_values, 2, x.aad, sizeof(x.aad));
-    x.bare = bare_open(env->module, env->main_label, env->pin, x.key_id);
+    x.bare = bare_open(env->module, env->main.label, env->pin, x.key_id);
     bare_module_name(x.bare, r->module_name, sizeof(r->module_name));
     prove_same_work(&x);
 

@@ -215,7 +215,7 @@ int main(int argc, char **argv)
     figure_startup(&env, &o, &r);
     if (r.token.token_label[0] == '\0') {
         /* Figures 1-4 did not run: describe the token anyway. */
-        p11kms *svc = env_open(env.main_config);
+        p11kms *svc = env_open(&env.main);
         p11kms_error e = {0};
         bench_check(p11kms_token_info(svc, &r.token, &e), &e, "p11kms_token_info");
         p11kms_close(svc);

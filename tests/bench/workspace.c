@@ -167,7 +167,7 @@ static void write_policy(const char *path, const char *use_keys)
 
 void env_write_main_policy(const bench_env *env, const char *key_id)
 {
-    write_policy(env->main_policy, key_id);
+    write_policy(env->main.policy, key_id);
 }
 
 static p11kms_principal *principal(const char *name)
@@ -200,8 +200,8 @@ static bool harness_token(bench_env *env)
     if (root == NULL || uri == NULL || pin_file == NULL || conf == NULL ||
         strncmp(uri, prefix, sizeof(prefix) - 1) != 0)
         return false;
-    snprintf(env->main_label, sizeof(env->main_label), "%s", uri + sizeof(prefix) - 1);
-    snprintf(env->softhsm_conf, sizeof(env->softhsm_conf), "%s", conf);
+    snprintf(env->main.label, sizeof(env->main.label), "%s", uri + sizeof(prefix) - 1);
+    snprintf(env->main.softhsm_conf, sizeof(env->main.softhsm_conf), "%s", conf);
     char dir[512];
     path_in(dir, sizeof(dir), root, "bench");
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
@@ -218,11 +218,31 @@ static bool harness_token(bench_env *env)
     return true;
 }
 
+/* A SoftHSM configuration with a token directory of its own, and the token in it. */
+static void make_token(const bench_env *env, const bench_opts *o, bench_token *t, const char *label,
+                       const char *so_pin)
+{
+    snprintf(t->label, sizeof(t->label), "%s", label);
+    char name[64], tokens[600], conf[64], text[1024];
+    snprintf(name, sizeof(name), "tokens-%s", label);
+    path_in(tokens, sizeof(tokens), env->dir, name);
+    if (mkdir(tokens, 0700) != 0 && errno != EEXIST)
+        bench_die("cannot create %s: %s", tokens, strerror(errno));
+    snprintf(text, sizeof(text),
+             "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
+             "slots.removable = false\n",
+             tokens);
+    snprintf(conf, sizeof(conf), "softhsm2-%s.conf", label);
+    path_in(t->softhsm_conf, sizeof(t->softhsm_conf), env->dir, conf);
+    write_text(t->softhsm_conf, text);
+    setenv("SOFTHSM2_CONF", t->softhsm_conf, 1);
+    init_token(env, o, label, so_pin);
+}
+
 void env_setup(bench_env *env, const bench_opts *o)
 {
     memset(env, 0, sizeof(*env));
     snprintf(env->module, sizeof(env->module), "%s", o->module);
-    snprintf(env->many_label, sizeof(env->many_label), "%s", MANY_LABEL);
     const char *so_pin = BENCH_SO_PIN;
     if (harness_token(env)) {
         const char *so = getenv("P11KMS_TEST_SO_PIN");
@@ -231,22 +251,10 @@ void env_setup(bench_env *env, const bench_opts *o)
     } else {
         env->own_token = true;
         make_workdir(env, o);
-        snprintf(env->main_label, sizeof(env->main_label), "%s", MAIN_LABEL);
         snprintf(env->pin, sizeof(env->pin), "%s", BENCH_PIN);
-        char tokens[600], text[1024];
-        path_in(tokens, sizeof(tokens), env->dir, "tokens");
-        if (mkdir(tokens, 0700) != 0 && errno != EEXIST)
-            bench_die("cannot create %s: %s", tokens, strerror(errno));
-        snprintf(text, sizeof(text),
-                 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
-                 "slots.removable = false\n",
-                 tokens);
-        path_in(env->softhsm_conf, sizeof(env->softhsm_conf), env->dir, "softhsm2.conf");
-        write_text(env->softhsm_conf, text);
-        setenv("SOFTHSM2_CONF", env->softhsm_conf, 1);
-        init_token(env, o, env->main_label, so_pin);
+        make_token(env, o, &env->main, MAIN_LABEL, so_pin);
     }
-    init_token(env, o, env->many_label, so_pin);
+    make_token(env, o, &env->many, MANY_LABEL, so_pin);
 
     char pin_path[600];
     path_in(pin_path, sizeof(pin_path), env->dir, "pin");
@@ -255,14 +263,14 @@ void env_setup(bench_env *env, const bench_opts *o)
     write_text(pin_path, pin_line);
     chmod(pin_path, 0600);
 
-    path_in(env->main_policy, sizeof(env->main_policy), env->dir, "main-policy.yaml");
-    path_in(env->many_policy, sizeof(env->many_policy), env->dir, "many-policy.yaml");
-    write_policy(env->main_policy, NULL);
-    write_policy(env->many_policy, "\"*\"");
-    write_config(env, o, env->main_label, "main.yaml", env->main_policy, env->main_config,
-                 sizeof(env->main_config));
-    write_config(env, o, env->many_label, "many.yaml", env->many_policy, env->many_config,
-                 sizeof(env->many_config));
+    path_in(env->main.policy, sizeof(env->main.policy), env->dir, "main-policy.yaml");
+    path_in(env->many.policy, sizeof(env->many.policy), env->dir, "many-policy.yaml");
+    write_policy(env->main.policy, NULL);
+    write_policy(env->many.policy, "\"*\"");
+    write_config(env, o, env->main.label, "main.yaml", env->main.policy, env->main.config,
+                 sizeof(env->main.config));
+    write_config(env, o, env->many.label, "many.yaml", env->many.policy, env->many.config,
+                 sizeof(env->many.config));
 
     env->admin = principal(ADMIN_NAME);
     env->user = principal(USER_NAME);
@@ -293,11 +301,13 @@ void env_teardown(bench_env *env, bool keep)
         fprintf(stderr, "work directory kept: %s\n", env->dir);
 }
 
-p11kms *env_open(const char *config)
+p11kms *env_open(const bench_token *t)
 {
+    /* Read by SoftHSM's C_Initialize, which every p11kms_open after the last close performs. */
+    setenv("SOFTHSM2_CONF", t->softhsm_conf, 1);
     p11kms *svc = NULL;
     p11kms_error e = {0};
-    bench_check(p11kms_open(config, &svc, &e), &e, config);
+    bench_check(p11kms_open(t->config, &svc, &e), &e, t->config);
     return svc;
 }
 
@@ -314,7 +324,7 @@ void env_main_key(bench_env *env, p11kms *svc)
 {
     if (env->main_id[0] != '\0')
         return;
-    p11kms *own = svc != NULL ? NULL : env_open(env->main_config);
+    p11kms *own = svc != NULL ? NULL : env_open(&env->main);
     p11kms *s = svc != NULL ? svc : own;
     env_create_key(s, env, env->main_id);
     /* The statement that lets the service use the key names it by id, as a deployment would. */

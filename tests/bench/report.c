@@ -70,9 +70,9 @@ void report_table(const bench_results *r, const bench_opts *o)
 {
     char cpu[256];
     cpu_model(cpu, sizeof(cpu));
-    printf("\np11kms-bench: %s, %ld cores; token %s \"%s\" (%s, %s)\n", cpu, cores(),
-           r->module_name[0] ? r->module_name : r->token.library_description, r->token.token_label,
-           r->token.token_manufacturer, r->token.token_model);
+    printf("\np11kms-bench: %s, %ld cores; token %s %s (%s), label \"%s\", model %s\n", cpu,
+           cores(), r->token.library_manufacturer, r->token.library_version,
+           r->token.library_description, r->token.token_label, r->token.token_model);
     if (o->rng != NULL || o->count_batch != 0)
         printf("p11kms configured with%s%s%s%.0u (not the library's defaults)\n",
                o->rng ? " token.rng " : "", o->rng ? o->rng : "",

@@ -297,7 +297,7 @@ void env_teardown(bench_env *env, bool keep)
     free(env->many_ids);
     if (env->own_token && !keep)
         nftw(env->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-    else
+    else if (env->own_token)
         fprintf(stderr, "work directory kept: %s\n", env->dir);
 }
 

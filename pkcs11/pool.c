@@ -255,6 +255,9 @@ static unsigned pool_capacity(const p11_token *t)
     return want;
 }
 
+#define SELECT_TRIES 4
+#define SELECT_PAUSE_NS (100 * 1000 * 1000)
+
 p11kms_err p11_token_start(p11_token *t, p11kms_error *err)
 {
     if (p11c_initialize(t->calls, err) != P11KMS_OK) {
@@ -263,8 +266,21 @@ p11kms_err p11_token_start(p11_token *t, p11kms_error *err)
         p11kms_error_clear(err);
     }
     t->module_initialized = true;
-    if (p11_select_token(t, err) != P11KMS_OK)
-        return err->code;
+    /* A token another process is writing at this very moment can be missing from a file-backed
+     * module's slot list (SoftHSM reads its files at C_Initialize): look again a few times, with
+     * a fresh C_Initialize, before calling the token absent. */
+    for (int tries = 1; p11_select_token(t, err) != P11KMS_OK; tries++) {
+        if (err->code != P11KMS_E_NOT_FOUND || tries >= SELECT_TRIES)
+            return err->code;
+        p11kms_error ignored = {0};
+        (void)p11c_finalize(t->calls, &ignored);
+        struct timespec pause = {0, SELECT_PAUSE_NS};
+        nanosleep(&pause, NULL);
+        if (p11c_initialize(t->calls, err) != P11KMS_OK &&
+            err->ckr != CKR_CRYPTOKI_ALREADY_INITIALIZED)
+            return err->code;
+        p11kms_error_clear(err);
+    }
 
     pthread_mutex_lock(&t->login_lock);
     p11kms_err rc = P11KMS_OK;

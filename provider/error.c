@@ -66,10 +66,13 @@ p11kms_err p11kms_error_set(p11kms_error *err, p11kms_err code, const char *file
     err->file = file;
     err->line = line;
     err->func = func;
+    /* Callers wrap a lower error by passing err->message as an argument: format aside first. */
+    char message[sizeof(err->message)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    memcpy(err->message, message, sizeof(message));
     return code;
 }
 

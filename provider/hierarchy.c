@@ -21,6 +21,7 @@ typedef struct lineage {
     key_entry *root;
     pthread_mutex_t lock;
     int64_t checked_ms;
+    uint64_t generation; /* state generation at the last check */
     bool revoked;
     char why[200];
     atomic_int refs;
@@ -56,7 +57,11 @@ static p11kms_err lineage_check(lineage *l, p11kms_error *err)
     p11kms *svc = l->svc;
     int64_t now = service_monotonic_ms();
     pthread_mutex_lock(&l->lock);
-    if (!l->revoked && now - l->checked_ms >= (int64_t)svc->cfg->revocation_check_ms) {
+    /* A change to keys on this host (the generation moved) is checked at once; otherwise at most
+     * every revocation-check-ms, the bound for tokens shared beyond this host's lock file. */
+    uint64_t gen = service_generation(svc);
+    if (!l->revoked &&
+        (gen != l->generation || now - l->checked_ms >= (int64_t)svc->cfg->revocation_check_ms)) {
         key_meta *m = NULL;
         p11kms_error probe = {0};
         p11kms_err rc = keystore_meta_read(svc, l->root->id_text, &m, &probe);
@@ -70,8 +75,10 @@ static p11kms_err lineage_check(lineage *l, p11kms_error *err)
         }
         /* Token unreachable: keep working from memory until the TTL; that is the point of the
          * cache during a short HSM outage. */
-        if (rc == P11KMS_OK || rc == P11KMS_E_NOT_FOUND)
+        if (rc == P11KMS_OK || rc == P11KMS_E_NOT_FOUND) {
             l->checked_ms = now;
+            l->generation = gen;
+        }
         if (rc == P11KMS_OK)
             keycache_install(svc, l->root, m);
         else
@@ -88,6 +95,8 @@ static p11kms_err lineage_check(lineage *l, p11kms_error *err)
  * k->lock held. */
 static p11kms_err take_use(p11kms_opened_key *k, p11kms_error *err)
 {
+    if (k->key == NULL && k->line->revoked)
+        return P11KMS_RAISE(err, P11KMS_E_DISABLED, "opened key revoked: %s", k->line->why);
     if (k->closed || k->key == NULL)
         return P11KMS_RAISE(err, P11KMS_E_INVALID_STATE, "opened key is closed or expired");
     p11kms_err rc = P11KMS_OK;
@@ -155,6 +164,7 @@ p11kms_err p11kms_open_key(p11kms *svc, const p11kms_principal *who, const p11km
         line->svc = svc;
         line->root = keycache_entry(svc, id_text);
         line->checked_ms = service_monotonic_ms(); /* decrypt just proved it usable */
+        line->generation = service_generation(svc);
         pthread_mutex_init(&line->lock, NULL);
         atomic_init(&line->refs, 1);
         if (line->root == NULL)

@@ -61,16 +61,24 @@ key_entry *keycache_entry(p11kms *svc, const char *id_text)
     return e;
 }
 
-void keycache_install(p11kms *svc, key_entry *entry, key_meta *m)
+/* Installs m as read at generation gen. */
+static void install_at(key_entry *entry, key_meta *m, uint64_t gen)
 {
-    (void)svc;
     meta_snapshot *fresh = m ? snapshot_new(m) : NULL;
     pthread_mutex_lock(&entry->lock);
     meta_snapshot *old = entry->snap;
     entry->snap = fresh;
     entry->fetched_ms = service_monotonic_ms();
+    entry->generation = gen;
     pthread_mutex_unlock(&entry->lock);
     snapshot_unref(old);
+}
+
+void keycache_install(p11kms *svc, key_entry *entry, key_meta *m)
+{
+    /* Mostly called under the lock after a write, whose unlock bumps the generation. A
+     * generation that turns out too new only costs one more read later; never a stale use. */
+    install_at(entry, m, service_generation(svc) + 1);
 }
 
 void keycache_forget(p11kms *svc, key_entry *entry)
@@ -79,7 +87,8 @@ void keycache_forget(p11kms *svc, key_entry *entry)
     pthread_mutex_lock(&entry->lock);
     entry->batch_left = 0;
     /* The objects are destroyed: their handles must never be used again. */
-    memset(entry->version_keys, 0, entry->version_keys_len * sizeof(*entry->version_keys));
+    if (entry->version_keys != NULL)
+        memset(entry->version_keys, 0, entry->version_keys_len * sizeof(*entry->version_keys));
     pthread_mutex_unlock(&entry->lock);
 }
 
@@ -87,14 +96,15 @@ void keycache_forget(p11kms *svc, key_entry *entry)
 static p11kms_err load(p11kms *svc, key_entry *entry, p11kms_error *err)
 {
     key_meta *m = NULL;
+    uint64_t gen = service_generation(svc); /* before the read: a later change re-triggers it */
     p11kms_err rc = keystore_meta_read(svc, entry->id_text, &m, err);
     if (rc == P11KMS_E_NOT_FOUND) {
-        keycache_install(svc, entry, NULL);
+        install_at(entry, NULL, gen);
         return P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "key %s does not exist", entry->id_text);
     }
     if (rc != P11KMS_OK)
         return rc;
-    keycache_install(svc, entry, m);
+    install_at(entry, m, gen);
     return P11KMS_OK;
 }
 
@@ -103,7 +113,7 @@ static p11kms_err fill(p11kms *svc, key_entry *entry, bool force, key_access *ac
 {
     int64_t now = service_monotonic_ms();
     pthread_mutex_lock(&entry->lock);
-    bool stale = force || entry->snap == NULL ||
+    bool stale = force || entry->snap == NULL || entry->generation != service_generation(svc) ||
                  now - entry->fetched_ms >= (int64_t)svc->cfg->state_refresh_ms;
     pthread_mutex_unlock(&entry->lock);
     if (stale) {
@@ -238,7 +248,9 @@ p11kms_err keycache_resolve_alias(p11kms *svc, const char *alias,
     int64_t now = service_monotonic_ms();
     pthread_rwlock_rdlock(&svc->cache_lock);
     alias_entry *a = hashmap_get(svc->aliases, alias);
-    bool fresh = a != NULL && now - a->fetched_ms < (int64_t)svc->cfg->state_refresh_ms;
+    uint64_t gen = service_generation(svc);
+    bool fresh = a != NULL && a->generation == gen &&
+                 now - a->fetched_ms < (int64_t)svc->cfg->state_refresh_ms;
     if (fresh)
         memcpy(id_text, a->id_text, P11KMS_KEY_ID_LEN + 1);
     pthread_rwlock_unlock(&svc->cache_lock);
@@ -256,6 +268,7 @@ p11kms_err keycache_resolve_alias(p11kms *svc, const char *alias,
         if (fresh_entry != NULL) {
             memcpy(fresh_entry->id_text, id_text, P11KMS_KEY_ID_LEN + 1);
             fresh_entry->fetched_ms = now;
+            fresh_entry->generation = gen;
             void *old = NULL;
             pthread_rwlock_wrlock(&svc->cache_lock);
             if (!hashmap_put(svc->aliases, alias, fresh_entry, &old))

@@ -295,7 +295,8 @@ p11kms_err keymeta_encode(const key_meta *m, char **out, size_t *len, p11kms_err
         json_object_object_add(tags, m->tags[i].key, json_object_new_string(m->tags[i].value));
     json_object_object_add(o, "tags", tags);
 
-    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    const char *text =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     *out = text ? strdup(text) : NULL;
     json_object_put(o);
     if (*out == NULL)
@@ -398,7 +399,7 @@ static void decode_versions(decoder *d, key_meta *m)
         m->versions[m->version_count - 1].reserved = (uint64_t)reserved;
         previous = number;
     }
-    if (!d->failed && m->version_count == 0 && m->state != P11KMS_KEY_PENDING_IMPORT) {
+    if (!d->failed && m->version_count == 0 && m->origin != P11KMS_ORIGIN_EXTERNAL) {
         d->failed = true;
         P11KMS_RAISE(d->err, P11KMS_E_INTERNAL, "key metadata: key %s has no version", m->id_text);
     }

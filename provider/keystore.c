@@ -19,16 +19,6 @@
 p11kms_err keystore_lock(p11kms *svc, p11kms_error *err)
 {
     pthread_mutex_lock(&svc->mutation_lock);
-    if (svc->lock_fd < 0) {
-        /* O_NOFOLLOW: the default lock file lives in a world-writable directory. */
-        svc->lock_fd = open(svc->cfg->lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
-        if (svc->lock_fd < 0) {
-            int e = errno;
-            pthread_mutex_unlock(&svc->mutation_lock);
-            return P11KMS_RAISE(err, P11KMS_E_IO, "cannot open lock file %s: %s",
-                                svc->cfg->lock_file, strerror(e));
-        }
-    }
     while (flock(svc->lock_fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
             int e = errno;
@@ -42,6 +32,11 @@ p11kms_err keystore_lock(p11kms *svc, p11kms_error *err)
 
 void keystore_unlock(p11kms *svc)
 {
+    /* After the token writes, before other processes may write: a process that sees the new
+     * generation re-reads records that are already complete. */
+    if (svc->lock_dirty && svc->generation != NULL)
+        __atomic_fetch_add(svc->generation, 1, __ATOMIC_RELEASE);
+    svc->lock_dirty = false;
     flock(svc->lock_fd, LOCK_UN);
     pthread_mutex_unlock(&svc->mutation_lock);
 }
@@ -73,6 +68,7 @@ p11kms_err keystore_meta_read(p11kms *svc, const char *id_text, key_meta **out, 
 
 static p11kms_err meta_store(p11kms *svc, const key_meta *m, bool create, p11kms_error *err)
 {
+    svc->lock_dirty = true;
     char label[KEYSTORE_LABEL_MAX];
     label_of(label, LABEL_KEY, m->id_text);
     char *text = NULL;
@@ -98,6 +94,7 @@ p11kms_err keystore_meta_write(p11kms *svc, const key_meta *m, p11kms_error *err
 
 p11kms_err keystore_meta_delete(p11kms *svc, const char *id_text, p11kms_error *err)
 {
+    svc->lock_dirty = true;
     char label[KEYSTORE_LABEL_MAX];
     label_of(label, LABEL_KEY, id_text);
     return p11_data_delete(svc->token, label, err);
@@ -163,6 +160,7 @@ p11kms_err keystore_alias_read(p11kms *svc, const char *alias, char id_text[P11K
 p11kms_err keystore_alias_put(p11kms *svc, const char *alias, const char *id_text,
                               p11kms_error *err)
 {
+    svc->lock_dirty = true;
     char label[KEYSTORE_LABEL_MAX];
     label_of(label, LABEL_ALIAS, alias_name(alias));
     p11kms_error probe = {0};
@@ -177,6 +175,7 @@ p11kms_err keystore_alias_put(p11kms *svc, const char *alias, const char *id_tex
 
 p11kms_err keystore_alias_delete(p11kms *svc, const char *alias, p11kms_error *err)
 {
+    svc->lock_dirty = true;
     char label[KEYSTORE_LABEL_MAX];
     label_of(label, LABEL_ALIAS, alias_name(alias));
     return p11_data_delete(svc->token, label, err);

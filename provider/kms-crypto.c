@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ void p11kms_result_free(p11kms_result *r)
 /* Reasons a key may not be used for cryptography, with the KMS error classes of NOTES §5. */
 static p11kms_err usable_for_crypto(const key_meta *m, const char *op, p11kms_error *err)
 {
-    return m->state == P11KMS_KEY_ENABLED ? P11KMS_OK : lifecycle_refuse_state(m, op, err);
+    return m->state == P11KMS_KEY_ENABLED ? P11KMS_OK : lifecycle_refuse_crypto(m, op, err);
 }
 
 /* The cached state may be stale: a refusal is only final after the token confirms it. */
@@ -78,13 +79,15 @@ static p11kms_err refill_batch(p11kms *svc, key_entry *entry, p11kms_error *err)
     if (rc == P11KMS_OK) {
         key_version *cur = &m->versions[m->version_count - 1];
         pthread_mutex_lock(&entry->lock);
-        uint64_t want = entry->batch_version == cur->number && entry->batch_left == 0
-                            ? svc->cfg->count_batch
-                            : FIRST_BATCH;
+        /* Another thread of this process may have refilled while this one waited for the lock. */
+        bool refilled = entry->batch_version == cur->number && entry->batch_left > 0;
+        uint64_t want = entry->next_batch ? entry->next_batch : FIRST_BATCH;
         pthread_mutex_unlock(&entry->lock);
         if (want > svc->cfg->count_batch)
             want = svc->cfg->count_batch;
-        if (cur->reserved >= bound)
+        if (refilled)
+            ; /* nothing to reserve */
+        else if (cur->reserved >= bound)
             rc = P11KMS_RAISE(err, P11KMS_E_LIMIT_EXCEEDED,
                               "key %s version %u reached its limit of %llu encryptions (AES-GCM "
                               "random IV bound): rotate the key",
@@ -96,8 +99,11 @@ static p11kms_err refill_batch(p11kms *svc, key_entry *entry, p11kms_error *err)
             rc = keystore_meta_write(svc, m, err);
             if (rc == P11KMS_OK) {
                 pthread_mutex_lock(&entry->lock);
+                if (entry->batch_version != cur->number)
+                    entry->batch_left = 0;
                 entry->batch_version = cur->number;
-                entry->batch_left = want;
+                entry->batch_left += want;
+                entry->next_batch = want * 2;
                 pthread_mutex_unlock(&entry->lock);
                 keycache_install(svc, entry, m);
                 m = NULL;
@@ -148,11 +154,22 @@ static p11kms_err explain_refusal(p11kms *svc, key_access *acc, const char *op, 
     if (rc != P11KMS_OK)
         return rc;
     if (acc->meta->state != P11KMS_KEY_ENABLED)
-        return lifecycle_refuse_state(acc->meta, op, err);
+        return lifecycle_refuse_crypto(acc->meta, op, err);
     return P11KMS_RAISE(err, P11KMS_E_INVALID_STATE,
                         "%s refused: the token refuses key %s although its record says Enabled "
                         "(a state change is in progress or was interrupted: run p11kms maintain)",
                         op, acc->meta->id_text);
+}
+
+/* IVs must be unique, not secret: they come from the private OpenSSL DRBG (seeded by the OS),
+ * which saves a token round trip per encryption; token.rng governs key material. */
+static p11kms_err random_iv(p11kms *svc, uint8_t iv[BLOB_IV_LEN], p11kms_error *err)
+{
+    if (RAND_bytes_ex(svc->libctx, iv, BLOB_IV_LEN, 0) != 1) {
+        ERR_clear_error();
+        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "no random IV from the DRBG");
+    }
+    return P11KMS_OK;
 }
 
 static p11kms_err write_aad(const uint8_t *header, size_t header_len, const enc_context *ctx,
@@ -213,7 +230,7 @@ p11kms_err kms_encrypt_under(p11kms *svc, key_access *acc, const enc_context *ct
         rc = write_aad(header, header_len, ctx, aad_stack, &aad, &aad_len, err);
     if (rc == P11KMS_OK) {
         if (svc->cfg->iv_mode == P11_IV_HOST)
-            rc = p11_token_random(svc->token, iv, BLOB_IV_LEN, err);
+            rc = random_iv(svc, iv, err);
         else
             memset(iv, 0, BLOB_IV_LEN);
     }

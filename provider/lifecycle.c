@@ -24,6 +24,12 @@
 
 p11kms_err lifecycle_refuse_state(const key_meta *m, const char *operation, p11kms_error *err)
 {
+    return P11KMS_RAISE(err, P11KMS_E_INVALID_STATE, "%s refused: key %s is %s", operation,
+                        m->id_text, p11kms_key_state_name(m->state));
+}
+
+p11kms_err lifecycle_refuse_crypto(const key_meta *m, const char *operation, p11kms_error *err)
+{
     p11kms_err code = m->state == P11KMS_KEY_DISABLED ? P11KMS_E_DISABLED : P11KMS_E_INVALID_STATE;
     return P11KMS_RAISE(err, code, "%s refused: key %s is %s", operation, m->id_text,
                         p11kms_key_state_name(m->state));
@@ -57,21 +63,6 @@ static p11kms_err journal_printf(p11kms *svc, p11kms_error *err, const char *fmt
     vsnprintf(intent, sizeof(intent), fmt, ap);
     va_end(ap);
     return keystore_journal_begin(svc, intent, err);
-}
-
-p11kms_err lifecycle_apply_usage(p11kms *svc, key_entry *entry, const key_meta *m,
-                                 p11kms_error *err)
-{
-    bool allowed = m->state == P11KMS_KEY_ENABLED;
-    for (size_t i = 0; i < m->version_count; i++) {
-        p11_key *key = NULL;
-        p11kms_err rc = keycache_version_key(svc, entry, m->versions[i].number, &key, err);
-        if (rc == P11KMS_OK)
-            rc = p11_key_set_usage(svc->token, key, allowed, err);
-        if (rc != P11KMS_OK)
-            return rc;
-    }
-    return P11KMS_OK;
 }
 
 /* A key-scoped mutation: resolve, ask the policy, then under the lock re-read the record (the
@@ -293,25 +284,15 @@ p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
 
 /* --- state changes ------------------------------------------------------------------------ */
 
-/* Leaving Enabled: record first, then the token refuses use (another process's refusal then
- * always finds the explanation). Entering Enabled: token first, then the record. */
+/* One record write: the bump of the state generation on unlock makes every process on this host
+ * re-read the record before its next operation (doc/token-layout.md). Key objects are never
+ * modified: SoftHSM rewrites an object file in place on C_SetAttributeValue, and a process
+ * killed meanwhile would destroy the key version. */
 static p11kms_err change_state(p11kms *svc, key_entry *entry, key_meta *m, p11kms_key_state state,
                                p11kms_error *err)
 {
-    p11kms_err rc = journal_printf(svc, err, "{\"op\":\"state\",\"key\":\"%s\"}", m->id_text);
-    if (rc != P11KMS_OK)
-        return rc;
-    bool enabling = state == P11KMS_KEY_ENABLED;
     m->state = state;
-    if (enabling)
-        rc = lifecycle_apply_usage(svc, entry, m, err);
-    if (rc == P11KMS_OK)
-        rc = commit(svc, entry, m, err);
-    if (rc == P11KMS_OK && !enabling)
-        rc = lifecycle_apply_usage(svc, entry, m, err);
-    if (rc == P11KMS_OK)
-        rc = keystore_journal_end(svc, err);
-    return rc;
+    return commit(svc, entry, m, err);
 }
 
 static p11kms_err do_enable(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
@@ -820,21 +801,11 @@ static p11kms_err recover_rotate(p11kms *svc, const char *id_text, uint32_t vers
     return P11KMS_OK;
 }
 
-static p11kms_err recover_state(p11kms *svc, const char *id_text, void (*fn)(const char *, void *),
-                                void *arg, p11kms_error *err)
+/* Journals of state changes are written by earlier versions only; the record is the truth. */
+static p11kms_err recover_state(const char *id_text, void (*fn)(const char *, void *), void *arg)
 {
-    key_meta *m = NULL;
-    p11kms_err rc = keystore_meta_read(svc, id_text, &m, err);
-    if (rc != P11KMS_OK)
-        return rc == P11KMS_E_NOT_FOUND ? P11KMS_OK : rc;
-    key_entry *entry = keycache_entry(svc, id_text);
-    rc = entry ? lifecycle_apply_usage(svc, entry, m, err)
-               : P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    if (rc == P11KMS_OK)
-        report(fn, arg, "completed interrupted state change of %s (now %s)", id_text,
-               p11kms_key_state_name(m->state));
-    keymeta_free(m);
-    return rc;
+    report(fn, arg, "cleared the journal of an interrupted state change of %s", id_text);
+    return P11KMS_OK;
 }
 
 typedef struct alias_holders {
@@ -942,7 +913,7 @@ p11kms_err lifecycle_recover_journal(p11kms *svc, void (*fn)(const char *line, v
     else if (strcmp(what, "rotate") == 0 && version != NULL)
         rc = recover_rotate(svc, id_text, (uint32_t)json_object_get_int64(version), fn, arg, err);
     else if (strcmp(what, "state") == 0)
-        rc = recover_state(svc, id_text, fn, arg, err);
+        rc = recover_state(id_text, fn, arg);
     else if (strcmp(what, "alias") == 0 && alias != NULL)
         rc = lifecycle_reconcile_alias(svc, json_object_get_string(alias), fn, arg, err);
     else if (strcmp(what, "purge") == 0) {

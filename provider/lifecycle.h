@@ -4,9 +4,12 @@
 
 #include "provider/service.h"
 
-/* Refusal for an operation the key's state does not allow, with the KMS error class and a
- * message naming key and state. */
+/* Refusal for a management operation the key's state does not allow
+ * (KMSInvalidStateException), with a message naming key and state. */
 p11kms_err lifecycle_refuse_state(const key_meta *m, const char *operation, p11kms_error *err);
+/* Refusal for a cryptographic operation: DisabledException for a Disabled key,
+ * KMSInvalidStateException otherwise (NOTES §5). */
+p11kms_err lifecycle_refuse_crypto(const key_meta *m, const char *operation, p11kms_error *err);
 
 /* Destroys the key if it is PendingDeletion and its date has passed (takes the lock). */
 p11kms_err lifecycle_purge_if_due(p11kms *svc, key_entry *entry, p11kms_error *err);
@@ -23,10 +26,6 @@ p11kms_err lifecycle_recover_journal(p11kms *svc, void (*fn)(const char *line, v
 
 /* Destroys every object of a key (caller holds the lock). */
 p11kms_err lifecycle_purge_locked(p11kms *svc, const key_meta *m, p11kms_error *err);
-
-/* Sets CKA_ENCRYPT/CKA_DECRYPT on every version object to match the record's state. */
-p11kms_err lifecycle_apply_usage(p11kms *svc, key_entry *entry, const key_meta *m,
-                                 p11kms_error *err);
 
 /* Makes the key records list the alias exactly where the alias object points (the alias object
  * is the truth). Caller holds the lock. */

@@ -60,12 +60,12 @@ static void report_bad_record(const char *label, const p11kms_error *why, void *
     say(arg, "unreadable key record %s left in place: %s", label, why->message);
 }
 
-/* Usage attributes of every version object must follow the state (a process killed between the
- * two steps of a state change leaves them apart). */
-static p11kms_err check_usage(maintenance *mt, key_entry *entry, const key_meta *m,
-                              p11kms_error *err)
+/* Every version the record lists must exist in the token and allow encryption and decryption:
+ * p11kms never changes key objects (states live in the record), so a mismatch was made outside
+ * p11kms and is reported, not repaired. */
+static p11kms_err check_versions(maintenance *mt, key_entry *entry, const key_meta *m,
+                                 p11kms_error *err)
 {
-    bool want = m->state == P11KMS_KEY_ENABLED;
     for (size_t i = 0; i < m->version_count; i++) {
         p11_key *key = NULL;
         p11_key_attributes attrs;
@@ -81,14 +81,12 @@ static p11kms_err check_usage(maintenance *mt, key_entry *entry, const key_meta 
             rc = p11_key_get_attributes(mt->svc->token, key, &attrs, err);
         if (rc != P11KMS_OK)
             return rc;
-        if (attrs.encrypt != want || attrs.decrypt != want) {
-            rc = p11_key_set_usage(mt->svc->token, key, want, err);
-            if (rc != P11KMS_OK)
-                return rc;
-            say(mt, "key %s: version %u usage set to %s to match state %s", m->id_text,
-                m->versions[i].number, want ? "allowed" : "refused",
-                p11kms_key_state_name(m->state));
-        }
+        if (!attrs.encrypt || !attrs.decrypt || attrs.extractable || !attrs.sensitive)
+            say(mt,
+                "key %s: version %u has attributes p11kms did not set (encrypt %d, decrypt "
+                "%d, extractable %d, sensitive %d); left as is",
+                m->id_text, m->versions[i].number, attrs.encrypt, attrs.decrypt, attrs.extractable,
+                attrs.sensitive);
     }
     return P11KMS_OK;
 }
@@ -113,7 +111,7 @@ static p11kms_err maintain_key(maintenance *mt, const char *id_text, p11kms_erro
             if (rc == P11KMS_OK)
                 say(mt, "key %s deleted: its waiting period ended", id_text);
         } else {
-            rc = check_usage(mt, entry, m, err);
+            rc = check_versions(mt, entry, m, err);
             if (rc == P11KMS_OK && m->state == P11KMS_KEY_ENABLED && m->rotation_enabled &&
                 m->next_rotation <= now) {
                 rc = lifecycle_rotate_locked(svc, m, ROTATION_AUTOMATIC, err);

@@ -22,8 +22,8 @@ extern "C" {
 #endif
 
 #define P11KMS_KEY_ID_LEN 36      /* UUID text, without the terminating NUL */
-#define P11KMS_ARN_MAX 256        /* longest key or alias ARN, with NUL */
-#define P11KMS_ALIAS_MAX 256      /* "alias/" + name, with NUL */
+#define P11KMS_ARN_MAX 512        /* longest key or alias ARN, with NUL */
+#define P11KMS_ALIAS_MAX 257      /* "alias/" + name (at most 256 characters), with NUL */
 #define P11KMS_MAX_PLAINTEXT 4096 /* Encrypt limit */
 #define P11KMS_MAX_DATA_KEY 1024  /* GenerateDataKey / GenerateRandom limit */
 #define P11KMS_MAX_ALIASES_PER_KEY 50

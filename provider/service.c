@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +39,35 @@ int64_t service_monotonic_ms(void)
 int64_t service_now(void)
 {
     return (int64_t)time(NULL);
+}
+
+/* The lock file's first page carries the state generation; it lives in /run/lock (tmpfs) by
+ * default, so mapping it shares memory between the processes without touching a disk. */
+#define GENERATION_PAGE 4096
+
+p11kms_err service_open_lock(p11kms *svc, p11kms_error *err)
+{
+    /* O_NOFOLLOW: the default lock file lives in a world-writable directory. */
+    svc->lock_fd = open(svc->cfg->lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
+    if (svc->lock_fd < 0)
+        return P11KMS_RAISE(err, P11KMS_E_IO, "cannot open lock file %s: %s", svc->cfg->lock_file,
+                            strerror(errno));
+    struct stat st;
+    if (fstat(svc->lock_fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return P11KMS_RAISE(err, P11KMS_E_IO, "lock file %s is not a regular file",
+                            svc->cfg->lock_file);
+    /* Growing the file is idempotent; two processes racing here both end at one page. */
+    if (st.st_size < GENERATION_PAGE && ftruncate(svc->lock_fd, GENERATION_PAGE) != 0)
+        return P11KMS_RAISE(err, P11KMS_E_IO, "cannot size lock file %s: %s", svc->cfg->lock_file,
+                            strerror(errno));
+    void *page = mmap(NULL, GENERATION_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, svc->lock_fd, 0);
+    svc->generation = page == MAP_FAILED ? NULL : page;
+    return P11KMS_OK;
+}
+
+uint64_t service_generation(const p11kms *svc)
+{
+    return svc->generation ? __atomic_load_n(svc->generation, __ATOMIC_ACQUIRE) : 0;
 }
 
 static void init_secure_heap(void)
@@ -104,6 +137,8 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
                           "most %d characters",
                           config_path, REGION_ACCOUNT_MAX);
     if (rc == P11KMS_OK)
+        rc = service_open_lock(svc, err);
+    if (rc == P11KMS_OK)
         rc = gate_open(svc->cfg, &svc->gate, err);
     if (rc == P11KMS_OK)
         rc = open_token(svc, err);
@@ -127,6 +162,8 @@ void p11kms_close(p11kms *svc)
     gate_close(svc->gate);
     config_free(svc->cfg);
     OSSL_LIB_CTX_free(svc->libctx);
+    if (svc->generation != NULL)
+        munmap(svc->generation, GENERATION_PAGE);
     if (svc->lock_fd >= 0)
         close(svc->lock_fd);
     pthread_mutex_destroy(&svc->mutation_lock);

@@ -4,6 +4,7 @@
 #define P11KMS_PROVIDER_SERVICE_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -31,9 +32,11 @@ typedef struct key_entry {
     pthread_mutex_t lock;
     meta_snapshot *snap; /* NULL: not loaded or key gone */
     int64_t fetched_ms;  /* monotonic time of the last token read */
+    uint64_t generation; /* state generation seen before that read */
     /* Encryptions this process may still make under batch_version without asking the token. */
     uint32_t batch_version;
     uint64_t batch_left;
+    uint64_t next_batch;    /* size of the next reservation: grows to keys.count-batch */
     p11_key **version_keys; /* index = version number - 1; cached token handles */
     uint32_t version_keys_len;
 } key_entry;
@@ -41,6 +44,7 @@ typedef struct key_entry {
 typedef struct alias_entry {
     char id_text[P11KMS_KEY_ID_LEN + 1]; /* "" when the alias does not exist */
     int64_t fetched_ms;
+    uint64_t generation;
 } alias_entry;
 
 struct p11kms {
@@ -56,7 +60,17 @@ struct p11kms {
 
     pthread_mutex_t mutation_lock; /* threads of this process; lock_fd serializes processes */
     int lock_fd;
+    bool lock_dirty; /* a locked section wrote to the token: bump the generation on unlock */
+    /* The state generation: a counter shared by every process through the mapped lock file,
+     * bumped after each change to keys. NULL when the lock file cannot be mapped (processes then
+     * converge within keys.state-refresh-ms). */
+    uint64_t *generation;
 };
+
+/* Opens and maps the lock file (called once by p11kms_open). */
+P11KMS_MUST_CHECK p11kms_err service_open_lock(p11kms *svc, p11kms_error *err);
+/* The current state generation (0 when unmapped). */
+uint64_t service_generation(const p11kms *svc);
 
 /* Monotonic and wall clocks (wall clock is what metadata dates use). */
 int64_t service_monotonic_ms(void);

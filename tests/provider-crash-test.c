@@ -139,9 +139,9 @@ static void check_versions(invariants *inv, const char *id, const p11kms_key_met
         p11kms_err rc = keystore_version_find(inv->svc, raw, v, &key, &e);
         CHECK_OK(rc, &e);
         if (rc != P11KMS_OK) {
-            /* Data under this version is lost. Seen on SoftHSM's file store when the kill lands
-             * inside C_SetAttributeValue on the key object (it truncates and rewrites the
-             * object file): the .object file is left empty. */
+            /* Data under this version would be lost. p11kms never modifies key objects (SoftHSM's
+             * file store truncates and rewrites an object file on C_SetAttributeValue, and a
+             * kill there leaves it empty), so this must not happen. */
             fprintf(stderr,
                     "   key %s (%s) version %u has no object in the token: data under it is "
                     "lost%s\n",
@@ -153,7 +153,8 @@ static void check_versions(invariants *inv, const char *id, const p11kms_key_met
         }
         p11_key_attributes a;
         CHECK_OK(p11_key_get_attributes(inv->svc->token, key, &a, &e), &e);
-        bool usable = md->state == P11KMS_KEY_ENABLED;
+        /* States live in the key record; the objects keep the attributes they were made with. */
+        bool usable = true;
         CHECK(a.encrypt == usable && a.decrypt == usable);
         CHECK(a.sensitive && !a.extractable && a.never_extractable);
         if (a.encrypt != usable || a.decrypt != usable)

@@ -109,8 +109,11 @@ static void test_malformed(void)
     refused(TOKEN "  sessions: 0\npolicy: none\n", "test.yaml:5:13", "");
     refused(TOKEN "  sessions: -1\npolicy: none\n", "test.yaml:5:13", "");
     refused(TOKEN "  iv: random\npolicy: none\n", "test.yaml:5:7", "not one of: host, token");
-    refused(TOKEN "  module: [a, b]\npolicy: none\n", "test.yaml:5:11", "");
-    refused(TOKEN "  module: \"\"\npolicy: none\n", "test.yaml:5:11", "must not be empty");
+    refused("token:\n  module: [a, b]\n  uri: u\n  pin-source: file:/p\npolicy: none\n",
+            "test.yaml:2:11", "");
+    refused("token:\n  module: \"\"\n  uri: u\n  pin-source: file:/p\npolicy: none\n",
+            "test.yaml:2:11", "must not be empty");
+    refused(TOKEN "  module: /other.so\npolicy: none\n", "test.yaml:5:3", "duplicate");
     refused(TOKEN "policy: relative/policy.yaml\n", "test.yaml:5:9", "absolute path");
     refused(TOKEN "policy: none\naudit: {}\n", "test.yaml:6:1", "reserved");
     refused(TOKEN "keys:\n  count-batch: 99999999999\npolicy: none\n", "test.yaml:6:16", "");

@@ -64,6 +64,8 @@ static void refuse(const char *from, const char *to)
     REQUIRE(keymeta_encode(m, &text, &len, &e) == P11KMS_OK);
     keymeta_free(m);
     char *hit = strstr(text, from);
+    if (hit == NULL)
+        fprintf(stderr, "  %s not in %s\n", from, text);
     REQUIRE(hit != NULL);
     size_t out_len = len - strlen(from) + strlen(to);
     char *bad = malloc(out_len + 1);

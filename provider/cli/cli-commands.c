@@ -128,7 +128,8 @@ static const cli_option explain_options[] = {
     {"principal", CLI_OPT_LIST, true, "NAME...",
      "the principal's names, e.g. unix:user:alice unix:group:staff"},
     {"action", CLI_OPT_VALUE, true, "ACTION", "policy action, e.g. decrypt or disable-key"},
-    KEY_ID_REQ,
+    {"key-id", CLI_OPT_VALUE, false, "KEY",
+     "key id, alias/NAME or ARN (not for account-level actions such as create-key)"},
     CONTEXT,
     END};
 

@@ -1,0 +1,220 @@
+#!/bin/bash
+# The p11kms walkthrough: envelope encryption as Amazon RDS and Redshift use AWS KMS, with the
+# master keys in a SoftHSM token this script sets up under the build directory.
+#
+#   bash tests/walkthrough.sh       installs missing packages, builds into build-walkthrough/,
+#                                   then runs the walkthrough
+#   P11KMS_CLI=/path/to/p11kms bash tests/walkthrough.sh
+#                                   runs it with an already built CLI (make check does this)
+#
+# The operator steps run as the current OS user with "policy: none", because a SoftHSM token's
+# files belong to one OS user. What the sample policy (conf/policy.yaml) decides for its admin
+# (alice) and its RDS and Redshift services is shown with `p11kms policy explain` on the same
+# keys; the test suite enforces the policy for real (tests/provider-policy-test.c,
+# tests/cli-basic.sh).
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ -z "${P11KMS_CLI:-}" ]; then
+    sh "$src/tests/setup-debian.sh"
+    cd "$src"
+    [ -x configure ] || ./autogen.sh >/dev/null 2>&1
+    mkdir -p build-walkthrough
+    cd build-walkthrough
+    [ -f Makefile ] || ../configure >configure.out 2>&1 || {
+        cat configure.out
+        exit 1
+    }
+    make -j"$(nproc)" >make.out 2>&1 || {
+        tail -40 make.out
+        exit 1
+    }
+    P11KMS_CLI=$(pwd)/p11kms
+    work=$(pwd)/demo
+else
+    work=${P11KMS_WALKTHROUGH_DIR:-$(pwd)/walkthrough}
+fi
+softhsm_module=${SOFTHSM_MODULE:-}
+for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
+    [ -n "$softhsm_module" ] || { [ -f "$m" ] && softhsm_module=$m; }
+done
+[ -n "$softhsm_module" ] || { echo "SoftHSMv2 not found (apt-get install softhsm2)"; exit 1; }
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { printf '   %s\n' "$*"; }
+# Runs the CLI, shows the command, keeps its JSON in out.json.
+kms() {
+    printf '   $ p11kms %s\n' "$*"
+    "$P11KMS_CLI" "$@" >out.json 2>err.txt || {
+        cat err.txt
+        return 1
+    }
+}
+# The command must fail with the given exception class.
+refused() {
+    local class=$1
+    shift
+    printf '   $ p11kms %s\n' "$*"
+    if "$P11KMS_CLI" "$@" >out.json 2>err.txt; then
+        echo "   UNEXPECTED: the command succeeded"
+        exit 1
+    fi
+    grep -v WARNING err.txt | sed 's/^/   -> /'
+    grep -q "$class" err.txt || { echo "   UNEXPECTED: not a $class"; exit 1; }
+}
+field() { jq -r "$1" out.json; }
+b64file() { jq -r "$1" out.json | openssl base64 -d -A >"$2"; }
+hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+# explain EXPECTED PRINCIPAL ACTION KEY [CONTEXT]: shows the decision, which must be EXPECTED.
+explain() {
+    local want=$1
+    shift
+    local args=(policy explain --principal "$1" --action "$2")
+    [ -n "$3" ] && args+=(--key-id "$3")
+    [ -n "${4:-}" ] && args+=(--encryption-context "$4")
+    printf '   $ p11kms %s\n' "${args[*]}"
+    "$P11KMS_CLI" --config "$work/policy-demo.yaml" --output text "${args[@]}" >out.txt 2>&1
+    sed 's/^/   -> /' out.txt
+    grep -q "^$want" out.txt || { echo "   UNEXPECTED: not $want"; exit 1; }
+}
+
+step "A fresh SoftHSM token under $work"
+rm -rf "$work"
+mkdir -p "$work/tokens"
+chmod 700 "$work"
+cd "$work"
+cat >softhsm2.conf <<EOF
+directories.tokendir = $work/tokens
+objectstore.backend = file
+log.level = ERROR
+EOF
+export SOFTHSM2_CONF=$work/softhsm2.conf
+pin=$(openssl rand -hex 8)
+(umask 077 && printf '%s\n' "$pin" >pin)
+softhsm2-util --init-token --free --label p11kms-demo --so-pin "$(openssl rand -hex 8)" \
+    --pin "$pin" >/dev/null
+unset pin
+cat >p11kms.yaml <<EOF
+token:
+  module: $softhsm_module
+  uri: "pkcs11:token=p11kms-demo"
+  pin-source: "file:$work/pin"
+keys:
+  lock-file: $work/p11kms.lock
+hierarchy:
+  revocation-check-ms: 500
+policy: none
+EOF
+sed "s|^policy: none|policy: $src/conf/policy.yaml|" p11kms.yaml >policy-demo.yaml
+export P11KMS_CONFIG=$work/p11kms.yaml
+say "PIN in a 0600 file, never on a command line; config $P11KMS_CONFIG"
+kms --output text token info
+sed 's/^/   /' out.json | head -20
+
+step "RDS: one data key per DB instance, bound to {\"aws:rds:db-id\": ...}"
+kms create-key --description "RDS orders database"
+rds_key=$(field .KeyMetadata.KeyId)
+say "master key $rds_key: AES-256, generated in the token, never extractable"
+kms create-alias --alias-name alias/rds-orders --target-key-id "$rds_key"
+kms generate-data-key --key-id alias/rds-orders --key-spec AES_256 \
+    --encryption-context '{"aws:rds:db-id":"db-orders-1"}'
+b64file .Plaintext dek.bin
+b64file .CiphertextBlob dek.blob
+seq 1 20000 | sed 's/^/order /' >orders.csv
+openssl rand 16 >orders.iv
+openssl enc -aes-256-ctr -K "$(hex dek.bin)" -iv "$(hex orders.iv)" -in orders.csv -out orders.enc
+rm -f dek.bin
+say "orders.csv ($(wc -c <orders.csv) bytes) encrypted with the data key; only the wrapped key" \
+    "(dek.blob, $(wc -c <dek.blob) bytes) is kept beside the data"
+kms decrypt --ciphertext-blob fileb://dek.blob --encryption-context aws:rds:db-id=db-orders-1
+b64file .Plaintext dek.bin
+openssl enc -d -aes-256-ctr -K "$(hex dek.bin)" -iv "$(hex orders.iv)" -in orders.enc \
+    -out orders.out
+cmp -s orders.csv orders.out && say "the instance key opened with its context decrypts the file"
+rm -f dek.bin orders.out
+refused InvalidCiphertextException decrypt --ciphertext-blob fileb://dek.blob \
+    --encryption-context aws:rds:db-id=db-orders-2
+
+step "Redshift: master key -> cluster key -> database key -> block keys"
+kms create-key --description "Redshift cluster c1"
+rs_key=$(field .KeyMetadata.KeyId)
+kms create-alias --alias-name alias/redshift-c1 --target-key-id "$rs_key"
+cluster_ctx='{"aws:redshift:arn":"arn:aws:redshift:local:000000000000:cluster:c1","aws:redshift:createtime":"20261123T120000Z"}'
+kms generate-data-key-without-plaintext --key-id alias/redshift-c1 --key-spec AES_256 \
+    --encryption-context "$cluster_ctx"
+b64file .CiphertextBlob cluster.blob
+say "tier 2: the cluster key exists only wrapped by the master key (cluster.blob)"
+kms generate-child-key --parent "fileb://cluster.blob@$cluster_ctx" \
+    --encryption-context tier=database,database=sales --without-plaintext
+b64file .CiphertextBlob sales.blob
+say "tier 3: the database key, wrapped in memory under the opened cluster key" \
+    "(parent check value $(field .ParentKeyCheckValue))"
+kms generate-child-key --parent "fileb://cluster.blob@$cluster_ctx" \
+    --parent fileb://sales.blob@tier=database,database=sales --encryption-context block=0001
+b64file .CiphertextBlob block1.blob
+b64file .Plaintext block1.key
+say "tier 4: a per-block data key, no token operation below tier 2"
+kms unwrap-child-key --parent "fileb://cluster.blob@$cluster_ctx" \
+    --parent fileb://sales.blob@tier=database,database=sales --child-blob fileb://block1.blob \
+    --encryption-context block=0001
+b64file .Plaintext block1.again
+cmp -s block1.key block1.again && say "unwrapping the block key gives the same bytes"
+refused InvalidCiphertextException unwrap-child-key --parent "fileb://cluster.blob@$cluster_ctx" \
+    --parent fileb://sales.blob@tier=database,database=sales --child-blob fileb://block1.blob \
+    --encryption-context block=0002
+
+step "Disable the master key: decryption and every opened key below it are refused"
+kms disable-key --key-id alias/redshift-c1
+refused DisabledException decrypt --ciphertext-blob fileb://cluster.blob \
+    --encryption-context "$cluster_ctx"
+refused DisabledException generate-child-key --parent "fileb://cluster.blob@$cluster_ctx" \
+    --encryption-context tier=database,database=hr
+say "(a process that had the cluster key open loses it within hierarchy.revocation-check-ms)"
+kms enable-key --key-id alias/redshift-c1
+kms generate-child-key --parent "fileb://cluster.blob@$cluster_ctx" \
+    --encryption-context tier=database,database=hr --without-plaintext
+say "enabled again: works"
+
+step "Rotation: old ciphertext still decrypts; re-encrypting tier 2 keeps tiers 3 and 4 valid"
+kms rotate-key-on-demand --key-id alias/redshift-c1
+say "current version: $(field '.CurrentKeyVersion // .KeyMetadata.CurrentKeyVersion')"
+kms re-encrypt --ciphertext-blob fileb://cluster.blob --source-encryption-context "$cluster_ctx" \
+    --destination-key-id alias/redshift-c1 --destination-encryption-context "$cluster_ctx"
+b64file .CiphertextBlob cluster-v2.blob
+say "cluster key re-wrapped under version $(field .KeyVersion); one token operation per cluster"
+kms unwrap-child-key --parent "fileb://cluster-v2.blob@$cluster_ctx" \
+    --parent fileb://sales.blob@tier=database,database=sales --child-blob fileb://block1.blob \
+    --encryption-context block=0001
+b64file .Plaintext block1.v2
+cmp -s block1.key block1.v2 && say "the database and block blobs are unchanged and still open"
+kms decrypt --ciphertext-blob fileb://cluster.blob --encryption-context "$cluster_ctx"
+say "the blob made under version 1 still decrypts (version $(field .KeyVersion))"
+kms list-key-rotations --key-id alias/redshift-c1
+jq -r '.Rotations[] | "   version \(.KeyVersion // "?"): \(.RotationType)"' out.json
+rm -f block1.key block1.again block1.v2
+
+step "Deletion: scheduled, refused meanwhile, cancelled (the key comes back Disabled)"
+kms schedule-key-deletion --key-id alias/rds-orders --pending-window-in-days 7
+say "state $(field .KeyState), deletion date $(field .DeletionDate)"
+refused KMSInvalidStateException decrypt --ciphertext-blob fileb://dek.blob \
+    --encryption-context aws:rds:db-id=db-orders-1
+kms cancel-key-deletion --key-id alias/rds-orders
+kms describe-key --key-id alias/rds-orders
+say "state after cancel: $(field .KeyMetadata.KeyState)"
+kms enable-key --key-id alias/rds-orders
+
+step "The sample policy: admins manage, services use (conf/policy.yaml)"
+"$P11KMS_CLI" policy check "$src/conf/policy.yaml" | sed 's/^/   /'
+explain Allowed unix:user:alice create-key ""
+explain Allowed unix:user:alice disable-key alias/rds-orders
+explain Denied unix:user:alice decrypt alias/rds-orders aws:rds:db-id=db-orders-1
+explain Allowed unix:user:rds-svc decrypt alias/rds-orders aws:rds:db-id=db-orders-1
+explain Allowed unix:user:rds-svc decrypt "$rds_key" aws:rds:db-id=db-orders-1
+explain Denied unix:user:rds-svc decrypt alias/rds-orders tenant=other
+explain Denied unix:user:rds-svc disable-key alias/rds-orders
+explain Denied unix:user:rds-svc decrypt alias/redshift-c1 "aws:rds:db-id=db-orders-1"
+
+step "Maintenance: reconcile, purge due deletions, rotate when due"
+kms --output text maintain
+say "nothing to repair"
+step "Done: the walkthrough's token is in $work"

@@ -330,13 +330,26 @@ struct read_args {
     size_t len;
 };
 
+/* A write replaces the object (create, then destroy the old one): a reader holding the old
+ * handle sees it vanish. SoftHSM answers CKR_ATTRIBUTE_VALUE_INVALID instead of
+ * CKR_OBJECT_HANDLE_INVALID when the object goes while it is read; both mean "look again". */
+#define READ_TRIES 4
+
 static p11kms_err read_op(p11_token *t, p11_session *s, void *arg, p11kms_error *err)
 {
     struct read_args *a = arg;
-    CK_OBJECT_HANDLE h;
-    if (p11_objref_handle(t, s, &a->d->ref, data_finder, a->d, &h, err) != P11KMS_OK)
-        return err->code;
-    return p11_get_attr_alloc(t, s, h, CKA_VALUE, &a->value, &a->len, err);
+    for (int tries = 1;; tries++) {
+        CK_OBJECT_HANDLE h;
+        if (p11_objref_handle(t, s, &a->d->ref, data_finder, a->d, &h, err) != P11KMS_OK)
+            return err->code;
+        p11kms_err rc = p11_get_attr_alloc(t, s, h, CKA_VALUE, &a->value, &a->len, err);
+        bool vanished = rc == P11KMS_E_TOKEN && (err->ckr == CKR_OBJECT_HANDLE_INVALID ||
+                                                 err->ckr == CKR_ATTRIBUTE_VALUE_INVALID);
+        if (!vanished || tries >= READ_TRIES)
+            return rc;
+        p11kms_error_clear(err);
+        p11_objref_invalidate(&a->d->ref);
+    }
 }
 
 p11kms_err p11_data_read(p11_token *t, const char *label, uint8_t **value, size_t *len,

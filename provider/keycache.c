@@ -81,6 +81,11 @@ void keycache_install(p11kms *svc, key_entry *entry, key_meta *m)
     install_at(entry, m, service_generation(svc) + 1);
 }
 
+void keycache_install_unannounced(p11kms *svc, key_entry *entry, key_meta *m)
+{
+    install_at(entry, m, service_generation(svc));
+}
+
 void keycache_forget(p11kms *svc, key_entry *entry)
 {
     keycache_install(svc, entry, NULL);

@@ -27,6 +27,8 @@ void key_access_end(key_access *acc);
 
 /* Installs metadata just written to the token by this process (takes ownership of m). */
 void keycache_install(p11kms *svc, key_entry *entry, key_meta *m);
+/* Same, for a write whose unlock does not bump the generation (encryption reservations). */
+void keycache_install_unannounced(p11kms *svc, key_entry *entry, key_meta *m);
 /* Marks the key gone (after a purge). */
 void keycache_forget(p11kms *svc, key_entry *entry);
 /* Entry for an id, created empty if needed (never NULL unless out of memory). */

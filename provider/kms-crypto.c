@@ -96,7 +96,11 @@ static p11kms_err refill_batch(p11kms *svc, key_entry *entry, p11kms_error *err)
             if (want > bound - cur->reserved)
                 want = bound - cur->reserved;
             cur->reserved += want;
+            /* A reservation changes nothing other processes act on: do not make every process
+             * re-read its keys (a rotation above still does). */
+            bool announce = svc->lock_dirty;
             rc = keystore_meta_write(svc, m, err);
+            svc->lock_dirty = announce;
             if (rc == P11KMS_OK) {
                 pthread_mutex_lock(&entry->lock);
                 if (entry->batch_version != cur->number)
@@ -105,7 +109,10 @@ static p11kms_err refill_batch(p11kms *svc, key_entry *entry, p11kms_error *err)
                 entry->batch_left += want;
                 entry->next_batch = want * 2;
                 pthread_mutex_unlock(&entry->lock);
-                keycache_install(svc, entry, m);
+                if (announce)
+                    keycache_install(svc, entry, m);
+                else
+                    keycache_install_unannounced(svc, entry, m);
                 m = NULL;
             }
         }

@@ -12,7 +12,7 @@
  * with random 96-bit IVs to 2^32 invocations; p11kms stops a version at 2^30 to keep the IV
  * collision probability below 2^-33 even with counts reserved but unused after crashes. */
 #define CONFIG_DEFAULT_MAX_ENCRYPTIONS (UINT64_C(1) << 30)
-#define CONFIG_DEFAULT_COUNT_BATCH 4096u
+#define CONFIG_DEFAULT_COUNT_BATCH 65536u
 #define CONFIG_DEFAULT_STATE_REFRESH_MS 30000u
 #define CONFIG_DEFAULT_HIERARCHY_TTL_S 3600u
 #define CONFIG_DEFAULT_HIERARCHY_MAX_USES (UINT64_C(1) << 32)

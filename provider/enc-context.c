@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "enc-context.h"
+#include "policy/utf8.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -25,42 +26,8 @@ struct enc_context {
 
 bool enc_context_utf8_valid(const uint8_t *s, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte (RFC 3629 table) */
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates U+D800..U+DFFF */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F; /* above U+10FFFF */
-        } else {
-            return false; /* continuation byte, C0/C1 overlong lead, F5..FF */
-        }
-        if (n > len - i - 1)
-            return false;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= n; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-        i += n + 1;
-    }
-    return true;
+    /* One UTF-8 definition for the project: the policy layer's (RFC 3629, strict). */
+    return policy_utf8_valid((const char *)s, len);
 }
 
 /* --- messages ------------------------------------------------------------------------------- */

@@ -295,36 +295,29 @@ static p11kms_err change_state(p11kms *svc, key_entry *entry, key_meta *m, p11km
     return commit(svc, entry, m, err);
 }
 
-static p11kms_err do_enable(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
+/* EnableKey and DisableKey: only between Enabled and Disabled; the other states refuse. */
+static p11kms_err do_toggle(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
                             p11kms_error *err)
 {
-    (void)arg;
+    p11kms_key_state want = *(const p11kms_key_state *)arg;
     if (m->state != P11KMS_KEY_ENABLED && m->state != P11KMS_KEY_DISABLED)
-        return lifecycle_refuse_state(m, "EnableKey", err);
-    return m->state == P11KMS_KEY_ENABLED ? P11KMS_OK
-                                          : change_state(svc, entry, m, P11KMS_KEY_ENABLED, err);
-}
-
-static p11kms_err do_disable(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
-                             p11kms_error *err)
-{
-    (void)arg;
-    if (m->state != P11KMS_KEY_ENABLED && m->state != P11KMS_KEY_DISABLED)
-        return lifecycle_refuse_state(m, "DisableKey", err);
-    return m->state == P11KMS_KEY_DISABLED ? P11KMS_OK
-                                           : change_state(svc, entry, m, P11KMS_KEY_DISABLED, err);
+        return lifecycle_refuse_state(m, want == P11KMS_KEY_ENABLED ? "EnableKey" : "DisableKey",
+                                      err);
+    return m->state == want ? P11KMS_OK : change_state(svc, entry, m, want, err);
 }
 
 p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                              p11kms_error *err)
 {
-    return mutate_key(svc, who, "enable-key", key_ref, do_enable, NULL, NULL, err);
+    p11kms_key_state want = P11KMS_KEY_ENABLED;
+    return mutate_key(svc, who, "enable-key", key_ref, do_toggle, &want, NULL, err);
 }
 
 p11kms_err p11kms_disable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                               p11kms_error *err)
 {
-    return mutate_key(svc, who, "disable-key", key_ref, do_disable, NULL, NULL, err);
+    p11kms_key_state want = P11KMS_KEY_DISABLED;
+    return mutate_key(svc, who, "disable-key", key_ref, do_toggle, &want, NULL, err);
 }
 
 static p11kms_err do_schedule(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
@@ -748,10 +741,7 @@ p11kms_err lifecycle_purge_if_due(p11kms *svc, key_entry *entry, p11kms_error *e
 
 /* --- journal recovery ---------------------------------------------------------------------- */
 
-static void report(void (*fn)(const char *line, void *arg), void *arg, const char *fmt, ...)
-    P11KMS_PRINTF(3, 4);
-
-static void report(void (*fn)(const char *line, void *arg), void *arg, const char *fmt, ...)
+void lifecycle_report(void (*fn)(const char *line, void *arg), void *arg, const char *fmt, ...)
 {
     if (fn == NULL)
         return;
@@ -781,8 +771,9 @@ static p11kms_err recover_create(p11kms *svc, const char *id_text, void (*fn)(co
     if (!uuid_parse(id_text, id))
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "journal names a malformed key id");
     destroy_version_quietly(svc, id, 1);
-    report(fn, arg, "rolled back interrupted create-key of %s (its key object was destroyed)",
-           id_text);
+    lifecycle_report(fn, arg,
+                     "rolled back interrupted create-key of %s (its key object was destroyed)",
+                     id_text);
     return P11KMS_OK;
 }
 
@@ -795,7 +786,8 @@ static p11kms_err recover_rotate(p11kms *svc, const char *id_text, uint32_t vers
         return rc == P11KMS_E_NOT_FOUND ? P11KMS_OK : rc;
     if (keymeta_version(m, version) == NULL) {
         destroy_version_quietly(svc, m->id, version);
-        report(fn, arg, "rolled back interrupted rotation of %s to version %u", id_text, version);
+        lifecycle_report(fn, arg, "rolled back interrupted rotation of %s to version %u", id_text,
+                         version);
     }
     keymeta_free(m);
     return P11KMS_OK;
@@ -804,7 +796,7 @@ static p11kms_err recover_rotate(p11kms *svc, const char *id_text, uint32_t vers
 /* Journals of state changes are written by earlier versions only; the record is the truth. */
 static p11kms_err recover_state(const char *id_text, void (*fn)(const char *, void *), void *arg)
 {
-    report(fn, arg, "cleared the journal of an interrupted state change of %s", id_text);
+    lifecycle_report(fn, arg, "cleared the journal of an interrupted state change of %s", id_text);
     return P11KMS_OK;
 }
 
@@ -879,8 +871,8 @@ p11kms_err lifecycle_reconcile_alias(p11kms *svc, const char *alias,
     free(h.ids);
     keycache_alias_forget(svc, alias);
     if (rc == P11KMS_OK)
-        report(fn, arg, "reconciled %s with its key records (%s%s)", alias,
-               target[0] ? "points to " : "deleted", target);
+        lifecycle_report(fn, arg, "reconciled %s with its key records (%s%s)", alias,
+                         target[0] ? "points to " : "deleted", target);
     return rc;
 }
 
@@ -899,7 +891,7 @@ p11kms_err lifecycle_recover_journal(p11kms *svc, void (*fn)(const char *line, v
     json_object *op = NULL, *key = NULL, *alias = NULL, *version = NULL;
     if (j == NULL || !json_object_object_get_ex(j, "op", &op)) {
         json_object_put(j);
-        report(fn, arg, "journal holds an unreadable intent; cleared: %.200s", intent);
+        lifecycle_report(fn, arg, "journal holds an unreadable intent; cleared: %.200s", intent);
         free(intent);
         return keystore_journal_end(svc, err);
     }
@@ -921,12 +913,12 @@ p11kms_err lifecycle_recover_journal(p11kms *svc, void (*fn)(const char *line, v
         rc = keystore_meta_read(svc, id_text, &m, err);
         if (rc == P11KMS_OK) {
             rc = lifecycle_purge_locked(svc, m, err);
-            report(fn, arg, "completed interrupted deletion of %s", id_text);
+            lifecycle_report(fn, arg, "completed interrupted deletion of %s", id_text);
         } else if (rc == P11KMS_E_NOT_FOUND)
             rc = P11KMS_OK;
         keymeta_free(m);
     } else
-        report(fn, arg, "journal holds an unknown intent; cleared: %.200s", intent);
+        lifecycle_report(fn, arg, "journal holds an unknown intent; cleared: %.200s", intent);
     json_object_put(j);
     free(intent);
     if (rc == P11KMS_OK)

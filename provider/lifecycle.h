@@ -33,6 +33,10 @@ p11kms_err lifecycle_reconcile_alias(p11kms *svc, const char *alias,
                                      void (*fn)(const char *line, void *arg), void *arg,
                                      p11kms_error *err);
 
+/* Formats one line of a maintenance report and hands it to fn (NULL: nothing). */
+void lifecycle_report(void (*fn)(const char *line, void *arg), void *arg, const char *fmt, ...)
+    P11KMS_PRINTF(3, 4);
+
 /* Public metadata of a record. */
 void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata *out);
 

@@ -22,24 +22,14 @@ typedef struct maintenance {
     bool oom;
 } maintenance;
 
-static void say(maintenance *mt, const char *fmt, ...) P11KMS_PRINTF(2, 3);
+#define say(mt, ...) lifecycle_report((mt)->fn, (mt)->arg, __VA_ARGS__)
 
-static void say(maintenance *mt, const char *fmt, ...)
-{
-    if (mt->fn == NULL)
-        return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    mt->fn(line, mt->arg);
-}
-
+/* Passes on the lines of lifecycle functions that report what they repaired. */
 static void say_line(const char *line, void *arg)
 {
     maintenance *mt = arg;
-    say(mt, "%s", line);
+    if (mt->fn != NULL)
+        mt->fn(line, mt->arg);
 }
 
 static int collect_key(const key_meta *m, void *arg)
@@ -57,7 +47,8 @@ static int collect_key(const key_meta *m, void *arg)
 
 static void report_bad_record(const char *label, const p11kms_error *why, void *arg)
 {
-    say(arg, "unreadable key record %s left in place: %s", label, why->message);
+    maintenance *mt = arg;
+    say(mt, "unreadable key record %s left in place: %s", label, why->message);
 }
 
 /* Every version the record lists must exist in the token and allow encryption and decryption:

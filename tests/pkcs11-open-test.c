@@ -61,7 +61,7 @@ static void test_pins(void)
 {
     p11_token_config cfg = pt_config();
 
-    char *wrong = pt_file_source(pt_write_file("wrong-pin", "87654321\n"));
+    char *wrong = pt_write_source("wrong-pin", "87654321\n");
     cfg.pin_source = wrong;
     check_open_fails(&cfg, P11KMS_E_PIN, "CKR_PIN_INCORRECT", "wrong PIN");
     CHECK(e.ckr == CKR_PIN_INCORRECT);
@@ -70,16 +70,16 @@ static void test_pins(void)
     char *missing = pt_file_source("/nonexistent/p11kms/pin");
     cfg.pin_source = missing;
     check_open_fails(&cfg, P11KMS_E_PIN, "/nonexistent/p11kms/pin", "missing PIN file");
-    char *empty = pt_file_source(pt_write_file("empty-pin", ""));
+    char *empty = pt_write_source("empty-pin", "");
     cfg.pin_source = empty;
     check_open_fails(&cfg, P11KMS_E_PIN, "empty", "empty PIN file");
-    char *blank = pt_file_source(pt_write_file("blank-pin", "\nsecond line\n"));
+    char *blank = pt_write_source("blank-pin", "\nsecond line\n");
     cfg.pin_source = blank;
     check_open_fails(&cfg, P11KMS_E_PIN, "empty", "empty first line");
     char long_pin[400];
     memset(long_pin, '1', sizeof(long_pin) - 1);
     long_pin[sizeof(long_pin) - 1] = '\0';
-    char *too_long = pt_file_source(pt_write_file("long-pin", long_pin));
+    char *too_long = pt_write_source("long-pin", long_pin);
     cfg.pin_source = too_long;
     check_open_fails(&cfg, P11KMS_E_PIN, "longer", "PIN line too long");
 
@@ -94,10 +94,10 @@ static void test_pins(void)
     check_open_fails(&cfg, P11KMS_E_CONFIG, "pin-source", "no PIN source at all");
 
     /* accepted forms: no newline, CRLF, a second line, file:///, the URI's pin-source */
-    char *bare = pt_file_source(pt_write_file("bare-pin", "12345678"));
+    char *bare = pt_write_source("bare-pin", "12345678");
     cfg.pin_source = bare;
     check_open_ok(&cfg, "PIN without newline");
-    char *crlf = pt_file_source(pt_write_file("crlf-pin", "12345678\r\nignored\n"));
+    char *crlf = pt_write_source("crlf-pin", "12345678\r\nignored\n");
     cfg.pin_source = crlf;
     check_open_ok(&cfg, "PIN with CRLF and a second line");
     char triple[4200];

@@ -30,6 +30,7 @@ struct worker {
     int unavailable; /* KEY_UNAVAILABLE: allowed only while sessions are being torn down */
     int other;
     _Atomic int *stop;
+    _Atomic int *started; /* counts workers past their first round trip */
 };
 
 /* One encrypt + decrypt round trip with a unique IV; returns 0 on success. */
@@ -83,8 +84,11 @@ static int round_trip(struct worker *w, int round)
 static void *work(void *arg)
 {
     struct worker *w = arg;
-    for (int i = 0; i < w->rounds || (w->stop != NULL && !atomic_load(w->stop)); i++)
+    for (int i = 0; i < w->rounds || (w->stop != NULL && !atomic_load(w->stop)); i++) {
         round_trip(w, i);
+        if (i == 0 && w->started != NULL)
+            atomic_fetch_add(w->started, 1);
+    }
     return NULL;
 }
 
@@ -204,13 +208,20 @@ static void test_fork(p11_token *t, p11_key *k)
     check_everything_works(t, k, "in the parent after fork");
 
     /* fork while other threads hold sessions: the child must not wait for them */
-    _Atomic int stop = 0;
+    _Atomic int stop = 0, started = 0;
     pthread_t th[4];
     struct worker w[4];
     for (int i = 0; i < 4; i++) {
-        w[i] = (struct worker){.t = t, .k = k, .id = 200 + i, .rounds = 10, .stop = &stop};
+        w[i] = (struct worker){
+            .t = t, .k = k, .id = 200 + i, .rounds = 10, .stop = &stop, .started = &started};
         REQUIRE(pthread_create(&th[i], NULL, work, &w[i]) == 0);
     }
+    /* Fork only once every worker is past thread start-up: a thread that is still being set up
+     * may hold the C library's (or ASan's) allocator lock, which the child would inherit. In
+     * steady state the workers allocate nothing outside the module, and the layer keeps them out
+     * of the module while fork() runs. */
+    while (atomic_load(&started) < 4)
+        usleep(1000);
     for (int n = 0; n < 3; n++) {
         fflush(NULL);
         pid = fork();

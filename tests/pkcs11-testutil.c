@@ -53,6 +53,14 @@ char *pt_file_source(const char *path)
     return s;
 }
 
+char *pt_write_source(const char *name, const char *content)
+{
+    char *path = pt_write_file(name, content);
+    char *source = pt_file_source(path);
+    free(path);
+    return source;
+}
+
 static int nibble(char c)
 {
     if (c >= '0' && c <= '9')

@@ -14,6 +14,8 @@ p11_token_config pt_config(void);
 p11_token *pt_open(const p11_token_config *cfg);
 /* Writes content to NAME in the test's scratch directory; returns the malloc'ed path. */
 char *pt_write_file(const char *name, const char *content);
+/* Writes a PIN file NAME in the scratch directory; returns "file:" + its path, malloc'ed. */
+char *pt_write_source(const char *name, const char *content);
 /* "file:" + path, malloc'ed. */
 char *pt_file_source(const char *path);
 /* Decodes hex; returns the length, exits 99 on bad input or overflow. */

@@ -217,7 +217,9 @@ static void test_modules(void)
  * no system file uses. */
 static void p11kit_config_here(void)
 {
-    char dir[4096], none[4096], file[4200];
+    /* p11-kit keeps these pointers: they must outlive every later load */
+    static char dir[4096], none[4096], conf[4200], user_conf[4200];
+    char file[4200];
     snprintf(dir, sizeof(dir), "%s/p11-kit-modules", test_env("P11KMS_TEST_ROOT"));
     snprintf(none, sizeof(none), "%s/p11-kit-none", test_env("P11KMS_TEST_ROOT"));
     REQUIRE(mkdir(dir, 0700) == 0);
@@ -226,7 +228,6 @@ static void p11kit_config_here(void)
     REQUIRE(f != NULL);
     fprintf(f, "module: %s\n", test_env("P11KMS_TEST_MODULE"));
     REQUIRE(fclose(f) == 0);
-    char conf[4200], user_conf[4200];
     snprintf(conf, sizeof(conf), "%s/pkcs11.conf", none);
     snprintf(user_conf, sizeof(user_conf), "%s/user.conf", none);
     p11_kit_override_system_files(conf, user_conf, dir, none, none);

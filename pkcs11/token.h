@@ -52,7 +52,11 @@ typedef struct p11_key p11_key;
 
 /* Loads the module, selects the token by URI, logs in with the PIN source and opens the session
  * pool. Fails (nothing left open) if the URI matches no token or more than one, if the PIN is
- * refused (never retried), or if the token reports the user PIN locked or on its final try. */
+ * refused (never retried), or if the token reports the user PIN locked or on its final try.
+ * The PIN stays in OpenSSL's secure heap until p11_token_close (recovery may have to log in again
+ * after the token dropped every session); it is wiped at once if the token refuses it. fork() is
+ * supported: it waits for operations in flight, and the child re-initializes on first use.
+ * Environment: P11KMS_PKCS11_DEBUG=1 traces every PKCS#11 call on stderr. */
 P11KMS_MUST_CHECK p11kms_err p11_token_open(const p11_token_config *cfg, p11_token **out,
                                             p11kms_error *err);
 /* Closes sessions, finalizes the module (needed for clean leak reports). NULL is a no-op. */

@@ -263,9 +263,10 @@ void figures_token(bench_env *env, const bench_opts *o, bench_results *r)
         unsigned counts[2] = {1, o->threads};
         for (int i = 0; i < (o->threads > 1 ? 2 : 1); i++) {
             figure *f = results_add(r, i == 0 ? "1a" : "1b");
-            set_labels(f, "Encrypt 32 B, 2-pair context, policy on",
-                       "p11kms_encrypt (token key, policy evaluated, random IV from the token)",
-                       "C_EncryptInit + C_Encrypt, AES-GCM, same key object, own session", 0.95);
+            set_labels(
+                f, "Encrypt 32 B, 2-pair context, policy on",
+                "p11kms_encrypt (token key, policy evaluated, random IV from the private DRBG)",
+                "C_EncryptInit + C_Encrypt, AES-GCM, same key object, own session", 0.95);
             bench_compare(f, &a, &b, counts[i], o);
         }
     }

@@ -18,9 +18,11 @@
 
 /* AAD buffers up to this size live on the stack; larger contexts are rare. */
 #define AAD_STACK 1024
-/* Batches of reserved encryptions grow from this size to keys.count-batch, so a short-lived
- * process (one CLI call) wastes little of a version's budget. */
-#define FIRST_BATCH 64
+/* Batches of reserved encryptions grow from this size to keys.count-batch. A reservation is a
+ * token write (on SoftHSM one pass over every object file), so it must be rare; unused
+ * reservations are lost when a process exits, so a short-lived process (one CLI call) wastes at
+ * most this much of a version's budget (2^30 by default: a million process lifetimes). */
+#define FIRST_BATCH 1024
 
 void p11kms_result_free(p11kms_result *r)
 {

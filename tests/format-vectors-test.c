@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,7 +134,7 @@ static void check_vector(size_t idx, json_object *v, size_t *masters, size_t *ch
     CHECK(blob[hlen + 12] == 0 && blob[hlen + 13] == 0 && blob[hlen + 14] == (pt_len >> 8) &&
           blob[hlen + 15] == (pt_len & 0xff));
     CHECK(memcmp(blob + hlen + 16, ct, pt_len) == 0 &&
-          memcmp(blob + hlen + 16 + pt_len, tag, 16) == 0);
+          CRYPTO_memcmp(blob + hlen + 16 + pt_len, tag, 16) == 0);
 
     /* Parsed, and opened. */
     blob_view view;

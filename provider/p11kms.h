@@ -43,6 +43,7 @@ typedef struct p11kms_opened_key p11kms_opened_key; /* a key of the hierarchy in
  * start-up reconciliation of half-finished operations. */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open(const char *config_path, p11kms **out,
                                                     p11kms_error *err);
+/* Close every opened key (p11kms_opened_key_close) first. NULL is a no-op. */
 P11KMS_API void p11kms_close(p11kms *svc);
 
 /* Re-reads the policy file named by the configuration. A file that fails to load leaves the
@@ -291,7 +292,8 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_child_key(p11kms_opened_key 
 
 /* Non-secret key check value (8 bytes) that child blobs carry to name their parent. */
 P11KMS_API void p11kms_opened_key_check_value(const p11kms_opened_key *key, uint8_t kcv[8]);
-/* Wipes the key bytes; children opened from it stay usable until their own close. NULL ok. */
+/* Wipes the key bytes; children opened from it stay usable until their own close. NULL ok.
+ * Every opened key must be closed before the service it came from (p11kms_close). */
 P11KMS_API void p11kms_opened_key_close(p11kms_opened_key *key);
 
 /* --- maintenance, token, policy tools -------------------------------------------------------- */

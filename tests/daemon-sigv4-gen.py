@@ -84,7 +84,27 @@ def kms(target, payload):
     return headers, body
 
 
+def from_stdin():
+    """--credentials-from-stdin: signs two KMS requests with the access key id and secret read
+    from stdin (two lines; a secret never goes through argv or the environment)."""
+    akid = sys.stdin.readline().strip()
+    secret = sys.stdin.readline().strip()
+    cases = []
+    h, b = kms("Encrypt", {"KeyId": "alias/app", "Plaintext": "aGVsbG8="})
+    cases.append(sign("token-credential-encrypt", "POST", "https://localhost:8443/", h, b,
+                      akid=akid, secret=secret))
+    h, b = kms("ListKeys", {})
+    cases.append(sign("token-credential-list-keys", "POST", "http://127.0.0.1:8080/", h, b,
+                      akid=akid, secret=secret))
+    for c in cases:
+        c["secret"] = ""  # the secret stays in memory: the file holds only signed requests
+    json.dump(cases, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
 def main():
+    if sys.argv[1:] == ["--credentials-from-stdin"]:
+        return from_stdin()
     cases = []
     h, b = kms("Encrypt", {"KeyId": "alias/app", "Plaintext": "aGVsbG8="})
     cases.append(sign("kms-encrypt", "POST", "https://localhost:8443/", h, b))

@@ -7,6 +7,8 @@
  *      SERVICE/aws4_request, SignedHeaders=h1;h2, Signature=<64 lowercase hex>" (components in
  *      any order, each once, nothing else); presigned URLs (X-Amz-Signature in the query) and
  *      session tokens (X-Amz-Security-Token) are refused;
+ *      (the canonical query decodes and re-encodes each name and value as AWS documents; botocore
+ *      signs the query as sent, which is the same for what botocore itself encodes)
  *   2. SignedHeaders: lowercase, strictly sorted, unique; it names host and x-amz-date, and every
  *      header of the request that names the operation or the payload (content-type, and every
  *      x-amz-* header, e.g. x-amz-target); each signed header is present in the request;
@@ -30,7 +32,8 @@
  *                                        required headers, malformed x-amz-date
  *   InvalidSignatureException            signature mismatch, expired or future x-amz-date, wrong
  *                                        scope date, region or service, payload hash mismatch
- *   UnrecognizedClientException          unknown (or deleted) access key id
+ *   UnrecognizedClientException          unknown (or deleted) access key id, or a session
+ *                                        token (X-Amz-Security-Token: not supported)
  *   KMSInternalException (500)           the signing key could not be derived (token failure)
  * Every failure has its own message (sigv4_result.message); messages name what the client sent
  * that was wrong, never a key, a signature the server computed or the canonical request. */

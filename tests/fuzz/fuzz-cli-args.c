@@ -199,7 +199,7 @@ static void check_unsigned(const char *text)
     in_range = in_range && expect >= 1;
     FUZZ_ASSERT(ok == in_range);
     FUZZ_ASSERT(!ok || v == expect);
-    FUZZ_ASSERT(ok || (err.code == P11KMS_E_VALIDATION && strchr(err.message, '\n') == NULL));
+    FUZZ_ASSERT(ok || (err.code == P11KMS_E_VALIDATION && err.message[0] != '\0'));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

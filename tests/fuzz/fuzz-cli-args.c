@@ -5,7 +5,7 @@
  * Invariants: every value points into an argv word (the whole word, or the part after '=');
  * single-value options and flags are counted at most once; a parsed command line written back in
  * canonical form ("--name=value") parses to the same values; a refusal is a validation error
- * with a one-line message; cli_parse_unsigned agrees with a reference decimal reader. */
+ * with a message; cli_parse_unsigned agrees with a reference decimal reader. */
 #include "config.h"
 
 #include <stdbool.h>

@@ -102,20 +102,27 @@ void yaml_doc_free(yaml_doc *doc)
 static int node_append(yaml_doc_node *parent, yaml_doc_node *key, yaml_doc_node *child)
 {
     size_t n = parent->count + 1;
-    if (n > SIZE_MAX / sizeof(yaml_doc_node *))
-        return -1;
-    yaml_doc_node **children = realloc(parent->children, n * sizeof(*children));
-    if (children == NULL)
-        return -1;
-    parent->children = children;
-    if (parent->kind == YAML_DOC_MAP) {
-        yaml_doc_node **keys = realloc(parent->keys, n * sizeof(*keys));
-        if (keys == NULL)
+    /* Capacity doubles: the arrays hold the next power of two of count, so they grow only when
+     * count is 0 or a power of two (a long sequence costs O(n) copies, not O(n^2)). */
+    size_t c = parent->count;
+    if (c == 0 || (c & (c - 1)) == 0) {
+        size_t cap = c == 0 ? 1 : c * 2;
+        if (cap < c || cap > SIZE_MAX / sizeof(yaml_doc_node *))
             return -1;
-        parent->keys = keys;
-        keys[parent->count] = key;
+        yaml_doc_node **children = realloc(parent->children, cap * sizeof(*children));
+        if (children == NULL)
+            return -1;
+        parent->children = children;
+        if (parent->kind == YAML_DOC_MAP) {
+            yaml_doc_node **keys = realloc(parent->keys, cap * sizeof(*keys));
+            if (keys == NULL)
+                return -1;
+            parent->keys = keys;
+        }
     }
-    children[parent->count] = child;
+    if (parent->kind == YAML_DOC_MAP)
+        parent->keys[parent->count] = key;
+    parent->children[parent->count] = child;
     parent->count = n;
     return 0;
 }

@@ -408,13 +408,18 @@ typedef p11kms_err (*string_fn)(void *arg, size_t index, const char *start, size
                                 p11kms_error *err);
 
 /* Walks the string literals of JSON text that json-c has already accepted, checking what json-c
- * lets through: it turns \u escapes of lone surrogates into U+FFFD, cuts keys at \u0000 and
- * accepts raw control characters. fn (optional) gets each literal, quotes included. */
+ * lets through: it turns \u escapes of lone surrogates into U+FFFD, cuts keys at \u0000,
+ * accepts raw control characters and single-quoted member names. fn (optional) gets each literal,
+ * quotes included. */
 static p11kms_err scan_strings(const char *text, size_t end, size_t *count, string_fn fn, void *arg,
                                p11kms_error *err)
 {
     size_t n = 0;
     for (size_t i = 0; i < end; i++) {
+        /* json-c takes a single-quoted member name even in strict mode; JSON has none. */
+        if (text[i] == '\'')
+            return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
+                                "encryption context: single-quoted string in JSON (use \")");
         if (text[i] != '"')
             continue;
         size_t start = i++;

@@ -428,6 +428,9 @@ static void test_json(void)
         {"{\"\xff\":\"x\"}", "UTF-8"},
         {"{\"a\":\"tab\there\"}", "control"},
         {"{\"a\":\"x\x01\"}", "control"},
+        /* json-c accepts a single-quoted member name even in strict mode (found by fuzzing). */
+        {"{'a': \"b\"}", "single-quoted"},
+        {"{\"a\":\"b\", 'c\": \"d\"': \"e\"}", "single-quoted"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ctx = (enc_context *)&ctx;

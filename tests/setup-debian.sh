@@ -7,6 +7,8 @@ packages="build-essential autoconf automake libtool pkg-config
   softhsm2 opensc jq valgrind"
 # The SigV4 tests sign requests with botocore's own signer (Debian's /usr/bin/python3).
 packages="$packages python3-botocore"
+# clang with its sanitizer and libFuzzer runtimes: tests/run-suite.sh --fuzz (make fuzz).
+packages="$packages clang libclang-rt-dev"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

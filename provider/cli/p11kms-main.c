@@ -78,14 +78,13 @@ static p11kms_err check_complete(const cli *c, p11kms_error *err)
     return rc;
 }
 
-/* Exactly one line on stderr, whatever the message holds. */
+/* Exactly one line on stderr, whatever the message holds: messages quote user input (key ids,
+ * option values, file names), and no byte of it may reach the terminal as a control. */
 static void report(p11kms_err rc, const p11kms_error *err)
 {
-    char msg[sizeof(err->message)];
-    snprintf(msg, sizeof(msg), "%s", err->message[0] != '\0' ? err->message : p11kms_strerror(rc));
-    for (char *p = msg; *p != '\0'; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    const char *text = err->message[0] != '\0' ? err->message : p11kms_strerror(rc);
+    char msg[4 * sizeof(err->message)];
+    p11kms_escape(msg, sizeof(msg), text, strnlen(text, sizeof(err->message)), 0);
     fprintf(stderr, "p11kms: %s: %s\n", p11kms_error_class(rc), msg);
 }
 

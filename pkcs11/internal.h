@@ -66,6 +66,7 @@ struct p11_token {
     char *module;
     char *token_uri;
     char *pin_source;
+    bool insecure_pin_file;
     unsigned pool_wanted;
     p11_iv_mode iv_mode;
     p11_gcm_layout gcm_layout;
@@ -168,8 +169,11 @@ p11kms_err p11_select_token(p11_token *t, p11kms_error *err);
 
 /* --- pin.c --------------------------------------------------------------------------------- */
 
-/* Reads the PIN named by a "file:/absolute/path" source (first line) into the secure heap. */
-p11kms_err p11_pin_load(const char *source, char **pin, size_t *len, p11kms_error *err);
+/* Reads the PIN named by a "file:/absolute/path" source (first line) into the secure heap. The
+ * file must be a regular file owned by this user or root with no group/other access; insecure
+ * (development only) accepts any owner and mode, with a warning on stderr. */
+P11KMS_MUST_CHECK p11kms_err p11_pin_load(const char *source, bool insecure, char **pin,
+                                          size_t *len, p11kms_error *err);
 void p11_pin_free(char *pin, size_t len);
 
 /* --- object.c ------------------------------------------------------------------------------ */

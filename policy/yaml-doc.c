@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -435,16 +437,34 @@ p11kms_err yaml_doc_load_buffer(const char *name, const char *data, size_t len,
 p11kms_err yaml_doc_load_file(const char *path, p11kms_err error_code, yaml_doc **out,
                               p11kms_error *err)
 {
+    return yaml_doc_load_file_mode(path, 0, error_code, out, err);
+}
+
+p11kms_err yaml_doc_load_file_mode(const char *path, unsigned forbidden_mode, p11kms_err error_code,
+                                   yaml_doc **out, p11kms_error *err)
+{
     if (out == NULL || path == NULL)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "yaml_doc_load_file: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    /* O_NONBLOCK: a FIFO must be refused below, not wait for a writer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
         return P11KMS_RAISE(err, error_code, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return P11KMS_RAISE(err, error_code, "%s: not a regular file", path);
+    }
+    if ((st.st_mode & forbidden_mode) != 0) {
+        close(fd);
+        return P11KMS_RAISE(err, error_code, "%s: mode %04o lets group or others change it (chmod %s)",
+                            path, (unsigned)st.st_mode & 07777u,
+                            (forbidden_mode & 022u) == 022u ? "go-w" : "o-w");
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (f == NULL) {
+        close(fd);
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "%s: out of memory", path);
     }
     /* Read one byte past the bound so that a file that grew after fstat is still refused. */
     char *buf = malloc(YAML_DOC_MAX_BYTES + 1);

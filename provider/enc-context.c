@@ -32,30 +32,12 @@ bool enc_context_utf8_valid(const uint8_t *s, size_t len)
 
 /* --- messages ------------------------------------------------------------------------------- */
 
-/* A key quoted for a one-line message: printable ASCII kept, other bytes as \xNN, long keys cut.
- * Context keys are not secret (they appear in audit logs), but they may hold anything. */
+/* A key quoted for a one-line message (p11kms_escape: controls and invalid UTF-8 as \xNN, long
+ * keys cut). Context keys are not secret (they appear in audit logs), but they may hold
+ * anything. */
 static const char *quote(const char *s, size_t len, char out[96])
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (o + 8 >= 96) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
-            out[o++] = (char)c;
-        } else {
-            static const char hex[] = "0123456789abcdef";
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-    return out;
+    return p11kms_escape(out, 96, s, len, P11KMS_ESCAPE_QUOTED);
 }
 
 /* --- building ------------------------------------------------------------------------------- */

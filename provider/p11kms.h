@@ -43,6 +43,26 @@ typedef struct p11kms_opened_key p11kms_opened_key; /* a key of the hierarchy in
  * start-up reconciliation of half-finished operations. */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open(const char *config_path, p11kms **out,
                                                     p11kms_error *err);
+
+/* Flags of p11kms_open_with and p11kms_protect_process. */
+/* Disable core dumps of the whole process: prctl(PR_SET_DUMPABLE, 0) and RLIMIT_CORE 0. Also
+ * set by "core-dumps: disabled" in the configuration. The p11kms CLI always sets it. */
+#define P11KMS_OPEN_NO_CORE_DUMPS 0x1u
+/* Development only: accept a PIN file of any owner and mode, with a warning on stderr. Also
+ * set by "insecure-pin-file: true" in the token section. */
+#define P11KMS_OPEN_INSECURE_PIN_FILE 0x2u
+/* Refuse to open when OpenSSL's secure heap is not locked in memory. Also set by
+ * "secure-memory: required" in the configuration. */
+#define P11KMS_OPEN_REQUIRE_LOCKED_MEMORY 0x4u
+
+/* p11kms_open with flags (P11KMS_OPEN_*). */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_with(const char *config_path, unsigned flags,
+                                                         p11kms **out, p11kms_error *err);
+/* Protects the calling process before it reads any secret: creates OpenSSL's secure heap (a
+ * heap that could not be locked is reported on stderr, once) and, with
+ * P11KMS_OPEN_NO_CORE_DUMPS, disables core dumps. p11kms_open does this itself; call it first
+ * when the program reads secrets (plaintext, key material) before opening the service. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_protect_process(unsigned flags, p11kms_error *err);
 /* Close every opened key (p11kms_opened_key_close) first. NULL is a no-op. */
 P11KMS_API void p11kms_close(p11kms *svc);
 

@@ -12,21 +12,6 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:-normal}
 sh "$src/tests/setup-debian.sh"
 
-# The shared test vectors live beside the repository (../shared) unless told otherwise.
-if [ -z "${P11KMS_SHARED_DIR:-}" ]; then
-    for d in "$src/../shared" /work/shared; do
-        if [ -d "$d/vectors" ]; then
-            P11KMS_SHARED_DIR=$(cd "$d" && pwd)
-            break
-        fi
-    done
-fi
-[ -n "${P11KMS_SHARED_DIR:-}" ] || {
-    echo "run-suite: ../shared (test vectors) not found; set P11KMS_SHARED_DIR" >&2
-    exit 1
-}
-export P11KMS_SHARED_DIR
-
 cd "$src"
 [ -x configure ] || ./autogen.sh >/dev/null 2>&1
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -1,6 +1,7 @@
-/* Where p11kms keeps its state in the token (doc/token-layout.md): key version objects, key
- * metadata, aliases and the journal of the mutation in progress. Mutations are serialized across
- * threads and processes by keystore_lock. */
+/* Where p11kms keeps its state (doc/token-layout.md): key version objects in the token; key
+ * records, aliases and the journal of the mutation in progress in the store (provider/store.h),
+ * every row authenticated by the token's integrity key and verified on read. Mutations are
+ * serialized across threads and processes by keystore_lock. */
 #ifndef P11KMS_PROVIDER_KEYSTORE_H
 #define P11KMS_PROVIDER_KEYSTORE_H
 
@@ -14,11 +15,12 @@ void keystore_unlock(p11kms *svc);
 
 P11KMS_MUST_CHECK p11kms_err keystore_meta_read(p11kms *svc, const char *id_text, key_meta **out,
                                                 p11kms_error *err);
-P11KMS_MUST_CHECK p11kms_err keystore_meta_create(p11kms *svc, const key_meta *m,
-                                                  p11kms_error *err);
-P11KMS_MUST_CHECK p11kms_err keystore_meta_write(p11kms *svc, const key_meta *m, p11kms_error *err);
+/* Both set m->row_version to the version written. A write replaces the row only if it is still
+ * at m->row_version (when that is not 0). */
+P11KMS_MUST_CHECK p11kms_err keystore_meta_create(p11kms *svc, key_meta *m, p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err keystore_meta_write(p11kms *svc, key_meta *m, p11kms_error *err);
 p11kms_err keystore_meta_delete(p11kms *svc, const char *id_text, p11kms_error *err);
-/* Every key record in the token; records that fail to decode are reported through bad. */
+/* Every key record; records that fail verification or decoding are reported through bad. */
 p11kms_err keystore_meta_list(p11kms *svc, int (*fn)(const key_meta *m, void *arg),
                               void (*bad)(const char *label, const p11kms_error *why, void *arg),
                               void *arg, p11kms_error *err);

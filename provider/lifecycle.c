@@ -38,7 +38,7 @@ p11kms_err lifecycle_refuse_crypto(const key_meta *m, const char *operation, p11
 /* --- steps shared by every mutation -------------------------------------------------------- */
 
 /* Writes the record and installs a copy in this process's cache. */
-static p11kms_err commit(p11kms *svc, key_entry *entry, const key_meta *m, p11kms_error *err)
+static p11kms_err commit(p11kms *svc, key_entry *entry, key_meta *m, p11kms_error *err)
 {
     p11kms_err rc = keystore_meta_write(svc, m, err);
     if (rc != P11KMS_OK)

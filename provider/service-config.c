@@ -200,6 +200,27 @@ static p11kms_err parse_policy(const yaml_doc *doc, const yaml_doc_node *node, s
     return P11KMS_OK;
 }
 
+static p11kms_err parse_store(const yaml_doc *doc, const yaml_doc_node *node, service_config *cfg,
+                              p11kms_error *err)
+{
+    p11kms_err rc = take_string(doc, node, &cfg->store, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    const char *s = cfg->store;
+    if (strncmp(s, "sqlite:", 7) == 0) {
+        if (s[7] != '/')
+            return yaml_doc_error_at(doc, node, P11KMS_E_CONFIG, err,
+                                     "store: sqlite: needs an absolute path (sqlite:/path/file.db)");
+        return P11KMS_OK;
+    }
+    if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||
+        strchr(s, '=') != NULL)
+        return P11KMS_OK;
+    return yaml_doc_error_at(doc, node, P11KMS_E_CONFIG, err,
+                             "store must be sqlite:/path, a postgresql:// URI or a PostgreSQL "
+                             "conninfo string (key=value ...)");
+}
+
 static p11kms_err set_defaults(service_config *cfg)
 {
     cfg->sessions = 8;
@@ -215,7 +236,9 @@ static p11kms_err set_defaults(service_config *cfg)
     cfg->region = strdup("local");
     cfg->account = strdup("000000000000");
     cfg->lock_file = strdup(CONFIG_DEFAULT_LOCK_FILE);
-    return cfg->region && cfg->account && cfg->lock_file ? P11KMS_OK : P11KMS_E_NO_MEMORY;
+    cfg->store = strdup(CONFIG_DEFAULT_STORE);
+    return cfg->region && cfg->account && cfg->lock_file && cfg->store ? P11KMS_OK
+                                                                       : P11KMS_E_NO_MEMORY;
 }
 
 static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11kms_error *err)
@@ -240,6 +263,8 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
                                sizeof(hierarchy_fields) / sizeof(hierarchy_fields[0]), cfg, err);
         else if (strcmp(name, "policy") == 0)
             rc = parse_policy(doc, value, cfg, err);
+        else if (strcmp(name, "store") == 0)
+            rc = parse_store(doc, value, cfg, err);
         else if (strcmp(name, "audit") == 0 || strcmp(name, "listeners") == 0)
             /* Reserved for the daemon; refusing beats silently ignoring an audit setting. */
             rc = yaml_doc_error_at(doc, root->keys[k], P11KMS_E_CONFIG, err,
@@ -310,6 +335,7 @@ void config_free(service_config *cfg)
     free(cfg->region);
     free(cfg->account);
     free(cfg->lock_file);
+    free(cfg->store);
     free(cfg->policy_path);
     free(cfg);
 }

@@ -18,6 +18,7 @@
 #define CONFIG_DEFAULT_HIERARCHY_MAX_USES (UINT64_C(1) << 32)
 #define CONFIG_DEFAULT_REVOCATION_CHECK_MS 2000u
 #define CONFIG_DEFAULT_LOCK_FILE "/run/lock/p11kms.lock"
+#define CONFIG_DEFAULT_STORE "sqlite:/var/lib/p11kms/p11kms.db"
 
 typedef struct service_config {
     char *path; /* the file this came from */
@@ -43,6 +44,10 @@ typedef struct service_config {
     unsigned hierarchy_ttl_s;
     uint64_t hierarchy_max_uses;
     unsigned revocation_check_ms;
+
+    /* store: where key records, aliases and counters live (provider/store.h): "sqlite:/path"
+     * or a PostgreSQL URI / conninfo string. */
+    char *store;
 
     /* policy: a path, or policy_none for "policy: none" (development only). */
     char *policy_path;

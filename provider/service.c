@@ -21,6 +21,7 @@
 #include "provider/keystore.h"
 #include "provider/kms-crypto.h"
 #include "provider/lifecycle.h"
+#include "provider/store.h"
 
 /* Locked memory for key bytes and PINs; one process-wide heap shared with anything else in the
  * process that uses OpenSSL's secure heap. */
@@ -120,13 +121,18 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
     svc->lock_fd = -1;
     pthread_rwlock_init(&svc->cache_lock, NULL);
     pthread_mutex_init(&svc->mutation_lock, NULL);
+    pthread_mutex_init(&svc->integrity_lock, NULL);
     svc->keys = hashmap_new();
     svc->aliases = hashmap_new();
+    svc->verified = hashmap_new();
     init_secure_heap();
     svc->libctx = OSSL_LIB_CTX_new();
+    if (svc->libctx != NULL)
+        svc->sha256 = EVP_MD_fetch(svc->libctx, "SHA256", NULL);
 
     p11kms_err rc = P11KMS_OK;
-    if (svc->keys == NULL || svc->aliases == NULL || svc->libctx == NULL)
+    if (svc->keys == NULL || svc->aliases == NULL || svc->verified == NULL ||
+        svc->libctx == NULL || svc->sha256 == NULL)
         rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc == P11KMS_OK)
         rc = config_load(config_path, &svc->cfg, err);
@@ -143,6 +149,8 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
     if (rc == P11KMS_OK)
         rc = open_token(svc, err);
     if (rc == P11KMS_OK)
+        rc = store_open(svc->cfg->store, &svc->store, err);
+    if (rc == P11KMS_OK)
         rc = startup_reconcile(svc, err);
     if (rc != P11KMS_OK) {
         p11kms_close(svc);
@@ -158,14 +166,18 @@ void p11kms_close(p11kms *svc)
         return;
     if (svc->keys != NULL)
         keycache_free_all(svc);
+    store_close(svc->store);
+    hashmap_free(svc->verified, free);
     p11_token_close(svc->token);
     gate_close(svc->gate);
     config_free(svc->cfg);
+    EVP_MD_free(svc->sha256);
     OSSL_LIB_CTX_free(svc->libctx);
     if (svc->generation != NULL)
         munmap(svc->generation, GENERATION_PAGE);
     if (svc->lock_fd >= 0)
         close(svc->lock_fd);
+    pthread_mutex_destroy(&svc->integrity_lock);
     pthread_mutex_destroy(&svc->mutation_lock);
     pthread_rwlock_destroy(&svc->cache_lock);
     free(svc);

@@ -55,7 +55,26 @@ static void test_minimal_and_defaults(void)
     CHECK(cfg->max_encryptions_per_version == CONFIG_DEFAULT_MAX_ENCRYPTIONS);
     CHECK(strcmp(cfg->region, "local") == 0 && strcmp(cfg->account, "000000000000") == 0);
     CHECK(strcmp(cfg->lock_file, CONFIG_DEFAULT_LOCK_FILE) == 0);
+    CHECK(strcmp(cfg->store, CONFIG_DEFAULT_STORE) == 0);
     config_free(cfg);
+}
+
+static void test_store(void)
+{
+    p11kms_error e;
+    service_config *cfg = load(TOKEN "store: sqlite:/var/tmp/k.db\npolicy: none\n", &e);
+    CHECK(cfg != NULL && strcmp(cfg->store, "sqlite:/var/tmp/k.db") == 0);
+    config_free(cfg);
+    cfg = load(TOKEN "store: \"host=/tmp dbname=kms\"\npolicy: none\n", &e);
+    CHECK(cfg != NULL && strcmp(cfg->store, "host=/tmp dbname=kms") == 0);
+    config_free(cfg);
+    cfg = load(TOKEN "store: postgresql://kms@db.example/kms\npolicy: none\n", &e);
+    CHECK(cfg != NULL);
+    config_free(cfg);
+    refused(TOKEN "store: sqlite:relative.db\npolicy: none\n", "test.yaml:5:8", "absolute path");
+    refused(TOKEN "store: mysql://x\npolicy: none\n", "test.yaml:5:8", "sqlite:/path");
+    refused(TOKEN "store: \"\"\npolicy: none\n", "test.yaml:5:8", "must not be empty");
+    refused(TOKEN "store: [a]\npolicy: none\n", "test.yaml:5:8", "");
 }
 
 static void test_every_key(void)
@@ -150,6 +169,7 @@ int main(void)
     test_minimal_and_defaults();
     test_every_key();
     test_malformed();
+    test_store();
     test_file_errors();
     return check_finish("service-config-test");
 }

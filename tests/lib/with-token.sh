@@ -49,6 +49,7 @@ token:
   sessions: 8
 keys:
   lock-file: $root/p11kms.lock
+store: "sqlite:$root/p11kms.db"
 policy: none
 CONF
 

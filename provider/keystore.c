@@ -72,7 +72,7 @@ static p11kms_err integrity_key(p11kms *svc, bool create, p11_key **out, p11kms_
 
 static const char *table_label(store_table t)
 {
-    return t == STORE_KEYS ? "key" : t == STORE_ALIASES ? "alias" : "journal";
+    return t == STORE_KEYS ? "key" : "alias";
 }
 
 /* The MAC covers the table, the row's name (key id or alias), its version and its canonical
@@ -386,6 +386,7 @@ p11kms_err keystore_alias_delete(p11kms *svc, const char *alias, p11kms_error *e
 typedef struct alias_list_ctx {
     p11kms *svc;
     int (*fn)(const char *alias, const char *id_text, void *arg);
+    void (*bad)(const char *alias, const p11kms_error *why, void *arg);
     void *arg;
 } alias_list_ctx;
 
@@ -394,68 +395,48 @@ static int alias_list_one(const store_row *row, void *arg)
     alias_list_ctx *c = arg;
     char id_text[P11KMS_KEY_ID_LEN + 1];
     p11kms_error why = {0};
-    /* A row that fails verification is skipped here (and reported by maintain). */
-    if (row_verify(c->svc, STORE_ALIASES, row, &why) != P11KMS_OK || !alias_value_ok(row, id_text))
+    p11kms_err rc = row_verify(c->svc, STORE_ALIASES, row, &why);
+    if (rc == P11KMS_OK && !alias_value_ok(row, id_text))
+        rc = P11KMS_RAISE(&why, P11KMS_E_INTERNAL, "%s holds no valid key id", row->name);
+    if (rc != P11KMS_OK) {
+        if (c->bad != NULL)
+            c->bad(row->name, &why, c->arg);
         return 0;
+    }
     return c->fn(row->name, id_text, c->arg);
+}
+
+p11kms_err keystore_alias_scan(p11kms *svc,
+                               int (*fn)(const char *alias, const char *id_text, void *arg),
+                               void (*bad)(const char *alias, const p11kms_error *why, void *arg),
+                               void *arg, p11kms_error *err)
+{
+    alias_list_ctx c = {svc, fn, bad, arg};
+    return store_list(svc->store, STORE_ALIASES, alias_list_one, &c, err);
 }
 
 p11kms_err keystore_alias_list(p11kms *svc,
                                int (*fn)(const char *alias, const char *id_text, void *arg),
                                void *arg, p11kms_error *err)
 {
-    alias_list_ctx c = {svc, fn, arg};
-    return store_list(svc->store, STORE_ALIASES, alias_list_one, &c, err);
+    return keystore_alias_scan(svc, fn, NULL, arg, err);
 }
 
-/* --- journal ------------------------------------------------------------------------------- */
+/* --- transactions -------------------------------------------------------------------------- */
 
-#define JOURNAL_ROW "journal"
-
-p11kms_err keystore_journal_begin(p11kms *svc, const char *intent, p11kms_error *err)
+p11kms_err keystore_begin(p11kms *svc, p11kms_error *err)
 {
-    uint64_t current = 0;
-    p11kms_err rc = row_version_now(svc, STORE_JOURNAL, JOURNAL_ROW, &current, err);
-    if (rc == P11KMS_OK)
-        rc = row_write(svc, STORE_JOURNAL, JOURNAL_ROW, current + 1, intent, strlen(intent), err);
-    return rc;
+    return store_begin(svc->store, err);
 }
 
-p11kms_err keystore_journal_end(p11kms *svc, p11kms_error *err)
+p11kms_err keystore_commit(p11kms *svc, p11kms_error *err)
 {
-    p11kms_error probe = {0};
-    p11kms_err rc = store_delete(svc->store, STORE_JOURNAL, JOURNAL_ROW, &probe);
-    if (rc == P11KMS_E_NOT_FOUND)
-        return P11KMS_OK;
-    if (rc != P11KMS_OK && err != NULL)
-        *err = probe;
-    return rc;
+    return store_commit(svc->store, err);
 }
 
-p11kms_err keystore_journal_read(p11kms *svc, char **intent, p11kms_error *err)
+void keystore_rollback(p11kms *svc)
 {
-    store_row row;
-    p11kms_error probe = {0};
-    p11kms_err rc = row_read(svc, STORE_JOURNAL, JOURNAL_ROW, &row, &probe);
-    if (rc == P11KMS_E_NOT_FOUND) {
-        *intent = strdup("");
-        return *intent ? P11KMS_OK : P11KMS_E_NO_MEMORY;
-    }
-    if (rc != P11KMS_OK) {
-        if (err != NULL)
-            *err = probe;
-        return rc;
-    }
-    char *text = malloc(row.len + 1);
-    if (text == NULL) {
-        store_row_clear(&row);
-        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory reading the journal");
-    }
-    memcpy(text, row.value, row.len);
-    text[row.len] = '\0';
-    store_row_clear(&row);
-    *intent = text;
-    return P11KMS_OK;
+    store_rollback(svc->store);
 }
 
 /* --- key versions in the token -------------------------------------------------------------- */
@@ -478,7 +459,60 @@ p11kms_err keystore_version_generate(p11kms *svc, const uint8_t id[KEY_UUID_LEN]
     version_id(id, version, vid);
     uuid_format(id, id_text);
     snprintf(label, sizeof(label), LABEL_VERSION "%s/v%u", id_text, version);
-    return p11_key_generate(svc->token, vid, sizeof(vid), label, out, err);
+    /* The claim is committed before the object exists: whatever happened to local files, no
+     * two writers can make two objects for one version. */
+    p11kms_err rc = store_claim_version(svc->store, id_text, version, service_now(), err);
+    if (rc != P11KMS_OK)
+        return rc;
+    p11_key *key = NULL;
+    rc = p11_key_generate(svc->token, vid, sizeof(vid), label, &key, err);
+    /* Trusted only once the token finds it again (a token may report success for an object it
+     * could not store). */
+    if (rc == P11KMS_OK) {
+        p11kms_error probe = {0};
+        rc = p11_key_confirm(svc->token, key, &probe);
+        if (rc != P11KMS_OK) {
+            p11kms_error ignored = {0};
+            (void)p11_key_destroy(svc->token, key, &ignored);
+            rc = P11KMS_RAISE(err, P11KMS_E_KEY_UNAVAILABLE,
+                              "key %s: the token reported version %u generated but does not "
+                              "find it again (%s); nothing was recorded",
+                              id_text, version, probe.message);
+        }
+    }
+    if (rc != P11KMS_OK) {
+        p11kms_error ignored = {0};
+        (void)store_release_version(svc->store, id_text, version, &ignored);
+        return rc;
+    }
+    *out = key;
+    return P11KMS_OK;
+}
+
+void keystore_version_discard(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version)
+{
+    p11_key *key = NULL;
+    p11kms_error ignored = {0};
+    char id_text[P11KMS_KEY_ID_LEN + 1];
+    uuid_format(id, id_text);
+    if (keystore_version_find(svc, id, version, &key, &ignored) == P11KMS_OK &&
+        p11_key_destroy(svc->token, key, &ignored) != P11KMS_OK)
+        return; /* the claim stays: maintain destroys the object after the grace period */
+    (void)store_release_version(svc->store, id_text, version, &ignored);
+}
+
+p11kms_err keystore_version_release(p11kms *svc, const char *id_text, uint32_t version,
+                                    p11kms_error *err)
+{
+    return store_release_version(svc->store, id_text, version, err);
+}
+
+p11kms_err keystore_claims_list(p11kms *svc,
+                                int (*fn)(const char *id_text, uint32_t version, int64_t claimed,
+                                          void *arg),
+                                void *arg, p11kms_error *err)
+{
+    return store_list_claims(svc->store, fn, arg, err);
 }
 
 p11kms_err keystore_version_find(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version,
@@ -512,4 +546,30 @@ p11kms_err keystore_version_list(p11kms *svc,
 {
     version_list_ctx c = {fn, arg};
     return p11_key_list(svc->token, LABEL_VERSION, version_list_one, &c, err);
+}
+
+typedef struct version_scan_ctx {
+    int (*fn)(const uint8_t id[KEY_UUID_LEN], uint32_t version, const p11_key_listing *k,
+              void *arg);
+    void *arg;
+} version_scan_ctx;
+
+static int version_scan_one(const p11_key_listing *k, void *arg)
+{
+    version_scan_ctx *c = arg;
+    if (k->id_len != VERSION_ID_LEN)
+        return 0;
+    const uint8_t *id = k->id;
+    uint32_t version =
+        (uint32_t)id[16] << 24 | (uint32_t)id[17] << 16 | (uint32_t)id[18] << 8 | id[19];
+    return c->fn(id, version, k, c->arg);
+}
+
+p11kms_err keystore_version_scan(p11kms *svc,
+                                 int (*fn)(const uint8_t id[KEY_UUID_LEN], uint32_t version,
+                                           const p11_key_listing *k, void *arg),
+                                 void *arg, p11kms_error *err)
+{
+    version_scan_ctx c = {fn, arg};
+    return p11_key_scan(svc->token, LABEL_VERSION, version_scan_one, &c, err);
 }

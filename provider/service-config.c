@@ -94,6 +94,7 @@ UINT_FIELD(parse_sessions, sessions, 1, 1024)
 UINT_FIELD(parse_max_encryptions, max_encryptions_per_version, 1, UINT64_C(1) << 32)
 UINT_FIELD(parse_count_batch, count_batch, 1, 1u << 20)
 UINT_FIELD(parse_state_refresh, state_refresh_ms, 0, 3600000)
+UINT_FIELD(parse_orphan_grace, orphan_grace_s, 0, 30 * 24 * 3600)
 UINT_FIELD(parse_ttl, hierarchy_ttl_s, 1, 7 * 24 * 3600)
 UINT_FIELD(parse_max_uses, hierarchy_max_uses, 1, UINT64_MAX >> 1)
 UINT_FIELD(parse_revocation, revocation_check_ms, 0, 60000)
@@ -148,6 +149,7 @@ static const config_field keys_fields[] = {
     {"max-encryptions-per-version", false, parse_max_encryptions},
     {"count-batch", false, parse_count_batch},
     {"state-refresh-ms", false, parse_state_refresh},
+    {"orphan-grace-seconds", false, parse_orphan_grace},
 };
 
 static const config_field hierarchy_fields[] = {
@@ -230,6 +232,7 @@ static p11kms_err set_defaults(service_config *cfg)
     cfg->max_encryptions_per_version = CONFIG_DEFAULT_MAX_ENCRYPTIONS;
     cfg->count_batch = CONFIG_DEFAULT_COUNT_BATCH;
     cfg->state_refresh_ms = CONFIG_DEFAULT_STATE_REFRESH_MS;
+    cfg->orphan_grace_s = CONFIG_DEFAULT_ORPHAN_GRACE_S;
     cfg->hierarchy_ttl_s = CONFIG_DEFAULT_HIERARCHY_TTL_S;
     cfg->hierarchy_max_uses = CONFIG_DEFAULT_HIERARCHY_MAX_USES;
     cfg->revocation_check_ms = CONFIG_DEFAULT_REVOCATION_CHECK_MS;

@@ -19,6 +19,7 @@
 #define CONFIG_DEFAULT_REVOCATION_CHECK_MS 2000u
 #define CONFIG_DEFAULT_LOCK_FILE "/run/lock/p11kms.lock"
 #define CONFIG_DEFAULT_STORE "sqlite:/var/lib/p11kms/p11kms.db"
+#define CONFIG_DEFAULT_ORPHAN_GRACE_S 3600u
 
 typedef struct service_config {
     char *path; /* the file this came from */
@@ -39,6 +40,8 @@ typedef struct service_config {
     uint64_t max_encryptions_per_version;
     unsigned count_batch;
     unsigned state_refresh_ms;
+    /* maintain destroys a claimed key version object no record names only after this long. */
+    unsigned orphan_grace_s;
 
     /* hierarchy: */
     unsigned hierarchy_ttl_s;

@@ -97,17 +97,6 @@ static p11kms_err open_token(p11kms *svc, p11kms_error *err)
     return p11_token_open(&tc, &svc->token, err);
 }
 
-/* Finishes or rolls back whatever a crashed process left in the journal. */
-static p11kms_err startup_reconcile(p11kms *svc, p11kms_error *err)
-{
-    p11kms_err rc = keystore_lock(svc, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    rc = lifecycle_recover_journal(svc, NULL, NULL, err);
-    keystore_unlock(svc);
-    return rc;
-}
-
 p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
 {
     *out = NULL;
@@ -131,8 +120,8 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
         svc->sha256 = EVP_MD_fetch(svc->libctx, "SHA256", NULL);
 
     p11kms_err rc = P11KMS_OK;
-    if (svc->keys == NULL || svc->aliases == NULL || svc->verified == NULL ||
-        svc->libctx == NULL || svc->sha256 == NULL)
+    if (svc->keys == NULL || svc->aliases == NULL || svc->verified == NULL || svc->libctx == NULL ||
+        svc->sha256 == NULL)
         rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc == P11KMS_OK)
         rc = config_load(config_path, &svc->cfg, err);
@@ -148,10 +137,10 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
         rc = gate_open(svc->cfg, &svc->gate, err);
     if (rc == P11KMS_OK)
         rc = open_token(svc, err);
+    /* Nothing to reconcile at start-up: every change is one transaction or leaves only what
+     * maintain cleans up (doc/token-layout.md), so opening reads no key. */
     if (rc == P11KMS_OK)
         rc = store_open(svc->cfg->store, &svc->store, err);
-    if (rc == P11KMS_OK)
-        rc = startup_reconcile(svc, err);
     if (rc != P11KMS_OK) {
         p11kms_close(svc);
         return rc;

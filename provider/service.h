@@ -54,7 +54,7 @@ struct p11kms {
     EVP_CIPHER *aes_gcm; /* fetched once from libctx */
     p11_token *token;
     struct policy_gate *gate;
-    struct store *store; /* key records, aliases, journal (provider/store.h) */
+    struct store *store; /* key records, aliases, version claims (provider/store.h) */
     EVP_MD *sha256;       /* fetched once from libctx (verified-row digests) */
 
     /* The token's integrity key (found or made on first use) and the digests of rows already

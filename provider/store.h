@@ -1,5 +1,5 @@
 /* The database that holds everything p11kms keeps besides key material (doc/token-layout.md):
- * key records, aliases, version claims and the journal. One small interface, two
+ * key records, aliases and version claims. One small interface, two
  * implementations: SQLite (provider/store-sqlite.c, one host) and PostgreSQL.
  *
  * The store is dumb on purpose: it keeps rows of opaque canonical bytes with a row version and a
@@ -20,7 +20,6 @@
 typedef enum store_table {
     STORE_KEYS,    /* name: key id text; value: the key record (keymeta_encode) */
     STORE_ALIASES, /* name: "alias/NAME"; value: the key id text */
-    STORE_JOURNAL, /* name: "journal"; value: the intent of the change in progress */
 } store_table;
 
 typedef struct store_row {

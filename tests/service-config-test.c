@@ -56,6 +56,7 @@ static void test_minimal_and_defaults(void)
     CHECK(strcmp(cfg->region, "local") == 0 && strcmp(cfg->account, "000000000000") == 0);
     CHECK(strcmp(cfg->lock_file, CONFIG_DEFAULT_LOCK_FILE) == 0);
     CHECK(strcmp(cfg->store, CONFIG_DEFAULT_STORE) == 0);
+    CHECK(cfg->orphan_grace_s == CONFIG_DEFAULT_ORPHAN_GRACE_S);
     config_free(cfg);
 }
 
@@ -75,6 +76,7 @@ static void test_store(void)
     refused(TOKEN "store: mysql://x\npolicy: none\n", "test.yaml:5:8", "sqlite:/path");
     refused(TOKEN "store: \"\"\npolicy: none\n", "test.yaml:5:8", "must not be empty");
     refused(TOKEN "store: [a]\npolicy: none\n", "test.yaml:5:8", "");
+    refused(TOKEN "keys:\n  orphan-grace-seconds: -1\npolicy: none\n", "test.yaml:6:25", "");
 }
 
 static void test_every_key(void)
@@ -91,6 +93,7 @@ static void test_every_key(void)
                                      "  max-encryptions-per-version: 1000\n"
                                      "  count-batch: 10\n"
                                      "  state-refresh-ms: 0\n"
+                                     "  orphan-grace-seconds: 7\n"
                                      "hierarchy:\n"
                                      "  ttl-seconds: 60\n"
                                      "  max-uses: 5\n"
@@ -108,6 +111,7 @@ static void test_every_key(void)
     CHECK(strcmp(cfg->lock_file, "/tmp/x.lock") == 0);
     CHECK(cfg->max_encryptions_per_version == 1000 && cfg->count_batch == 10);
     CHECK(cfg->state_refresh_ms == 0);
+    CHECK(cfg->orphan_grace_s == 7);
     CHECK(cfg->hierarchy_ttl_s == 60 && cfg->hierarchy_max_uses == 5);
     CHECK(cfg->revocation_check_ms == 250);
     CHECK(!cfg->policy_none && strcmp(cfg->policy_path, "/etc/p11kms/policy.yaml") == 0);

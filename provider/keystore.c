@@ -29,13 +29,20 @@ p11kms_err keystore_lock(p11kms *svc, p11kms_error *err)
                                 strerror(e));
         }
     }
-    return P11KMS_OK;
+    /* Processes on other hosts share the store, not the lock file (PostgreSQL). */
+    p11kms_err rc = store_lock(svc->store, err);
+    if (rc != P11KMS_OK) {
+        flock(svc->lock_fd, LOCK_UN);
+        pthread_mutex_unlock(&svc->mutation_lock);
+    }
+    return rc;
 }
 
 void keystore_unlock(p11kms *svc)
 {
-    /* After the token writes, before other processes may write: a process that sees the new
-     * generation re-reads records that are already complete. */
+    /* After the writes committed, before other processes may write: a process that sees the new
+     * generation (or the store's notification) re-reads records that are already complete. */
+    store_unlock(svc->store, svc->lock_dirty);
     if (svc->lock_dirty && svc->generation != NULL)
         __atomic_fetch_add(svc->generation, 1, __ATOMIC_RELEASE);
     svc->lock_dirty = false;

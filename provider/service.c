@@ -97,6 +97,15 @@ static p11kms_err open_token(p11kms *svc, p11kms_error *err)
     return p11_token_open(&tc, &svc->token, err);
 }
 
+/* A change made by a process on another host (PostgreSQL NOTIFY): every cached record is
+ * re-read before its next use, as for a change announced through the lock file. */
+static void announced_elsewhere(void *arg)
+{
+    p11kms *svc = arg;
+    if (svc->generation != NULL)
+        __atomic_fetch_add(svc->generation, 1, __ATOMIC_RELEASE);
+}
+
 p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
 {
     *out = NULL;
@@ -141,6 +150,8 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
      * maintain cleans up (doc/token-layout.md), so opening reads no key. */
     if (rc == P11KMS_OK)
         rc = store_open(svc->cfg->store, &svc->store, err);
+    if (rc == P11KMS_OK)
+        rc = store_watch(svc->store, announced_elsewhere, svc, err);
     if (rc != P11KMS_OK) {
         p11kms_close(svc);
         return rc;

@@ -383,8 +383,18 @@ static void sq_close(store *base)
 }
 
 static const store_ops sqlite_ops = {
-    "sqlite", sq_close,   sq_get,         sq_put,   sq_del,    sq_list,
-    sq_claim, sq_release, sq_list_claims, sq_begin, sq_commit, sq_rollback,
+    .kind = "sqlite",
+    .close = sq_close,
+    .get = sq_get,
+    .put = sq_put,
+    .del = sq_del,
+    .list = sq_list,
+    .claim = sq_claim,
+    .release = sq_release,
+    .list_claims = sq_list_claims,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
 };
 
 static p11kms_err create_schema(sqlite_store *s, p11kms_error *err)

@@ -10,8 +10,11 @@ p11kms_err store_open(const char *spec, store **out, p11kms_error *err)
     *out = NULL;
     if (strncmp(spec, "sqlite:", 7) == 0)
         return store_sqlite_open(spec + 7, out, err);
+    if (strncmp(spec, "postgresql://", 13) == 0 || strncmp(spec, "postgres://", 11) == 0 ||
+        strchr(spec, '=') != NULL)
+        return store_pg_open(spec, out, err);
     return P11KMS_RAISE(err, P11KMS_E_CONFIG,
-                        "store %.40s...: this build supports only sqlite:/path stores", spec);
+                        "store: not sqlite:/path, a postgresql:// URI or a conninfo string");
 }
 
 void store_close(store *s)
@@ -86,4 +89,20 @@ p11kms_err store_commit(store *s, p11kms_error *err)
 void store_rollback(store *s)
 {
     s->ops->rollback(s);
+}
+
+p11kms_err store_lock(store *s, p11kms_error *err)
+{
+    return s != NULL && s->ops->lock ? s->ops->lock(s, err) : P11KMS_OK;
+}
+
+void store_unlock(store *s, bool changed)
+{
+    if (s != NULL && s->ops->unlock)
+        s->ops->unlock(s, changed);
+}
+
+p11kms_err store_watch(store *s, void (*on_change)(void *arg), void *arg, p11kms_error *err)
+{
+    return s->ops->watch ? s->ops->watch(s, on_change, arg, err) : P11KMS_OK;
 }

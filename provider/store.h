@@ -32,7 +32,9 @@ typedef struct store_row {
 
 typedef struct store store;
 
-/* spec: "sqlite:/absolute/path.db" (created with its schema when absent). */
+/* spec: "sqlite:/absolute/path.db" (created with its schema when absent), or a PostgreSQL URI
+ * ("postgresql://...") or conninfo string ("host=... dbname=..."); the schema is created when
+ * absent. */
 P11KMS_MUST_CHECK p11kms_err store_open(const char *spec, store **out, p11kms_error *err);
 void store_close(store *s);
 /* "sqlite" or "postgresql". */
@@ -64,6 +66,17 @@ p11kms_err store_list_claims(store *s,
                                        void *arg),
                              void *arg, p11kms_error *err);
 
+/* Serializes changes across every process that shares the store, beyond the local lock file
+ * (PostgreSQL: an advisory lock; SQLite: nothing, its users share the lock file). unlock with
+ * changed announces the change to every process (PostgreSQL: NOTIFY). */
+P11KMS_MUST_CHECK p11kms_err store_lock(store *s, p11kms_error *err);
+void store_unlock(store *s, bool changed);
+/* Calls on_change (from another thread) whenever another process may have changed rows, or
+ * when changes may have gone unannounced. Not needed (a no-op) for SQLite: its processes share
+ * the lock file's generation. */
+P11KMS_MUST_CHECK p11kms_err store_watch(store *s, void (*on_change)(void *arg), void *arg,
+                                         p11kms_error *err);
+
 /* Groups writes into one transaction (nested calls count). */
 P11KMS_MUST_CHECK p11kms_err store_begin(store *s, p11kms_error *err);
 P11KMS_MUST_CHECK p11kms_err store_commit(store *s, p11kms_error *err);
@@ -88,6 +101,10 @@ typedef struct store_ops {
     p11kms_err (*begin)(store *s, p11kms_error *err);
     p11kms_err (*commit)(store *s, p11kms_error *err);
     void (*rollback)(store *s);
+    p11kms_err (*lock)(store *s, p11kms_error *err); /* NULL: nothing to do */
+    void (*unlock)(store *s, bool changed);          /* NULL: nothing to do */
+    p11kms_err (*watch)(store *s, void (*on_change)(void *arg), void *arg,
+                        p11kms_error *err); /* NULL: nothing to do */
 } store_ops;
 
 struct store {
@@ -95,5 +112,6 @@ struct store {
 };
 
 P11KMS_MUST_CHECK p11kms_err store_sqlite_open(const char *path, store **out, p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err store_pg_open(const char *conninfo, store **out, p11kms_error *err);
 
 #endif

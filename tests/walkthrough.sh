@@ -101,7 +101,7 @@ token:
   pin-source: "file:$work/pin"
 keys:
   lock-file: $work/p11kms.lock
-store: "sqlite:$work/p11kms.db"
+store: "${P11KMS_TEST_STORE_SPEC:-sqlite:$work/p11kms.db}"
 hierarchy:
   revocation-check-ms: 500
 policy: none

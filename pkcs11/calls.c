@@ -261,6 +261,12 @@ p11kms_err p11c_generate_key(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANI
     P11C_CALL(c, err, C_GenerateKey, session, mech, tmpl, count, key);
 }
 
+p11kms_err p11c_generate_random(p11_calls *c, CK_SESSION_HANDLE session, CK_BYTE *buf, CK_ULONG len,
+                                p11kms_error *err)
+{
+    P11C_CALL(c, err, C_GenerateRandom, session, buf, len);
+}
+
 p11kms_err p11c_sign_init(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANISM *mech,
                           CK_OBJECT_HANDLE key, p11kms_error *err)
 {
@@ -271,10 +277,4 @@ p11kms_err p11c_sign(p11_calls *c, CK_SESSION_HANDLE session, const CK_BYTE *in,
                      CK_BYTE *out, CK_ULONG *out_len, p11kms_error *err)
 {
     P11C_CALL(c, err, C_Sign, session, (CK_BYTE *)in, in_len, out, out_len);
-}
-
-p11kms_err p11c_generate_random(p11_calls *c, CK_SESSION_HANDLE session, CK_BYTE *buf, CK_ULONG len,
-                                p11kms_error *err)
-{
-    P11C_CALL(c, err, C_GenerateRandom, session, buf, len);
 }

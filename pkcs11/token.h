@@ -142,23 +142,6 @@ p11kms_err p11_key_list(p11_token *t, const char *label_prefix,
                         int (*fn)(const uint8_t *id, size_t id_len, const char *label, void *arg),
                         void *arg, p11kms_error *err);
 
-/* --- HMAC-SHA256 keys (pkcs11/hmac.c) --------------------------------------------------- */
-
-#define P11_HMAC_SHA256_LEN 32
-
-/* Generates a persistent 256-bit CKK_GENERIC_SECRET key (CKM_GENERIC_SECRET_KEY_GEN) for
- * CKM_SHA256_HMAC: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, never extractable, CKA_SIGN and
- * CKA_VERIFY only, not modifiable. Finds it again with a fresh lookup and checks its attributes
- * (destroying it and failing when the token did not honour the template). ALREADY_EXISTS when a
- * secret key with this CKA_ID exists. Find it later with p11_key_find. */
-P11KMS_MUST_CHECK p11kms_err p11_hmac_key_generate(p11_token *t, const uint8_t *id, size_t id_len,
-                                                   const char *label, p11_key **out,
-                                                   p11kms_error *err);
-/* mac receives HMAC-SHA256(key, data) computed by the token (C_Sign, CKM_SHA256_HMAC). */
-P11KMS_MUST_CHECK p11kms_err p11_hmac_sign(p11_token *t, p11_key *key, const uint8_t *data,
-                                           size_t len, uint8_t mac[P11_HMAC_SHA256_LEN],
-                                           p11kms_error *err);
-
 /* One secret key object of a scan: its CKA_ID, CKA_LABEL and the attributes maintenance checks. */
 typedef struct p11_key_listing {
     const uint8_t *id;

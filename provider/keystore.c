@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "pkcs11/hmac.h"
 #include "provider/store.h"
 
 #define LABEL_VERSION "p11kms/"
@@ -65,10 +66,10 @@ static p11kms_err integrity_key(p11kms *svc, bool create, p11_key **out, p11kms_
     p11kms_err rc = P11KMS_OK;
     if (svc->integrity == NULL) {
         p11kms_error probe = {0};
-        rc = p11_key_find(svc->token, integrity_id, INTEGRITY_ID_LEN, &svc->integrity, &probe);
+        rc = p11_hmac_find(svc->token, integrity_id, INTEGRITY_ID_LEN, &svc->integrity, &probe);
         if (rc == P11KMS_E_NOT_FOUND && create)
-            rc = p11_hmac_key_generate(svc->token, integrity_id, INTEGRITY_ID_LEN, INTEGRITY_LABEL,
-                                       &svc->integrity, err);
+            rc = p11_hmac_generate(svc->token, integrity_id, INTEGRITY_ID_LEN, INTEGRITY_LABEL,
+                                   P11_HMAC_SHA256_LEN, &svc->integrity, err);
         else if (rc != P11KMS_OK && err != NULL)
             *err = probe;
     }
@@ -118,7 +119,7 @@ static p11kms_err row_sign(p11kms *svc, store_table t, store_row *row, p11kms_er
     uint8_t *in = mac_input(t, row, &len);
     if (in == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    rc = p11_hmac_sign(svc->token, key, in, len, row->mac, err);
+    rc = p11_hmac_sha256(svc->token, key, in, len, row->mac, err);
     free(in);
     return rc;
 }
@@ -172,7 +173,7 @@ static p11kms_err row_verify(p11kms *svc, store_table t, const store_row *row, p
     }
     uint8_t mac[STORE_MAC_LEN];
     if (rc == P11KMS_OK)
-        rc = p11_hmac_sign(svc->token, key, in, len, mac, &probe);
+        rc = p11_hmac_sha256(svc->token, key, in, len, mac, &probe);
     free(in);
     if (rc != P11KMS_OK) {
         if (err != NULL)

@@ -84,4 +84,8 @@ p11kms_err cli_cmd_store_migrate(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_policy_check(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_policy_explain(cli *c, p11kms_error *err);
 
+p11kms_err cli_cmd_credentials_create(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_credentials_list(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_credentials_delete(cli *c, p11kms_error *err);
+
 #endif

@@ -18,6 +18,8 @@
 #define CONFIG_DEFAULT_HIERARCHY_MAX_USES (UINT64_C(1) << 32)
 #define CONFIG_DEFAULT_REVOCATION_CHECK_MS 2000u
 #define CONFIG_DEFAULT_LOCK_FILE "/run/lock/p11kms.lock"
+#define CONFIG_DEFAULT_STORE "sqlite:/var/lib/p11kms/p11kms.db"
+#define CONFIG_DEFAULT_ORPHAN_GRACE_S 3600u
 
 typedef struct service_config {
     char *path; /* the file this came from */
@@ -39,6 +41,8 @@ typedef struct service_config {
     uint64_t max_encryptions_per_version;
     unsigned count_batch;
     unsigned state_refresh_ms;
+    /* maintain destroys a claimed key version object no record names only after this long. */
+    unsigned orphan_grace_s;
 
     /* hierarchy: */
     unsigned hierarchy_ttl_s;
@@ -48,6 +52,9 @@ typedef struct service_config {
     /* secure-memory: required (refuse an unlocked secure heap); core-dumps: disabled. */
     bool secure_memory_required;
     bool core_dumps_disabled;
+    /* store: where key records, aliases and counters live (provider/store.h): "sqlite:/path"
+     * or a PostgreSQL URI / conninfo string. */
+    char *store;
 
     /* policy: a path, or policy_none for "policy: none" (development only). */
     char *policy_path;

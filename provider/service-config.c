@@ -241,6 +241,8 @@ static p11kms_err parse_core_dumps(const yaml_doc *doc, const yaml_doc_node *nod
     if (rc == P11KMS_OK)
         cfg->core_dumps_disabled = i == 1;
     return rc;
+}
+
 static p11kms_err parse_store(const yaml_doc *doc, const yaml_doc_node *node, service_config *cfg,
                               p11kms_error *err)
 {

@@ -628,29 +628,87 @@ static p11kms_err op_list_resource_tags(op_state *s)
     return rc;
 }
 
-static int add_alias(const char *alias_name, const char *alias_arn, const char *target_key_id,
-                     void *arg)
+/* Aliases are collected first and filtered after: the policy is not asked from inside the
+ * library's listing. */
+typedef struct alias_entry {
+    char *name, *arn, *target;
+} alias_entry;
+
+typedef struct alias_vec {
+    alias_entry *items;
+    size_t count, cap;
+    bool failed;
+} alias_vec;
+
+static int collect_alias(const char *alias_name, const char *alias_arn, const char *target_key_id,
+                         void *arg)
 {
-    list_state *l = arg;
-    if (!page_take(&l->p))
-        return l->p.truncated;
-    json_object *e = append_object(&l->s->o, l->array);
-    add_string(&l->s->o, e, "AliasName", alias_name);
-    add_string(&l->s->o, e, "AliasArn", alias_arn);
-    if (target_key_id != NULL && target_key_id[0] != '\0')
-        add_string(&l->s->o, e, "TargetKeyId", target_key_id);
+    alias_vec *v = arg;
+    if (v->count == v->cap) {
+        size_t cap = v->cap == 0 ? 16 : v->cap * 2;
+        alias_entry *items = realloc(v->items, cap * sizeof(*items));
+        if (items == NULL) {
+            v->failed = true;
+            return 1;
+        }
+        v->items = items;
+        v->cap = cap;
+    }
+    alias_entry *e = &v->items[v->count];
+    e->name = strdup(alias_name);
+    e->arn = strdup(alias_arn);
+    e->target = strdup(target_key_id != NULL ? target_key_id : "");
+    v->count++;
+    if (e->name == NULL || e->arn == NULL || e->target == NULL) {
+        v->failed = true;
+        return 1;
+    }
     return 0;
+}
+
+/* An alias is shown only when the caller may describe the key it names: an alias names what
+ * a key is for, which is itself worth protecting. */
+static bool may_describe(op_state *s, const char *key_id)
+{
+    bool allowed = false;
+    char explanation[1024];
+    p11kms_error ignored = {0};
+    if (key_id[0] == '\0')
+        return false;
+    if (p11kms_policy_explain(s->svc, s->who, "describe-key", key_id, NULL, &allowed, explanation,
+                              sizeof(explanation), &ignored) != P11KMS_OK)
+        return false;
+    return allowed;
 }
 
 static p11kms_err op_list_aliases(op_state *s)
 {
-    list_state l = {
-        s, add_container(&s->o, s->o.root, "Aliases", json_object_new_array()), {0}, NULL};
-    p11kms_err rc = page_of(s, &l.p);
+    json_object *array = add_container(&s->o, s->o.root, "Aliases", json_object_new_array());
+    page p;
+    alias_vec v = {0};
+    p11kms_err rc = page_of(s, &p);
     if (rc == P11KMS_OK)
-        rc = p11kms_list_aliases(s->svc, s->who, str(s, "KeyId"), add_alias, &l, &s->err);
+        rc = p11kms_list_aliases(s->svc, s->who, str(s, "KeyId"), collect_alias, &v, &s->err);
+    if (rc == P11KMS_OK && v.failed)
+        rc = P11KMS_RAISE(&s->err, P11KMS_E_NO_MEMORY, "out of memory listing aliases");
+    for (size_t i = 0; rc == P11KMS_OK && i < v.count && !p.truncated; i++) {
+        const alias_entry *a = &v.items[i];
+        if (!may_describe(s, a->target) || !page_take(&p))
+            continue;
+        json_object *e = append_object(&s->o, array);
+        add_string(&s->o, e, "AliasName", a->name);
+        add_string(&s->o, e, "AliasArn", a->arn);
+        add_string(&s->o, e, "TargetKeyId", a->target);
+    }
+    /* page_take only notices the end of a page when it sees one more visible entry. */
     if (rc == P11KMS_OK)
-        page_finish(s, &l.p);
+        page_finish(s, &p);
+    for (size_t i = 0; i < v.count; i++) {
+        free(v.items[i].name);
+        free(v.items[i].arn);
+        free(v.items[i].target);
+    }
+    free(v.items);
     return rc;
 }
 
@@ -845,6 +903,72 @@ static p11kms_err perform(op_state *s, p11kms_result *r)
     return refuse(s, 400, "UnknownOperationException", "unknown operation");
 }
 
+/* The policy action that guards a key-bound operation, and the member naming its key. */
+static bool key_action(kms_op op, const char **action, const char **member)
+{
+    static const struct {
+        kms_op op;
+        const char *action, *member;
+    } table[] = {
+        {KMS_OP_DESCRIBE_KEY, "describe-key", "KeyId"},
+        {KMS_OP_ENABLE_KEY, "enable-key", "KeyId"},
+        {KMS_OP_DISABLE_KEY, "disable-key", "KeyId"},
+        {KMS_OP_SCHEDULE_KEY_DELETION, "schedule-key-deletion", "KeyId"},
+        {KMS_OP_CANCEL_KEY_DELETION, "cancel-key-deletion", "KeyId"},
+        {KMS_OP_UPDATE_KEY_DESCRIPTION, "update-key-description", "KeyId"},
+        {KMS_OP_ROTATE_KEY_ON_DEMAND, "rotate-key-on-demand", "KeyId"},
+        {KMS_OP_ENABLE_KEY_ROTATION, "enable-key-rotation", "KeyId"},
+        {KMS_OP_DISABLE_KEY_ROTATION, "disable-key-rotation", "KeyId"},
+        {KMS_OP_GET_KEY_ROTATION_STATUS, "get-key-rotation-status", "KeyId"},
+        {KMS_OP_LIST_KEY_ROTATIONS, "list-key-rotations", "KeyId"},
+        {KMS_OP_TAG_RESOURCE, "tag-resource", "KeyId"},
+        {KMS_OP_UNTAG_RESOURCE, "untag-resource", "KeyId"},
+        {KMS_OP_LIST_RESOURCE_TAGS, "list-resource-tags", "KeyId"},
+        {KMS_OP_CREATE_ALIAS, "create-alias", "TargetKeyId"},
+        {KMS_OP_UPDATE_ALIAS, "update-alias", "TargetKeyId"},
+        {KMS_OP_DELETE_ALIAS, "delete-alias", "AliasName"},
+        {KMS_OP_LIST_ALIASES, "describe-key", "KeyId"},
+        {KMS_OP_ENCRYPT, "encrypt", "KeyId"},
+        {KMS_OP_DECRYPT, "decrypt", "KeyId"},
+        {KMS_OP_RE_ENCRYPT, "re-encrypt-to", "DestinationKeyId"},
+        {KMS_OP_GENERATE_DATA_KEY, "generate-data-key", "KeyId"},
+        {KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, "generate-data-key-without-plaintext",
+         "KeyId"},
+    };
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (table[i].op == op) {
+            *action = table[i].action;
+            *member = table[i].member;
+            return true;
+        }
+    return false;
+}
+
+/* A caller without rights learns nothing: a denial never names the resolved key, and a key
+ * that does not exist is reported as denied unless the caller could use that name anyway
+ * (then NotFound tells it nothing it could not learn). The same class and message either way. */
+static void hide_existence(op_state *s, p11kms_err *rc)
+{
+    const char *action, *member;
+    if (*rc == P11KMS_E_NOT_FOUND && key_action(s->req->op, &action, &member) &&
+        str(s, member) != NULL) {
+        bool allowed = false;
+        char explanation[1024];
+        p11kms_error ignored = {0};
+        if (p11kms_policy_explain(s->svc, s->who, action, str(s, member), NULL, &allowed,
+                                  explanation, sizeof(explanation), &ignored) != P11KMS_OK ||
+            !allowed)
+            *rc = P11KMS_E_ACCESS_DENIED;
+    }
+    if (*rc == P11KMS_E_ACCESS_DENIED) {
+        kms_fault_set(&s->fault, 400, "AccessDeniedException",
+                      "The caller is not authorized to perform kms:%s on this resource, or the "
+                      "resource does not exist",
+                      kms_op_name(s->req->op));
+        s->faulted = true;
+    }
+}
+
 void kms_ops_perform(p11kms *svc, const p11kms_principal *who, const kms_request *req,
                      kms_reply *reply)
 {
@@ -861,6 +985,8 @@ void kms_ops_perform(p11kms *svc, const p11kms_principal *who, const kms_request
         note_key(&s, str(&s, "AliasName"));
     p11kms_result r = {0};
     p11kms_err rc = perform(&s, &r);
+    if (rc != P11KMS_OK && !s.faulted)
+        hide_existence(&s, &rc);
     if (rc == P11KMS_OK) {
         finish(&s.o, reply);
     } else {

@@ -19,7 +19,7 @@ for bad in 0.0.0.0:$port "[::]:$port" 192.0.2.1:$port; do
     [ ! -e "$sock" ] && pass "no socket left behind" || fail "socket left behind by a refused start"
 done
 
-daemon_start daemon.log --socket "$sock" --listen-http "127.0.0.1:$port" --threads 2
+daemon_start daemon.log --socket "$sock" --listen-http "127.0.0.1:$port" --threads 2 --timeout 3
 [ "$(stat -c %a "$sock")" = 666 ] && pass "socket mode 0666 (every caller is authenticated)" ||
     fail "socket mode $(stat -c %a "$sock")"
 if "$P11KMSD" --socket "$sock" 2>second.log; then

@@ -5,7 +5,7 @@ set -eu
 packages="build-essential autoconf automake libtool pkg-config
   libp11-kit-dev p11-kit libssl-dev openssl libyaml-dev libjson-c-dev
   softhsm2 opensc jq valgrind
-  libmicrohttpd-dev awscli python3-boto3 python3-botocore"
+  libmicrohttpd-dev libgnutls28-dev awscli python3-boto3 python3-botocore"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

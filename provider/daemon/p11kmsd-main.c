@@ -19,6 +19,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 
+#include <openssl/crypto.h>
+
 #include "log.h"
 #include "p11kms.h"
 #include "server.h"
@@ -30,17 +32,22 @@ typedef struct options {
     const char *socket_path;
     unsigned socket_mode;
     const char *http; /* loopback plain-HTTP listener, ADDR:PORT; NULL: none */
+    const char *tls;  /* TLS listener, ADDR:PORT; NULL: none */
+    const char *tls_cert, *tls_key, *tls_client_ca;
     server_limits limits;
     bool check_config;
 } options;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: p11kmsd [--config FILE] [--socket PATH] [--socket-mode MODE]\n"
-               "               [--listen-http ADDR:PORT] [--threads N] [--max-connections N]\n"
-               "               [--timeout SECONDS] [--check-config] [--version] [--help]\n"
-               "Serves the AWS KMS JSON 1.1 API over a Unix socket (default " DEFAULT_SOCKET ")\n"
-               "and, only when asked, over plain HTTP on a loopback address. See p11kmsd(8).\n");
+    fprintf(
+        f,
+        "usage: p11kmsd [--config FILE] [--socket PATH] [--socket-mode MODE]\n"
+        "               [--listen-http ADDR:PORT] [--listen-tls ADDR:PORT --tls-cert FILE\n"
+        "               --tls-key FILE --tls-client-ca FILE] [--threads N] [--max-connections N]\n"
+        "               [--timeout SECONDS] [--check-config] [--version] [--help]\n"
+        "Serves the AWS KMS JSON 1.1 API over a Unix socket (default " DEFAULT_SOCKET ")\n"
+        "and, only when asked, over plain HTTP on a loopback address. See p11kmsd(8).\n");
 }
 
 static bool parse_unsigned(const char *opt, const char *text, unsigned long min, unsigned long max,
@@ -88,6 +95,14 @@ static int parse_options(int argc, char **argv, options *o)
             ok = parse_unsigned(a, v, 0, 0777, 8, &o->socket_mode);
         else if (strcmp(a, "--listen-http") == 0)
             o->http = v;
+        else if (strcmp(a, "--listen-tls") == 0)
+            o->tls = v;
+        else if (strcmp(a, "--tls-cert") == 0)
+            o->tls_cert = v;
+        else if (strcmp(a, "--tls-key") == 0)
+            o->tls_key = v;
+        else if (strcmp(a, "--tls-client-ca") == 0)
+            o->tls_client_ca = v;
         else if (strcmp(a, "--threads") == 0)
             ok = parse_unsigned(a, v, 1, 256, 10, &o->limits.threads);
         else if (strcmp(a, "--max-connections") == 0)
@@ -101,6 +116,10 @@ static int parse_options(int argc, char **argv, options *o)
         if (!ok)
             return 2;
         i++;
+    }
+    if (o->tls != NULL && (o->tls_cert == NULL || o->tls_key == NULL || o->tls_client_ca == NULL)) {
+        fprintf(stderr, "p11kmsd: --listen-tls needs --tls-cert, --tls-key and --tls-client-ca\n");
+        return 2;
     }
     if (o->limits.max_connections < o->limits.threads) {
         fprintf(stderr, "p11kmsd: --max-connections must be at least --threads\n");
@@ -157,9 +176,9 @@ static int bind_unix(const char *path, unsigned mode)
     return fd;
 }
 
-/* The loopback plain-HTTP listener: ADDR:PORT or [ADDR]:PORT, refused unless ADDR is
- * loopback. */
-static int bind_loopback(const char *spec)
+/* A TCP listener on ADDR:PORT or [ADDR]:PORT; with loopback_only (plain HTTP) refused unless
+ * ADDR is loopback. */
+static int bind_tcp(const char *spec, bool loopback_only)
 {
     char host[128];
     const char *port;
@@ -183,7 +202,7 @@ static int bind_loopback(const char *spec)
     struct addrinfo *ai = NULL;
     if (getaddrinfo(host, port, &hints, &ai) != 0 || ai == NULL)
         goto bad;
-    if (!auth_is_loopback(ai->ai_addr)) {
+    if (loopback_only && !auth_is_loopback(ai->ai_addr)) {
         log_line("--listen-http %s: plain HTTP is served only on 127.0.0.0/8 or ::1", spec);
         freeaddrinfo(ai);
         return -1;
@@ -201,8 +220,40 @@ static int bind_loopback(const char *spec)
     freeaddrinfo(ai);
     return fd;
 bad:
-    log_line("--listen-http %s: expected ADDR:PORT or [ADDR]:PORT with a numeric address", spec);
+    log_line("%s: expected ADDR:PORT or [ADDR]:PORT with a numeric address", spec);
     return -1;
+}
+
+/* A PEM file read whole (NUL-terminated); the caller wipes and frees it. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        log_line("cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap + 1);
+    if (buf != NULL) {
+        len = fread(buf, 1, cap, f);
+        if (len == cap || ferror(f)) {
+            log_line("%s: unreadable or larger than 1 MiB", path);
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[len] = '\0';
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+static void free_pem(char *pem)
+{
+    if (pem != NULL) {
+        OPENSSL_cleanse(pem, strlen(pem));
+        free(pem);
+    }
 }
 
 static void report_error(const char *what, const p11kms_error *err)
@@ -245,6 +296,8 @@ int main(int argc, char **argv)
         return 1;
     }
     int status = 1;
+    server_tls tls = {0};
+    char *cert = NULL, *key = NULL, *ca = NULL;
     int fd = bind_unix(o.socket_path, o.socket_mode);
     bool own_socket = fd >= 0;
     if (fd < 0 || server_listen(srv, LISTENER_UNIX, fd, o.socket_path, &err) != P11KMS_OK) {
@@ -253,8 +306,21 @@ int main(int argc, char **argv)
         goto out;
     }
     if (o.http != NULL) {
-        fd = bind_loopback(o.http);
+        fd = bind_tcp(o.http, true);
         if (fd < 0 || server_listen(srv, LISTENER_LOOPBACK, fd, o.http, &err) != P11KMS_OK) {
+            if (fd >= 0)
+                report_error("cannot serve", &err);
+            goto out;
+        }
+    }
+    if (o.tls != NULL) {
+        tls.cert_pem = cert = read_pem(o.tls_cert);
+        tls.key_pem = key = read_pem(o.tls_key);
+        tls.client_ca_pem = ca = read_pem(o.tls_client_ca);
+        if (cert == NULL || key == NULL || ca == NULL)
+            goto out;
+        fd = bind_tcp(o.tls, false);
+        if (fd < 0 || server_listen_tls(srv, fd, o.tls, &tls, &err) != P11KMS_OK) {
             if (fd >= 0)
                 report_error("cannot serve", &err);
             goto out;
@@ -282,6 +348,9 @@ int main(int argc, char **argv)
     status = 0;
 out:
     server_free(srv);
+    free_pem(cert);
+    free_pem(key);
+    free_pem(ca);
     if (own_socket)
         unlink(o.socket_path);
     p11kms_close(svc);

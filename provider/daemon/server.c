@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -40,6 +42,7 @@ struct server {
 /* One connection: its kernel-attested caller, found once when it is accepted. */
 typedef struct conn_ctx {
     p11kms_principal *peer;
+    bool tls_checked; /* TLS: the client certificate is looked at once, after the handshake */
 } conn_ctx;
 
 /* One request, from the URI callback to the completion callback. */
@@ -225,6 +228,57 @@ static const char *decision_of(const kms_reply *reply, bool authenticated)
     return "failed";
 }
 
+/* The caller named by a TLS connection's client certificate: x509:<subject> with the subject
+ * as RFC 4514 writes it (most specific first, e.g. "x509:CN=app1,O=Example,C=DE"), only for a
+ * certificate that verifies against the configured client CAs. */
+static p11kms_principal *tls_peer(listener *l, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ti =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ti == NULL || ti->tls_session == NULL)
+        return NULL;
+    gnutls_session_t session = (gnutls_session_t)ti->tls_session;
+    unsigned status = 0;
+    int rc = gnutls_certificate_verify_peers2(session, &status);
+    if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND)
+        return NULL; /* no certificate: perhaps a signed request */
+    if (rc != GNUTLS_E_SUCCESS || status != 0) {
+        gnutls_datum_t why = {NULL, 0};
+        if (rc == GNUTLS_E_SUCCESS)
+            gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0);
+        log_line("listener %s: client certificate refused: %s", l->name,
+                 rc != GNUTLS_E_SUCCESS ? gnutls_strerror(rc)
+                 : why.data != NULL     ? (const char *)why.data
+                                        : "?");
+        gnutls_free(why.data);
+        return NULL;
+    }
+    unsigned n = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(session, &n);
+    gnutls_x509_crt_t crt;
+    if (certs == NULL || n == 0 || gnutls_x509_crt_init(&crt) != GNUTLS_E_SUCCESS)
+        return NULL;
+    gnutls_datum_t dn = {NULL, 0};
+    p11kms_principal *p = NULL;
+    if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS &&
+        gnutls_x509_crt_get_dn3(crt, &dn, 0) == GNUTLS_E_SUCCESS && dn.data != NULL &&
+        (p = p11kms_principal_new()) != NULL) {
+        char name[1024];
+        p11kms_error err = {0};
+        int len = snprintf(name, sizeof(name), "x509:%s", (const char *)dn.data);
+        if (len < 0 || (size_t)len >= sizeof(name) ||
+            p11kms_principal_add(p, name, &err) != P11KMS_OK) {
+            log_line("listener %s: certificate subject not usable as a principal: %s", l->name,
+                     err.message);
+            p11kms_principal_free(p);
+            p = NULL;
+        }
+    }
+    gnutls_free(dn.data);
+    gnutls_x509_crt_deinit(crt);
+    return p;
+}
+
 /* Authenticates, decodes and performs one complete request. */
 static enum MHD_Result serve(listener *l, struct MHD_Connection *c, const char *url,
                              const char *method, req_ctx *r)
@@ -242,6 +296,10 @@ static enum MHD_Result serve(listener *l, struct MHD_Connection *c, const char *
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     conn_ctx *cc = info != NULL ? info->socket_context : NULL;
+    if (l->kind == LISTENER_TLS && cc != NULL && !cc->tls_checked) {
+        cc->tls_checked = true;
+        cc->peer = tls_peer(l, c);
+    }
     const char *q = r->uri != NULL ? strchr(r->uri, '?') : NULL;
     auth_input in = {
         .kind = l->kind,
@@ -348,7 +406,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return serve(l, c, url, method, r);
 }
 
-p11kms_err server_listen(server *s, listener_kind kind, int fd, const char *name, p11kms_error *err)
+static p11kms_err listen_on(server *s, listener_kind kind, int fd, const char *name,
+                            const server_tls *tls, p11kms_error *err)
 {
     if (s->count == MAX_LISTENERS) {
         close(fd);
@@ -360,6 +419,18 @@ p11kms_err server_listen(server *s, listener_kind kind, int fd, const char *name
     snprintf(l->name, sizeof(l->name), "%s", name);
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* TLS options come last; without TLS only their MHD_OPTION_END is passed. */
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, tls != NULL ? (void *)tls->cert_pem : NULL},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, tls != NULL ? (void *)tls->key_pem : NULL},
+        {MHD_OPTION_HTTPS_MEM_TRUST, 0, tls != NULL ? (void *)tls->client_ca_pem : NULL},
+        /* TLS 1.2 and 1.3 only. */
+        {MHD_OPTION_HTTPS_PRIORITIES, 0,
+         (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (tls != NULL)
+        flags |= MHD_USE_TLS;
     l->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, l,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->limits.threads,
@@ -367,7 +438,8 @@ p11kms_err server_listen(server *s, listener_kind kind, int fd, const char *name
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->limits.timeout_seconds,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_URI_LOG_CALLBACK,
         uri_seen, l, MHD_OPTION_NOTIFY_COMPLETED, request_done, l, MHD_OPTION_NOTIFY_CONNECTION,
-        connection_event, l, MHD_OPTION_END);
+        connection_event, l, MHD_OPTION_ARRAY, tls != NULL ? tls_options : tls_options + 4,
+        MHD_OPTION_END);
     if (l->mhd == NULL) {
         close(fd);
         return P11KMS_RAISE(err, P11KMS_E_CONFIG, "cannot start the HTTP server on %s", name);
@@ -377,6 +449,17 @@ p11kms_err server_listen(server *s, listener_kind kind, int fd, const char *name
              listener_kind_name(kind), s->limits.threads, s->limits.max_connections,
              s->limits.timeout_seconds);
     return P11KMS_OK;
+}
+
+p11kms_err server_listen(server *s, listener_kind kind, int fd, const char *name, p11kms_error *err)
+{
+    return listen_on(s, kind, fd, name, NULL, err);
+}
+
+p11kms_err server_listen_tls(server *s, int fd, const char *name, const server_tls *tls,
+                             p11kms_error *err)
+{
+    return listen_on(s, LISTENER_TLS, fd, name, tls, err);
 }
 
 void server_stop(server *s, unsigned grace_seconds)

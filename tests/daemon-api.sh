@@ -19,7 +19,33 @@ for bad in 0.0.0.0:$port "[::]:$port" 192.0.2.1:$port; do
     [ ! -e "$sock" ] && pass "no socket left behind" || fail "socket left behind by a refused start"
 done
 
+echo "== start-up checks"
+if "$P11KMSD" --check-config 2>check.log && grep -q "configuration OK" check.log; then
+    pass "--check-config accepts the test configuration"
+else
+    fail "--check-config: $(cat check.log)"
+fi
+cp p11kms.yaml open.yaml
+chmod 644 open.yaml
+if "$P11KMSD" --config open.yaml --socket "$sock" 2>open.log; then
+    fail "a configuration readable by others is refused"
+elif grep -q "configuration open.yaml is readable or writable by others (mode 0644)" open.log; then
+    pass "a configuration readable by others is refused, naming file and mode"
+else
+    fail "open config: $(cat open.log)"
+fi
+sed 's|^policy: none|policy: /nonexistent/policy.yaml|' p11kms.yaml >broken.yaml
+if "$P11KMSD" --check-config --config broken.yaml 2>broken.log; then
+    fail "--check-config refuses a configuration whose policy is missing"
+else
+    pass "--check-config refuses a configuration whose policy is missing"
+fi
+
 daemon_start daemon.log --socket "$sock" --listen-http "127.0.0.1:$port" --threads 2 --timeout 3
+grep -q "^Max core file size *0 *0 " /proc/$daemon_pid/limits && pass "core dumps disabled" ||
+    fail "core limit: $(grep core /proc/$daemon_pid/limits)"
+grep -q "^p11kmsd: memory locked$\|^p11kmsd: memory not locked: " daemon.log &&
+    pass "says whether memory is locked" || fail "no memory-lock line"
 [ "$(stat -c %a "$sock")" = 666 ] && pass "socket mode 0666 (every caller is authenticated)" ||
     fail "socket mode $(stat -c %a "$sock")"
 if "$P11KMSD" --socket "$sock" 2>second.log; then

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -256,6 +259,60 @@ static void free_pem(char *pem)
     }
 }
 
+/* No core dump may hold a PIN or key bytes: not dumpable (which also keeps other processes of
+ * the same user from ptrace and /proc/PID/mem) and a core limit of 0. */
+static bool forbid_core_dumps(void)
+{
+    struct rlimit none = {0, 0};
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || setrlimit(RLIMIT_CORE, &none) != 0) {
+        log_line("cannot disable core dumps: %s", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Locks the whole process in memory when the memlock limit allows it; otherwise says so. (Key
+ * bytes live in OpenSSL's secure heap, which is locked by itself; this covers the rest, such as
+ * request bodies.) Locking future mappings under a finite limit would make thread stacks fail
+ * later, so a finite limit is reported rather than tried. */
+static void lock_memory(void)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_MEMLOCK, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY && geteuid() != 0) {
+        log_line("memory not locked: RLIMIT_MEMLOCK is %llu bytes (set LimitMEMLOCK=infinity); "
+                 "key material stays in the locked secure heap",
+                 (unsigned long long)lim.rlim_cur);
+        return;
+    }
+    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+        log_line("memory not locked: mlockall: %s; key material stays in the locked secure heap",
+                 strerror(errno));
+    else
+        log_line("memory locked");
+}
+
+/* The configuration names the token and the PIN source: nobody but the service user may read
+ * or change it. */
+static bool config_private(const char *path)
+{
+    if (path == NULL)
+        path = getenv("P11KMS_CONFIG");
+    if (path == NULL || path[0] == '\0')
+        path = P11KMS_DEFAULT_CONFIG;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        log_line("cannot read the configuration %s: %s", path, strerror(errno));
+        return false;
+    }
+    if ((st.st_mode & 0007) != 0) {
+        log_line("refusing to start: the configuration %s is readable or writable by others "
+                 "(mode %04o); chmod o-rwx it",
+                 path, (unsigned)(st.st_mode & 07777));
+        return false;
+    }
+    return true;
+}
+
 static void report_error(const char *what, const p11kms_error *err)
 {
     log_line("%s: %s: %s", what, p11kms_error_class(err->code),
@@ -278,6 +335,10 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (!forbid_core_dumps() || !config_private(o.config))
+        return 1;
+    if (!o.check_config)
+        lock_memory();
     p11kms_error err = {0};
     p11kms *svc = NULL;
     if (p11kms_open(o.config, &svc, &err) != P11KMS_OK) {

@@ -329,6 +329,16 @@ raw_error("CreateKey", b"{" + b" " * (64 * 1024) + b"}", "ValidationException",
           "body over 64 KiB", status_want=413)
 raw_error("CreateKey", {}, "UnknownOperationException", "GET is not the API", method="GET")
 raw_error("CreateKey", {}, "UnknownOperationException", "another path", path="/keys")
+raw_error("Encrypt", {"KeyId": key, "Plaintext": "eA==", "GrantTokens": "t"},
+          "ValidationException", "GrantTokens must be a list")
+raw_error("Encrypt", {"KeyId": key, "Plaintext": "eA==", "GrantTokens": ["t"] * 11},
+          "ValidationException", "at most 10 grant tokens")
+raw_error("Encrypt", {"KeyId": key, "Plaintext": "eA==", "DryRun": "yes"},
+          "ValidationException", "DryRun must be a boolean")
+raw_error("Encrypt", {"KeyId": key, "Plaintext": "eA==", "DryRun": True},
+          "DryRunOperationException", "DryRun of an allowed Encrypt", status_want=412)
+raw_error("GenerateDataKey", {"KeyId": key, "KeySpec": "AES_256", "DryRun": True},
+          "DryRunOperationException", "DryRun of an allowed GenerateDataKey", status_want=412)
 ok_body = raw_ok("Encrypt", {"KeyId": key, "Plaintext": "eA==", "FutureMember": {"x": 1}},
                  "unknown members are ignored", check_model=False)
 expect(ok_body is not None and "CiphertextBlob" in ok_body, "encrypt with an unknown member")

@@ -448,12 +448,17 @@ static p11kms_err scan_strings(const char *text, size_t end, size_t *count, stri
     return P11KMS_OK;
 }
 
-/* Keys are the even-numbered literals (the object is flat and every value is a string). Each is
- * decoded by json-c and added to a scratch context, which names the first repeated key. */
+/* Keys are the literals followed by ':' (not the even-numbered ones: a repeated key may first
+ * have had a non-string value, which json-c's last value replaced). Each is decoded by json-c
+ * and added to a scratch context, which names the first repeated key. The text is
+ * NUL-terminated, so looking past the literal stays inside it. */
 static p11kms_err find_duplicate(void *arg, size_t index, const char *start, size_t len,
                                  p11kms_error *err)
 {
-    if (index % 2 != 0)
+    (void)index;
+    const char *after = start + len;
+    after += strspn(after, " \t\r\n");
+    if (*after != ':')
         return P11KMS_OK;
     json_tokener *tok = json_tokener_new();
     if (tok == NULL)

@@ -412,6 +412,8 @@ static void test_json(void)
         {"{\"a\":\"x\",\"a\":\"y\"}", "duplicate key \"a\""},
         {"{\"a\":\"x\",\"b\":\"z\",\"a\":\"x\"}", "duplicate key \"a\""},
         {"{\"a\":\"x\",\"\\u0061\":\"y\"}", "duplicate key \"a\""},
+        /* The first value not a string: json-c keeps the last (found by fuzzing). */
+        {"{\"b\":\"x\",\"a\":1,\"a\":\"y\"}", "duplicate key \"a\""},
         {"{\"\\u00e9\":\"x\",\"\xc3\xa9\":\"y\"}", "duplicate key \"\xc3\xa9\""},
         {"{\"a\":\"\\ud800\"}", "surrogate"},
         {"{\"a\":\"\\udc00\"}", "surrogate"},

@@ -671,24 +671,42 @@ p11kms_err p11kms_delete_alias(p11kms *svc, const p11kms_principal *who, const c
     if (rc != P11KMS_OK)
         return rc;
     rc = keystore_begin(svc, err);
+    bool began = rc == P11KMS_OK;
     key_meta *m = NULL;
     if (rc == P11KMS_OK) {
+        /* The target was read and checked before the lock: another process (or host) may have
+         * pointed the alias elsewhere since. Removing it from the old target's record would
+         * leave the new target listing an alias that no longer exists. */
+        char now_target[P11KMS_KEY_ID_LEN + 1];
+        p11kms_error cur = {0};
+        p11kms_err crc = keystore_alias_read(svc, alias_name, now_target, &cur);
+        if (crc == P11KMS_OK && strcmp(now_target, target) != 0)
+            rc = P11KMS_RAISE(err, P11KMS_E_NOT_FOUND,
+                              "alias %s changed while it was being deleted; retry", alias_name);
+        else if (crc != P11KMS_OK) {
+            rc = crc;
+            if (err != NULL)
+                *err = cur;
+        }
+    }
+    if (rc == P11KMS_OK)
         rc = keystore_alias_delete(svc, alias_name, err);
+    if (rc == P11KMS_OK) {
         p11kms_error probe = {0};
-        p11kms_err mrc = rc == P11KMS_OK ? keystore_meta_read(svc, target, &m, &probe) : rc;
+        p11kms_err mrc = keystore_meta_read(svc, target, &m, &probe);
         if (mrc == P11KMS_OK) {
             keymeta_remove_alias(m, alias_name);
             rc = keystore_meta_write(svc, m, err);
-        } else if (rc == P11KMS_OK && mrc != P11KMS_E_NOT_FOUND) {
+        } else if (mrc != P11KMS_E_NOT_FOUND) {
             rc = mrc;
             if (err != NULL)
                 *err = probe;
         }
-        if (rc == P11KMS_OK)
-            rc = keystore_commit(svc, err);
-        else
-            keystore_rollback(svc);
     }
+    if (rc == P11KMS_OK)
+        rc = keystore_commit(svc, err);
+    else if (began)
+        keystore_rollback(svc);
     keycache_alias_forget(svc, alias_name);
     if (rc == P11KMS_OK && m != NULL)
         install_copy(svc, m->id_text, m);

@@ -44,7 +44,8 @@ int64_t service_now(void)
 p11kms_err service_open_lock(p11kms *svc, p11kms_error *err)
 {
     /* O_NOFOLLOW: the default lock file lives in a world-writable directory. */
-    svc->lock_fd = open(svc->cfg->lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0660);
+    svc->lock_fd =
+        open(svc->cfg->lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0660);
     if (svc->lock_fd < 0)
         return P11KMS_RAISE(err, P11KMS_E_IO, "cannot open lock file %s: %s", svc->cfg->lock_file,
                             strerror(errno));

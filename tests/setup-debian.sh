@@ -4,7 +4,8 @@
 set -eu
 packages="build-essential autoconf automake libtool pkg-config
   libp11-kit-dev p11-kit libssl-dev openssl libyaml-dev libjson-c-dev
-  softhsm2 opensc jq valgrind"
+  softhsm2 opensc jq valgrind
+  clang-14 clang-tools-14 clang-format-14"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

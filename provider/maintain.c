@@ -209,6 +209,7 @@ static p11kms_err maintain_aliases(maintenance *mt, p11kms_error *err)
 p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
                            void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     (void)who;
     maintenance mt = {svc, fn, arg, NULL, 0, false};
     p11kms_err rc = keystore_lock(svc, err);

@@ -97,6 +97,7 @@ static p11kms_err startup_reconcile(p11kms *svc, p11kms_error *err)
 
 p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return p11kms_open_with(config_path, 0, out, err);
 }
 
@@ -110,6 +111,7 @@ static unsigned config_flags(const service_config *cfg)
 p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **out,
                             p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (out == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_open: out is NULL");
     *out = NULL;
@@ -178,6 +180,7 @@ void p11kms_close(p11kms *svc)
 
 p11kms_err p11kms_reload_policy(p11kms *svc, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return gate_reload(svc->gate, err);
 }
 
@@ -207,6 +210,7 @@ void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata
 p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                p11kms_key_metadata *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     key_access acc;
     p11kms_err rc = kms_begin(svc, who, "describe-key", key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
@@ -238,6 +242,7 @@ p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
                             int (*fn)(const char *key_id, const char *arn, void *arg), void *arg,
                             p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     p11kms_err rc = gate_check_global(svc, who, "list-keys", err);
     if (rc != P11KMS_OK)
         return rc;
@@ -264,6 +269,7 @@ p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who, const c
                                          const char *target_key_id, void *arg),
                                void *arg, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     p11kms_err rc = gate_check_global(svc, who, "list-aliases", err);
     if (rc != P11KMS_OK)
         return rc;
@@ -286,6 +292,7 @@ p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who, c
                                      int (*fn)(const p11kms_tag *tag, void *arg), void *arg,
                                      p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     key_access acc;
     p11kms_err rc = kms_begin(svc, who, "list-resource-tags", key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
@@ -302,6 +309,7 @@ p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, c
                                      int (*fn)(const p11kms_rotation *r, void *arg), void *arg,
                                      p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     key_access acc;
     p11kms_err rc = kms_begin(svc, who, "list-key-rotations", key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
@@ -320,6 +328,7 @@ p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, c
 
 p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     p11_token_info info;
     p11kms_err rc = p11_token_get_info(svc->token, &info, err);
@@ -357,6 +366,7 @@ p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error
 p11kms_err p11kms_policy_check_file(const char *path, void (*fn)(const char *line, void *arg),
                                     void *arg, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (path == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "no policy file given");
     return policy_check_file(path, fn, arg, err);
@@ -366,6 +376,7 @@ p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const
                                  const char *key_ref, const p11kms_context *ctx, bool *allowed,
                                  char *explanation, size_t explanation_size, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     key_access acc;
     memset(&acc, 0, sizeof(acc));
     if (key_ref != NULL) {

@@ -98,9 +98,10 @@ static void churn(int round, unsigned seed, int ready_fd)
             note(&shown, "schedule", p11kms_schedule_key_deletion(svc, who, id, 7, NULL, &e), &e);
             break;
         }
+        /* Load between the operations; whether it succeeds depends on the state just set. */
         p11kms_result r;
-        p11kms_encrypt(svc, who, id, NULL, pt, sizeof(pt), &r, &e);
-        p11kms_result_free(&r);
+        if (p11kms_encrypt(svc, who, id, NULL, pt, sizeof(pt), &r, &e) == P11KMS_OK)
+            p11kms_result_free(&r);
         memcpy(prev, id, sizeof(prev));
         snprintf(prev_alias, sizeof(prev_alias), "%s", alias);
     }

@@ -457,9 +457,9 @@ p11kms_err yaml_doc_load_file_mode(const char *path, unsigned forbidden_mode, p1
     }
     if ((st.st_mode & forbidden_mode) != 0) {
         close(fd);
-        return P11KMS_RAISE(err, error_code, "%s: mode %04o lets group or others change it (chmod %s)",
-                            path, (unsigned)st.st_mode & 07777u,
-                            (forbidden_mode & 022u) == 022u ? "go-w" : "o-w");
+        return P11KMS_RAISE(
+            err, error_code, "%s: mode %04o lets group or others change it (chmod %s)", path,
+            (unsigned)st.st_mode & 07777u, (forbidden_mode & 022u) == 022u ? "go-w" : "o-w");
     }
     FILE *f = fdopen(fd, "rb");
     if (f == NULL) {

@@ -27,6 +27,7 @@ p11kms_context *p11kms_context_new(void)
 p11kms_err p11kms_context_add(p11kms_context *ctx, const char *key, const char *value,
                               p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (ctx == NULL || key == NULL || value == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "encryption context: missing key or value");
     return enc_context_add(ctx->pairs, key, value, err);
@@ -34,6 +35,7 @@ p11kms_err p11kms_context_add(p11kms_context *ctx, const char *key, const char *
 
 p11kms_err p11kms_context_parse(const char *text, p11kms_context **out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     *out = NULL;
     if (text == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "encryption context: no text");
@@ -81,6 +83,7 @@ p11kms_principal *p11kms_principal_new(void)
 
 p11kms_err p11kms_principal_add(p11kms_principal *p, const char *name, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (p == NULL || name == NULL || *name == '\0' || strlen(name) > 1024)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "principal names must have 1..1024 bytes");
     if (strchr(name, ':') == NULL)
@@ -120,6 +123,7 @@ static p11kms_err add_group(p11kms_principal *p, gid_t gid, p11kms_error *err)
 
 p11kms_err p11kms_principal_from_process(p11kms_principal **out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     *out = NULL;
     p11kms_principal *p = p11kms_principal_new();
     if (p == NULL)

@@ -148,6 +148,7 @@ p11kms_err p11kms_open_key(p11kms *svc, const p11kms_principal *who, const p11km
                            const uint8_t *blob, size_t blob_len, p11kms_opened_key **out,
                            p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     *out = NULL;
     p11kms_result r;
     p11kms_err rc = p11kms_decrypt(svc, who, NULL, ctx, blob, blob_len, &r, err);
@@ -181,6 +182,7 @@ p11kms_err p11kms_generate_child_key(p11kms_opened_key *parent, const p11kms_con
                                      size_t key_len, bool want_plaintext, p11kms_result *out,
                                      p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     if (key_len < 1 || key_len > P11KMS_MAX_DATA_KEY)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "child key length must be 1 to %d bytes",
@@ -245,6 +247,7 @@ p11kms_err p11kms_unwrap_child_key(p11kms_opened_key *parent, const p11kms_conte
                                    const uint8_t *blob, size_t blob_len, p11kms_result *out,
                                    p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     uint8_t *pt = NULL;
     size_t len = 0;
@@ -266,6 +269,7 @@ p11kms_err p11kms_open_child_key(p11kms_opened_key *parent, const p11kms_context
                                  const uint8_t *blob, size_t blob_len, p11kms_opened_key **out,
                                  p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     *out = NULL;
     uint8_t *pt = NULL;
     size_t len = 0;

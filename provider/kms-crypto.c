@@ -34,7 +34,8 @@ void p11kms_result_free(p11kms_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Reasons a key may not be used for cryptography, with the KMS error classes of doc/design.md §5. */
+/* Reasons a key may not be used for cryptography, with the KMS error classes of doc/design.md §5.
+ */
 static p11kms_err usable_for_crypto(const key_meta *m, const char *op, p11kms_error *err)
 {
     return m->state == P11KMS_KEY_ENABLED ? P11KMS_OK : lifecycle_refuse_crypto(m, op, err);
@@ -335,6 +336,7 @@ p11kms_err p11kms_encrypt(p11kms *svc, const p11kms_principal *who, const char *
                           const p11kms_context *ctx, const uint8_t *plaintext, size_t len,
                           p11kms_result *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     if (plaintext == NULL || len == 0 || len > P11KMS_MAX_PLAINTEXT)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "plaintext must have 1 to %d bytes",
@@ -387,6 +389,7 @@ p11kms_err p11kms_decrypt(p11kms *svc, const p11kms_principal *who, const char *
                           const p11kms_context *ctx, const uint8_t *blob, size_t blob_len,
                           p11kms_result *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     blob_view v;
     key_access acc;
@@ -411,6 +414,7 @@ p11kms_err p11kms_re_encrypt(p11kms *svc, const p11kms_principal *who, const cha
                              const char *dest_key_ref, const p11kms_context *dest_ctx,
                              p11kms_result *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     key_access dest;
     p11kms_err rc =
@@ -499,6 +503,7 @@ p11kms_err p11kms_generate_data_key(p11kms *svc, const p11kms_principal *who, co
                                     size_t number_of_bytes, bool want_plaintext, p11kms_result *out,
                                     p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     size_t len;
     p11kms_err rc = data_key_length(key_spec, number_of_bytes, &len, err);
@@ -537,6 +542,7 @@ p11kms_err p11kms_generate_data_key(p11kms *svc, const p11kms_principal *who, co
 p11kms_err p11kms_generate_random(p11kms *svc, const p11kms_principal *who, size_t number_of_bytes,
                                   p11kms_result *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     if (number_of_bytes < 1 || number_of_bytes > P11KMS_MAX_DATA_KEY)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "number of bytes must be 1 to %d",

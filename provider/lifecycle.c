@@ -232,6 +232,7 @@ p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
                              const p11kms_create_key_input *in, p11kms_key_metadata *out,
                              p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     static const p11kms_create_key_input no_input = {0};
     gate_create g;
     p11kms_err rc = gate_check_create(svc, who, &g, err);
@@ -299,6 +300,7 @@ static p11kms_err do_toggle(p11kms *svc, key_entry *entry, key_meta *m, void *ar
 p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                              p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     p11kms_key_state want = P11KMS_KEY_ENABLED;
     return mutate_key(svc, who, "enable-key", key_ref, do_toggle, &want, NULL, err);
 }
@@ -306,6 +308,7 @@ p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who, const cha
 p11kms_err p11kms_disable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                               p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     p11kms_key_state want = P11KMS_KEY_DISABLED;
     return mutate_key(svc, who, "disable-key", key_ref, do_toggle, &want, NULL, err);
 }
@@ -325,6 +328,7 @@ p11kms_err p11kms_schedule_key_deletion(p11kms *svc, const p11kms_principal *who
                                         const char *key_ref, unsigned pending_window_days,
                                         p11kms_key_metadata *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     unsigned days = pending_window_days ? pending_window_days : DELETION_WINDOW_DEFAULT;
     if (days < DELETION_WINDOW_MIN || days > DELETION_WINDOW_MAX)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
@@ -349,6 +353,7 @@ static p11kms_err do_cancel(p11kms *svc, key_entry *entry, key_meta *m, void *ar
 p11kms_err p11kms_cancel_key_deletion(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                       p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return mutate_key(svc, who, "cancel-key-deletion", key_ref, do_cancel, NULL, NULL, err);
 }
 
@@ -374,6 +379,7 @@ p11kms_err p11kms_update_key_description(p11kms *svc, const p11kms_principal *wh
                                          const char *key_ref, const char *description,
                                          p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (description == NULL || strlen(description) > P11KMS_DESCRIPTION_MAX)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "description must have at most %d characters",
                             P11KMS_DESCRIPTION_MAX);
@@ -406,6 +412,7 @@ static p11kms_err do_tag(p11kms *svc, key_entry *entry, key_meta *m, void *arg, 
 p11kms_err p11kms_tag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                const p11kms_tag *tags, size_t count, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (count == 0)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "at least one tag is required");
     p11kms_err rc = check_tags(tags, count, err);
@@ -429,6 +436,7 @@ static p11kms_err do_untag(p11kms *svc, key_entry *entry, key_meta *m, void *arg
 p11kms_err p11kms_untag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                  const char *const *tag_keys, size_t count, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (count == 0)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "at least one tag key is required");
     for (size_t i = 0; i < count; i++) {
@@ -497,6 +505,7 @@ p11kms_err p11kms_rotate_key_on_demand(p11kms *svc, const p11kms_principal *who,
                                        const char *key_ref, p11kms_key_metadata *out,
                                        p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return mutate_key(svc, who, "rotate-key-on-demand", key_ref, do_rotate, NULL, out, err);
 }
 
@@ -520,6 +529,7 @@ static p11kms_err do_rotation_setting(p11kms *svc, key_entry *entry, key_meta *m
 p11kms_err p11kms_enable_key_rotation(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                       unsigned period_days, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     unsigned period = period_days ? period_days : ROTATION_PERIOD_DEFAULT;
     if (period < ROTATION_PERIOD_MIN || period > ROTATION_PERIOD_MAX)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
@@ -532,6 +542,7 @@ p11kms_err p11kms_enable_key_rotation(p11kms *svc, const p11kms_principal *who, 
 p11kms_err p11kms_disable_key_rotation(p11kms *svc, const p11kms_principal *who,
                                        const char *key_ref, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     unsigned off = 0;
     return mutate_key(svc, who, "disable-key-rotation", key_ref, do_rotation_setting, &off, NULL,
                       err);
@@ -611,6 +622,7 @@ static p11kms_err do_alias_add(p11kms *svc, key_entry *entry, key_meta *m, void 
 p11kms_err p11kms_create_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                const char *target_key_ref, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     p11kms_err rc = keyref_check_alias_name(alias_name, err);
     if (rc == P11KMS_OK)
         rc = gate_check_alias(svc, who, "create-alias", alias_name, err);
@@ -652,6 +664,7 @@ static p11kms_err alias_target_checked(p11kms *svc, const p11kms_principal *who,
 p11kms_err p11kms_update_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                const char *target_key_ref, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     char old_target[P11KMS_KEY_ID_LEN + 1];
     p11kms_err rc = alias_target_checked(svc, who, "update-alias", alias_name, old_target, err);
     if (rc != P11KMS_OK)
@@ -663,6 +676,7 @@ p11kms_err p11kms_update_alias(p11kms *svc, const p11kms_principal *who, const c
 p11kms_err p11kms_delete_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     char target[P11KMS_KEY_ID_LEN + 1];
     p11kms_err rc = alias_target_checked(svc, who, "delete-alias", alias_name, target, err);
     if (rc != P11KMS_OK)

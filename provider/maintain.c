@@ -414,6 +414,7 @@ static void free_record(void *value)
 p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
                            void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     (void)who;
     maintenance mt = {svc,           fn,   arg, hashmap_new(), hashmap_new(), hashmap_new(),
                       hashmap_new(), NULL, 0,   false};

@@ -85,8 +85,27 @@ P11KMS_API void p11kms_error_clear(p11kms_error *err);
 P11KMS_API char *p11kms_escape(char *out, size_t out_size, const char *in, size_t in_len,
                                unsigned flags);
 
+/* Returns code. Through this inline function the value of P11KMS_RAISE is visibly its code,
+ * not only what p11kms_error_set returns from another translation unit: static analysers then
+ * know that a raised error is never P11KMS_OK. */
+static inline p11kms_err p11kms_raised_(p11kms_err code, p11kms_err recorded)
+{
+    (void)recorded;
+    return code;
+}
+
+/* The error contract: every public function accepts err == NULL (the caller then gets only the
+ * code). Public functions start with P11KMS_ERR_LOCAL(err), which points err at a local record
+ * when it is NULL, so that no inner layer has to test it. */
+#define P11KMS_ERR_LOCAL(err)                                                                      \
+    p11kms_error err##_local_;                                                                     \
+    if ((err) == NULL)                                                                             \
+    (err) = (err##_local_.code = P11KMS_OK, err##_local_.ckr = 0, &err##_local_)
+
+/* code must have no side effects (it is evaluated twice). */
 #define P11KMS_RAISE(err, code, ...)                                                               \
-    p11kms_error_set((err), (code), __FILE__, __LINE__, __func__, __VA_ARGS__)
+    p11kms_raised_((code),                                                                         \
+                   p11kms_error_set((err), (code), __FILE__, __LINE__, __func__, __VA_ARGS__))
 
 #ifdef __cplusplus
 }

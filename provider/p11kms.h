@@ -68,17 +68,18 @@ P11KMS_API void p11kms_close(p11kms *svc);
 
 /* Re-reads the policy file named by the configuration. A file that fails to load leaves the
  * policy in force and the error says why. */
-P11KMS_API p11kms_err p11kms_reload_policy(p11kms *svc, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_reload_policy(p11kms *svc, p11kms_error *err);
 
 /* --- principals ------------------------------------------------------------------------------ */
 
 P11KMS_API p11kms_principal *p11kms_principal_new(void);
 /* Adds one name, e.g. "unix:user:alice" (see p11kms-policy(5) for the forms). */
-P11KMS_API p11kms_err p11kms_principal_add(p11kms_principal *p, const char *name,
-                                           p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_principal_add(p11kms_principal *p, const char *name,
+                                                             p11kms_error *err);
 /* The calling process's OS identity: unix:user:NAME, unix:uid:N and unix:group:NAME for the
  * primary and every supplementary group. */
-P11KMS_API p11kms_err p11kms_principal_from_process(p11kms_principal **out, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_principal_from_process(p11kms_principal **out,
+                                                                      p11kms_error *err);
 P11KMS_API size_t p11kms_principal_count(const p11kms_principal *p);
 P11KMS_API const char *p11kms_principal_name(const p11kms_principal *p, size_t i);
 P11KMS_API void p11kms_principal_free(p11kms_principal *p);
@@ -86,11 +87,11 @@ P11KMS_API void p11kms_principal_free(p11kms_principal *p);
 /* --- encryption context ---------------------------------------------------------------------- */
 
 P11KMS_API p11kms_context *p11kms_context_new(void);
-P11KMS_API p11kms_err p11kms_context_add(p11kms_context *ctx, const char *key, const char *value,
-                                         p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_context_add(p11kms_context *ctx, const char *key,
+                                                           const char *value, p11kms_error *err);
 /* Parses the AWS CLI forms: shorthand "k=v,k2=v2" or a JSON object {"k":"v"}. */
-P11KMS_API p11kms_err p11kms_context_parse(const char *text, p11kms_context **out,
-                                           p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_context_parse(const char *text, p11kms_context **out,
+                                                             p11kms_error *err);
 P11KMS_API size_t p11kms_context_count(const p11kms_context *ctx);
 /* Pairs in canonical (sorted) order. */
 P11KMS_API const char *p11kms_context_key(const p11kms_context *ctx, size_t i);
@@ -114,9 +115,11 @@ P11KMS_API void p11kms_result_free(p11kms_result *r);
 /* --- cryptographic operations ---------------------------------------------------------------- */
 
 /* Encrypt up to P11KMS_MAX_PLAINTEXT bytes under the key's current version. */
-P11KMS_API p11kms_err p11kms_encrypt(p11kms *svc, const p11kms_principal *who, const char *key_ref,
-                                     const p11kms_context *ctx, const uint8_t *plaintext,
-                                     size_t len, p11kms_result *out, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_encrypt(p11kms *svc, const p11kms_principal *who,
+                                                       const char *key_ref,
+                                                       const p11kms_context *ctx,
+                                                       const uint8_t *plaintext, size_t len,
+                                                       p11kms_result *out, p11kms_error *err);
 
 /* The key is found from the blob; key_ref (may be NULL) must name the same key, else
  * P11KMS_E_INCORRECT_KEY. */
@@ -128,12 +131,13 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_decrypt(p11kms *svc, const p11kms
 
 /* Decrypts under the source context and encrypts under dest_key_ref and dest_ctx; the plaintext
  * never leaves the library. source_key_ref may be NULL. */
-P11KMS_API p11kms_err p11kms_re_encrypt(p11kms *svc, const p11kms_principal *who,
-                                        const char *source_key_ref,
-                                        const p11kms_context *source_ctx, const uint8_t *blob,
-                                        size_t blob_len, const char *dest_key_ref,
-                                        const p11kms_context *dest_ctx, p11kms_result *out,
-                                        p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_re_encrypt(p11kms *svc, const p11kms_principal *who,
+                                                          const char *source_key_ref,
+                                                          const p11kms_context *source_ctx,
+                                                          const uint8_t *blob, size_t blob_len,
+                                                          const char *dest_key_ref,
+                                                          const p11kms_context *dest_ctx,
+                                                          p11kms_result *out, p11kms_error *err);
 
 /* key_spec "AES_128" or "AES_256", or NULL with number_of_bytes 1..1024. The wrapped key is
  * trial-decrypted before it is returned. With want_plaintext false this is
@@ -198,44 +202,57 @@ typedef struct p11kms_create_key_input {
     size_t tag_count;
 } p11kms_create_key_input;
 
-P11KMS_API p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
-                                        const p11kms_create_key_input *in, p11kms_key_metadata *out,
-                                        p11kms_error *err);
-P11KMS_API p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who,
-                                          const char *key_ref, p11kms_key_metadata *out,
-                                          p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
+                                                          const p11kms_create_key_input *in,
+                                                          p11kms_key_metadata *out,
+                                                          p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_describe_key(p11kms *svc,
+                                                            const p11kms_principal *who,
+                                                            const char *key_ref,
+                                                            p11kms_key_metadata *out,
+                                                            p11kms_error *err);
 /* Calls fn for every key the principal may list; a non-zero return stops the listing. */
-P11KMS_API p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
-                                       int (*fn)(const char *key_id, const char *arn, void *arg),
-                                       void *arg, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
+                                                         int (*fn)(const char *key_id,
+                                                                   const char *arn, void *arg),
+                                                         void *arg, p11kms_error *err);
 
-P11KMS_API p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who,
-                                        const char *key_ref, p11kms_error *err);
-P11KMS_API p11kms_err p11kms_disable_key(p11kms *svc, const p11kms_principal *who,
-                                         const char *key_ref, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who,
+                                                          const char *key_ref, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_disable_key(p11kms *svc, const p11kms_principal *who,
+                                                           const char *key_ref, p11kms_error *err);
 /* pending_window_days 7..30, 0 means the default 30. */
-P11KMS_API p11kms_err p11kms_schedule_key_deletion(p11kms *svc, const p11kms_principal *who,
-                                                   const char *key_ref,
-                                                   unsigned pending_window_days,
-                                                   p11kms_key_metadata *out, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_schedule_key_deletion(
+    p11kms *svc, const p11kms_principal *who, const char *key_ref, unsigned pending_window_days,
+    p11kms_key_metadata *out, p11kms_error *err);
 /* The key becomes Disabled. */
-P11KMS_API p11kms_err p11kms_cancel_key_deletion(p11kms *svc, const p11kms_principal *who,
-                                                 const char *key_ref, p11kms_error *err);
-P11KMS_API p11kms_err p11kms_update_key_description(p11kms *svc, const p11kms_principal *who,
-                                                    const char *key_ref, const char *description,
-                                                    p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_cancel_key_deletion(p11kms *svc,
+                                                                   const p11kms_principal *who,
+                                                                   const char *key_ref,
+                                                                   p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_update_key_description(p11kms *svc,
+                                                                      const p11kms_principal *who,
+                                                                      const char *key_ref,
+                                                                      const char *description,
+                                                                      p11kms_error *err);
 
 /* --- rotation -------------------------------------------------------------------------------- */
 
-P11KMS_API p11kms_err p11kms_rotate_key_on_demand(p11kms *svc, const p11kms_principal *who,
-                                                  const char *key_ref, p11kms_key_metadata *out,
-                                                  p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_rotate_key_on_demand(p11kms *svc,
+                                                                    const p11kms_principal *who,
+                                                                    const char *key_ref,
+                                                                    p11kms_key_metadata *out,
+                                                                    p11kms_error *err);
 /* period 90..2560 days, 0 means the default 365. */
-P11KMS_API p11kms_err p11kms_enable_key_rotation(p11kms *svc, const p11kms_principal *who,
-                                                 const char *key_ref, unsigned period_days,
-                                                 p11kms_error *err);
-P11KMS_API p11kms_err p11kms_disable_key_rotation(p11kms *svc, const p11kms_principal *who,
-                                                  const char *key_ref, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_enable_key_rotation(p11kms *svc,
+                                                                   const p11kms_principal *who,
+                                                                   const char *key_ref,
+                                                                   unsigned period_days,
+                                                                   p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_disable_key_rotation(p11kms *svc,
+                                                                    const p11kms_principal *who,
+                                                                    const char *key_ref,
+                                                                    p11kms_error *err);
 
 typedef struct p11kms_rotation {
     uint32_t version;
@@ -243,39 +260,46 @@ typedef struct p11kms_rotation {
     const char *rotation_type; /* "INITIAL", "AUTOMATIC" or "ON_DEMAND" */
 } p11kms_rotation;
 
-P11KMS_API p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who,
-                                                const char *key_ref,
-                                                int (*fn)(const p11kms_rotation *r, void *arg),
-                                                void *arg, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_list_key_rotations(
+    p11kms *svc, const p11kms_principal *who, const char *key_ref,
+    int (*fn)(const p11kms_rotation *r, void *arg), void *arg, p11kms_error *err);
 
 /* --- tags and aliases ------------------------------------------------------------------------ */
 
-P11KMS_API p11kms_err p11kms_tag_resource(p11kms *svc, const p11kms_principal *who,
-                                          const char *key_ref, const p11kms_tag *tags, size_t count,
-                                          p11kms_error *err);
-P11KMS_API p11kms_err p11kms_untag_resource(p11kms *svc, const p11kms_principal *who,
-                                            const char *key_ref, const char *const *tag_keys,
-                                            size_t count, p11kms_error *err);
-P11KMS_API p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who,
-                                                const char *key_ref,
-                                                int (*fn)(const p11kms_tag *tag, void *arg),
-                                                void *arg, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_tag_resource(p11kms *svc,
+                                                            const p11kms_principal *who,
+                                                            const char *key_ref,
+                                                            const p11kms_tag *tags, size_t count,
+                                                            p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_untag_resource(p11kms *svc,
+                                                              const p11kms_principal *who,
+                                                              const char *key_ref,
+                                                              const char *const *tag_keys,
+                                                              size_t count, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_list_resource_tags(
+    p11kms *svc, const p11kms_principal *who, const char *key_ref,
+    int (*fn)(const p11kms_tag *tag, void *arg), void *arg, p11kms_error *err);
 
 /* alias_name is "alias/NAME" (NAME: letters, digits, / _ -; "alias/aws/" is reserved). */
-P11KMS_API p11kms_err p11kms_create_alias(p11kms *svc, const p11kms_principal *who,
-                                          const char *alias_name, const char *target_key_ref,
-                                          p11kms_error *err);
-P11KMS_API p11kms_err p11kms_update_alias(p11kms *svc, const p11kms_principal *who,
-                                          const char *alias_name, const char *target_key_ref,
-                                          p11kms_error *err);
-P11KMS_API p11kms_err p11kms_delete_alias(p11kms *svc, const p11kms_principal *who,
-                                          const char *alias_name, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_create_alias(p11kms *svc,
+                                                            const p11kms_principal *who,
+                                                            const char *alias_name,
+                                                            const char *target_key_ref,
+                                                            p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_update_alias(p11kms *svc,
+                                                            const p11kms_principal *who,
+                                                            const char *alias_name,
+                                                            const char *target_key_ref,
+                                                            p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_delete_alias(p11kms *svc,
+                                                            const p11kms_principal *who,
+                                                            const char *alias_name,
+                                                            p11kms_error *err);
 /* key_ref NULL lists every alias. */
-P11KMS_API p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who,
-                                          const char *key_ref,
-                                          int (*fn)(const char *alias_name, const char *alias_arn,
-                                                    const char *target_key_id, void *arg),
-                                          void *arg, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_list_aliases(
+    p11kms *svc, const p11kms_principal *who, const char *key_ref,
+    int (*fn)(const char *alias_name, const char *alias_arn, const char *target_key_id, void *arg),
+    void *arg, p11kms_error *err);
 
 /* --- the key hierarchy (in-memory tiers below a master key) ----------------------------------- */
 
@@ -321,9 +345,9 @@ P11KMS_API void p11kms_opened_key_close(p11kms_opened_key *key);
 /* Reconciles half-finished operations, purges keys whose deletion date has passed and performs
  * due automatic rotations. fn receives one human-readable line per action taken or leftover
  * found. */
-P11KMS_API p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
-                                      void (*fn)(const char *line, void *arg), void *arg,
-                                      p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
+                                                        void (*fn)(const char *line, void *arg),
+                                                        void *arg, p11kms_error *err);
 
 /* Moves the key records, aliases and counters a token holds in the previous layout (format 1:
  * CKO_DATA objects) into the configured store, verifies them there, then destroys the data
@@ -354,22 +378,21 @@ typedef struct p11kms_token_report {
     p11kms_token_mechanism mechanisms[16];
 } p11kms_token_report;
 
-P11KMS_API p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out,
+                                                          p11kms_error *err);
 
 /* Validates a policy file without opening a service; fn gets every error as
  * "file:line:column: message". Returns P11KMS_OK only for a valid policy. */
-P11KMS_API p11kms_err p11kms_policy_check_file(const char *path,
-                                               void (*fn)(const char *line, void *arg), void *arg,
-                                               p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_policy_check_file(
+    const char *path, void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err);
 
 /* Decides whether principal may perform action on key_ref (resolved to its key id and aliases
  * when the key exists) with ctx, and writes a one-paragraph explanation naming the deciding
  * statement. *allowed receives the decision. */
-P11KMS_API p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who,
-                                            const char *action, const char *key_ref,
-                                            const p11kms_context *ctx, bool *allowed,
-                                            char *explanation, size_t explanation_size,
-                                            p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err
+p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const char *action,
+                      const char *key_ref, const p11kms_context *ctx, bool *allowed,
+                      char *explanation, size_t explanation_size, p11kms_error *err);
 
 /* --- SigV4 credentials of p11kmsd callers ------------------------------------------------------ */
 

@@ -83,6 +83,7 @@ p11kms_err protect_no_core_dumps(p11kms_error *err)
 
 p11kms_err p11kms_protect_process(unsigned flags, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if ((flags & P11KMS_OPEN_NO_CORE_DUMPS) != 0) {
         p11kms_err rc = protect_no_core_dumps(err);
         if (rc != P11KMS_OK)

@@ -45,7 +45,8 @@ int64_t service_now(void)
 p11kms_err service_open_lock(p11kms *svc, p11kms_error *err)
 {
     /* O_NOFOLLOW: the default lock file lives in a world-writable directory. */
-    svc->lock_fd = open(svc->cfg->lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0660);
+    svc->lock_fd =
+        open(svc->cfg->lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0660);
     if (svc->lock_fd < 0)
         return P11KMS_RAISE(err, P11KMS_E_IO, "cannot open lock file %s: %s", svc->cfg->lock_file,
                             strerror(errno));
@@ -95,6 +96,7 @@ static void announced_elsewhere(void *arg)
 
 p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return p11kms_open_with(config_path, 0, out, err);
 }
 
@@ -108,6 +110,7 @@ static unsigned config_flags(const service_config *cfg)
 p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **out,
                             p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (out == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_open: out is NULL");
     *out = NULL;
@@ -189,6 +192,7 @@ void p11kms_close(p11kms *svc)
 
 p11kms_err p11kms_reload_policy(p11kms *svc, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return gate_reload(svc->gate, err);
 }
 
@@ -218,6 +222,7 @@ void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata
 p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                p11kms_key_metadata *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     key_access acc;
     p11kms_err rc = kms_begin(svc, who, "describe-key", key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
@@ -249,6 +254,7 @@ p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
                             int (*fn)(const char *key_id, const char *arn, void *arg), void *arg,
                             p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     p11kms_err rc = gate_check_global(svc, who, "list-keys", err);
     if (rc != P11KMS_OK)
         return rc;
@@ -275,6 +281,7 @@ p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who, const c
                                          const char *target_key_id, void *arg),
                                void *arg, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     p11kms_err rc = gate_check_global(svc, who, "list-aliases", err);
     if (rc != P11KMS_OK)
         return rc;
@@ -297,6 +304,7 @@ p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who, c
                                      int (*fn)(const p11kms_tag *tag, void *arg), void *arg,
                                      p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     key_access acc;
     p11kms_err rc = kms_begin(svc, who, "list-resource-tags", key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
@@ -313,6 +321,7 @@ p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, c
                                      int (*fn)(const p11kms_rotation *r, void *arg), void *arg,
                                      p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     key_access acc;
     p11kms_err rc = kms_begin(svc, who, "list-key-rotations", key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
@@ -331,6 +340,7 @@ p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, c
 
 p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     p11_token_info info;
     p11kms_err rc = p11_token_get_info(svc->token, &info, err);
@@ -368,6 +378,7 @@ p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error
 p11kms_err p11kms_policy_check_file(const char *path, void (*fn)(const char *line, void *arg),
                                     void *arg, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (path == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "no policy file given");
     return policy_check_file(path, fn, arg, err);
@@ -377,6 +388,7 @@ p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const
                                  const char *key_ref, const p11kms_context *ctx, bool *allowed,
                                  char *explanation, size_t explanation_size, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     key_access acc;
     memset(&acc, 0, sizeof(acc));
     if (key_ref != NULL) {

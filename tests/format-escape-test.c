@@ -24,17 +24,19 @@ static void expect(const char *in, size_t len, unsigned flags, size_t size, cons
 int main(void)
 {
     E("plain key-id 123", "plain key-id 123");
-    E("\x1b[31mred\x07", "\\x1b[31mred\\x07");         /* ESC, BEL */
-    E("a\r\nb\tc\x7f", "a\\x0d\\x0ab\\x09c\\x7f");       /* CR LF TAB DEL */
-    E("\x01\x1f", "\\x01\\x1f");                          /* all of C0 */
-    E("\xc2\x9b" "2J", "\\xc2\\x9b2J");                   /* C1 CSI as UTF-8 */
+    E("\x1b[31mred\x07", "\\x1b[31mred\\x07");     /* ESC, BEL */
+    E("a\r\nb\tc\x7f", "a\\x0d\\x0ab\\x09c\\x7f"); /* CR LF TAB DEL */
+    E("\x01\x1f", "\\x01\\x1f");                   /* all of C0 */
+    E("\xc2\x9b"
+      "2J",
+      "\\xc2\\x9b2J"); /* C1 CSI as UTF-8 */
     E("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91");
-    E("\xff\xfe", "\\xff\\xfe");                          /* not UTF-8 */
-    E("\xc0\xaf", "\\xc0\\xaf");                          /* overlong '/' */
-    E("\xed\xa0\x80", "\\xed\\xa0\\x80");                 /* surrogate */
-    E("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80");        /* above U+10FFFF */
-    E("\xe2\x82", "\\xe2\\x82");                          /* truncated sequence */
-    E("a\"b\\c", "a\"b\\c");                              /* kept without QUOTED */
+    E("\xff\xfe", "\\xff\\xfe");                   /* not UTF-8 */
+    E("\xc0\xaf", "\\xc0\\xaf");                   /* overlong '/' */
+    E("\xed\xa0\x80", "\\xed\\xa0\\x80");          /* surrogate */
+    E("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"); /* above U+10FFFF */
+    E("\xe2\x82", "\\xe2\\x82");                   /* truncated sequence */
+    E("a\"b\\c", "a\"b\\c");                       /* kept without QUOTED */
     Q("a\"b\\c", "a\\x22b\\x5cc");
     /* NUL inside the given length is a control too. */
     expect("a\0b", 3, 0, 512, "a\\x00b");

@@ -16,7 +16,7 @@
 static OSSL_LIB_CTX *libctx;
 static p11kms_error e;
 
-static void die(const char *what)
+static _Noreturn void die(const char *what)
 {
     fprintf(stderr, "format-gen-vectors: %s: %s\n", what, e.message);
     exit(99);

@@ -117,6 +117,7 @@ static void churn(int round, unsigned seed, int ready_fd, int log_fd)
             note(&shown, "schedule", p11kms_schedule_key_deletion(svc, who, id, 7, NULL, &e), &e);
             break;
         }
+        /* Load between the operations; whether it succeeds depends on the state just set. */
         p11kms_result r;
         if (p11kms_encrypt(svc, who, id, NULL, pt, sizeof(pt), &r, &e) == P11KMS_OK) {
             char hex[1024];

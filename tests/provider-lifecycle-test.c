@@ -1,9 +1,9 @@
 #include "config.h"
 
 /* Key lifecycle through the public API: creation, references, every state transition and
- * refusal of doc/design.md §5 with its exact error class, aliases, tags, descriptions, rotation, and
- * deletion once its waiting period is over (the date is moved into the past through the internal
- * key store, since a test cannot wait seven days). */
+ * refusal of doc/design.md §5 with its exact error class, aliases, tags, descriptions, rotation,
+ * and deletion once its waiting period is over (the date is moved into the past through the
+ * internal key store, since a test cannot wait seven days). */
 
 #include <stdio.h>
 #include <stdlib.h>

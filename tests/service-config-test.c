@@ -37,10 +37,10 @@ static void refused(const char *text, const char *where, const char *needle)
     config_free(cfg);
 }
 
-#define TOKEN                                                                                     \
-    "token:\n"                                                                                    \
-    "  module: /usr/lib/softhsm/libsofthsm2.so\n"                                                 \
-    "  uri: \"pkcs11:token=t\"\n"                                                                 \
+#define TOKEN                                                                                      \
+    "token:\n"                                                                                     \
+    "  module: /usr/lib/softhsm/libsofthsm2.so\n"                                                  \
+    "  uri: \"pkcs11:token=t\"\n"                                                                  \
     "  pin-source: file:/etc/p11kms/pin\n"
 
 static void test_minimal_and_defaults(void)
@@ -152,8 +152,7 @@ static void test_malformed(void)
     refused(TOKEN "policy: none\npolicy: /x\n", "test.yaml:6:1", "duplicate");
     refused(TOKEN "policy: &p none\n", "test.yaml:5:9", "");
     /* Two processes started in different directories must share one lock file. */
-    refused(TOKEN "keys:\n  lock-file: p11kms.lock\npolicy: none\n", "test.yaml:6:14",
-            "absolute");
+    refused(TOKEN "keys:\n  lock-file: p11kms.lock\npolicy: none\n", "test.yaml:6:14", "absolute");
     refused(TOKEN "policy: none\nsecure-memory: maybe\n", "test.yaml:6:16",
             "not one of: preferred, required");
     refused(TOKEN "policy: none\ncore-dumps: yes\n", "test.yaml:6:13",

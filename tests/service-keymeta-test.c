@@ -100,7 +100,7 @@ static void test_malformed(void)
     refuse("\"state\":\"Disabled\"", "\"state\":\"Unavailable\"");
     refuse("\"origin\":\"AWS_KMS\"", "\"origin\":\"AWS_CLOUDHSM\"");
     refuse("0f8e4a7c-1d2b", "0f8e4a7c_1d2b");
-    refuse("\"number\":2", "\"number\":1");                /* out of order */
+    refuse("\"number\":2", "\"number\":1"); /* out of order */
     refuse("\"type\":\"ON_DEMAND\"", "\"type\":\"MANUAL\"");
     refuse("\"pending_window_days\":0", "\"pending_window_days\":31");
     refuse("\"created\":1700000000,\"deletion_date\"", "\"created\":-1,\"deletion_date\"");

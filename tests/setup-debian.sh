@@ -9,6 +9,7 @@ packages="build-essential autoconf automake libtool pkg-config
   libmicrohttpd-dev libgnutls28-dev awscli python3-boto3 python3-botocore"
 # clang with its sanitizer and libFuzzer runtimes: tests/run-suite.sh --fuzz (make fuzz).
 packages="$packages clang libclang-rt-dev"
+packages="$packages clang-14 clang-tools-14 clang-format-14"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

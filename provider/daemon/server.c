@@ -67,7 +67,7 @@ server *server_new(p11kms *svc, const server_limits *limits)
     return s;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     listener *l = cls;
     char line[512];

@@ -266,3 +266,15 @@ p11kms_err p11c_generate_random(p11_calls *c, CK_SESSION_HANDLE session, CK_BYTE
 {
     P11C_CALL(c, err, C_GenerateRandom, session, buf, len);
 }
+
+p11kms_err p11c_sign_init(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANISM *mech,
+                          CK_OBJECT_HANDLE key, p11kms_error *err)
+{
+    P11C_CALL(c, err, C_SignInit, session, mech, key);
+}
+
+p11kms_err p11c_sign(p11_calls *c, CK_SESSION_HANDLE session, const CK_BYTE *in, CK_ULONG in_len,
+                     CK_BYTE *out, CK_ULONG *out_len, p11kms_error *err)
+{
+    P11C_CALL(c, err, C_Sign, session, (CK_BYTE *)in, in_len, out, out_len);
+}

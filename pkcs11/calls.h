@@ -88,5 +88,9 @@ p11kms_err p11c_generate_key(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANI
                              p11kms_error *err);
 p11kms_err p11c_generate_random(p11_calls *c, CK_SESSION_HANDLE session, CK_BYTE *buf, CK_ULONG len,
                                 p11kms_error *err);
+p11kms_err p11c_sign_init(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANISM *mech,
+                          CK_OBJECT_HANDLE key, p11kms_error *err);
+p11kms_err p11c_sign(p11_calls *c, CK_SESSION_HANDLE session, const CK_BYTE *in, CK_ULONG in_len,
+                     CK_BYTE *out, CK_ULONG *out_len, p11kms_error *err);
 
 #endif

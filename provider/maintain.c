@@ -206,7 +206,7 @@ static p11kms_err maintain_aliases(maintenance *mt, p11kms_error *err)
     return rc;
 }
 
-p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_maintain(p11kms *svc, const p11kms_principal *who,
                            void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err)
 {
     (void)who;

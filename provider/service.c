@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "policy/policy.h"
+#include "provider/audit.h"
 #include "provider/gate.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
@@ -144,6 +145,8 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
         rc = open_token(svc, err);
     if (rc == P11KMS_OK)
         rc = startup_reconcile(svc, err);
+    if (rc == P11KMS_OK && svc->cfg->audit_file != NULL)
+        rc = audit_log_open(svc, &svc->audit, err);
     if (rc != P11KMS_OK) {
         p11kms_close(svc);
         return rc;
@@ -156,6 +159,7 @@ void p11kms_close(p11kms *svc)
 {
     if (svc == NULL)
         return;
+    audit_log_close(svc->audit); /* flushes and checkpoints: before the token goes */
     if (svc->keys != NULL)
         keycache_free_all(svc);
     p11_token_close(svc->token);
@@ -199,7 +203,7 @@ void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata
     out->current_version_encryptions = cur ? cur->reserved : 0;
 }
 
-p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                p11kms_key_metadata *out, p11kms_error *err)
 {
     key_access acc;
@@ -229,7 +233,7 @@ static int list_one_key(const key_meta *m, void *arg)
     return c->fn(m->id_text, arn, c->arg);
 }
 
-p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_list_keys(p11kms *svc, const p11kms_principal *who,
                             int (*fn)(const char *key_id, const char *arn, void *arg), void *arg,
                             p11kms_error *err)
 {
@@ -254,7 +258,7 @@ static int list_one_alias(const char *alias, const char *id_text, void *arg)
     return c->fn(alias, arn, id_text, c->arg);
 }
 
-p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_list_aliases(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                int (*fn)(const char *alias_name, const char *alias_arn,
                                          const char *target_key_id, void *arg),
                                void *arg, p11kms_error *err)
@@ -277,7 +281,7 @@ p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who, const c
     return P11KMS_OK;
 }
 
-p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_list_resource_tags(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                      int (*fn)(const p11kms_tag *tag, void *arg), void *arg,
                                      p11kms_error *err)
 {
@@ -293,7 +297,7 @@ p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who, c
     return P11KMS_OK;
 }
 
-p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_list_key_rotations(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                      int (*fn)(const p11kms_rotation *r, void *arg), void *arg,
                                      p11kms_error *err)
 {

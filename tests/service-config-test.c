@@ -115,7 +115,15 @@ static void test_malformed(void)
             "test.yaml:2:11", "must not be empty");
     refused(TOKEN "  module: /other.so\npolicy: none\n", "test.yaml:5:3", "duplicate");
     refused(TOKEN "policy: relative/policy.yaml\n", "test.yaml:5:9", "absolute path");
-    refused(TOKEN "policy: none\naudit: {}\n", "test.yaml:6:1", "reserved");
+    refused(TOKEN "policy: none\nlisteners: {}\n", "test.yaml:6:1", "reserved");
+    refused(TOKEN "policy: none\naudit: {}\n", "test.yaml:6:8", "required key \"file\"");
+    refused(TOKEN "policy: none\naudit:\n  file: rel.log\n", "test.yaml:7:9", "absolute path");
+    refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  on-failure: ignore\n", "test.yaml:8:15",
+            "not one of: refuse, continue");
+    refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  sync-delay-ms: 5000\n",
+            "test.yaml:8:18", "");
+    refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  colour: red\n", "test.yaml:8:3",
+            "unknown key");
     refused(TOKEN "keys:\n  count-batch: 99999999999\npolicy: none\n", "test.yaml:6:16", "");
     refused(TOKEN "policy: none\npolicy: /x\n", "test.yaml:6:1", "duplicate");
     refused(TOKEN "policy: &p none\n", "test.yaml:5:9", "");

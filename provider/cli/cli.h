@@ -82,5 +82,10 @@ p11kms_err cli_cmd_token_info(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_maintain(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_policy_check(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_policy_explain(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_audit_verify(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_audit_show(cli *c, p11kms_error *err);
+
+/* positionals value of commands taking one or more arguments (FILE...). */
+#define CLI_ONE_OR_MORE 4096u
 
 #endif

@@ -18,6 +18,7 @@
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "provider/audit.h"
 
@@ -51,6 +52,7 @@ struct audit_log {
     bool have_state;
     uint64_t seq;
     uint8_t hash[AUDIT_HASH_LEN];
+    uint8_t chain[AUDIT_CHAIN_ID_LEN];
     int lock_fd;
     int64_t last_checkpoint_ms;
 };
@@ -70,7 +72,8 @@ bool audit_log_refuses(const audit_log *log)
 /* --- state of the chain ---------------------------------------------------------------------- */
 
 /* Parses a seal line; false if line is not one. */
-static bool parse_seal(const char *line, size_t len, uint64_t *seq)
+static bool parse_seal(const char *line, size_t len, uint64_t *seq,
+                       uint8_t chain[AUDIT_CHAIN_ID_LEN])
 {
     if (len < 10 || strncmp(line, "{\"seal\":", 8) != 0)
         return false;
@@ -82,27 +85,32 @@ static bool parse_seal(const char *line, size_t len, uint64_t *seq)
         *seq = (uint64_t)json_object_get_int64(v);
     else
         ok = false;
+    if (ok)
+        ok = json_object_object_get_ex(o, "chain", &v) &&
+             audit_unhex(json_object_get_string(v), chain, AUDIT_CHAIN_ID_LEN);
     json_object_put(o);
     json_tokener_free(tok);
     return ok;
 }
 
-/* The state stored in the lock file at rotation: "SEQ HASH\n". */
+/* The state stored in the lock file at rotation: "SEQ HASH CHAIN\n". */
 static bool read_lock_state(audit_log *log)
 {
-    char text[128] = {0}, hash[2 * AUDIT_HASH_LEN + 2];
+    char text[160] = {0}, hash[2 * AUDIT_HASH_LEN + 2], chain[2 * AUDIT_CHAIN_ID_LEN + 2];
     ssize_t n = pread(log->lock_fd, text, sizeof(text) - 1, 0);
-    if (n <= 0 || sscanf(text, "%" SCNu64 " %65s", &log->seq, hash) != 2 ||
-        !audit_unhex(hash, log->hash, AUDIT_HASH_LEN))
+    if (n <= 0 || sscanf(text, "%" SCNu64 " %65s %33s", &log->seq, hash, chain) != 3 ||
+        !audit_unhex(hash, log->hash, AUDIT_HASH_LEN) ||
+        !audit_unhex(chain, log->chain, AUDIT_CHAIN_ID_LEN))
         return false;
     return true;
 }
 
 static p11kms_err write_lock_state(audit_log *log, p11kms_error *err)
 {
-    char hash[2 * AUDIT_HASH_LEN + 1], text[128];
+    char hash[2 * AUDIT_HASH_LEN + 1], chain[2 * AUDIT_CHAIN_ID_LEN + 1], text[160];
     audit_hex(log->hash, AUDIT_HASH_LEN, hash);
-    int n = snprintf(text, sizeof(text), "%" PRIu64 " %s\n", log->seq, hash);
+    audit_hex(log->chain, AUDIT_CHAIN_ID_LEN, chain);
+    int n = snprintf(text, sizeof(text), "%" PRIu64 " %s %s\n", log->seq, hash, chain);
     if (ftruncate(log->lock_fd, 0) != 0 || pwrite(log->lock_fd, text, (size_t)n, 0) != n ||
         fsync(log->lock_fd) != 0)
         return P11KMS_RAISE(err, P11KMS_E_IO, "%s: cannot write the audit chain state: %s",
@@ -142,7 +150,7 @@ static p11kms_err recover_tail(audit_log *log, off_t size, p11kms_error *err)
         while (start > 0 && buf[start - 1] != '\n')
             start--;
         uint64_t seq;
-        if (parse_seal(buf + start, (size_t)(line_end - 1 - start), &seq)) {
+        if (parse_seal(buf + start, (size_t)(line_end - 1 - start), &seq, log->chain)) {
             found = true;
             keep = line_end;
             log->seq = seq;
@@ -153,8 +161,11 @@ static p11kms_err recover_tail(audit_log *log, off_t size, p11kms_error *err)
     free(buf);
     if (!found) {
         if (!read_lock_state(log)) {
+            /* A new chain: its id names its checkpoint in the token. */
             log->seq = 0;
             memset(log->hash, 0, sizeof(log->hash));
+            if (RAND_bytes_ex(log->svc->libctx, log->chain, AUDIT_CHAIN_ID_LEN, 0) != 1)
+                return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "no random bytes for a chain id");
         }
         keep = 0;
     }
@@ -239,13 +250,15 @@ static p11kms_err rotate(audit_log *log, p11kms_error *err)
         return P11KMS_RAISE(err, P11KMS_E_IO, "%s: cannot rotate: %s", log->cfg->audit_file,
                             strerror(errno));
     uint64_t seq = log->seq;
-    uint8_t hash[AUDIT_HASH_LEN];
+    uint8_t hash[AUDIT_HASH_LEN], chain[AUDIT_CHAIN_ID_LEN];
     memcpy(hash, log->hash, sizeof(hash));
+    memcpy(chain, log->chain, sizeof(chain));
     rc = open_current(log, err);
     if (rc != P11KMS_OK)
         return rc;
     log->seq = seq;
     memcpy(log->hash, hash, sizeof(hash));
+    memcpy(log->chain, chain, sizeof(chain));
     log->end = 0;
     log->have_state = true;
     return P11KMS_OK;
@@ -303,8 +316,9 @@ static p11kms_err store_checkpoint(audit_log *log, p11kms_error *err)
 {
     audit_checkpoint c = {.seq = log->seq, .time = (int64_t)time(NULL)};
     memcpy(c.hash, log->hash, sizeof(c.hash));
+    memcpy(c.chain, log->chain, sizeof(c.chain));
     uint8_t in[AUDIT_MAC_INPUT_MAX];
-    size_t n = audit_mac_input(AUDIT_CHECKPOINT_DOMAIN, c.seq, c.hash, in);
+    size_t n = audit_mac_input(AUDIT_CHECKPOINT_DOMAIN, c.chain, c.seq, c.hash, in);
     p11kms_err rc = p11_hmac_sign(log->svc->token, log->key, in, n, c.mac, err);
     if (rc == P11KMS_OK)
         rc = audit_checkpoint_store(log->svc->token, &c, err);
@@ -335,16 +349,19 @@ static p11kms_err write_batch(audit_log *log, pending *batch, text *out, p11kms_
             return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     }
     uint8_t in[AUDIT_MAC_INPUT_MAX], mac[P11_HMAC_LEN];
-    size_t n = audit_mac_input(AUDIT_SEAL_DOMAIN, seq, hash, in);
+    size_t n = audit_mac_input(AUDIT_SEAL_DOMAIN, log->chain, seq, hash, in);
     rc = p11_hmac_sign(log->svc->token, log->key, in, n, mac, err);
     if (rc != P11KMS_OK)
         return rc;
-    char seal[300], prev[2 * AUDIT_HASH_LEN + 1], mac_hex[2 * P11_HMAC_LEN + 1];
+    char seal[400], prev[2 * AUDIT_HASH_LEN + 1], mac_hex[2 * P11_HMAC_LEN + 1];
+    char chain[2 * AUDIT_CHAIN_ID_LEN + 1];
     audit_hex(hash, AUDIT_HASH_LEN, prev);
     audit_hex(mac, P11_HMAC_LEN, mac_hex);
+    audit_hex(log->chain, AUDIT_CHAIN_ID_LEN, chain);
     int sn = snprintf(seal, sizeof(seal),
-                      "{\"seal\":%" PRIu64 ",\"prev\":\"%s\",\"token\":\"%s\",\"mac\":\"%s\"}", seq,
-                      prev, log->token_serial, mac_hex);
+                      "{\"seal\":%" PRIu64 ",\"prev\":\"%s\",\"chain\":\"%s\",\"token\":\"%s\","
+                      "\"mac\":\"%s\"}",
+                      seq, prev, chain, log->token_serial, mac_hex);
     if (!add_line(out, hash, seal, (size_t)sn))
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
 

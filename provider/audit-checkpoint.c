@@ -10,18 +10,26 @@
 
 #include "provider/audit.h"
 
+static void label_of(const audit_checkpoint *c, char *out)
+{
+    char chain[2 * AUDIT_CHAIN_ID_LEN + 1];
+    audit_hex(c->chain, AUDIT_CHAIN_ID_LEN, chain);
+    sprintf(out, "%s-%s", AUDIT_CHECKPOINT_LABEL, chain);
+}
+
 p11kms_err audit_checkpoint_store(p11_token *t, const audit_checkpoint *c, p11kms_error *err)
 {
+    char label[sizeof(AUDIT_CHECKPOINT_LABEL) + 2 * AUDIT_CHAIN_ID_LEN + 2];
+    label_of(c, label);
     char hash[2 * AUDIT_HASH_LEN + 1], mac[2 * P11_HMAC_LEN + 1], text[256];
     audit_hex(c->hash, AUDIT_HASH_LEN, hash);
     audit_hex(c->mac, P11_HMAC_LEN, mac);
     int n =
         snprintf(text, sizeof(text), "%" PRIu64 " %s %s %" PRId64 "\n", c->seq, hash, mac, c->time);
     p11kms_error first = {0};
-    p11kms_err rc =
-        p11_data_write(t, AUDIT_CHECKPOINT_LABEL, (const uint8_t *)text, (size_t)n, &first);
+    p11kms_err rc = p11_data_write(t, label, (const uint8_t *)text, (size_t)n, &first);
     if (rc == P11KMS_E_NOT_FOUND)
-        return p11_data_create(t, AUDIT_CHECKPOINT_LABEL, (const uint8_t *)text, (size_t)n, err);
+        return p11_data_create(t, label, (const uint8_t *)text, (size_t)n, err);
     if (rc != P11KMS_OK && err != NULL)
         *err = first;
     return rc;
@@ -29,9 +37,11 @@ p11kms_err audit_checkpoint_store(p11_token *t, const audit_checkpoint *c, p11km
 
 p11kms_err audit_checkpoint_load(p11_token *t, audit_checkpoint *c, p11kms_error *err)
 {
+    char label[sizeof(AUDIT_CHECKPOINT_LABEL) + 2 * AUDIT_CHAIN_ID_LEN + 2];
+    label_of(c, label);
     uint8_t *value = NULL;
     size_t len = 0;
-    p11kms_err rc = p11_data_read(t, AUDIT_CHECKPOINT_LABEL, &value, &len, err);
+    p11kms_err rc = p11_data_read(t, label, &value, &len, err);
     if (rc != P11KMS_OK)
         return rc;
     char text[256], hash[2 * AUDIT_HASH_LEN + 2], mac[2 * P11_HMAC_LEN + 2];

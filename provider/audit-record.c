@@ -12,12 +12,14 @@ void audit_hash_line(const char *line, size_t len, uint8_t out[AUDIT_HASH_LEN])
     SHA256((const unsigned char *)line, len, out);
 }
 
-size_t audit_mac_input(const char *domain, uint64_t seq, const uint8_t hash[AUDIT_HASH_LEN],
-                       uint8_t *out)
+size_t audit_mac_input(const char *domain, const uint8_t chain[AUDIT_CHAIN_ID_LEN], uint64_t seq,
+                       const uint8_t hash[AUDIT_HASH_LEN], uint8_t *out)
 {
     size_t n = strlen(domain);
     memcpy(out, domain, n);
     out[n++] = 0;
+    memcpy(out + n, chain, AUDIT_CHAIN_ID_LEN);
+    n += AUDIT_CHAIN_ID_LEN;
     for (int i = 7; i >= 0; i--)
         out[n++] = (uint8_t)(seq >> (8 * i));
     memcpy(out + n, hash, AUDIT_HASH_LEN);

@@ -34,7 +34,8 @@ typedef struct verifier {
     const char *last_path;
     size_t last_line;
     uint64_t last_sealed, unsealed_from, records, seals;
-    bool have_checkpoint;
+    bool have_checkpoint, checkpoint_loaded, have_chain;
+    uint8_t chain[AUDIT_CHAIN_ID_LEN];
     audit_checkpoint ckpt;
 } verifier;
 
@@ -168,6 +169,8 @@ static bool check_prev(verifier *v, json_object *o, const char *path, size_t lin
     return true;
 }
 
+static p11kms_err load_checkpoint(verifier *v, p11kms_error *err);
+
 static void walk_record(verifier *v, json_object *o, uint64_t seq, const uint8_t *lh,
                         const char *path, size_t line)
 {
@@ -200,15 +203,36 @@ static void walk_seal(verifier *v, json_object *o, uint64_t seq, const uint8_t *
 {
     char what[64];
     snprintf(what, sizeof(what), "seal of seq %" PRIu64, seq);
-    if (seq + 1 != v->expected) {
-        fail(v, path, line, "%s, but the last record is seq %" PRIu64 " (edited or moved)", what,
-             v->expected - 1);
+    if (seq + 1 > v->expected) {
+        fail(v, path, line,
+             "%s, but the last record is seq %" PRIu64 ": records %" PRIu64 "..%" PRIu64
+             " are missing (deleted)",
+             what, v->expected - 1, v->expected, seq);
+        return;
+    }
+    if (seq + 1 < v->expected) {
+        fail(v, path, line,
+             "%s, but the last record is seq %" PRIu64 ": out of order (reordered, or inserted)",
+             what, v->expected - 1);
         return;
     }
     if (!check_prev(v, o, path, line, what))
         return;
+    uint8_t chain[AUDIT_CHAIN_ID_LEN];
+    if (!audit_unhex(get_str(o, "chain"), chain, sizeof(chain))) {
+        fail(v, path, line, "%s has no valid chain id (edited)", what);
+        return;
+    }
+    if (v->have_chain && memcmp(chain, v->chain, sizeof(chain)) != 0) {
+        fail(v, path, line, "%s belongs to another log (its chain id differs): spliced in", what);
+        return;
+    }
+    if (!v->have_chain) {
+        memcpy(v->chain, chain, sizeof(chain));
+        v->have_chain = true;
+    }
     uint8_t mac[P11_HMAC_LEN], want[P11_HMAC_LEN], in[AUDIT_MAC_INPUT_MAX];
-    size_t n = audit_mac_input(AUDIT_SEAL_DOMAIN, seq, v->hash, in);
+    size_t n = audit_mac_input(AUDIT_SEAL_DOMAIN, chain, seq, v->hash, in);
     p11kms_error err = {0};
     if (!audit_unhex(get_str(o, "mac"), mac, sizeof(mac))) {
         fail(v, path, line, "%s has no valid MAC (edited)", what);
@@ -225,6 +249,13 @@ static void walk_seal(verifier *v, json_object *o, uint64_t seq, const uint8_t *
              "another token (the seal names token \"%s\")",
              what, token ? token : "?");
         return;
+    }
+    if (!v->checkpoint_loaded) {
+        v->checkpoint_loaded = true;
+        if (load_checkpoint(v, &err) != P11KMS_OK)
+            fail(v, path, line, "the token's checkpoint cannot be read: %s", err.message);
+        if (v->bad)
+            return;
     }
     v->seals++;
     v->last_sealed = seq;
@@ -280,9 +311,11 @@ static void walk_file(verifier *v, const vfile *f, bool last_file)
 static p11kms_err load_checkpoint(verifier *v, p11kms_error *err)
 {
     p11kms_error e = {0};
+    memcpy(v->ckpt.chain, v->chain, AUDIT_CHAIN_ID_LEN);
     p11kms_err rc = audit_checkpoint_load(v->svc->token, &v->ckpt, &e);
     if (rc == P11KMS_E_NOT_FOUND) {
-        say(v, "note: the token holds no audit checkpoint yet: a cut tail cannot be detected");
+        say(v, "note: the token holds no checkpoint of this log yet: a cut tail cannot be "
+               "detected");
         return P11KMS_OK;
     }
     if (rc == P11KMS_E_INTERNAL) {
@@ -295,7 +328,7 @@ static p11kms_err load_checkpoint(verifier *v, p11kms_error *err)
         return rc;
     }
     uint8_t in[AUDIT_MAC_INPUT_MAX], want[P11_HMAC_LEN];
-    size_t n = audit_mac_input(AUDIT_CHECKPOINT_DOMAIN, v->ckpt.seq, v->ckpt.hash, in);
+    size_t n = audit_mac_input(AUDIT_CHECKPOINT_DOMAIN, v->chain, v->ckpt.seq, v->ckpt.hash, in);
     rc = p11_hmac_sign(v->svc->token, v->key, in, n, want, err);
     if (rc != P11KMS_OK)
         return rc;
@@ -334,8 +367,6 @@ p11kms_err p11kms_audit_verify(p11kms *svc, const char *const *files, size_t cou
             *err = e;
         }
     }
-    if (rc == P11KMS_OK && !v.bad)
-        rc = load_checkpoint(&v, err);
     if (rc == P11KMS_OK && !v.bad) {
         qsort(set, count, sizeof(*set), by_first_seq);
         for (size_t i = 0; i < count && !v.bad; i++)

@@ -16,6 +16,7 @@ typedef struct audit_log audit_log;
 #define AUDIT_SID_MAX 128
 #define AUDIT_WAIVER_MAX 256
 #define AUDIT_HASH_LEN 32
+#define AUDIT_CHAIN_ID_LEN 16 /* random, drawn when a log starts: names its checkpoint */
 /* The CKA_ID and label of the audit key, and the label of the checkpoint object. */
 #define AUDIT_KEY_ID "p11kms-audit-key-v1"
 #define AUDIT_CHECKPOINT_LABEL "p11kms-audit-checkpoint"
@@ -71,12 +72,13 @@ bool audit_log_refuses(const audit_log *log);
 /* --- the chain and its MACs (audit-record.c) ------------------------------------------------ */
 
 void audit_hash_line(const char *line, size_t len, uint8_t out[AUDIT_HASH_LEN]);
-/* HMAC input of a seal or checkpoint: domain || 0x00 || seq (8 bytes big-endian) || hash. */
-size_t audit_mac_input(const char *domain, uint64_t seq, const uint8_t hash[AUDIT_HASH_LEN],
-                       uint8_t *out);
+/* HMAC input of a seal or checkpoint:
+ * domain || 0x00 || chain id (16 bytes) || seq (8 bytes big-endian) || hash (32 bytes). */
+size_t audit_mac_input(const char *domain, const uint8_t chain[AUDIT_CHAIN_ID_LEN], uint64_t seq,
+                       const uint8_t hash[AUDIT_HASH_LEN], uint8_t *out);
 #define AUDIT_SEAL_DOMAIN "p11kms-audit-seal-v1"
 #define AUDIT_CHECKPOINT_DOMAIN "p11kms-audit-checkpoint-v1"
-#define AUDIT_MAC_INPUT_MAX 80
+#define AUDIT_MAC_INPUT_MAX 128
 void audit_hex(const uint8_t *in, size_t len, char *out);
 bool audit_unhex(const char *in, uint8_t *out, size_t len);
 /* The audit key, created in the token on first use. */
@@ -86,6 +88,7 @@ P11KMS_MUST_CHECK p11kms_err audit_key_get(p11_token *t, bool create, p11_hmac_k
 /* --- the checkpoint (audit-checkpoint.c): where the last sealed state is kept --------------- */
 
 typedef struct audit_checkpoint {
+    uint8_t chain[AUDIT_CHAIN_ID_LEN];
     uint64_t seq;                 /* last record sealed */
     uint8_t hash[AUDIT_HASH_LEN]; /* hash of the seal line after it */
     uint8_t mac[P11_HMAC_LEN];
@@ -94,7 +97,7 @@ typedef struct audit_checkpoint {
 
 P11KMS_MUST_CHECK p11kms_err audit_checkpoint_store(p11_token *t, const audit_checkpoint *c,
                                                     p11kms_error *err);
-/* NOT_FOUND when there is none yet. */
+/* The checkpoint of chain c->chain; NOT_FOUND when there is none yet. */
 P11KMS_MUST_CHECK p11kms_err audit_checkpoint_load(p11_token *t, audit_checkpoint *c,
                                                    p11kms_error *err);
 

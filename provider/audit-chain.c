@@ -30,6 +30,11 @@ typedef struct pending {
     struct pending *next;
 } pending;
 
+typedef struct textbuf {
+    char *p;
+    size_t len, cap;
+} textbuf;
+
 struct audit_log {
     p11kms *svc;
     const service_config *cfg;
@@ -40,9 +45,8 @@ struct audit_log {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     pending *head, *tail;
-    bool stop;
-    pthread_t thread;
-    bool thread_started;
+    bool flushing; /* a request is writing a batch */
+    textbuf out;   /* the batch being written (under flushing) */
 
     /* Writer thread only, valid under the file lock. */
     int fd;
@@ -266,12 +270,7 @@ static p11kms_err rotate(audit_log *log, p11kms_error *err)
 
 /* --- one batch -------------------------------------------------------------------------------- */
 
-typedef struct text {
-    char *p;
-    size_t len, cap;
-} text;
-
-static bool text_add(text *t, const char *s, size_t n)
+static bool text_add(textbuf *t, const char *s, size_t n)
 {
     if (t->len + n + 1 > t->cap) {
         size_t cap = (t->cap ? t->cap * 2 : 4096) + n;
@@ -288,7 +287,7 @@ static bool text_add(text *t, const char *s, size_t n)
 }
 
 /* Appends one line (without its newline) and advances the chain. */
-static bool add_line(text *t, uint8_t hash[AUDIT_HASH_LEN], const char *line, size_t n)
+static bool add_line(textbuf *t, uint8_t hash[AUDIT_HASH_LEN], const char *line, size_t n)
 {
     audit_hash_line(line, n, hash);
     return text_add(t, line, n) && text_add(t, "\n", 1);
@@ -327,7 +326,7 @@ static p11kms_err store_checkpoint(audit_log *log, p11kms_error *err)
     return rc;
 }
 
-static p11kms_err write_batch(audit_log *log, pending *batch, text *out, p11kms_error *err)
+static p11kms_err write_batch(audit_log *log, pending *batch, textbuf *out, p11kms_error *err)
 {
     p11kms_err rc = sync_state(log, err);
     if (rc != P11KMS_OK)
@@ -394,7 +393,7 @@ static p11kms_err write_batch(audit_log *log, pending *batch, text *out, p11kms_
     return P11KMS_OK;
 }
 
-static p11kms_err flush(audit_log *log, pending *batch, text *out, p11kms_error *err)
+static p11kms_err flush(audit_log *log, pending *batch, textbuf *out, p11kms_error *err)
 {
     if (flock(log->lock_fd, LOCK_EX) != 0)
         return P11KMS_RAISE(err, P11KMS_E_IO, "%s: cannot lock: %s", log->lock_path,
@@ -404,46 +403,9 @@ static p11kms_err flush(audit_log *log, pending *batch, text *out, p11kms_error 
     return rc;
 }
 
-static void *writer(void *arg)
-{
-    audit_log *log = arg;
-    text out = {0};
-    pthread_mutex_lock(&log->mu);
-    for (;;) {
-        while (log->head == NULL && !log->stop)
-            pthread_cond_wait(&log->wake, &log->mu);
-        if (log->head == NULL)
-            break;
-        if (log->cfg->audit_sync_delay_ms > 0 && !log->stop) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += (long)log->cfg->audit_sync_delay_ms * 1000000L;
-            until.tv_sec += until.tv_nsec / 1000000000L;
-            until.tv_nsec %= 1000000000L;
-            while (!log->stop && pthread_cond_timedwait(&log->wake, &log->mu, &until) == 0)
-                ;
-        }
-        pending *batch = log->head;
-        log->head = log->tail = NULL;
-        pthread_mutex_unlock(&log->mu);
-        p11kms_error err = {0};
-        p11kms_err rc = flush(log, batch, &out, &err);
-        pthread_mutex_lock(&log->mu);
-        for (pending *p = batch; p != NULL;) {
-            pending *next = p->next;
-            p->rc = rc;
-            if (rc != P11KMS_OK)
-                snprintf(p->message, sizeof(p->message), "%.399s", err.message);
-            p->done = true;
-            p = next;
-        }
-        pthread_cond_broadcast(&log->done);
-    }
-    pthread_mutex_unlock(&log->mu);
-    free(out.p);
-    return NULL;
-}
-
+/* Group commit without a writer thread: the first request that finds no batch being written
+ * writes every record waiting (its own and those that arrived meanwhile); the others wait for
+ * it. A lone caller pays no thread hand-off. */
 p11kms_err audit_log_write(audit_log *log, const char *body, p11kms_error *err)
 {
     pending p = {.body = body};
@@ -453,9 +415,39 @@ p11kms_err audit_log_write(audit_log *log, const char *body, p11kms_error *err)
     else
         log->head = &p;
     log->tail = &p;
-    pthread_cond_signal(&log->wake);
-    while (!p.done)
-        pthread_cond_wait(&log->done, &log->mu);
+    while (!p.done) {
+        if (log->flushing) {
+            pthread_cond_wait(&log->done, &log->mu);
+            continue;
+        }
+        log->flushing = true;
+        if (log->cfg->audit_sync_delay_ms > 0) {
+            /* Let concurrent requests join the batch, for at most the configured delay. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += (long)log->cfg->audit_sync_delay_ms * 1000000L;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            while (pthread_cond_timedwait(&log->wake, &log->mu, &until) == 0)
+                ;
+        }
+        pending *batch = log->head;
+        log->head = log->tail = NULL;
+        pthread_mutex_unlock(&log->mu);
+        p11kms_error ferr = {0};
+        p11kms_err rc = flush(log, batch, &log->out, &ferr);
+        pthread_mutex_lock(&log->mu);
+        for (pending *q = batch; q != NULL;) {
+            pending *next = q->next;
+            q->rc = rc;
+            if (rc != P11KMS_OK)
+                snprintf(q->message, sizeof(q->message), "%.399s", ferr.message);
+            q->done = true;
+            q = next;
+        }
+        log->flushing = false;
+        pthread_cond_broadcast(&log->done);
+    }
     pthread_mutex_unlock(&log->mu);
     if (p.rc != P11KMS_OK)
         return P11KMS_RAISE(err, p.rc, "%s", p.message);
@@ -468,13 +460,6 @@ void audit_log_close(audit_log *log)
 {
     if (log == NULL)
         return;
-    if (log->thread_started) {
-        pthread_mutex_lock(&log->mu);
-        log->stop = true;
-        pthread_cond_signal(&log->wake);
-        pthread_mutex_unlock(&log->mu);
-        pthread_join(log->thread, NULL);
-    }
     /* The shutdown checkpoint: only when this process wrote the tail of the log. */
     if (log->key != NULL && log->lock_fd >= 0 && flock(log->lock_fd, LOCK_EX) == 0) {
         struct stat st;
@@ -497,6 +482,7 @@ void audit_log_close(audit_log *log)
     pthread_cond_destroy(&log->done);
     pthread_mutex_destroy(&log->mu);
     free(log->lock_path);
+    free(log->out.p);
     free(log);
 }
 
@@ -531,10 +517,6 @@ p11kms_err audit_log_open(p11kms *svc, audit_log **out, p11kms_error *err)
         snprintf(log->token_serial, sizeof(log->token_serial), "%s", info.token_serial);
         rc = audit_key_get(svc->token, true, &log->key, err);
     }
-    if (rc == P11KMS_OK && pthread_create(&log->thread, NULL, writer, log) != 0)
-        rc = P11KMS_RAISE(err, P11KMS_E_INTERNAL, "cannot start the audit writer thread");
-    else if (rc == P11KMS_OK)
-        log->thread_started = true;
     if (rc == P11KMS_OK && svc->cfg->audit_syslog)
         openlog("p11kms", LOG_PID, LOG_AUTHPRIV);
     if (rc != P11KMS_OK) {

@@ -122,47 +122,68 @@ static p11kms_err write_lock_state(audit_log *log, p11kms_error *err)
     return P11KMS_OK;
 }
 
-/* Finds the last seal line of the file; records after it were never acknowledged (their writer
- * died before sealing and syncing them) and are cut off. */
-static p11kms_err recover_tail(audit_log *log, off_t size, p11kms_error *err)
+/* Only this much of the end of the file is read to find the last seal (a batch is far
+ * smaller); the whole file only when the window holds none. */
+#define TAIL_WINDOW ((off_t)1 << 20)
+
+/* Looks for the last complete seal line in [from, size) of the file. */
+static p11kms_err scan_for_seal(audit_log *log, off_t from, off_t size, bool *found, off_t *keep,
+                                p11kms_error *err)
 {
     const char *path = log->cfg->audit_file;
-    char *buf = NULL;
-    if (size > 0) {
-        buf = malloc((size_t)size + 1);
-        if (buf == NULL)
-            return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory reading %s", path);
-        ssize_t got = 0;
-        while (got < size) {
-            ssize_t n = pread(log->fd, buf + got, (size_t)(size - got), got);
-            if (n <= 0) {
-                free(buf);
-                return P11KMS_RAISE(err, P11KMS_E_IO, "%s: cannot read: %s", path,
-                                    n < 0 ? strerror(errno) : "short read");
-            }
-            got += n;
+    off_t len = size - from;
+    *found = false;
+    if (len <= 0)
+        return P11KMS_OK;
+    char *buf = malloc((size_t)len + 1);
+    if (buf == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory reading %s", path);
+    off_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(log->fd, buf + got, (size_t)(len - got), from + got);
+        if (n <= 0) {
+            free(buf);
+            return P11KMS_RAISE(err, P11KMS_E_IO, "%s: cannot read: %s", path,
+                                n < 0 ? strerror(errno) : "short read");
         }
+        got += n;
     }
-    off_t keep = 0;
-    bool found = false;
-    /* Walk complete lines backwards. */
-    off_t line_end = size;
+    /* Walk complete lines backwards; a line cut by the start of the window is not one. */
+    off_t line_end = len;
     while (line_end > 0 && buf[line_end - 1] != '\n')
         line_end--;
-    while (line_end > 0 && !found) {
+    while (line_end > 0 && !*found) {
         off_t start = line_end - 1;
         while (start > 0 && buf[start - 1] != '\n')
             start--;
+        if (start == 0 && from > 0)
+            break;
         uint64_t seq;
         if (parse_seal(buf + start, (size_t)(line_end - 1 - start), &seq, log->chain)) {
-            found = true;
-            keep = line_end;
+            *found = true;
+            *keep = from + line_end;
             log->seq = seq;
             audit_hash_line(buf + start, (size_t)(line_end - 1 - start), log->hash);
         }
         line_end = start;
     }
     free(buf);
+    return P11KMS_OK;
+}
+
+/* Finds the last seal line of the file; records after it were never acknowledged (their writer
+ * died before sealing and syncing them) and are cut off. */
+static p11kms_err recover_tail(audit_log *log, off_t size, p11kms_error *err)
+{
+    const char *path = log->cfg->audit_file;
+    off_t keep = 0;
+    bool found = false;
+    off_t from = size > TAIL_WINDOW ? size - TAIL_WINDOW : 0;
+    p11kms_err rc = scan_for_seal(log, from, size, &found, &keep, err);
+    if (rc == P11KMS_OK && !found && from > 0)
+        rc = scan_for_seal(log, 0, size, &found, &keep, err);
+    if (rc != P11KMS_OK)
+        return rc;
     if (!found) {
         if (!read_lock_state(log)) {
             /* A new chain: its id names its checkpoint in the token. */

@@ -49,6 +49,7 @@ typedef p11kms_err (*p11_finder)(p11_token *t, p11_session *s, void *arg, CK_OBJ
 struct p11_key {
     p11_objref ref;
     bool session_object; /* created by p11_key_create_session_aes (CKA_TOKEN=FALSE) */
+    _Atomic bool hmac_checked; /* p11_hmac_find saw an HMAC key's attributes (hmac.c) */
     size_t id_len;
     uint8_t *id;
     struct p11_key *prev, *next; /* the token's list of keys it owns */
@@ -65,6 +66,7 @@ struct p11_token {
     char *module;
     char *token_uri;
     char *pin_source;
+    bool insecure_pin_file;
     unsigned pool_wanted;
     p11_iv_mode iv_mode;
     p11_gcm_layout gcm_layout;
@@ -167,8 +169,11 @@ p11kms_err p11_select_token(p11_token *t, p11kms_error *err);
 
 /* --- pin.c --------------------------------------------------------------------------------- */
 
-/* Reads the PIN named by a "file:/absolute/path" source (first line) into the secure heap. */
-p11kms_err p11_pin_load(const char *source, char **pin, size_t *len, p11kms_error *err);
+/* Reads the PIN named by a "file:/absolute/path" source (first line) into the secure heap. The
+ * file must be a regular file owned by this user or root with no group/other access; insecure
+ * (development only) accepts any owner and mode, with a warning on stderr. */
+P11KMS_MUST_CHECK p11kms_err p11_pin_load(const char *source, bool insecure, char **pin,
+                                          size_t *len, p11kms_error *err);
 void p11_pin_free(char *pin, size_t len);
 
 /* --- object.c ------------------------------------------------------------------------------ */
@@ -211,6 +216,12 @@ p11kms_err p11_get_attr_alloc(p11_token *t, p11_session *s, CK_OBJECT_HANDLE h,
 p11kms_err p11_key_finder(p11_token *t, p11_session *s, void *arg, CK_OBJECT_HANDLE *h,
                           p11kms_error *err);
 void p11_keys_free_all(p11_token *t);
+/* For the other kinds of secret key (hmac.c): a key object not yet cached, and its adoption
+ * into the cache once its token object exists (a stale entry for the same CKA_ID gives way, as
+ * after p11_key_generate). p11_key_adopt frees k when it returns another entry or fails. */
+p11_key *p11_key_new(const uint8_t *id, size_t id_len);
+void p11_key_free(p11_key *k);
+p11_key *p11_key_adopt(p11_token *t, p11_key *k, p11kms_error *err);
 void p11_data_free_all(p11_token *t);
 
 #endif

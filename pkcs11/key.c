@@ -308,6 +308,32 @@ p11kms_err p11_key_generate(p11_token *t, const uint8_t *id, size_t id_len, cons
     return P11KMS_OK;
 }
 
+p11_key *p11_key_new(const uint8_t *id, size_t id_len)
+{
+    return key_alloc(id, id_len, false);
+}
+
+void p11_key_free(p11_key *k)
+{
+    key_free(k);
+}
+
+p11_key *p11_key_adopt(p11_token *t, p11_key *k, p11kms_error *err)
+{
+    pthread_mutex_lock(&t->cache_lock);
+    p11_key *old = p11_map_get(&t->keys, k->id, k->id_len);
+    if (old != NULL) {
+        p11_objref_invalidate(&old->ref);
+        atomic_store(&old->hmac_checked, false); /* the kind is checked again on next use */
+    }
+    pthread_mutex_unlock(&t->cache_lock);
+    if (old != NULL) {
+        key_free(k);
+        return old;
+    }
+    return cache_key(t, k, err);
+}
+
 /* --- session keys ----------------------------------------------------------------------------- */
 
 struct session_key_args {

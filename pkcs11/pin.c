@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -30,7 +32,42 @@ static const char *pin_file_path(const char *source)
     return p[0] == '/' ? p : NULL;
 }
 
-p11kms_err p11_pin_load(const char *source, char **pin, size_t *len, p11kms_error *err)
+/* The PIN file must be a regular file (a FIFO would block, a device would be sent as a PIN and
+ * cost a try on tokens with a retry counter), owned by this user or root and closed to group and
+ * others; insecure relaxes the last two for development and says so on stderr. */
+static p11kms_err check_pin_file(int fd, const char *path, bool insecure, p11kms_error *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return P11KMS_RAISE(err, P11KMS_E_PIN, "cannot stat PIN file %s: %s", path,
+                            strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return P11KMS_RAISE(err, P11KMS_E_PIN, "PIN file %s is not a regular file (mode %06o)",
+                            path, (unsigned)st.st_mode);
+    unsigned mode = (unsigned)st.st_mode & 07777u;
+    bool owner_ok = st.st_uid == geteuid() || st.st_uid == 0;
+    bool mode_ok = (mode & 077u) == 0;
+    if (owner_ok && mode_ok)
+        return P11KMS_OK;
+    if (insecure) {
+        fprintf(stderr,
+                "p11kms: WARNING: PIN file %s has mode %04o and owner uid %u: accepted only "
+                "because of insecure-pin-file. Development only.\n",
+                path, mode, (unsigned)st.st_uid);
+        return P11KMS_OK;
+    }
+    if (!owner_ok)
+        return P11KMS_RAISE(err, P11KMS_E_PIN,
+                            "PIN file %s is owned by uid %u, not by this user (uid %u) or root",
+                            path, (unsigned)st.st_uid, (unsigned)geteuid());
+    return P11KMS_RAISE(err, P11KMS_E_PIN,
+                        "PIN file %s has mode %04o: group and others must have no access "
+                        "(chmod 600 %s)",
+                        path, mode, path);
+}
+
+p11kms_err p11_pin_load(const char *source, bool insecure, char **pin, size_t *len,
+                        p11kms_error *err)
 {
     *pin = NULL;
     *len = 0;
@@ -46,10 +83,16 @@ p11kms_err p11_pin_load(const char *source, char **pin, size_t *len, p11kms_erro
                             "PIN)");
 
     /* read(2) straight into the secure heap: stdio would leave a copy in its own buffer. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return P11KMS_RAISE(err, P11KMS_E_PIN, "cannot open PIN file %s: %s", path,
                             strerror(errno));
+    p11kms_err checked = check_pin_file(fd, path, insecure, err);
+    if (checked != P11KMS_OK) {
+        close(fd);
+        return checked;
+    }
     char *buf = OPENSSL_secure_zalloc(PIN_MAX + 1);
     if (buf == NULL) {
         close(fd);

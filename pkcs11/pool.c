@@ -150,8 +150,9 @@ static p11kms_err login_locked(p11_token *t, p11kms_error *err)
     if (t->pin == NULL) {
         const char *source =
             t->pin_source != NULL ? t->pin_source : p11_kit_uri_get_pin_source(t->uri);
-        if (p11_pin_load(source, &t->pin, &t->pin_len, err) != P11KMS_OK)
-            return err->code;
+        p11kms_err loaded = p11_pin_load(source, t->insecure_pin_file, &t->pin, &t->pin_len, err);
+        if (loaded != P11KMS_OK)
+            return loaded;
     }
     if (p11c_login(t->calls, t->login_session, CKU_USER, t->pin, t->pin_len, err) == P11KMS_OK)
         return P11KMS_OK;

@@ -57,6 +57,7 @@ p11kms_err p11_token_open(const p11_token_config *cfg, p11_token **out, p11kms_e
     t->module = dup_or_null(cfg->module, &ok);
     t->token_uri = dup_or_null(cfg->token_uri, &ok);
     t->pin_source = dup_or_null(cfg->pin_source, &ok);
+    t->insecure_pin_file = cfg->insecure_pin_file;
     t->pool_wanted = cfg->pool_size;
     t->iv_mode = cfg->iv_mode;
     t->gcm_layout = cfg->gcm_layout;

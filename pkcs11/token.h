@@ -37,6 +37,9 @@ typedef struct p11_token_config {
     const char *token_uri;
     /* "file:/path" (first line is the PIN); NULL takes the URI's pin-source attribute. */
     const char *pin_source;
+    /* Development only: accept a PIN file of any owner and mode (a warning goes to stderr). It
+     * never accepts a file that is not a regular file. */
+    bool insecure_pin_file;
     unsigned pool_size; /* operation sessions; 0 = default (8); capped by ulMaxRwSessionCount */
     p11_iv_mode iv_mode;
     p11_gcm_layout gcm_layout;

@@ -49,6 +49,9 @@ static const struct {
     [POLICY_ACTION_GET_KEY_ROTATION_STATUS] = {"get-key-rotation-status", POLICY_CLASS_READ, true,
                                                false},
     [POLICY_ACTION_GENERATE_RANDOM] = {"generate-random", POLICY_CLASS_OTHER, false, false},
+    [POLICY_ACTION_CREATE_CREDENTIALS] = {"create-credentials", POLICY_CLASS_ADMIN, false, false},
+    [POLICY_ACTION_DELETE_CREDENTIALS] = {"delete-credentials", POLICY_CLASS_ADMIN, false, false},
+    [POLICY_ACTION_LIST_CREDENTIALS] = {"list-credentials", POLICY_CLASS_READ, false, false},
 };
 
 static bool action_known(policy_action action)

@@ -2,18 +2,19 @@
 
 /* Fuzz target for the policy loader and evaluator.
  *
- * Built two ways: with clang -fsanitize=fuzzer as a libFuzzer target (`make fuzz-policy`), and
- * with -DFUZZ_DRIVER as a plain program that `make check` runs over the seed and crash corpus
- * (tests/policy-fuzz-corpus/), so every seed keeps being checked under ASan and valgrind. */
+ * Built two ways (tests/fuzz/fuzz.h): with clang -fsanitize=fuzzer as a libFuzzer target
+ * (`make fuzz`), and linked with tests/fuzz/driver.c as a plain program that `make check` runs
+ * over the seed and crash corpus (tests/policy-fuzz-corpus/), so every seed keeps being checked
+ * under ASan and valgrind. */
 
+#include "policy/model.h"
 #include "policy/policy.h"
+#include "tests/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void count_line(const char *line, void *arg)
 {
@@ -23,6 +24,14 @@ static void count_line(const char *line, void *arg)
     for (const char *p = line; *p != '\0'; p++)
         if (*p == '\n')
             abort();
+}
+
+static void count_conflict(void *arg, const statement *at, const char *message)
+{
+    size_t *n = arg;
+    (*n)++;
+    (void)at;
+    (void)message;
 }
 
 /* A few requests that touch every path of the evaluator once a policy loads. */
@@ -70,6 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (pol == NULL || lines != 0)
             abort();
         exercise(pol);
+        /* The indexed separation-of-duties check missed no conflict: comparing every pair
+         * finds none either in a policy that loaded. */
+        size_t conflicts = 0;
+        FUZZ_ASSERT(policy_check_duties_every_pair(pol, count_conflict, &conflicts));
+        FUZZ_ASSERT(conflicts == 0);
         policy_free(pol);
     } else if (pol != NULL || (rc == P11KMS_E_MALFORMED_POLICY && lines == 0)) {
         abort(); /* a refusal always says why */
@@ -77,88 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifdef FUZZ_DRIVER
-#include <dirent.h>
-#include <sys/stat.h>
-
-static int run_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "fuzz-policy: cannot open %s\n", path);
-        return -1;
-    }
-    size_t cap = 1 << 16, len = 0, got;
-    uint8_t *buf = malloc(cap);
-    while (buf != NULL && (got = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) {
-            uint8_t *grown = realloc(buf, cap * 2);
-            if (grown == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf == NULL) {
-        fprintf(stderr, "fuzz-policy: out of memory reading %s\n", path);
-        return -1;
-    }
-    LLVMFuzzerTestOneInput(buf, len);
-    free(buf);
-    return 0;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Runs every regular file of a directory, in name order. Returns the count or -1. */
-static long run_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return -1;
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char **grown = realloc(names, (n + 1) * sizeof(*names));
-        if (grown == NULL)
-            break;
-        names = grown;
-        names[n] = strdup(e->d_name);
-        if (names[n] != NULL)
-            n++;
-    }
-    closedir(d);
-    qsort(names, n, sizeof(*names), cmp_names);
-    long count = 0;
-    for (size_t i = 0; i < n; i++) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-            if (run_file(path) != 0)
-                count = -1;
-            else if (count >= 0)
-                count++;
-        }
-        free(names[i]);
-    }
-    free(names);
-    return count;
-}
-
 /* Inputs too big to keep in the repository, made at run time. */
-static void run_generated(void)
+void fuzz_generated_inputs(void)
 {
     size_t len = 1024 * 1024 + 1;
     char *big = malloc(len);
@@ -180,40 +114,3 @@ static void run_generated(void)
     LLVMFuzzerTestOneInput((const uint8_t *)big, o);
     free(big);
 }
-
-int main(int argc, char **argv)
-{
-    long total = 0;
-    if (argc == 2 && strcmp(argv[1], "-") == 0)
-        return run_file("/dev/stdin") == 0 ? 0 : 99;
-    const char *srcdir = getenv("P11KMS_SRCDIR");
-    char corpus[4096];
-    if (argc < 2) {
-        /* As a check program: the repository's corpus, plus the generated inputs. */
-        snprintf(corpus, sizeof(corpus), "%s/tests/policy-fuzz-corpus", srcdir ? srcdir : ".");
-        total = run_dir(corpus);
-        if (total <= 0) {
-            fprintf(stderr, "fuzz-policy: no seeds in %s\n", corpus);
-            return 99;
-        }
-        run_generated();
-        printf("fuzz-policy: %ld seeds and 3 generated inputs processed\n", total);
-        return 0;
-    }
-    for (int i = 1; i < argc; i++) {
-        struct stat st;
-        if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
-            long n = run_dir(argv[i]);
-            if (n < 0)
-                return 99;
-            total += n;
-        } else if (run_file(argv[i]) != 0) {
-            return 99;
-        } else {
-            total++;
-        }
-    }
-    printf("fuzz-policy: %ld inputs processed\n", total);
-    return 0;
-}
-#endif

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define GLOB_STR_(x) #x
+#define GLOB_STR(x) GLOB_STR_(x)
+
 const char *policy_glob_status_text(policy_glob_status status)
 {
     switch (status) {
@@ -17,6 +20,8 @@ const char *policy_glob_status_text(policy_glob_status status)
         return "pattern is too long";
     case POLICY_GLOB_BAD_UTF8:
         return "pattern is not valid UTF-8";
+    case POLICY_GLOB_TOO_MANY_STARS:
+        return "pattern has more than " GLOB_STR(POLICY_GLOB_MAX_STARS) " '*' wildcards";
     default:
         return "'\\' must be followed by '*', '?' or '\\'";
     }
@@ -47,7 +52,7 @@ policy_glob_status policy_glob_compile(const char *text, policy_glob *out)
         return POLICY_GLOB_NO_MEMORY;
     }
     const unsigned char *u = (const unsigned char *)text;
-    size_t lit = 0;
+    size_t lit = 0, stars = 0;
     out->exact = true;
     for (size_t i = 0; i < len;) {
         if (u[i] == '\\') {
@@ -60,12 +65,18 @@ policy_glob_status policy_glob_compile(const char *text, policy_glob *out)
             i += 2;
             continue;
         }
+        if (u[i] == '*' && ++stars > POLICY_GLOB_MAX_STARS) {
+            policy_glob_free(out);
+            return POLICY_GLOB_TOO_MANY_STARS;
+        }
         if (u[i] == '*' || u[i] == '?') {
             /* Consecutive stars mean the same as one; keeping one bounds the matcher's work. */
             bool repeat =
                 u[i] == '*' && out->count > 0 && out->tokens[out->count - 1] == POLICY_GLOB_STAR;
             if (!repeat)
                 out->tokens[out->count++] = u[i] == '*' ? POLICY_GLOB_STAR : POLICY_GLOB_ONE;
+            if (!repeat && u[i] == '*')
+                out->stars++;
             out->exact = false;
             out->literal[lit++] = (char)u[i];
             i++;
@@ -131,60 +142,82 @@ bool policy_glob_match(const policy_glob *g, const char *s)
     return t == g->count;
 }
 
-/* Reachability in the product of the two patterns' automata. State (i, j): the next tokens to
- * match are a[i] and b[j]. A star may stop (epsilon move to the next token) or absorb a
- * character; a character can be read by both when neither side is a literal that differs. */
+/* Whether two non-star tokens can stand for the same character. */
+static bool tokens_compatible(uint32_t x, uint32_t y)
+{
+    return x == POLICY_GLOB_ONE || y == POLICY_GLOB_ONE || x == y;
+}
+
+/* Whether star pattern p matches some string of the star-free pattern f (whose '?' stand for any
+ * character). The greedy matcher of policy_glob_match with compatibility in place of equality:
+ * placing each segment as early as it fits is optimal for any per-position relation. */
+static bool star_meets_fixed(const policy_glob *p, const policy_glob *f, uint64_t *steps)
+{
+    size_t t = 0, i = 0;
+    size_t star_t = SIZE_MAX, star_i = 0;
+    while (i < f->count) {
+        (*steps)++;
+        if (t < p->count && p->tokens[t] == POLICY_GLOB_STAR) {
+            star_t = t++;
+            star_i = i;
+            continue;
+        }
+        if (t < p->count && tokens_compatible(p->tokens[t], f->tokens[i])) {
+            t++;
+            i++;
+            continue;
+        }
+        if (star_t == SIZE_MAX)
+            return false;
+        t = star_t + 1;
+        i = ++star_i;
+    }
+    while (t < p->count && p->tokens[t] == POLICY_GLOB_STAR)
+        t++;
+    return t == p->count;
+}
+
+/* Whether some string matches both patterns. No allocation and no search: the separation of
+ * duties check calls this for many pairs when a policy loads.
+ *  - Neither has a star: same length and compatible position by position.
+ *  - One has a star: star_meets_fixed, O(length a * length b) at worst.
+ *  - Both have a star: a = P1 * ... * S1 and b = P2 * ... * S2 meet exactly when P1 and P2 are
+ *    compatible over the shorter one's length and so are S1 and S2 (aligned at the end). Then
+ *    merge(P1, P2) + a's middle + b's middle + merge(S1, S2) matches both, each star absorbing
+ *    the other pattern's parts; and any common match starts and ends with both. O(length). */
 bool policy_glob_intersect(const policy_glob *a, const policy_glob *b)
 {
-    if (a->exact)
-        return policy_glob_match(b, a->literal);
-    if (b->exact)
-        return policy_glob_match(a, b->literal);
-    size_t w = b->count + 1, states = (a->count + 1) * w;
-    unsigned char *seen = calloc(states, 1);
-    size_t *stack = malloc(states * sizeof(size_t));
-    if (seen == NULL || stack == NULL) {
-        free(seen);
-        free(stack);
+    uint64_t steps = 0;
+    return policy_glob_intersect_counted(a, b, &steps);
+}
+
+bool policy_glob_intersect_counted(const policy_glob *a, const policy_glob *b, uint64_t *steps)
+{
+    bool sa = a->stars > 0, sb = b->stars > 0;
+    /* The linear cases: at most one step per token of the shorter pattern, twice. */
+    *steps += 1 + (a->count < b->count ? a->count : b->count);
+    if (!sa && !sb) {
+        if (a->count != b->count)
+            return false;
+        for (size_t i = 0; i < a->count; i++)
+            if (!tokens_compatible(a->tokens[i], b->tokens[i]))
+                return false;
         return true;
     }
-    bool found = false;
-    size_t top = 0;
-    stack[top++] = 0;
-    seen[0] = 1;
-#define PUSH(ni, nj)                                                                               \
-    do {                                                                                           \
-        size_t s_ = (ni)*w + (nj);                                                                 \
-        if (!seen[s_]) {                                                                           \
-            seen[s_] = 1;                                                                          \
-            stack[top++] = s_;                                                                     \
-        }                                                                                          \
-    } while (0)
-    while (top > 0 && !found) {
-        size_t s = stack[--top];
-        size_t i = s / w, j = s % w;
-        if (i == a->count && j == b->count) {
-            found = true;
+    if (sa != sb)
+        return sa ? star_meets_fixed(a, b, steps) : star_meets_fixed(b, a, steps);
+    for (size_t i = 0; i < a->count && i < b->count; i++) {
+        if (a->tokens[i] == POLICY_GLOB_STAR || b->tokens[i] == POLICY_GLOB_STAR)
             break;
-        }
-        uint32_t ta = i < a->count ? a->tokens[i] : 0;
-        uint32_t tb = j < b->count ? b->tokens[j] : 0;
-        bool star_a = i < a->count && ta == POLICY_GLOB_STAR;
-        bool star_b = j < b->count && tb == POLICY_GLOB_STAR;
-        if (star_a)
-            PUSH(i + 1, j);
-        if (star_b)
-            PUSH(i, j + 1);
-        if (i == a->count || j == b->count || (star_a && star_b))
-            continue;
-        bool lit_a = !star_a && ta != POLICY_GLOB_ONE;
-        bool lit_b = !star_b && tb != POLICY_GLOB_ONE;
-        if (lit_a && lit_b && ta != tb)
-            continue;
-        PUSH(star_a ? i : i + 1, star_b ? j : j + 1);
+        if (!tokens_compatible(a->tokens[i], b->tokens[i]))
+            return false;
     }
-#undef PUSH
-    free(seen);
-    free(stack);
-    return found;
+    for (size_t i = 1; i <= a->count && i <= b->count; i++) {
+        uint32_t x = a->tokens[a->count - i], y = b->tokens[b->count - i];
+        if (x == POLICY_GLOB_STAR || y == POLICY_GLOB_STAR)
+            break;
+        if (!tokens_compatible(x, y))
+            return false;
+    }
+    return true;
 }

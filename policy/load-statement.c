@@ -212,7 +212,12 @@ static void parse_keys(loader *ld, const yaml_doc_node *node, statement *st, boo
             policy_glob_free(&sel->glob);
             free(sel->text);
             sel->text = NULL;
-            loader_no_memory(ld); /* the only failure left once selector_problem passed */
+            /* Once selector_problem passed, only memory or the pattern bound can fail. */
+            if (gs == POLICY_GLOB_OK || gs == POLICY_GLOB_NO_MEMORY)
+                loader_no_memory(ld);
+            else
+                loader_error_at(ld, item, "invalid key selector '%s': %s", policy_quote(text).text,
+                                policy_glob_status_text(gs));
             *ok = false;
             continue;
         }

@@ -95,11 +95,16 @@ void loader_no_memory(loader *ld)
 bool loader_reserve(loader *ld, void *array, size_t count, size_t elem)
 {
     void **p = array;
-    if (count + 1 > SIZE_MAX / elem) {
+    /* Capacity doubles: the array holds the next power of two of count, so it grows only when
+     * count is 0 or a power of two (appending n items costs O(n), not O(n^2) copies). */
+    if (count != 0 && (count & (count - 1)) != 0)
+        return true;
+    size_t cap = count == 0 ? 1 : count * 2;
+    if (cap < count || cap > SIZE_MAX / elem) {
         loader_no_memory(ld);
         return false;
     }
-    void *grown = realloc(*p, (count + 1) * elem);
+    void *grown = realloc(*p, cap * elem);
     if (grown == NULL) {
         loader_no_memory(ld);
         return false;

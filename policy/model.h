@@ -113,6 +113,9 @@ const char *policy_principal_problem(const char *text, bool pattern, size_t *sch
 /* Separation-of-duties check over a loaded policy; reports each conflict through report. */
 typedef void (*sod_report_fn)(void *arg, const statement *at, const char *message);
 bool policy_check_duties(const policy *pol, sod_report_fn report, void *arg);
+/* The same comparing every admin statement with every usage statement, without the indexes that
+ * narrow the comparisons: the reference the fuzz target checks policy_check_duties against. */
+bool policy_check_duties_every_pair(const policy *pol, sod_report_fn report, void *arg);
 
 void policy_destroy(policy *pol);
 

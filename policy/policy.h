@@ -77,6 +77,11 @@ typedef enum policy_action {
     POLICY_ACTION_GET_KEY_ROTATION_STATUS,
     /* neither: random bytes from the token, bound to no key */
     POLICY_ACTION_GENERATE_RANDOM,
+    /* SigV4 credentials of p11kmsd callers (account level): managing them is administration,
+     * listing them (ids and names, never secrets) is read-only */
+    POLICY_ACTION_CREATE_CREDENTIALS,
+    POLICY_ACTION_DELETE_CREDENTIALS,
+    POLICY_ACTION_LIST_CREDENTIALS,
     POLICY_ACTION__COUNT
 } policy_action;
 

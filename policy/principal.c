@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-/* The principal forms of NOTES §7. Matching is by whole string and case-sensitive, so the scheme
+/* The principal forms of doc/design.md §6. Matching is by whole string and case-sensitive, so the scheme
  * is part of the name: "unix:user:alice" and "unix:uid:1000" are different principals even when
  * they are the same account (the caller passes both). */
 static const struct {

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -102,20 +104,27 @@ void yaml_doc_free(yaml_doc *doc)
 static int node_append(yaml_doc_node *parent, yaml_doc_node *key, yaml_doc_node *child)
 {
     size_t n = parent->count + 1;
-    if (n > SIZE_MAX / sizeof(yaml_doc_node *))
-        return -1;
-    yaml_doc_node **children = realloc(parent->children, n * sizeof(*children));
-    if (children == NULL)
-        return -1;
-    parent->children = children;
-    if (parent->kind == YAML_DOC_MAP) {
-        yaml_doc_node **keys = realloc(parent->keys, n * sizeof(*keys));
-        if (keys == NULL)
+    /* Capacity doubles: the arrays hold the next power of two of count, so they grow only when
+     * count is 0 or a power of two (a long sequence costs O(n) copies, not O(n^2)). */
+    size_t c = parent->count;
+    if (c == 0 || (c & (c - 1)) == 0) {
+        size_t cap = c == 0 ? 1 : c * 2;
+        if (cap < c || cap > SIZE_MAX / sizeof(yaml_doc_node *))
             return -1;
-        parent->keys = keys;
-        keys[parent->count] = key;
+        yaml_doc_node **children = realloc(parent->children, cap * sizeof(*children));
+        if (children == NULL)
+            return -1;
+        parent->children = children;
+        if (parent->kind == YAML_DOC_MAP) {
+            yaml_doc_node **keys = realloc(parent->keys, cap * sizeof(*keys));
+            if (keys == NULL)
+                return -1;
+            parent->keys = keys;
+        }
     }
-    children[parent->count] = child;
+    if (parent->kind == YAML_DOC_MAP)
+        parent->keys[parent->count] = key;
+    parent->children[parent->count] = child;
     parent->count = n;
     return 0;
 }
@@ -428,16 +437,34 @@ p11kms_err yaml_doc_load_buffer(const char *name, const char *data, size_t len,
 p11kms_err yaml_doc_load_file(const char *path, p11kms_err error_code, yaml_doc **out,
                               p11kms_error *err)
 {
+    return yaml_doc_load_file_mode(path, 0, error_code, out, err);
+}
+
+p11kms_err yaml_doc_load_file_mode(const char *path, unsigned forbidden_mode, p11kms_err error_code,
+                                   yaml_doc **out, p11kms_error *err)
+{
     if (out == NULL || path == NULL)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "yaml_doc_load_file: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    /* O_NONBLOCK: a FIFO must be refused below, not wait for a writer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
         return P11KMS_RAISE(err, error_code, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return P11KMS_RAISE(err, error_code, "%s: not a regular file", path);
+    }
+    if ((st.st_mode & forbidden_mode) != 0) {
+        close(fd);
+        return P11KMS_RAISE(err, error_code, "%s: mode %04o lets group or others change it (chmod %s)",
+                            path, (unsigned)st.st_mode & 07777u,
+                            (forbidden_mode & 022u) == 022u ? "go-w" : "o-w");
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (f == NULL) {
+        close(fd);
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "%s: out of memory", path);
     }
     /* Read one byte past the bound so that a file that grew after fstat is still refused. */
     char *buf = malloc(YAML_DOC_MAX_BYTES + 1);

@@ -54,6 +54,12 @@ void yaml_doc_free(yaml_doc *doc);
 /* Mapping lookup by key (NULL if absent or node is not a mapping). */
 const yaml_doc_node *yaml_doc_map_get(const yaml_doc_node *map, const char *key);
 
+/* yaml_doc_load_file that also refuses a file whose mode has any of forbidden_mode's bits
+ * (e.g. 022: writable by group or others). Never blocks on a FIFO: only regular files load. */
+P11KMS_MUST_CHECK p11kms_err yaml_doc_load_file_mode(const char *path, unsigned forbidden_mode,
+                                                     p11kms_err error_code,
+                                   yaml_doc **out, p11kms_error *err);
+
 /* Scalar conversions; each fails (raising error_code with file:line:column) on a wrong type. */
 p11kms_err yaml_doc_expect(const yaml_doc *doc, const yaml_doc_node *node, yaml_doc_kind kind,
                            const char *what, p11kms_err error_code, p11kms_error *err);

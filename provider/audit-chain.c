@@ -39,7 +39,7 @@ struct audit_log {
     p11kms *svc;
     const service_config *cfg;
     char *lock_path;
-    p11_hmac_key *key;
+    p11_key *key;
     char token_serial[17];
 
     pthread_mutex_t mu;
@@ -339,7 +339,7 @@ static p11kms_err store_checkpoint(audit_log *log, p11kms_error *err)
     memcpy(c.chain, log->chain, sizeof(c.chain));
     uint8_t in[AUDIT_MAC_INPUT_MAX];
     size_t n = audit_mac_input(AUDIT_CHECKPOINT_DOMAIN, c.chain, c.seq, c.hash, in);
-    p11kms_err rc = p11_hmac_sign(log->svc->token, log->key, in, n, c.mac, err);
+    p11kms_err rc = p11_hmac_sha256(log->svc->token, log->key, in, n, c.mac, err);
     if (rc == P11KMS_OK)
         rc = audit_checkpoint_store(log->svc->token, &c, err);
     if (rc == P11KMS_OK)
@@ -368,15 +368,15 @@ static p11kms_err write_batch(audit_log *log, pending *batch, textbuf *out, p11k
         if (!text_add(out, "\n", 1))
             return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     }
-    uint8_t in[AUDIT_MAC_INPUT_MAX], mac[P11_HMAC_LEN];
+    uint8_t in[AUDIT_MAC_INPUT_MAX], mac[P11_HMAC_SHA256_LEN];
     size_t n = audit_mac_input(AUDIT_SEAL_DOMAIN, log->chain, seq, hash, in);
-    rc = p11_hmac_sign(log->svc->token, log->key, in, n, mac, err);
+    rc = p11_hmac_sha256(log->svc->token, log->key, in, n, mac, err);
     if (rc != P11KMS_OK)
         return rc;
-    char seal[400], prev[2 * AUDIT_HASH_LEN + 1], mac_hex[2 * P11_HMAC_LEN + 1];
+    char seal[400], prev[2 * AUDIT_HASH_LEN + 1], mac_hex[2 * P11_HMAC_SHA256_LEN + 1];
     char chain[2 * AUDIT_CHAIN_ID_LEN + 1];
     audit_hex(hash, AUDIT_HASH_LEN, prev);
-    audit_hex(mac, P11_HMAC_LEN, mac_hex);
+    audit_hex(mac, P11_HMAC_SHA256_LEN, mac_hex);
     audit_hex(log->chain, AUDIT_CHAIN_ID_LEN, chain);
     int sn = snprintf(seal, sizeof(seal),
                       "{\"seal\":%" PRIu64 ",\"prev\":\"%s\",\"chain\":\"%s\",\"token\":\"%s\","
@@ -498,7 +498,6 @@ void audit_log_close(audit_log *log)
         close(log->fd);
     if (log->lock_fd >= 0)
         close(log->lock_fd);
-    p11_hmac_key_free(log->key);
     pthread_cond_destroy(&log->wake);
     pthread_cond_destroy(&log->done);
     pthread_mutex_destroy(&log->mu);

@@ -21,9 +21,9 @@ p11kms_err audit_checkpoint_store(p11_token *t, const audit_checkpoint *c, p11km
 {
     char label[sizeof(AUDIT_CHECKPOINT_LABEL) + 2 * AUDIT_CHAIN_ID_LEN + 2];
     label_of(c, label);
-    char hash[2 * AUDIT_HASH_LEN + 1], mac[2 * P11_HMAC_LEN + 1], text[256];
+    char hash[2 * AUDIT_HASH_LEN + 1], mac[2 * P11_HMAC_SHA256_LEN + 1], text[256];
     audit_hex(c->hash, AUDIT_HASH_LEN, hash);
-    audit_hex(c->mac, P11_HMAC_LEN, mac);
+    audit_hex(c->mac, P11_HMAC_SHA256_LEN, mac);
     int n =
         snprintf(text, sizeof(text), "%" PRIu64 " %s %s %" PRId64 "\n", c->seq, hash, mac, c->time);
     p11kms_error first = {0};
@@ -44,13 +44,14 @@ p11kms_err audit_checkpoint_load(p11_token *t, audit_checkpoint *c, p11kms_error
     p11kms_err rc = p11_data_read(t, label, &value, &len, err);
     if (rc != P11KMS_OK)
         return rc;
-    char text[256], hash[2 * AUDIT_HASH_LEN + 2], mac[2 * P11_HMAC_LEN + 2];
+    char text[256], hash[2 * AUDIT_HASH_LEN + 2], mac[2 * P11_HMAC_SHA256_LEN + 2];
     bool ok = len < sizeof(text);
     if (ok) {
         memcpy(text, value, len);
         text[len] = '\0';
         ok = sscanf(text, "%" SCNu64 " %65s %65s %" SCNd64, &c->seq, hash, mac, &c->time) == 4 &&
-             audit_unhex(hash, c->hash, AUDIT_HASH_LEN) && audit_unhex(mac, c->mac, P11_HMAC_LEN);
+             audit_unhex(hash, c->hash, AUDIT_HASH_LEN) &&
+             audit_unhex(mac, c->mac, P11_HMAC_SHA256_LEN);
     }
     free(value);
     if (!ok)

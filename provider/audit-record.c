@@ -58,19 +58,19 @@ bool audit_unhex(const char *in, uint8_t *out, size_t len)
     return true;
 }
 
-p11kms_err audit_key_get(p11_token *t, bool create, p11_hmac_key **out, p11kms_error *err)
+p11kms_err audit_key_get(p11_token *t, bool create, p11_key **out, p11kms_error *err)
 {
     const uint8_t *id = (const uint8_t *)AUDIT_KEY_ID;
     size_t id_len = strlen(AUDIT_KEY_ID);
     p11kms_error first = {0};
-    p11kms_err rc = p11_hmac_key_find(t, id, id_len, out, &first);
+    p11kms_err rc = p11_hmac_find(t, id, id_len, out, &first);
     if (rc != P11KMS_E_NOT_FOUND || !create) {
         if (rc != P11KMS_OK && err != NULL)
             *err = first;
         return rc;
     }
-    rc = p11_hmac_key_generate(t, id, id_len, AUDIT_KEY_ID, out, err);
+    rc = p11_hmac_generate(t, id, id_len, AUDIT_KEY_ID, AUDIT_KEY_LEN, out, err);
     if (rc == P11KMS_E_ALREADY_EXISTS) /* another process created it meanwhile */
-        rc = p11_hmac_key_find(t, id, id_len, out, err);
+        rc = p11_hmac_find(t, id, id_len, out, err);
     return rc;
 }

@@ -24,7 +24,7 @@ typedef struct vfile {
 
 typedef struct verifier {
     p11kms *svc;
-    p11_hmac_key *key;
+    p11_key *key;
     void (*fn)(const char *line, void *arg);
     void *arg;
     bool bad;
@@ -231,14 +231,14 @@ static void walk_seal(verifier *v, json_object *o, uint64_t seq, const uint8_t *
         memcpy(v->chain, chain, sizeof(chain));
         v->have_chain = true;
     }
-    uint8_t mac[P11_HMAC_LEN], want[P11_HMAC_LEN], in[AUDIT_MAC_INPUT_MAX];
+    uint8_t mac[P11_HMAC_SHA256_LEN], want[P11_HMAC_SHA256_LEN], in[AUDIT_MAC_INPUT_MAX];
     size_t n = audit_mac_input(AUDIT_SEAL_DOMAIN, chain, seq, v->hash, in);
     p11kms_error err = {0};
     if (!audit_unhex(get_str(o, "mac"), mac, sizeof(mac))) {
         fail(v, path, line, "%s has no valid MAC (edited)", what);
         return;
     }
-    if (p11_hmac_sign(v->svc->token, v->key, in, n, want, &err) != P11KMS_OK) {
+    if (p11_hmac_sha256(v->svc->token, v->key, in, n, want, &err) != P11KMS_OK) {
         fail(v, path, line, "%s: the token could not compute the MAC: %s", what, err.message);
         return;
     }
@@ -327,9 +327,9 @@ static p11kms_err load_checkpoint(verifier *v, p11kms_error *err)
             *err = e;
         return rc;
     }
-    uint8_t in[AUDIT_MAC_INPUT_MAX], want[P11_HMAC_LEN];
+    uint8_t in[AUDIT_MAC_INPUT_MAX], want[P11_HMAC_SHA256_LEN];
     size_t n = audit_mac_input(AUDIT_CHECKPOINT_DOMAIN, v->chain, v->ckpt.seq, v->ckpt.hash, in);
-    rc = p11_hmac_sign(v->svc->token, v->key, in, n, want, err);
+    rc = p11_hmac_sha256(v->svc->token, v->key, in, n, want, err);
     if (rc != P11KMS_OK)
         return rc;
     if (CRYPTO_memcmp(want, v->ckpt.mac, sizeof(want)) != 0)
@@ -399,6 +399,5 @@ p11kms_err p11kms_audit_verify(p11kms *svc, const char *const *files, size_t cou
     for (size_t i = 0; i < count; i++)
         free(set[i].data);
     free(set);
-    p11_hmac_key_free(v.key);
     return rc;
 }

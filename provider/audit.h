@@ -16,6 +16,7 @@ typedef struct audit_log audit_log;
 #define AUDIT_SID_MAX 128
 #define AUDIT_WAIVER_MAX 256
 #define AUDIT_HASH_LEN 32
+#define AUDIT_KEY_LEN 32      /* bytes of the audit HMAC key */
 #define AUDIT_CHAIN_ID_LEN 16 /* random, drawn when a log starts: names its checkpoint */
 /* The CKA_ID and label of the audit key, and the label of the checkpoint object. */
 #define AUDIT_KEY_ID "p11kms-audit-key-v1"
@@ -82,7 +83,7 @@ size_t audit_mac_input(const char *domain, const uint8_t chain[AUDIT_CHAIN_ID_LE
 void audit_hex(const uint8_t *in, size_t len, char *out);
 bool audit_unhex(const char *in, uint8_t *out, size_t len);
 /* The audit key, created in the token on first use. */
-P11KMS_MUST_CHECK p11kms_err audit_key_get(p11_token *t, bool create, p11_hmac_key **out,
+P11KMS_MUST_CHECK p11kms_err audit_key_get(p11_token *t, bool create, p11_key **out,
                                            p11kms_error *err);
 
 /* --- the checkpoint (audit-checkpoint.c): where the last sealed state is kept --------------- */
@@ -91,7 +92,7 @@ typedef struct audit_checkpoint {
     uint8_t chain[AUDIT_CHAIN_ID_LEN];
     uint64_t seq;                 /* last record sealed */
     uint8_t hash[AUDIT_HASH_LEN]; /* hash of the seal line after it */
-    uint8_t mac[P11_HMAC_LEN];
+    uint8_t mac[P11_HMAC_SHA256_LEN];
     int64_t time; /* when written (seconds since the epoch) */
 } audit_checkpoint;
 

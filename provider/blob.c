@@ -223,11 +223,15 @@ p11kms_err blob_kcv(OSSL_LIB_CTX *libctx, const uint8_t *key, size_t key_len,
 
 #define AAD_INLINE 512 /* covers every context the hierarchy uses without touching the heap */
 
+/* The key bytes live only in OpenSSL's secure heap (locked, excluded from core dumps). Each seal
+ * or open builds its AES-GCM context from them and frees it (which cleanses the key schedule)
+ * before returning: OpenSSL allocates cipher contexts on the ordinary heap, so a context kept
+ * for the key's lifetime would leave the key schedule in dumpable, swappable memory for hours.
+ * The cost, measured by figure 4 of tests/bench, is in doc/BENCHMARKS.md. */
 struct blob_key {
     OSSL_LIB_CTX *libctx;
     EVP_CIPHER *cipher;
-    EVP_CIPHER_CTX *enc; /* key schedule set once; each seal only sets the IV */
-    EVP_CIPHER_CTX *dec;
+    uint8_t *key; /* BLOB_KEY_LEN bytes in the secure heap */
     uint8_t kcv[BLOB_KCV_LEN];
     uint8_t child_header[BLOB_CHILD_HEADER_LEN]; /* the same for every CHILD blob of this key */
     uint8_t *aad; /* aad_inline, or a heap buffer once a larger context was seen */
@@ -239,8 +243,7 @@ void blob_key_free(blob_key *k)
 {
     if (k == NULL)
         return;
-    EVP_CIPHER_CTX_free(k->enc); /* cleanses the key schedule */
-    EVP_CIPHER_CTX_free(k->dec);
+    OPENSSL_secure_clear_free(k->key, BLOB_KEY_LEN);
     EVP_CIPHER_free(k->cipher);
     if (k->aad != k->aad_inline)
         free(k->aad);
@@ -271,11 +274,10 @@ p11kms_err blob_key_new(OSSL_LIB_CTX *libctx, const uint8_t *key, size_t key_len
     }
     if (rc == P11KMS_OK) {
         k->cipher = EVP_CIPHER_fetch(libctx, "AES-256-GCM", NULL);
-        k->enc = EVP_CIPHER_CTX_new();
-        k->dec = EVP_CIPHER_CTX_new();
-        if (k->cipher == NULL || k->enc == NULL || k->dec == NULL ||
-            !EVP_EncryptInit_ex2(k->enc, k->cipher, key, NULL, NULL) ||
-            !EVP_DecryptInit_ex2(k->dec, k->cipher, key, NULL, NULL)) {
+        k->key = OPENSSL_secure_malloc(BLOB_KEY_LEN);
+        if (k->key != NULL)
+            memcpy(k->key, key, BLOB_KEY_LEN);
+        if (k->cipher == NULL || k->key == NULL) {
             ERR_clear_error();
             rc = P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob key: cannot set up AES-256-GCM");
         }
@@ -363,11 +365,14 @@ seal(blob_key *k, const uint8_t *header, size_t hlen, const uint8_t *iv, const e
         OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, BLOB_TAG_LEN),
         OSSL_PARAM_construct_end(),
     };
-    if (!EVP_EncryptInit_ex2(k->enc, NULL, NULL, iv, NULL) ||
-        !EVP_EncryptUpdate(k->enc, NULL, &n, k->aad, (int)aad_len) ||
-        !EVP_EncryptUpdate(k->enc, ct, &n, pt, (int)pt_len) || (size_t)n != pt_len ||
-        !EVP_EncryptFinal_ex(k->enc, ct + n, &fin) || fin != 0 ||
-        !EVP_CIPHER_CTX_get_params(k->enc, params)) {
+    EVP_CIPHER_CTX *enc = EVP_CIPHER_CTX_new();
+    bool ok = enc != NULL && EVP_EncryptInit_ex2(enc, k->cipher, k->key, iv, NULL) &&
+              EVP_EncryptUpdate(enc, NULL, &n, k->aad, (int)aad_len) &&
+              EVP_EncryptUpdate(enc, ct, &n, pt, (int)pt_len) && (size_t)n == pt_len &&
+              EVP_EncryptFinal_ex(enc, ct + n, &fin) && fin == 0 &&
+              EVP_CIPHER_CTX_get_params(enc, params);
+    EVP_CIPHER_CTX_free(enc); /* cleanses the key schedule */
+    if (!ok) {
         ERR_clear_error();
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: AES-256-GCM encryption failed");
     }
@@ -410,14 +415,15 @@ p11kms_err blob_key_open(blob_key *k, const blob_view *v, const enc_context *ctx
         OSSL_PARAM_construct_end(),
     };
     int n = 0, fin = 0;
-    if (!EVP_DecryptInit_ex2(k->dec, NULL, NULL, v->iv, NULL) ||
-        !EVP_CIPHER_CTX_set_params(k->dec, params) ||
-        !EVP_DecryptUpdate(k->dec, NULL, &n, k->aad, (int)aad_len) ||
-        !EVP_DecryptUpdate(k->dec, scratch, &n, v->ciphertext, (int)v->ciphertext_len) ||
+    EVP_CIPHER_CTX *dec = EVP_CIPHER_CTX_new();
+    if (dec == NULL || !EVP_DecryptInit_ex2(dec, k->cipher, k->key, v->iv, NULL) ||
+        !EVP_CIPHER_CTX_set_params(dec, params) ||
+        !EVP_DecryptUpdate(dec, NULL, &n, k->aad, (int)aad_len) ||
+        !EVP_DecryptUpdate(dec, scratch, &n, v->ciphertext, (int)v->ciphertext_len) ||
         (size_t)n != v->ciphertext_len) {
         ERR_clear_error();
         rc = P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: AES-256-GCM decryption failed");
-    } else if (EVP_DecryptFinal_ex(k->dec, scratch + n, &fin) <= 0) {
+    } else if (EVP_DecryptFinal_ex(dec, scratch + n, &fin) <= 0) {
         ERR_clear_error();
         rc = P11KMS_RAISE(err, P11KMS_E_INVALID_CIPHERTEXT,
                           "ciphertext blob: authentication failed (wrong key, wrong encryption "
@@ -426,6 +432,7 @@ p11kms_err blob_key_open(blob_key *k, const blob_view *v, const enc_context *ctx
         memcpy(out, scratch, v->ciphertext_len);
         *pt_len = v->ciphertext_len;
     }
+    EVP_CIPHER_CTX_free(dec); /* cleanses the key schedule */
     OPENSSL_cleanse(scratch, v->ciphertext_len);
     return rc;
 }

@@ -32,30 +32,12 @@ bool enc_context_utf8_valid(const uint8_t *s, size_t len)
 
 /* --- messages ------------------------------------------------------------------------------- */
 
-/* A key quoted for a one-line message: printable ASCII kept, other bytes as \xNN, long keys cut.
- * Context keys are not secret (they appear in audit logs), but they may hold anything. */
+/* A key quoted for a one-line message (p11kms_escape: controls and invalid UTF-8 as \xNN, long
+ * keys cut). Context keys are not secret (they appear in audit logs), but they may hold
+ * anything. */
 static const char *quote(const char *s, size_t len, char out[96])
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (o + 8 >= 96) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
-            out[o++] = (char)c;
-        } else {
-            static const char hex[] = "0123456789abcdef";
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-    return out;
+    return p11kms_escape(out, 96, s, len, P11KMS_ESCAPE_QUOTED);
 }
 
 /* --- building ------------------------------------------------------------------------------- */
@@ -408,13 +390,18 @@ typedef p11kms_err (*string_fn)(void *arg, size_t index, const char *start, size
                                 p11kms_error *err);
 
 /* Walks the string literals of JSON text that json-c has already accepted, checking what json-c
- * lets through: it turns \u escapes of lone surrogates into U+FFFD, cuts keys at \u0000 and
- * accepts raw control characters. fn (optional) gets each literal, quotes included. */
+ * lets through: it turns \u escapes of lone surrogates into U+FFFD, cuts keys at \u0000,
+ * accepts raw control characters and single-quoted member names. fn (optional) gets each literal,
+ * quotes included. */
 static p11kms_err scan_strings(const char *text, size_t end, size_t *count, string_fn fn, void *arg,
                                p11kms_error *err)
 {
     size_t n = 0;
     for (size_t i = 0; i < end; i++) {
+        /* json-c takes a single-quoted member name even in strict mode; JSON has none. */
+        if (text[i] == '\'')
+            return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
+                                "encryption context: single-quoted string in JSON (use \")");
         if (text[i] != '"')
             continue;
         size_t start = i++;

@@ -1,5 +1,5 @@
 /* Encryption context: a set of string -> string pairs bound to a ciphertext as AES-GCM additional
- * authenticated data, and its canonical serialization (design NOTES.md §2, the AWS Encryption SDK
+ * authenticated data, and its canonical serialization (doc/design.md §2, the AWS Encryption SDK
  * layout):
  *
  *   empty context -> zero bytes

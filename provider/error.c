@@ -2,6 +2,7 @@
 
 #include "p11kms-error.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,4 +81,89 @@ void p11kms_error_clear(p11kms_error *err)
 {
     if (err != NULL)
         memset(err, 0, sizeof(*err));
+}
+
+/* Length of the valid UTF-8 sequence at s (at most len bytes), 0 if there is none. Rejects
+ * overlong forms, surrogates and code points above U+10FFFF; *cp receives the code point. */
+static size_t utf8_sequence(const unsigned char *s, size_t len, unsigned long *cp)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned long v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        n = 2, v = c & 0x1Fu, min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3, v = c & 0x0Fu, min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, v = c & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0u) != 0x80u)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3Fu);
+    }
+    if (v < min || v > 0x10FFFFul || (v >= 0xD800ul && v <= 0xDFFFul))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* The next piece of s: *bytes input bytes, written as-is or (*escape) as \xNN each. */
+static void next_piece(const unsigned char *s, size_t len, unsigned flags, size_t *bytes,
+                       bool *escape)
+{
+    unsigned long cp = 0;
+    size_t n = utf8_sequence(s, len, &cp);
+    *escape = n == 0 || cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) ||
+              ((flags & P11KMS_ESCAPE_QUOTED) != 0 && (cp == '"' || cp == '\\'));
+    *bytes = n == 0 ? 1 : n;
+}
+
+char *p11kms_escape(char *out, size_t out_size, const char *in, size_t in_len, unsigned flags)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (out == NULL || out_size == 0)
+        return out;
+    const unsigned char *s = (const unsigned char *)(in != NULL ? in : "");
+    if (in == NULL)
+        in_len = 0;
+    size_t total = 0, bytes;
+    bool escape;
+    for (size_t i = 0; i < in_len; i += bytes) {
+        next_piece(s + i, in_len - i, flags, &bytes, &escape);
+        total += escape ? 4 * bytes : bytes;
+    }
+    /* When it does not all fit, room is kept for "..." (if the buffer can hold it at all). */
+    bool cut = total > out_size - 1;
+    size_t limit = !cut ? out_size - 1 : out_size > 4 ? out_size - 4 : 0;
+    size_t o = 0;
+    for (size_t i = 0; i < in_len; i += bytes) {
+        next_piece(s + i, in_len - i, flags, &bytes, &escape);
+        if (o + (escape ? 4 * bytes : bytes) > limit)
+            break;
+        for (size_t b = 0; b < bytes; b++) {
+            unsigned char c = s[i + b];
+            if (escape) {
+                out[o++] = '\\';
+                out[o++] = 'x';
+                out[o++] = hex[c >> 4];
+                out[o++] = hex[c & 15];
+            } else {
+                out[o++] = (char)c;
+            }
+        }
+    }
+    if (cut && out_size > 4) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
 }

@@ -9,6 +9,13 @@
 
 #define ALIAS_PREFIX "alias/"
 #define ALIAS_NAME_MAX 250
+#define QUOTED_MAX 100 /* a reference quoted in a message: escaped, cut with "..." */
+
+/* A caller's reference, safe to quote in a message (it may hold any byte). */
+static const char *quoted(const char *ref, char out[QUOTED_MAX])
+{
+    return p11kms_escape(out, QUOTED_MAX, ref, strlen(ref), P11KMS_ESCAPE_QUOTED);
+}
 
 p11kms_err keyref_check_alias_name(const char *alias, p11kms_error *err)
 {
@@ -38,12 +45,13 @@ p11kms_err keyref_check_alias_name(const char *alias, p11kms_error *err)
 static p11kms_err parse_plain(const char *ref, keyref_kind *kind, char out[P11KMS_ALIAS_MAX],
                               p11kms_error *err)
 {
+    char q[QUOTED_MAX];
     if (strncmp(ref, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) == 0) {
         p11kms_err rc = keyref_check_alias_name(ref, err);
         if (rc != P11KMS_OK)
             return rc == P11KMS_E_INVALID_ALIAS
-                       ? P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "alias %s does not exist: %s", ref,
-                                      err ? err->message : "")
+                       ? P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "alias \"%s\" does not exist: %s",
+                                      quoted(ref, q), err ? err->message : "")
                        : rc;
         *kind = KEYREF_ALIAS;
         snprintf(out, P11KMS_ALIAS_MAX, "%s", ref);
@@ -52,9 +60,9 @@ static p11kms_err parse_plain(const char *ref, keyref_kind *kind, char out[P11KM
     uint8_t id[KEY_UUID_LEN];
     if (!uuid_parse(ref, id))
         return P11KMS_RAISE(err, P11KMS_E_NOT_FOUND,
-                            "invalid key reference \"%.80s\": expected a key id (UUID), "
+                            "invalid key reference \"%s\": expected a key id (UUID), "
                             "alias/NAME or an ARN",
-                            ref);
+                            quoted(ref, q));
     *kind = KEYREF_ID;
     uuid_format(id, out);
     return P11KMS_OK;
@@ -71,17 +79,18 @@ p11kms_err keyref_parse(const service_config *cfg, const char *ref, keyref_kind 
         return parse_plain(ref, kind, out, err);
 
     char prefix[P11KMS_ARN_MAX];
+    char q[QUOTED_MAX];
     int n = snprintf(prefix, sizeof(prefix), "arn:p11kms:%s:%s:", cfg->region, cfg->account);
     if (n < 0 || (size_t)n >= sizeof(prefix) || strncmp(ref, prefix, (size_t)n) != 0)
         return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN,
-                            "ARN \"%.80s\" does not belong to this service (expected prefix %s)",
-                            ref, prefix);
+                            "ARN \"%s\" does not belong to this service (expected prefix %s)",
+                            quoted(ref, q), prefix);
     const char *resource = ref + n;
     if (strncmp(resource, "key/", 4) == 0) {
         uint8_t id[KEY_UUID_LEN];
         if (!uuid_parse(resource + 4, id))
-            return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN, "ARN \"%.80s\" has no valid key id",
-                                ref);
+            return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN, "ARN \"%s\" has no valid key id",
+                                quoted(ref, q));
         *kind = KEYREF_ID;
         uuid_format(id, out);
         return P11KMS_OK;
@@ -89,7 +98,7 @@ p11kms_err keyref_parse(const service_config *cfg, const char *ref, keyref_kind 
     if (strncmp(resource, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) == 0)
         return parse_plain(resource, kind, out, err);
     return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN,
-                        "ARN \"%.80s\" names neither key/ID nor alias/NAME", ref);
+                        "ARN \"%s\" names neither key/ID nor alias/NAME", quoted(ref, q));
 }
 
 void keyref_key_arn(const service_config *cfg, const char *id_text, char out[P11KMS_ARN_MAX])

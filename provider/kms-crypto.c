@@ -34,7 +34,7 @@ void p11kms_result_free(p11kms_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Reasons a key may not be used for cryptography, with the KMS error classes of NOTES §5. */
+/* Reasons a key may not be used for cryptography, with the KMS error classes of doc/design.md §5. */
 static p11kms_err usable_for_crypto(const key_meta *m, const char *op, p11kms_error *err)
 {
     return m->state == P11KMS_KEY_ENABLED ? P11KMS_OK : lifecycle_refuse_crypto(m, op, err);

@@ -8,7 +8,7 @@
  * (KMSInvalidStateException), with a message naming key and state. */
 p11kms_err lifecycle_refuse_state(const key_meta *m, const char *operation, p11kms_error *err);
 /* Refusal for a cryptographic operation: DisabledException for a Disabled key,
- * KMSInvalidStateException otherwise (NOTES §5). */
+ * KMSInvalidStateException otherwise (doc/design.md §5). */
 p11kms_err lifecycle_refuse_crypto(const key_meta *m, const char *operation, p11kms_error *err);
 
 /* Destroys the key if it is PendingDeletion and its date has passed (takes the lock). */

@@ -6,6 +6,7 @@
 #define P11KMS_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -72,6 +73,17 @@ P11KMS_API p11kms_err p11kms_error_set(p11kms_error *err, p11kms_err code, const
                                        int line, const char *func, const char *fmt, ...)
     P11KMS_PRINTF(6, 7);
 P11KMS_API void p11kms_error_clear(p11kms_error *err);
+
+/* Makes untrusted bytes safe to echo in one line of a terminal or log: every C0 control (ESC,
+ * BEL, CR, LF, TAB...), DEL, every C1 control (U+0080..U+009F) and every byte that is not part of
+ * valid UTF-8 becomes \xNN (hex of the byte); other valid UTF-8 is kept. With
+ * P11KMS_ESCAPE_QUOTED, '"' and '\\' are escaped too, so that the text can stand between quotes
+ * unambiguously. Without it the function is idempotent: escaping its output changes nothing.
+ * Writes at most out_size bytes including the NUL; input that does not fit is cut (at a whole
+ * character) and marked with "...". Returns out. */
+#define P11KMS_ESCAPE_QUOTED 0x1u
+P11KMS_API char *p11kms_escape(char *out, size_t out_size, const char *in, size_t in_len,
+                               unsigned flags);
 
 #define P11KMS_RAISE(err, code, ...)                                                               \
     p11kms_error_set((err), (code), __FILE__, __LINE__, __func__, __VA_ARGS__)

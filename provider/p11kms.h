@@ -43,6 +43,26 @@ typedef struct p11kms_opened_key p11kms_opened_key; /* a key of the hierarchy in
  * start-up reconciliation of half-finished operations. */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open(const char *config_path, p11kms **out,
                                                     p11kms_error *err);
+
+/* Flags of p11kms_open_with and p11kms_protect_process. */
+/* Disable core dumps of the whole process: prctl(PR_SET_DUMPABLE, 0) and RLIMIT_CORE 0. Also
+ * set by "core-dumps: disabled" in the configuration. The p11kms CLI always sets it. */
+#define P11KMS_OPEN_NO_CORE_DUMPS 0x1u
+/* Development only: accept a PIN file of any owner and mode, with a warning on stderr. Also
+ * set by "insecure-pin-file: true" in the token section. */
+#define P11KMS_OPEN_INSECURE_PIN_FILE 0x2u
+/* Refuse to open when OpenSSL's secure heap is not locked in memory. Also set by
+ * "secure-memory: required" in the configuration. */
+#define P11KMS_OPEN_REQUIRE_LOCKED_MEMORY 0x4u
+
+/* p11kms_open with flags (P11KMS_OPEN_*). */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_with(const char *config_path, unsigned flags,
+                                                         p11kms **out, p11kms_error *err);
+/* Protects the calling process before it reads any secret: creates OpenSSL's secure heap (a
+ * heap that could not be locked is reported on stderr, once) and, with
+ * P11KMS_OPEN_NO_CORE_DUMPS, disables core dumps. p11kms_open does this itself; call it first
+ * when the program reads secrets (plaintext, key material) before opening the service. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_protect_process(unsigned flags, p11kms_error *err);
 /* Close every opened key (p11kms_opened_key_close) first. NULL is a no-op. */
 P11KMS_API void p11kms_close(p11kms *svc);
 
@@ -361,6 +381,53 @@ P11KMS_API p11kms_err p11kms_principal_set_request_id(p11kms_principal *p, const
 P11KMS_API p11kms_err p11kms_audit_verify(p11kms *svc, const char *const *files, size_t count,
                                           void (*fn)(const char *line, void *arg), void *arg,
                                           bool *valid, p11kms_error *err);
+/* --- SigV4 credentials of p11kmsd callers ------------------------------------------------------ */
+
+/* An access key id is "PKMS" followed by 16 characters of A-Z and 2-7 (80 random bits, base32),
+ * 20 characters like AWS's; the secret access key is 40 characters of base64 (240 random bits).
+ * The token keeps "AWS4" + secret as a non-extractable HMAC key (CKK_GENERIC_SECRET, sign and
+ * verify only, unmodifiable) whose CKA_ID is "p11kms-sigv4:" + access key id and whose CKA_LABEL
+ * is "p11kms-sigv4:" + access key id + ":" + principal name: the mapping from access key id to
+ * principal lives in the token, never in a file. The caller authenticated with such a key is
+ * the policy principal "sigv4:<access key id>". */
+#define P11KMS_ACCESS_KEY_ID_LEN 20
+#define P11KMS_SECRET_ACCESS_KEY_LEN 40
+#define P11KMS_PRINCIPAL_NAME_MAX 64 /* letters, digits and + = , . @ _ - (as IAM user names) */
+
+typedef struct p11kms_credential {
+    char access_key_id[P11KMS_ACCESS_KEY_ID_LEN + 1];
+    char principal_name[P11KMS_PRINCIPAL_NAME_MAX + 1];
+} p11kms_credential;
+
+/* Creates an access key for principal_name (policy action "create-credentials"). *secret
+ * receives the secret access key (NUL-terminated, in OpenSSL's secure heap): show it once, then
+ * free it with p11kms_secret_free, which wipes it. p11kms keeps no other copy. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_credentials_create(p11kms *svc,
+                                                                  const p11kms_principal *who,
+                                                                  const char *principal_name,
+                                                                  p11kms_credential *out,
+                                                                  char **secret, p11kms_error *err);
+/* Wipes and frees a secret returned by p11kms_credentials_create. NULL is a no-op. */
+P11KMS_API void p11kms_secret_free(char *secret);
+/* Calls fn for every credential (policy action "list-credentials"); a non-zero return stops. */
+P11KMS_API p11kms_err p11kms_credentials_list(p11kms *svc, const p11kms_principal *who,
+                                              int (*fn)(const p11kms_credential *c, void *arg),
+                                              void *arg, p11kms_error *err);
+/* Destroys the access key in the token (policy action "delete-credentials"): requests signed
+ * with it fail from then on, in every process. NotFoundException if there is none. */
+P11KMS_API p11kms_err p11kms_credentials_delete(p11kms *svc, const p11kms_principal *who,
+                                                const char *access_key_id, p11kms_error *err);
+
+/* The SigV4 signing key of an access key for one day, region and service:
+ * kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, yyyymmdd), region), service), "aws4_request").
+ * The first HMAC runs in the token (CKM_SHA256_HMAC); the rest in the provider's private OpenSSL
+ * context, in the secure heap. principal_name receives the name stored with the credential.
+ * No policy check: this is the authentication step of p11kmsd, before a caller is known.
+ * P11KMS_E_NOT_FOUND for an unknown or deleted access key id. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_sigv4_signing_key(
+    p11kms *svc, const char *access_key_id, const char *yyyymmdd, const char *region,
+    const char *service, uint8_t out[32], char *principal_name, size_t principal_name_size,
+    p11kms_error *err);
 
 #ifdef __cplusplus
 }

@@ -77,7 +77,24 @@ STRING_FIELD(parse_uri, token_uri)
 STRING_FIELD(parse_pin_source, pin_source)
 STRING_FIELD(parse_region, region)
 STRING_FIELD(parse_account, account)
-STRING_FIELD(parse_lock_file, lock_file)
+
+/* Every process must open the same lock file: a relative path would depend on the directory the
+ * process started in. */
+static p11kms_err parse_lock_file(const yaml_doc *doc, const yaml_doc_node *node,
+                                  service_config *cfg, p11kms_error *err)
+{
+    p11kms_err rc = take_string(doc, node, &cfg->lock_file, err);
+    if (rc == P11KMS_OK && cfg->lock_file[0] != '/')
+        rc = yaml_doc_error_at(doc, node, P11KMS_E_CONFIG, err,
+                               "lock-file must be an absolute path");
+    return rc;
+}
+
+static p11kms_err parse_insecure_pin_file(const yaml_doc *doc, const yaml_doc_node *node,
+                                          service_config *cfg, p11kms_error *err)
+{
+    return yaml_doc_get_bool(doc, node, &cfg->insecure_pin_file, P11KMS_E_CONFIG, err);
+}
 
 #define UINT_FIELD(fn, member, min, max)                                                           \
     static p11kms_err fn(const yaml_doc *doc, const yaml_doc_node *node, service_config *cfg,      \
@@ -139,6 +156,7 @@ static const config_field token_fields[] = {
     {"iv", false, parse_iv},
     {"gcm-params", false, parse_gcm_params},
     {"rng", false, parse_rng},
+    {"insecure-pin-file", false, parse_insecure_pin_file},
 };
 
 static const config_field keys_fields[] = {
@@ -257,6 +275,29 @@ static p11kms_err parse_policy(const yaml_doc *doc, const yaml_doc_node *node, s
     return P11KMS_OK;
 }
 
+/* Top-level switches for the protection of secrets in memory. */
+static p11kms_err parse_secure_memory(const yaml_doc *doc, const yaml_doc_node *node,
+                                      service_config *cfg, p11kms_error *err)
+{
+    static const char *const words[] = {"preferred", "required"};
+    size_t i;
+    p11kms_err rc = take_choice(doc, node, words, 2, &i, err);
+    if (rc == P11KMS_OK)
+        cfg->secure_memory_required = i == 1;
+    return rc;
+}
+
+static p11kms_err parse_core_dumps(const yaml_doc *doc, const yaml_doc_node *node,
+                                   service_config *cfg, p11kms_error *err)
+{
+    static const char *const words[] = {"allowed", "disabled"};
+    size_t i;
+    p11kms_err rc = take_choice(doc, node, words, 2, &i, err);
+    if (rc == P11KMS_OK)
+        cfg->core_dumps_disabled = i == 1;
+    return rc;
+}
+
 static p11kms_err set_defaults(service_config *cfg)
 {
     cfg->sessions = 8;
@@ -299,6 +340,10 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
                                sizeof(hierarchy_fields) / sizeof(hierarchy_fields[0]), cfg, err);
         else if (strcmp(name, "policy") == 0)
             rc = parse_policy(doc, value, cfg, err);
+        else if (strcmp(name, "secure-memory") == 0)
+            rc = parse_secure_memory(doc, value, cfg, err);
+        else if (strcmp(name, "core-dumps") == 0)
+            rc = parse_core_dumps(doc, value, cfg, err);
         else if (strcmp(name, "audit") == 0)
             rc = parse_section(doc, value, "audit", audit_fields,
                                sizeof(audit_fields) / sizeof(audit_fields[0]), cfg, err);
@@ -349,7 +394,9 @@ static p11kms_err finish(yaml_doc *doc, p11kms_err rc, const char *name, service
 p11kms_err config_load(const char *path, service_config **out, p11kms_error *err)
 {
     yaml_doc *doc = NULL;
-    p11kms_err rc = yaml_doc_load_file(path, P11KMS_E_CONFIG, &doc, err);
+    /* The configuration names the PKCS#11 module to load: whoever can change it runs code in
+     * every process that reads it. */
+    p11kms_err rc = yaml_doc_load_file_mode(path, 022, P11KMS_E_CONFIG, &doc, err);
     return finish(doc, rc, path, out, err);
 }
 

@@ -32,6 +32,7 @@ typedef struct service_config {
     p11_iv_mode iv_mode;
     p11_gcm_layout gcm_layout;
     p11_rng_source rng;
+    bool insecure_pin_file; /* development only */
 
     /* keys: */
     char *region;
@@ -45,6 +46,10 @@ typedef struct service_config {
     unsigned hierarchy_ttl_s;
     uint64_t hierarchy_max_uses;
     unsigned revocation_check_ms;
+
+    /* secure-memory: required (refuse an unlocked secure heap); core-dumps: disabled. */
+    bool secure_memory_required;
+    bool core_dumps_disabled;
 
     /* policy: a path, or policy_none for "policy: none" (development only). */
     char *policy_path;

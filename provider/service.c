@@ -22,12 +22,8 @@
 #include "provider/keystore.h"
 #include "provider/kms-crypto.h"
 #include "provider/lifecycle.h"
+#include "provider/protect.h"
 
-/* Locked memory for key bytes and PINs; one process-wide heap shared with anything else in the
- * process that uses OpenSSL's secure heap. */
-#define SECURE_HEAP_SIZE (1u << 20)
-#define SECURE_HEAP_FALLBACK (1u << 15)
-#define SECURE_HEAP_MIN 16
 #define REGION_ACCOUNT_MAX 64
 
 int64_t service_monotonic_ms(void)
@@ -49,7 +45,7 @@ int64_t service_now(void)
 p11kms_err service_open_lock(p11kms *svc, p11kms_error *err)
 {
     /* O_NOFOLLOW: the default lock file lives in a world-writable directory. */
-    svc->lock_fd = open(svc->cfg->lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
+    svc->lock_fd = open(svc->cfg->lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0660);
     if (svc->lock_fd < 0)
         return P11KMS_RAISE(err, P11KMS_E_IO, "cannot open lock file %s: %s", svc->cfg->lock_file,
                             strerror(errno));
@@ -71,23 +67,14 @@ uint64_t service_generation(const p11kms *svc)
     return svc->generation ? __atomic_load_n(svc->generation, __ATOMIC_ACQUIRE) : 0;
 }
 
-static void init_secure_heap(void)
-{
-    if (CRYPTO_secure_malloc_initialized())
-        return;
-    /* RLIMIT_MEMLOCK may be small for ordinary users: fall back to a smaller heap. Without any,
-     * OpenSSL's secure allocations come from the ordinary heap but are still wiped on free. */
-    if (CRYPTO_secure_malloc_init(SECURE_HEAP_SIZE, SECURE_HEAP_MIN) == 0)
-        CRYPTO_secure_malloc_init(SECURE_HEAP_FALLBACK, SECURE_HEAP_MIN);
-}
-
-static p11kms_err open_token(p11kms *svc, p11kms_error *err)
+static p11kms_err open_token(p11kms *svc, unsigned flags, p11kms_error *err)
 {
     const service_config *cfg = svc->cfg;
     p11_token_config tc = {
         .module = cfg->module,
         .token_uri = cfg->token_uri,
         .pin_source = cfg->pin_source,
+        .insecure_pin_file = cfg->insecure_pin_file || (flags & P11KMS_OPEN_INSECURE_PIN_FILE) != 0,
         .pool_size = cfg->sessions,
         .iv_mode = cfg->iv_mode,
         .gcm_layout = cfg->gcm_layout,
@@ -110,6 +97,21 @@ static p11kms_err startup_reconcile(p11kms *svc, p11kms_error *err)
 
 p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
 {
+    return p11kms_open_with(config_path, 0, out, err);
+}
+
+/* The configuration's switches add to the caller's flags; neither can turn the other's off. */
+static unsigned config_flags(const service_config *cfg)
+{
+    return (cfg->core_dumps_disabled ? P11KMS_OPEN_NO_CORE_DUMPS : 0) |
+           (cfg->secure_memory_required ? P11KMS_OPEN_REQUIRE_LOCKED_MEMORY : 0);
+}
+
+p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **out,
+                            p11kms_error *err)
+{
+    if (out == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_open: out is NULL");
     *out = NULL;
     if (config_path == NULL)
         config_path = getenv("P11KMS_CONFIG");
@@ -123,7 +125,6 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
     pthread_mutex_init(&svc->mutation_lock, NULL);
     svc->keys = hashmap_new();
     svc->aliases = hashmap_new();
-    init_secure_heap();
     svc->libctx = OSSL_LIB_CTX_new();
 
     p11kms_err rc = P11KMS_OK;
@@ -131,6 +132,9 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
         rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc == P11KMS_OK)
         rc = config_load(config_path, &svc->cfg, err);
+    /* Before the PIN or any key is read. */
+    if (rc == P11KMS_OK)
+        rc = p11kms_protect_process(flags | config_flags(svc->cfg), err);
     if (rc == P11KMS_OK && (strlen(svc->cfg->region) > REGION_ACCOUNT_MAX ||
                             strlen(svc->cfg->account) > REGION_ACCOUNT_MAX))
         rc = P11KMS_RAISE(err, P11KMS_E_CONFIG,
@@ -142,7 +146,7 @@ p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
     if (rc == P11KMS_OK)
         rc = gate_open(svc->cfg, &svc->gate, err);
     if (rc == P11KMS_OK)
-        rc = open_token(svc, err);
+        rc = open_token(svc, flags, err);
     if (rc == P11KMS_OK)
         rc = startup_reconcile(svc, err);
     if (rc == P11KMS_OK && svc->cfg->audit_file != NULL)

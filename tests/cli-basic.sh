@@ -132,6 +132,8 @@ b64_to_file .Plaintext back.bin
 check "file:// plaintext round trip" cmp -s plain.bin back.bin
 expect_fail 1 ValidationException encrypt --key-id "$key" --plaintext 'not base64!'
 expect_fail 1 ValidationException encrypt --key-id "$key" --plaintext aGVsbG8
+# Padding bits must be zero: one base64 spelling per byte string ("QR==" is not "QQ==").
+expect_fail 1 ValidationException encrypt --key-id "$key" --plaintext QR==
 expect_fail 23 IOError encrypt --key-id "$key" --plaintext fileb://no-such-file
 head -c 4097 /dev/urandom >big.bin
 expect_fail 1 ValidationException encrypt --key-id "$key" --plaintext fileb://big.bin

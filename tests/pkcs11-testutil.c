@@ -2,6 +2,7 @@
 
 #include "pkcs11-testutil.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,10 @@ char *pt_write_file(const char *name, const char *content)
     char *path = malloc(n);
     REQUIRE(path != NULL);
     snprintf(path, n, "%s/%s", test_env("P11KMS_TEST_ROOT"), name);
-    FILE *f = fopen(path, "w");
+    /* 0600 from the start: PIN files must not be readable by others (p11kms refuses them). */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    FILE *f = fdopen(fd, "w");
     REQUIRE(f != NULL);
     REQUIRE(fputs(content, f) >= 0);
     REQUIRE(fclose(f) == 0);

@@ -50,7 +50,7 @@ static void test_mechanisms(p11_token *t)
         fprintf(stderr, "  %-26s %-3s %lu..%lu  %s\n", r[i].name, r[i].supported ? "yes" : "no",
                 r[i].min_key_size, r[i].max_key_size, r[i].purpose);
     }
-    /* What NOTES.md §4 says SoftHSM 2.6.1 offers. */
+    /* What doc/design.md §4 says SoftHSM 2.6.1 offers. */
     CHECK(r[0].supported && r[1].supported && r[2].supported && r[3].supported && r[4].supported &&
           r[5].supported);
     CHECK(strcmp(r[1].name, "CKM_AES_GCM") == 0);

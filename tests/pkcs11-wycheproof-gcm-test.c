@@ -120,7 +120,7 @@ int main(void)
     p11_token_config cfg = pt_config();
     p11_token *t = pt_open(&cfg);
     json_object *root =
-        json_object_from_file(test_shared_path("vectors/wycheproof/aes_gcm_test.json"));
+        json_object_from_file(test_vector_path("wycheproof/aes_gcm_test.json"));
     REQUIRE(root != NULL);
     json_object *groups = NULL;
     REQUIRE(json_object_object_get_ex(root, "testGroups", &groups));

@@ -1,7 +1,7 @@
 #include "config.h"
 
 /* Key lifecycle through the public API: creation, references, every state transition and
- * refusal of NOTES.md §5 with its exact error class, aliases, tags, descriptions, rotation, and
+ * refusal of doc/design.md §5 with its exact error class, aliases, tags, descriptions, rotation, and
  * deletion once its waiting period is over (the date is moved into the past through the internal
  * key store, since a test cannot wait seven days). */
 

@@ -2,7 +2,12 @@
  * file:line:column. */
 #include "config.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "provider/service-config.h"
@@ -65,6 +70,7 @@ static void test_every_key(void)
                                      "  iv: token\n"
                                      "  gcm-params: legacy\n"
                                      "  rng: openssl\n"
+                                     "  insecure-pin-file: true\n"
                                      "keys:\n"
                                      "  region: eu-west-9\n"
                                      "  account: \"123456789012\"\n"
@@ -76,7 +82,9 @@ static void test_every_key(void)
                                      "  ttl-seconds: 60\n"
                                      "  max-uses: 5\n"
                                      "  revocation-check-ms: 250\n"
-                                     "policy: /etc/p11kms/policy.yaml\n",
+                                     "policy: /etc/p11kms/policy.yaml\n"
+                                     "secure-memory: required\n"
+                                     "core-dumps: disabled\n",
                                &e);
     CHECK(cfg != NULL);
     if (cfg == NULL) {
@@ -92,6 +100,7 @@ static void test_every_key(void)
     CHECK(cfg->hierarchy_ttl_s == 60 && cfg->hierarchy_max_uses == 5);
     CHECK(cfg->revocation_check_ms == 250);
     CHECK(!cfg->policy_none && strcmp(cfg->policy_path, "/etc/p11kms/policy.yaml") == 0);
+    CHECK(cfg->insecure_pin_file && cfg->secure_memory_required && cfg->core_dumps_disabled);
     config_free(cfg);
 }
 
@@ -159,6 +168,69 @@ static void test_malformed(void)
     refused(TOKEN "keys:\n  count-batch: 99999999999\npolicy: none\n", "test.yaml:6:16", "");
     refused(TOKEN "policy: none\npolicy: /x\n", "test.yaml:6:1", "duplicate");
     refused(TOKEN "policy: &p none\n", "test.yaml:5:9", "");
+    /* Two processes started in different directories must share one lock file. */
+    refused(TOKEN "keys:\n  lock-file: p11kms.lock\npolicy: none\n", "test.yaml:6:14",
+            "absolute");
+    refused(TOKEN "policy: none\nsecure-memory: maybe\n", "test.yaml:6:16",
+            "not one of: preferred, required");
+    refused(TOKEN "policy: none\ncore-dumps: yes\n", "test.yaml:6:13",
+            "not one of: allowed, disabled");
+    refused(TOKEN "  insecure-pin-file: sure\npolicy: none\n", "test.yaml:5:22", "");
+}
+
+/* A configuration file of the given mode must load (want_ok) or be refused naming the mode. */
+static void check_mode(mode_t mode, bool want_ok)
+{
+    char path[] = "p11kms-mode-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    static const char text[] = TOKEN "policy: none\n";
+    CHECK(write(fd, text, sizeof(text) - 1) == (ssize_t)(sizeof(text) - 1));
+    close(fd);
+    CHECK(chmod(path, mode) == 0);
+    service_config *cfg = NULL;
+    p11kms_error e = {0};
+    p11kms_err rc = config_load(path, &cfg, &e);
+    char octal[8];
+    snprintf(octal, sizeof(octal), "%04o", (unsigned)mode);
+    if (want_ok) {
+        CHECK_OK(rc, &e);
+    } else {
+        CHECK(rc == P11KMS_E_CONFIG && cfg == NULL);
+        CHECK(strstr(e.message, path) != NULL && strstr(e.message, octal) != NULL);
+        if (strstr(e.message, octal) == NULL)
+            fprintf(stderr, "  mode %s: got: %s\n", octal, e.message);
+    }
+    config_free(cfg);
+    unlink(path);
+}
+
+/* The configuration names the module every process loads: no one but its owner may change it.
+ * Nothing that is not a regular file is read, and opening one never blocks. */
+static void test_file_modes(void)
+{
+    check_mode(0600, true);
+    check_mode(0644, true);
+    check_mode(0640, true);
+    check_mode(0664, false);
+    check_mode(0646, false);
+    check_mode(0666, false);
+    check_mode(0620, false);
+
+    const char *not_regular[] = {"p11kms-fifo.yaml", "/dev/urandom", "/dev/null", "."};
+    unlink(not_regular[0]);
+    CHECK(mkfifo(not_regular[0], 0600) == 0);
+    for (size_t i = 0; i < sizeof(not_regular) / sizeof(not_regular[0]); i++) {
+        service_config *cfg = NULL;
+        p11kms_error e = {0};
+        CHECK(config_load(not_regular[i], &cfg, &e) == P11KMS_E_CONFIG);
+        CHECK(cfg == NULL && strstr(e.message, "not a regular file") != NULL);
+        if (strstr(e.message, "not a regular file") == NULL)
+            fprintf(stderr, "  %s: got: %s\n", not_regular[i], e.message);
+    }
+    unlink(not_regular[0]);
 }
 
 static void test_file_errors(void)
@@ -192,5 +264,7 @@ int main(void)
     test_malformed();
     test_audit_section();
     test_file_errors();
+    alarm(60); /* a FIFO that blocked would hang here: fail instead */
+    test_file_modes();
     return check_finish("service-config-test");
 }

@@ -5,6 +5,10 @@ set -eu
 packages="build-essential autoconf automake libtool pkg-config
   libp11-kit-dev p11-kit libssl-dev openssl libyaml-dev libjson-c-dev
   softhsm2 opensc jq valgrind"
+# The SigV4 tests sign requests with botocore's own signer (Debian's /usr/bin/python3).
+packages="$packages python3-botocore"
+# clang with its sanitizer and libFuzzer runtimes: tests/run-suite.sh --fuzz (make fuzz).
+packages="$packages clang libclang-rt-dev"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -106,6 +106,8 @@ hierarchy:
 policy: none
 EOF
 sed "s|^policy: none|policy: $src/conf/policy.yaml|" p11kms.yaml >policy-demo.yaml
+# The configuration names the module to load: p11kms refuses it when others may change it.
+chmod 600 p11kms.yaml policy-demo.yaml
 export P11KMS_CONFIG=$work/p11kms.yaml
 say "PIN in a 0600 file, never on a command line; config $P11KMS_CONFIG"
 kms --output text token info

@@ -114,6 +114,10 @@ p11kms_err cli_global_option(cli_globals *g, int argc, char **argv, int *i, bool
         g->version = true;
         return P11KMS_OK;
     }
+    if (strcmp(word, "--insecure-pin-file") == 0) {
+        g->insecure_pin_file = true;
+        return P11KMS_OK;
+    }
     *taken = false;
     return P11KMS_OK;
 }

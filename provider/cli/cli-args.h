@@ -42,6 +42,7 @@ typedef struct cli_globals {
     cli_output_mode output;
     bool help;
     bool version;
+    bool insecure_pin_file; /* --insecure-pin-file: development only */
 } cli_globals;
 
 p11kms_err cli_args_init(cli_args *a, const cli_option *options, size_t max_values,

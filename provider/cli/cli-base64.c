@@ -58,6 +58,16 @@ static bool is_b64_char(unsigned char c)
            c == '/';
 }
 
+/* The 6-bit value of an alphabet character. */
+static unsigned b64_value(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z'   ? (unsigned)(c - 'A')
+           : c >= 'a' && c <= 'z' ? (unsigned)(c - 'a' + 26)
+           : c >= '0' && c <= '9' ? (unsigned)(c - '0' + 52)
+           : c == '+'             ? 62u
+                                  : 63u;
+}
+
 static bool is_space(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -94,6 +104,13 @@ p11kms_err cli_base64_decode(const char *what, const char *text, size_t text_len
     if (n % 4 != 0 || pad > 2) {
         rc = P11KMS_RAISE(err, P11KMS_E_VALIDATION,
                           "%s: not valid base64 (length or padding is wrong)", what);
+        goto out;
+    }
+    /* The bits the padding leaves over must be zero (RFC 4648 section 3.5): otherwise "QR==" and
+     * "QQ==" would both stand for "A", and one blob would have several spellings. */
+    if (pad > 0 && (b64_value((unsigned char)clean[n - pad - 1]) & (pad == 1 ? 0x3u : 0xFu)) != 0) {
+        rc = P11KMS_RAISE(err, P11KMS_E_VALIDATION,
+                          "%s: not valid base64 (non-zero bits before the padding)", what);
         goto out;
     }
     size_t max = n / 4 * 3;

@@ -142,6 +142,19 @@ static const cli_option explain_options[] = {
     CONTEXT,
     END};
 
+static const cli_option credentials_create_options[] = {
+    {"principal-name", CLI_OPT_VALUE, true, "NAME",
+     "who the key is for: 1 to 64 of letters, digits and + = , . @ _ -"},
+    END};
+
+static const cli_option credentials_delete_options[] = {
+    {"access-key-id", CLI_OPT_VALUE, true, "ID", "the access key to delete"}, END};
+
+static const char credentials_details[] =
+    "Access keys authenticate p11kmsd callers with AWS Signature Version 4; such a caller is\n"
+    "the policy principal sigv4:ACCESS_KEY_ID. The secret access key is printed once, by\n"
+    "create, and kept nowhere but in the token, as a non-extractable HMAC key.\n";
+
 static const char blob_details[] =
     "Blob parameters take fileb://PATH (the file's raw bytes), file://PATH (the file holds\n"
     "base64 text, as in AWS CLI v2) or a base64 literal. Binary results are printed in base64:\n"
@@ -231,6 +244,12 @@ const cli_command cli_commands[] = {
      "Prints matching records as JSON lines, or with --output text one line each: seq, time,\n"
      "operation, first principal, key, decision, sid, error code.\n",
      audit_show_options, cli_cmd_audit_show},
+    {"credentials create", "Create a SigV4 access key for p11kmsd (secret shown once)", NULL, 0,
+     credentials_details, credentials_create_options, cli_cmd_credentials_create},
+    {"credentials list", "List SigV4 access keys (ids and principal names)", NULL, 0,
+     credentials_details, no_options, cli_cmd_credentials_list},
+    {"credentials delete", "Delete a SigV4 access key", NULL, 0, credentials_details,
+     credentials_delete_options, cli_cmd_credentials_delete},
     {NULL, NULL, NULL, 0, NULL, NULL, NULL},
 };
 

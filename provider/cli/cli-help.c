@@ -21,6 +21,7 @@ static void print_overview(void)
            "  --output json|text   output format (default: json)\n"
            "  --help               this overview, or the help of a command\n"
            "  --version            print the version\n"
+           "  --insecure-pin-file  accept a PIN file readable by others (development only)\n"
            "\n"
            "Commands:\n",
            P11KMS_DEFAULT_CONFIG);

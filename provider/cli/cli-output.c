@@ -145,6 +145,27 @@ void cli_json_secret(cli_out *o, json_object *obj, const char *key, const uint8_
     cli_json_string(o, obj, key, o->marker);
 }
 
+void cli_json_secret_text(cli_out *o, json_object *obj, const char *key, const char *text)
+{
+    unsigned char nonce[16];
+    size_t n = text != NULL ? strlen(text) : 0;
+    if (o->secret != NULL || text == NULL || RAND_bytes(nonce, sizeof(nonce)) != 1) {
+        o->failed = true; /* one secret per result, and the marker must be unguessable */
+        return;
+    }
+    /* freed like a base64 secret: cli_base64_free(o->secret, true) wipes strlen + 1 bytes */
+    o->secret = OPENSSL_secure_malloc(n + 1);
+    if (o->secret == NULL) {
+        o->failed = true;
+        return;
+    }
+    memcpy(o->secret, text, n + 1);
+    int m = snprintf(o->marker, sizeof(o->marker), "p11kms-secret-");
+    for (size_t i = 0; i < sizeof(nonce); i++)
+        m += snprintf(o->marker + m, sizeof(o->marker) - (size_t)m, "%02x", nonce[i]);
+    cli_json_string(o, obj, key, o->marker);
+}
+
 p11kms_err cli_write_all(int fd, const void *buf, size_t len, p11kms_error *err)
 {
     const char *p = buf;

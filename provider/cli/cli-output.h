@@ -35,6 +35,8 @@ void cli_json_base64(cli_out *o, json_object *obj, const char *key, const uint8_
 void cli_json_secret(cli_out *o, json_object *obj, const char *key, const uint8_t *bytes,
                      size_t len);
 
+/* The one secret of a result given as text (a secret access key), copied to the secure heap. */
+void cli_json_secret_text(cli_out *o, json_object *obj, const char *key, const char *text);
 /* Writes the result; an empty root object prints nothing (like the AWS CLI for actions without
  * output). */
 p11kms_err cli_out_print(cli_out *o, cli_output_mode mode, p11kms_error *err);

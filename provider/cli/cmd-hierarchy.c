@@ -1,4 +1,4 @@
-/* The key hierarchy below a master key (NOTES §1). A chain is named from the top with repeated
+/* The key hierarchy below a master key (doc/design.md §1). A chain is named from the top with repeated
  * --parent options, each "BLOB[@CONTEXT]": the first blob was made by the service
  * (generate-data-key*), every later one by generate-child-key under the parent before it. */
 #include "config.h"

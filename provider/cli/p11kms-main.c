@@ -13,7 +13,10 @@ p11kms_err cli_service(cli *c, p11kms_error *err)
     p11kms_err rc = p11kms_principal_from_process(&c->who, err);
     if (rc != P11KMS_OK)
         return rc;
-    return p11kms_open(c->globals.config_path, &c->svc, err);
+    unsigned flags = P11KMS_OPEN_NO_CORE_DUMPS;
+    if (c->globals.insecure_pin_file)
+        flags |= P11KMS_OPEN_INSECURE_PIN_FILE;
+    return p11kms_open_with(c->globals.config_path, flags, &c->svc, err);
 }
 
 static p11kms_err parse(cli *c, int argc, char **argv, p11kms_error *err)
@@ -78,14 +81,13 @@ static p11kms_err check_complete(const cli *c, p11kms_error *err)
     return rc;
 }
 
-/* Exactly one line on stderr, whatever the message holds. */
+/* Exactly one line on stderr, whatever the message holds: messages quote user input (key ids,
+ * option values, file names), and no byte of it may reach the terminal as a control. */
 static void report(p11kms_err rc, const p11kms_error *err)
 {
-    char msg[sizeof(err->message)];
-    snprintf(msg, sizeof(msg), "%s", err->message[0] != '\0' ? err->message : p11kms_strerror(rc));
-    for (char *p = msg; *p != '\0'; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    const char *text = err->message[0] != '\0' ? err->message : p11kms_strerror(rc);
+    char msg[4 * sizeof(err->message)];
+    p11kms_escape(msg, sizeof(msg), text, strnlen(text, sizeof(err->message)), 0);
     fprintf(stderr, "p11kms: %s: %s\n", p11kms_error_class(rc), msg);
 }
 
@@ -112,6 +114,10 @@ int main(int argc, char **argv)
     }
     if (rc == P11KMS_OK)
         rc = check_complete(&c, &err);
+    /* Before any command reads a secret (--plaintext, key material): no core dumps, and the
+     * secure heap exists, so that secret inputs go straight into it. */
+    if (rc == P11KMS_OK)
+        rc = p11kms_protect_process(P11KMS_OPEN_NO_CORE_DUMPS, &err);
     if (rc == P11KMS_OK && (c.out = cli_out_new()) == NULL)
         rc = P11KMS_RAISE(&err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc == P11KMS_OK)

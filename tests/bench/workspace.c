@@ -24,9 +24,12 @@
 #define ADMIN_NAME "unix:user:bench-admin"
 #define USER_NAME "unix:user:bench-svc"
 
+/* Mode 0600 from the start: p11kms refuses a PIN file (or configuration) others may read or
+ * change, and a PIN must never sit in a readable file even for a moment. */
 static void write_text(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
         bench_die("cannot write %s: %s", path, strerror(errno));
 }
@@ -261,7 +264,6 @@ void env_setup(bench_env *env, const bench_opts *o)
     char pin_line[80];
     snprintf(pin_line, sizeof(pin_line), "%s\n", env->pin);
     write_text(pin_path, pin_line);
-    chmod(pin_path, 0600);
 
     path_in(env->main.policy, sizeof(env->main.policy), env->dir, "main-policy.yaml");
     path_in(env->many.policy, sizeof(env->many.policy), env->dir, "many-policy.yaml");

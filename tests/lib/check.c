@@ -43,11 +43,11 @@ char *test_read_file(const char *path, size_t *len)
     return buf;
 }
 
-const char *test_shared_path(const char *relative)
+const char *test_vector_path(const char *relative)
 {
     static char path[4096];
-    const char *dir = test_env("P11KMS_SHARED_DIR");
-    int n = snprintf(path, sizeof(path), "%s/%s", dir, relative);
+    const char *dir = test_env("P11KMS_SRCDIR");
+    int n = snprintf(path, sizeof(path), "%s/tests/vectors/%s", dir, relative);
     REQUIRE(n > 0 && (size_t)n < sizeof(path));
     return path;
 }

@@ -59,8 +59,8 @@ extern int check_count;
 const char *test_env(const char *name);
 /* Reads a whole file (malloc'ed, NUL-terminated); hard error if unreadable. */
 char *test_read_file(const char *path, size_t *len);
-/* Path of a file under ../shared (vectors), found from P11KMS_SHARED_DIR. */
-const char *test_shared_path(const char *relative);
+/* Path of a test vector file under tests/vectors of the source tree ($P11KMS_SRCDIR). */
+const char *test_vector_path(const char *relative);
 /* Prints a summary and returns the exit status for main(). */
 int check_finish(const char *test_name);
 

@@ -527,6 +527,7 @@ typedef struct listed_key {
     uint8_t *id;
     size_t id_len;
     char *label;
+    bool encrypt, decrypt, sensitive, extractable;
 } listed_key;
 
 struct list_args {
@@ -577,7 +578,18 @@ static p11kms_err list_op(p11_token *t, p11_session *s, void *arg, p11kms_error 
         }
         if (rc == P11KMS_OK)
             rc = p11_get_attr_alloc(t, s, hs[i], CKA_ID, &id, &id_len, err);
+        CK_BBOOL b[4] = {CK_FALSE, CK_FALSE, CK_FALSE, CK_FALSE};
+        CK_ATTRIBUTE usage[] = {
+            {CKA_ENCRYPT, &b[0], sizeof(CK_BBOOL)},
+            {CKA_DECRYPT, &b[1], sizeof(CK_BBOOL)},
+            {CKA_SENSITIVE, &b[2], sizeof(CK_BBOOL)},
+            {CKA_EXTRACTABLE, &b[3], sizeof(CK_BBOOL)},
+        };
+        if (rc == P11KMS_OK)
+            rc = p11c_get_attribute_value(t->calls, s->handle, hs[i], usage, 4, err);
         if (rc == P11KMS_E_TOKEN && err->ckr == CKR_OBJECT_HANDLE_INVALID) {
+            free(id);
+            id = NULL;
             /* deleted by someone else during the scan */
             free(label);
             p11kms_error_clear(err);
@@ -586,12 +598,50 @@ static p11kms_err list_op(p11_token *t, p11_session *s, void *arg, p11kms_error 
         }
         if (rc != P11KMS_OK) {
             free(label);
+            free(id);
             break;
         }
-        a->items[a->n++] = (listed_key){id, id_len, (char *)label};
+        a->items[a->n++] = (listed_key){id,
+                                        id_len,
+                                        (char *)label,
+                                        b[0] == CK_TRUE,
+                                        b[1] == CK_TRUE,
+                                        b[2] == CK_TRUE,
+                                        b[3] == CK_TRUE};
     }
     free(hs);
     return rc;
+}
+
+p11kms_err p11_key_scan(p11_token *t, const char *label_prefix,
+                        int (*fn)(const p11_key_listing *k, void *arg), void *arg,
+                        p11kms_error *err)
+{
+    if (t == NULL || fn == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11_key_scan: missing argument");
+    struct list_args a = {label_prefix != NULL ? label_prefix : "", NULL, 0};
+    p11kms_err rc = p11_run(t, NULL, list_op, &a, err);
+    /* Callbacks run with no session held: they may use the token themselves. */
+    for (size_t i = 0; rc == P11KMS_OK && i < a.n; i++) {
+        const listed_key *l = &a.items[i];
+        p11_key_listing k = {l->id,      l->id_len,    l->label,      l->encrypt,
+                             l->decrypt, l->sensitive, l->extractable};
+        if (fn(&k, arg) != 0)
+            break;
+    }
+    free_listed(&a);
+    return rc;
+}
+
+struct list_adapter {
+    int (*fn)(const uint8_t *id, size_t id_len, const char *label, void *arg);
+    void *arg;
+};
+
+static int list_adapt(const p11_key_listing *k, void *arg)
+{
+    struct list_adapter *la = arg;
+    return la->fn(k->id, k->id_len, k->label, la->arg);
 }
 
 p11kms_err p11_key_list(p11_token *t, const char *label_prefix,
@@ -600,12 +650,26 @@ p11kms_err p11_key_list(p11_token *t, const char *label_prefix,
 {
     if (t == NULL || fn == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11_key_list: missing argument");
-    struct list_args a = {label_prefix != NULL ? label_prefix : "", NULL, 0};
-    p11kms_err rc = p11_run(t, NULL, list_op, &a, err);
-    /* Callbacks run with no session held: they may use the token themselves. */
-    for (size_t i = 0; rc == P11KMS_OK && i < a.n; i++)
-        if (fn(a.items[i].id, a.items[i].id_len, a.items[i].label, arg) != 0)
-            break;
-    free_listed(&a);
-    return rc;
+    struct list_adapter la = {fn, arg};
+    return p11_key_scan(t, label_prefix, list_adapt, &la, err);
+}
+
+/* --- confirm ---------------------------------------------------------------------------------- */
+
+static p11kms_err confirm_op(p11_token *t, p11_session *s, void *arg, p11kms_error *err)
+{
+    p11_key *k = arg;
+    CK_OBJECT_HANDLE h;
+    if (p11_key_finder(t, s, k, &h, err) != P11KMS_OK)
+        return err->code;
+    atomic_store(&k->ref.handle, h);
+    atomic_store(&k->ref.gen, atomic_load(&t->gen));
+    return P11KMS_OK;
+}
+
+p11kms_err p11_key_confirm(p11_token *t, p11_key *key, p11kms_error *err)
+{
+    if (t == NULL || key == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11_key_confirm: missing argument");
+    return p11_run(t, NULL, confirm_op, key, err);
 }

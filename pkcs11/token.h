@@ -145,6 +145,24 @@ p11kms_err p11_key_list(p11_token *t, const char *label_prefix,
                         int (*fn)(const uint8_t *id, size_t id_len, const char *label, void *arg),
                         void *arg, p11kms_error *err);
 
+/* One secret key object of a scan: its CKA_ID, CKA_LABEL and the attributes maintenance checks. */
+typedef struct p11_key_listing {
+    const uint8_t *id;
+    size_t id_len;
+    const char *label;
+    bool encrypt, decrypt, sensitive, extractable;
+} p11_key_listing;
+
+/* p11_key_list with the usage attributes of each key read in the same pass: one scan of the
+ * token's objects, however many keys (maintenance). */
+p11kms_err p11_key_scan(p11_token *t, const char *label_prefix,
+                        int (*fn)(const p11_key_listing *k, void *arg), void *arg,
+                        p11kms_error *err);
+
+/* Finds the key again with a fresh C_FindObjects (ignoring the cached handle): a key reported
+ * generated is only trusted once the token finds it again. NOT_FOUND if it does not. */
+P11KMS_MUST_CHECK p11kms_err p11_key_confirm(p11_token *t, p11_key *key, p11kms_error *err);
+
 /* --- AES-256-GCM through the token (C_Encrypt / C_Decrypt, single part) ------------------- */
 
 /* iv: in HOST mode the IV to use (exactly P11_GCM_IV_LEN bytes); in TOKEN mode overwritten with

@@ -226,6 +226,7 @@ key_meta *keymeta_clone(const key_meta *m)
     c->rotation_enabled = m->rotation_enabled;
     c->rotation_period_days = m->rotation_period_days;
     c->next_rotation = m->next_rotation;
+    c->row_version = m->row_version;
     bool ok = keymeta_set_description(c, m->description);
     if (ok && m->version_count) {
         c->versions = malloc(m->version_count * sizeof(*c->versions));

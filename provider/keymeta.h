@@ -43,6 +43,9 @@ typedef struct key_meta {
     size_t alias_count;
     p11kms_tag *tags; /* owned strings */
     size_t tag_count;
+    /* The store's row version this record was read at (0: not read from the store); not part
+     * of the encoded record, but of its MAC (provider/keystore.c). */
+    uint64_t row_version;
 } key_meta;
 
 /* Serialized form stored in the token (a JSON object, version 1). */

@@ -1,6 +1,7 @@
-/* Where p11kms keeps its state in the token (doc/token-layout.md): key version objects, key
- * metadata, aliases and the journal of the mutation in progress. Mutations are serialized across
- * threads and processes by keystore_lock. */
+/* Where p11kms keeps its state (doc/token-layout.md): key version objects in the token; key
+ * records, aliases and the journal of the mutation in progress in the store (provider/store.h),
+ * every row authenticated by the token's integrity key and verified on read. Mutations are
+ * serialized across threads and processes by keystore_lock. */
 #ifndef P11KMS_PROVIDER_KEYSTORE_H
 #define P11KMS_PROVIDER_KEYSTORE_H
 
@@ -14,11 +15,12 @@ void keystore_unlock(p11kms *svc);
 
 P11KMS_MUST_CHECK p11kms_err keystore_meta_read(p11kms *svc, const char *id_text, key_meta **out,
                                                 p11kms_error *err);
-P11KMS_MUST_CHECK p11kms_err keystore_meta_create(p11kms *svc, const key_meta *m,
-                                                  p11kms_error *err);
-P11KMS_MUST_CHECK p11kms_err keystore_meta_write(p11kms *svc, const key_meta *m, p11kms_error *err);
+/* Both set m->row_version to the version written. A write replaces the row only if it is still
+ * at m->row_version (when that is not 0). */
+P11KMS_MUST_CHECK p11kms_err keystore_meta_create(p11kms *svc, key_meta *m, p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err keystore_meta_write(p11kms *svc, key_meta *m, p11kms_error *err);
 p11kms_err keystore_meta_delete(p11kms *svc, const char *id_text, p11kms_error *err);
-/* Every key record in the token; records that fail to decode are reported through bad. */
+/* Every key record; records that fail verification or decoding are reported through bad. */
 p11kms_err keystore_meta_list(p11kms *svc, int (*fn)(const key_meta *m, void *arg),
                               void (*bad)(const char *label, const p11kms_error *why, void *arg),
                               void *arg, p11kms_error *err);
@@ -35,21 +37,44 @@ p11kms_err keystore_alias_list(p11kms *svc,
                                int (*fn)(const char *alias, const char *id_text, void *arg),
                                void *arg, p11kms_error *err);
 
-/* The journal holds at most one intent (mutations are serialized): a JSON text describing the
- * operation in progress, "" when idle. */
-P11KMS_MUST_CHECK p11kms_err keystore_journal_begin(p11kms *svc, const char *intent,
-                                                    p11kms_error *err);
-P11KMS_MUST_CHECK p11kms_err keystore_journal_end(p11kms *svc, p11kms_error *err);
-/* *intent is malloc'ed ("" when idle or when no journal object exists yet). */
-P11KMS_MUST_CHECK p11kms_err keystore_journal_read(p11kms *svc, char **intent, p11kms_error *err);
+/* One transaction around several writes (alias changes, purge): all or nothing. Other threads
+ * of the process wait for the store meanwhile. */
+P11KMS_MUST_CHECK p11kms_err keystore_begin(p11kms *svc, p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err keystore_commit(p11kms *svc, p11kms_error *err);
+void keystore_rollback(p11kms *svc);
 
-/* Key version objects: CKA_ID = 16-byte key id || u32 big-endian version. */
+/* Every alias row; rows that fail verification are reported through bad. */
+p11kms_err keystore_alias_scan(p11kms *svc,
+                               int (*fn)(const char *alias, const char *id_text, void *arg),
+                               void (*bad)(const char *alias, const p11kms_error *why, void *arg),
+                               void *arg, p11kms_error *err);
+
+/* Key version objects: CKA_ID = 16-byte key id || u32 big-endian version.
+ * Generation claims the version number in the store first (ALREADY_EXISTS if claimed), then
+ * generates the object and finds it again from a fresh lookup; on failure nothing is left. A
+ * crash after it leaves a claimed object no record names, which maintain destroys after the
+ * grace period. */
 P11KMS_MUST_CHECK p11kms_err keystore_version_generate(p11kms *svc, const uint8_t id[KEY_UUID_LEN],
                                                        uint32_t version, p11_key **out,
                                                        p11kms_error *err);
 P11KMS_MUST_CHECK p11kms_err keystore_version_find(p11kms *svc, const uint8_t id[KEY_UUID_LEN],
                                                    uint32_t version, p11_key **out,
                                                    p11kms_error *err);
+/* Destroys a version object no record names and releases its claim (after a failed record
+ * write). Best effort: what it cannot do, maintain does later. */
+void keystore_version_discard(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version);
+/* Releases the claim of a version whose object is gone. */
+p11kms_err keystore_version_release(p11kms *svc, const char *id_text, uint32_t version,
+                                    p11kms_error *err);
+p11kms_err keystore_claims_list(p11kms *svc,
+                                int (*fn)(const char *id_text, uint32_t version, int64_t claimed,
+                                          void *arg),
+                                void *arg, p11kms_error *err);
+/* One scan of the token's version objects with their usage attributes (maintenance). */
+p11kms_err keystore_version_scan(p11kms *svc,
+                                 int (*fn)(const uint8_t id[KEY_UUID_LEN], uint32_t version,
+                                           const p11_key_listing *k, void *arg),
+                                 void *arg, p11kms_error *err);
 /* Calls fn for every version object in the token (maintenance scans). */
 p11kms_err keystore_version_list(p11kms *svc,
                                  int (*fn)(const uint8_t id[KEY_UUID_LEN], uint32_t version,

@@ -2,7 +2,6 @@
 
 #include "provider/lifecycle.h"
 
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +37,7 @@ p11kms_err lifecycle_refuse_crypto(const key_meta *m, const char *operation, p11
 /* --- steps shared by every mutation -------------------------------------------------------- */
 
 /* Writes the record and installs a copy in this process's cache. */
-static p11kms_err commit(p11kms *svc, key_entry *entry, const key_meta *m, p11kms_error *err)
+static p11kms_err commit(p11kms *svc, key_entry *entry, key_meta *m, p11kms_error *err)
 {
     p11kms_err rc = keystore_meta_write(svc, m, err);
     if (rc != P11KMS_OK)
@@ -52,17 +51,17 @@ static p11kms_err commit(p11kms *svc, key_entry *entry, const key_meta *m, p11km
     return P11KMS_OK;
 }
 
-static p11kms_err journal_printf(p11kms *svc, p11kms_error *err, const char *fmt, ...)
-    P11KMS_PRINTF(3, 4);
-
-static p11kms_err journal_printf(p11kms *svc, p11kms_error *err, const char *fmt, ...)
+/* Installs a record written inside a transaction, once the transaction committed. */
+static void install_copy(p11kms *svc, const char *id_text, const key_meta *m)
 {
-    char intent[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(intent, sizeof(intent), fmt, ap);
-    va_end(ap);
-    return keystore_journal_begin(svc, intent, err);
+    key_entry *entry = keycache_entry(svc, id_text);
+    if (entry == NULL)
+        return;
+    key_meta *copy = keymeta_clone(m);
+    if (copy == NULL)
+        keycache_forget(svc, entry); /* next access re-reads the store */
+    else
+        keycache_install(svc, entry, copy);
 }
 
 /* A key-scoped mutation: resolve, ask the policy, then under the lock re-read the record (the
@@ -188,14 +187,6 @@ static key_meta *build_new_meta(const uint8_t id[KEY_UUID_LEN], const p11kms_cre
     return m;
 }
 
-static void destroy_version_quietly(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t v)
-{
-    p11_key *key = NULL;
-    p11kms_error ignored = {0};
-    if (keystore_version_find(svc, id, v, &key, &ignored) == P11KMS_OK)
-        p11_key_destroy(svc->token, key, &ignored);
-}
-
 /* The caller's input with the defaults the policy gives keys its creator makes: the caller's
  * description wins, the caller's tags override policy tags with the same key. */
 static p11kms_err merge_create_defaults(const p11kms_create_key_input *in, const gate_create *g,
@@ -223,19 +214,18 @@ static p11kms_err merge_create_defaults(const p11kms_create_key_input *in, const
 
 static p11kms_err create_key_locked(p11kms *svc, key_meta *m, bool external, p11kms_error *err)
 {
-    /* Crash safety: the journal names the key until its record exists; recovery destroys a
-     * version object whose record was never written (no ciphertext can exist under it). */
-    p11kms_err rc = journal_printf(svc, err, "{\"op\":\"create\",\"key\":\"%s\"}", m->id_text);
+    /* Crash safety: version 1 is claimed, generated and found again before the record exists; a
+     * crash in between leaves a claimed object no record names, which maintain destroys (no
+     * ciphertext can exist under it). */
     p11_key *v1 = NULL;
-    if (rc == P11KMS_OK && !external)
+    p11kms_err rc = P11KMS_OK;
+    if (!external)
         rc = keystore_version_generate(svc, m->id, 1, &v1, err);
     if (rc == P11KMS_OK)
         rc = keystore_meta_create(svc, m, err);
     if (rc != P11KMS_OK && v1 != NULL)
-        destroy_version_quietly(svc, m->id, 1);
-    p11kms_error ignored = {0};
-    p11kms_err end = keystore_journal_end(svc, rc == P11KMS_OK ? err : &ignored);
-    return rc != P11KMS_OK ? rc : end;
+        keystore_version_discard(svc, m->id, 1);
+    return rc;
 }
 
 p11kms_err kms_op_create_key(p11kms *svc, const p11kms_principal *who,
@@ -471,29 +461,27 @@ p11kms_err lifecycle_rotate_locked(p11kms *svc, key_meta *m, rotation_type type,
     key_entry *entry = keycache_entry(svc, m->id_text);
     if (entry == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    /* Crash safety: until the record lists the version, recovery destroys its object; nothing
-     * can have been encrypted under it. */
-    p11kms_err rc = journal_printf(svc, err, "{\"op\":\"rotate\",\"key\":\"%s\",\"version\":%u}",
-                                   m->id_text, next);
+    /* Crash safety: until the record lists the version, nothing can be encrypted under it, and
+     * maintain destroys its object after the grace period. */
     p11_key *key = NULL;
-    if (rc == P11KMS_OK)
-        rc = keystore_version_generate(svc, m->id, next, &key, err);
+    p11kms_err rc = keystore_version_generate(svc, m->id, next, &key, err);
     if (rc != P11KMS_OK)
         return rc;
     int64_t now = service_now();
     if (!keymeta_add_version(m, next, now, type)) {
-        p11_key_destroy(svc->token, key, NULL);
+        keystore_version_discard(svc, m->id, next);
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     }
+    int64_t previous_rotation = m->next_rotation;
     if (m->rotation_enabled)
         m->next_rotation = now + (int64_t)m->rotation_period_days * DAY_SECONDS;
     rc = commit(svc, entry, m, err);
     if (rc != P11KMS_OK) {
         m->version_count--;
-        p11_key_destroy(svc->token, key, NULL);
-        return rc;
+        m->next_rotation = previous_rotation;
+        keystore_version_discard(svc, m->id, next);
     }
-    return keystore_journal_end(svc, err);
+    return rc;
 }
 
 static p11kms_err do_rotate(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
@@ -581,27 +569,42 @@ static p11kms_err do_alias_add(p11kms *svc, key_entry *entry, key_meta *m, void 
                             m->id_text, P11KMS_MAX_ALIASES_PER_KEY);
     if (c->old_target != NULL && strcmp(c->old_target, m->id_text) == 0)
         return P11KMS_OK;
-    /* The alias object is the truth: recovery makes the records agree with it. */
-    rc = journal_printf(svc, err, "{\"op\":\"alias\",\"alias\":\"%s\"}", c->alias);
+    /* One transaction: the alias row and every record that lists it change together. */
+    rc = keystore_begin(svc, err);
     if (rc != P11KMS_OK)
         return rc;
+    key_meta *old = NULL;
     if (!keymeta_add_alias(m, c->alias))
-        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    rc = commit(svc, entry, m, err);
+        rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    if (rc == P11KMS_OK)
+        rc = keystore_meta_write(svc, m, err);
     if (rc == P11KMS_OK)
         rc = keystore_alias_put(svc, c->alias, m->id_text, err);
     if (rc == P11KMS_OK && c->old_target != NULL) {
-        key_entry *old_entry = keycache_entry(svc, c->old_target);
-        key_meta *old = NULL;
-        if (old_entry != NULL && keystore_meta_read(svc, c->old_target, &old, NULL) == P11KMS_OK) {
+        p11kms_error old_probe = {0};
+        p11kms_err orc = keystore_meta_read(svc, c->old_target, &old, &old_probe);
+        if (orc == P11KMS_OK) {
             keymeta_remove_alias(old, c->alias);
-            rc = commit(svc, old_entry, old, err);
+            rc = keystore_meta_write(svc, old, err);
+        } else if (orc != P11KMS_E_NOT_FOUND) {
+            rc = orc;
+            if (err != NULL)
+                *err = old_probe;
         }
-        keymeta_free(old);
     }
-    keycache_alias_forget(svc, c->alias);
     if (rc == P11KMS_OK)
-        rc = keystore_journal_end(svc, err);
+        rc = keystore_commit(svc, err);
+    else
+        keystore_rollback(svc);
+    keycache_alias_forget(svc, c->alias);
+    if (rc == P11KMS_OK) {
+        install_copy(svc, m->id_text, m);
+        if (old != NULL)
+            install_copy(svc, old->id_text, old);
+    } else {
+        keycache_forget(svc, entry);
+    }
+    keymeta_free(old);
     return rc;
 }
 
@@ -667,21 +670,29 @@ p11kms_err kms_op_delete_alias(p11kms *svc, const p11kms_principal *who, const c
     rc = keystore_lock(svc, err);
     if (rc != P11KMS_OK)
         return rc;
-    rc = journal_printf(svc, err, "{\"op\":\"alias\",\"alias\":\"%s\"}", alias_name);
-    if (rc == P11KMS_OK)
-        rc = keystore_alias_delete(svc, alias_name, err);
+    rc = keystore_begin(svc, err);
+    key_meta *m = NULL;
     if (rc == P11KMS_OK) {
-        key_meta *m = NULL;
-        key_entry *entry = keycache_entry(svc, target);
-        if (entry != NULL && keystore_meta_read(svc, target, &m, NULL) == P11KMS_OK) {
+        rc = keystore_alias_delete(svc, alias_name, err);
+        p11kms_error probe = {0};
+        p11kms_err mrc = rc == P11KMS_OK ? keystore_meta_read(svc, target, &m, &probe) : rc;
+        if (mrc == P11KMS_OK) {
             keymeta_remove_alias(m, alias_name);
-            rc = commit(svc, entry, m, err);
+            rc = keystore_meta_write(svc, m, err);
+        } else if (rc == P11KMS_OK && mrc != P11KMS_E_NOT_FOUND) {
+            rc = mrc;
+            if (err != NULL)
+                *err = probe;
         }
-        keymeta_free(m);
+        if (rc == P11KMS_OK)
+            rc = keystore_commit(svc, err);
+        else
+            keystore_rollback(svc);
     }
     keycache_alias_forget(svc, alias_name);
-    if (rc == P11KMS_OK)
-        rc = keystore_journal_end(svc, err);
+    if (rc == P11KMS_OK && m != NULL)
+        install_copy(svc, m->id_text, m);
+    keymeta_free(m);
     keystore_unlock(svc);
     return rc;
 }
@@ -690,32 +701,41 @@ p11kms_err kms_op_delete_alias(p11kms *svc, const p11kms_principal *who, const c
 
 p11kms_err lifecycle_purge_locked(p11kms *svc, const key_meta *m, p11kms_error *err)
 {
-    p11kms_err rc = journal_printf(svc, err, "{\"op\":\"purge\",\"key\":\"%s\"}", m->id_text);
+    /* One transaction removes the record and its aliases; the version objects go afterwards. A
+     * crash before they are all destroyed leaves claimed objects no record names, which maintain
+     * destroys (their claims are older than any grace period: deletion waits at least 7 days). */
+    key_entry *entry = keycache_entry(svc, m->id_text);
+    p11kms_err rc = keystore_begin(svc, err);
     if (rc != P11KMS_OK)
         return rc;
-    key_entry *entry = keycache_entry(svc, m->id_text);
-    p11kms_error ignored = {0};
-    for (size_t i = 0; i < m->alias_count; i++) {
-        keystore_alias_delete(svc, m->aliases[i], &ignored);
-        keycache_alias_forget(svc, m->aliases[i]);
+    for (size_t i = 0; rc == P11KMS_OK && i < m->alias_count; i++) {
+        p11kms_error probe = {0};
+        p11kms_err arc = keystore_alias_delete(svc, m->aliases[i], &probe);
+        if (arc != P11KMS_OK && arc != P11KMS_E_NOT_FOUND) {
+            rc = arc;
+            if (err != NULL)
+                *err = probe;
+        }
     }
-    for (size_t i = 0; i < m->version_count; i++) {
-        p11_key *key = NULL;
-        uint32_t v = m->versions[i].number;
-        rc = keystore_version_find(svc, m->id, v, &key, err);
-        if (rc == P11KMS_OK)
-            rc = p11_key_destroy(svc->token, key, err);
-        if (entry != NULL)
-            keycache_drop_version_key(svc, entry, v);
-        if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND)
-            return rc; /* the journal keeps the purge for recovery */
-    }
-    rc = keystore_meta_delete(svc, m->id_text, err);
-    if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND)
+    if (rc == P11KMS_OK)
+        rc = keystore_meta_delete(svc, m->id_text, err);
+    if (rc == P11KMS_OK)
+        rc = keystore_commit(svc, err);
+    else
+        keystore_rollback(svc);
+    if (rc != P11KMS_OK)
         return rc;
+    for (size_t i = 0; i < m->alias_count; i++)
+        keycache_alias_forget(svc, m->aliases[i]);
     if (entry != NULL)
         keycache_forget(svc, entry);
-    return keystore_journal_end(svc, err);
+    for (size_t i = 0; i < m->version_count; i++) {
+        uint32_t v = m->versions[i].number;
+        if (entry != NULL)
+            keycache_drop_version_key(svc, entry, v);
+        keystore_version_discard(svc, m->id, v);
+    }
+    return P11KMS_OK;
 }
 
 p11kms_err lifecycle_purge_if_due(p11kms *svc, key_entry *entry, p11kms_error *err)
@@ -739,7 +759,7 @@ p11kms_err lifecycle_purge_if_due(p11kms *svc, key_entry *entry, p11kms_error *e
     return rc;
 }
 
-/* --- journal recovery ---------------------------------------------------------------------- */
+/* --- reports ------------------------------------------------------------------------------- */
 
 void lifecycle_report(void (*fn)(const char *line, void *arg), void *arg, const char *fmt, ...)
 {
@@ -751,177 +771,4 @@ void lifecycle_report(void (*fn)(const char *line, void *arg), void *arg, const 
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     fn(line, arg);
-}
-
-static p11kms_err recover_create(p11kms *svc, const char *id_text, void (*fn)(const char *, void *),
-                                 void *arg, p11kms_error *err)
-{
-    key_meta *m = NULL;
-    p11kms_error probe = {0};
-    p11kms_err rc = keystore_meta_read(svc, id_text, &m, &probe);
-    keymeta_free(m);
-    if (rc == P11KMS_OK)
-        return P11KMS_OK; /* the create finished; only the journal was left */
-    if (rc != P11KMS_E_NOT_FOUND) {
-        if (err != NULL)
-            *err = probe;
-        return rc;
-    }
-    uint8_t id[KEY_UUID_LEN];
-    if (!uuid_parse(id_text, id))
-        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "journal names a malformed key id");
-    destroy_version_quietly(svc, id, 1);
-    lifecycle_report(fn, arg,
-                     "rolled back interrupted create-key of %s (its key object was destroyed)",
-                     id_text);
-    return P11KMS_OK;
-}
-
-static p11kms_err recover_rotate(p11kms *svc, const char *id_text, uint32_t version,
-                                 void (*fn)(const char *, void *), void *arg, p11kms_error *err)
-{
-    key_meta *m = NULL;
-    p11kms_err rc = keystore_meta_read(svc, id_text, &m, err);
-    if (rc != P11KMS_OK)
-        return rc == P11KMS_E_NOT_FOUND ? P11KMS_OK : rc;
-    if (keymeta_version(m, version) == NULL) {
-        destroy_version_quietly(svc, m->id, version);
-        lifecycle_report(fn, arg, "rolled back interrupted rotation of %s to version %u", id_text,
-                         version);
-    }
-    keymeta_free(m);
-    return P11KMS_OK;
-}
-
-/* Journals of state changes are written by earlier versions only; the record is the truth. */
-static p11kms_err recover_state(const char *id_text, void (*fn)(const char *, void *), void *arg)
-{
-    lifecycle_report(fn, arg, "cleared the journal of an interrupted state change of %s", id_text);
-    return P11KMS_OK;
-}
-
-typedef struct alias_holders {
-    const char *alias;
-    char (*ids)[P11KMS_KEY_ID_LEN + 1];
-    size_t count;
-    bool oom;
-} alias_holders;
-
-static int collect_alias_holder(const key_meta *m, void *arg)
-{
-    alias_holders *h = arg;
-    if (!keymeta_has_alias(m, h->alias))
-        return 0;
-    void *grown = realloc(h->ids, (h->count + 1) * sizeof(*h->ids));
-    if (grown == NULL) {
-        h->oom = true;
-        return 1;
-    }
-    h->ids = grown;
-    memcpy(h->ids[h->count++], m->id_text, P11KMS_KEY_ID_LEN + 1);
-    return 0;
-}
-
-/* Rewrites one key's record so that it lists the alias exactly when it should. */
-static p11kms_err set_alias_membership(p11kms *svc, const char *id_text, const char *alias,
-                                       bool member, p11kms_error *err)
-{
-    key_meta *m = NULL;
-    p11kms_err rc = keystore_meta_read(svc, id_text, &m, err);
-    if (rc != P11KMS_OK)
-        return rc == P11KMS_E_NOT_FOUND ? P11KMS_OK : rc;
-    if (keymeta_has_alias(m, alias) != member) {
-        if (!member)
-            keymeta_remove_alias(m, alias);
-        else if (!keymeta_add_alias(m, alias))
-            rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-        key_entry *entry = keycache_entry(svc, id_text);
-        if (rc == P11KMS_OK)
-            rc = entry ? commit(svc, entry, m, err)
-                       : P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    }
-    keymeta_free(m);
-    return rc;
-}
-
-/* Makes the key records agree with the alias object, which is the truth. */
-p11kms_err lifecycle_reconcile_alias(p11kms *svc, const char *alias,
-                                     void (*fn)(const char *, void *), void *arg, p11kms_error *err)
-{
-    char target[P11KMS_KEY_ID_LEN + 1] = "";
-    p11kms_error probe = {0};
-    p11kms_err rc = keystore_alias_read(svc, alias, target, &probe);
-    if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND) {
-        if (err != NULL)
-            *err = probe;
-        return rc;
-    }
-    if (rc == P11KMS_E_NOT_FOUND)
-        target[0] = '\0';
-    alias_holders h = {alias, NULL, 0, false};
-    rc = keystore_meta_list(svc, collect_alias_holder, NULL, &h, err);
-    if (rc == P11KMS_OK && h.oom)
-        rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    for (size_t i = 0; rc == P11KMS_OK && i < h.count; i++) {
-        if (strcmp(h.ids[i], target) != 0)
-            rc = set_alias_membership(svc, h.ids[i], alias, false, err);
-    }
-    if (rc == P11KMS_OK && target[0] != '\0')
-        rc = set_alias_membership(svc, target, alias, true, err);
-    free(h.ids);
-    keycache_alias_forget(svc, alias);
-    if (rc == P11KMS_OK)
-        lifecycle_report(fn, arg, "reconciled %s with its key records (%s%s)", alias,
-                         target[0] ? "points to " : "deleted", target);
-    return rc;
-}
-
-p11kms_err lifecycle_recover_journal(p11kms *svc, void (*fn)(const char *line, void *arg),
-                                     void *arg, p11kms_error *err)
-{
-    char *intent = NULL;
-    p11kms_err rc = keystore_journal_read(svc, &intent, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    if (intent[0] == '\0') {
-        free(intent);
-        return P11KMS_OK;
-    }
-    json_object *j = json_tokener_parse(intent);
-    json_object *op = NULL, *key = NULL, *alias = NULL, *version = NULL;
-    if (j == NULL || !json_object_object_get_ex(j, "op", &op)) {
-        json_object_put(j);
-        lifecycle_report(fn, arg, "journal holds an unreadable intent; cleared: %.200s", intent);
-        free(intent);
-        return keystore_journal_end(svc, err);
-    }
-    json_object_object_get_ex(j, "key", &key);
-    json_object_object_get_ex(j, "alias", &alias);
-    json_object_object_get_ex(j, "version", &version);
-    const char *what = json_object_get_string(op);
-    const char *id_text = key ? json_object_get_string(key) : "";
-    if (strcmp(what, "create") == 0)
-        rc = recover_create(svc, id_text, fn, arg, err);
-    else if (strcmp(what, "rotate") == 0 && version != NULL)
-        rc = recover_rotate(svc, id_text, (uint32_t)json_object_get_int64(version), fn, arg, err);
-    else if (strcmp(what, "state") == 0)
-        rc = recover_state(id_text, fn, arg);
-    else if (strcmp(what, "alias") == 0 && alias != NULL)
-        rc = lifecycle_reconcile_alias(svc, json_object_get_string(alias), fn, arg, err);
-    else if (strcmp(what, "purge") == 0) {
-        key_meta *m = NULL;
-        rc = keystore_meta_read(svc, id_text, &m, err);
-        if (rc == P11KMS_OK) {
-            rc = lifecycle_purge_locked(svc, m, err);
-            lifecycle_report(fn, arg, "completed interrupted deletion of %s", id_text);
-        } else if (rc == P11KMS_E_NOT_FOUND)
-            rc = P11KMS_OK;
-        keymeta_free(m);
-    } else
-        lifecycle_report(fn, arg, "journal holds an unknown intent; cleared: %.200s", intent);
-    json_object_put(j);
-    free(intent);
-    if (rc == P11KMS_OK)
-        rc = keystore_journal_end(svc, err);
-    return rc;
 }

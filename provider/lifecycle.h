@@ -19,19 +19,9 @@ p11kms_err lifecycle_purge_if_due(p11kms *svc, key_entry *entry, p11kms_error *e
 P11KMS_MUST_CHECK p11kms_err lifecycle_rotate_locked(p11kms *svc, key_meta *m, rotation_type type,
                                                      p11kms_error *err);
 
-/* Completes or rolls back the operation recorded in the journal (caller holds the lock).
- * fn (may be NULL) receives one line describing what was repaired. */
-p11kms_err lifecycle_recover_journal(p11kms *svc, void (*fn)(const char *line, void *arg),
-                                     void *arg, p11kms_error *err);
-
-/* Destroys every object of a key (caller holds the lock). */
+/* Deletes the key's record and aliases in one transaction, then destroys its version objects
+ * (caller holds the lock). */
 p11kms_err lifecycle_purge_locked(p11kms *svc, const key_meta *m, p11kms_error *err);
-
-/* Makes the key records list the alias exactly where the alias object points (the alias object
- * is the truth). Caller holds the lock. */
-p11kms_err lifecycle_reconcile_alias(p11kms *svc, const char *alias,
-                                     void (*fn)(const char *line, void *arg), void *arg,
-                                     p11kms_error *err);
 
 /* Formats one line of a maintenance report and hands it to fn (NULL: nothing). */
 void lifecycle_report(void (*fn)(const char *line, void *arg), void *arg, const char *fmt, ...)

@@ -325,6 +325,12 @@ P11KMS_API p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
                                       void (*fn)(const char *line, void *arg), void *arg,
                                       p11kms_error *err);
 
+/* Moves the key records, aliases and counters a token holds in the previous layout (format 1:
+ * CKO_DATA objects) into the configured store, verifies them there, then destroys the data
+ * objects; key version objects stay. Idempotent. fn receives one line per action. */
+P11KMS_API p11kms_err p11kms_store_migrate(p11kms *svc, void (*fn)(const char *line, void *arg),
+                                           void *arg, p11kms_error *err);
+
 typedef struct p11kms_token_mechanism {
     const char *name;
     const char *purpose;

@@ -111,6 +111,7 @@ UINT_FIELD(parse_sessions, sessions, 1, 1024)
 UINT_FIELD(parse_max_encryptions, max_encryptions_per_version, 1, UINT64_C(1) << 32)
 UINT_FIELD(parse_count_batch, count_batch, 1, 1u << 20)
 UINT_FIELD(parse_state_refresh, state_refresh_ms, 0, 3600000)
+UINT_FIELD(parse_orphan_grace, orphan_grace_s, 0, 30 * 24 * 3600)
 UINT_FIELD(parse_ttl, hierarchy_ttl_s, 1, 7 * 24 * 3600)
 UINT_FIELD(parse_max_uses, hierarchy_max_uses, 1, UINT64_MAX >> 1)
 UINT_FIELD(parse_revocation, revocation_check_ms, 0, 60000)
@@ -166,6 +167,7 @@ static const config_field keys_fields[] = {
     {"max-encryptions-per-version", false, parse_max_encryptions},
     {"count-batch", false, parse_count_batch},
     {"state-refresh-ms", false, parse_state_refresh},
+    {"orphan-grace-seconds", false, parse_orphan_grace},
 };
 
 static const config_field hierarchy_fields[] = {
@@ -298,6 +300,27 @@ static p11kms_err parse_core_dumps(const yaml_doc *doc, const yaml_doc_node *nod
     return rc;
 }
 
+static p11kms_err parse_store(const yaml_doc *doc, const yaml_doc_node *node, service_config *cfg,
+                              p11kms_error *err)
+{
+    p11kms_err rc = take_string(doc, node, &cfg->store, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    const char *s = cfg->store;
+    if (strncmp(s, "sqlite:", 7) == 0) {
+        if (s[7] != '/')
+            return yaml_doc_error_at(doc, node, P11KMS_E_CONFIG, err,
+                                     "store: sqlite: needs an absolute path (sqlite:/path/file.db)");
+        return P11KMS_OK;
+    }
+    if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||
+        strchr(s, '=') != NULL)
+        return P11KMS_OK;
+    return yaml_doc_error_at(doc, node, P11KMS_E_CONFIG, err,
+                             "store must be sqlite:/path, a postgresql:// URI or a PostgreSQL "
+                             "conninfo string (key=value ...)");
+}
+
 static p11kms_err set_defaults(service_config *cfg)
 {
     cfg->sessions = 8;
@@ -307,6 +330,7 @@ static p11kms_err set_defaults(service_config *cfg)
     cfg->max_encryptions_per_version = CONFIG_DEFAULT_MAX_ENCRYPTIONS;
     cfg->count_batch = CONFIG_DEFAULT_COUNT_BATCH;
     cfg->state_refresh_ms = CONFIG_DEFAULT_STATE_REFRESH_MS;
+    cfg->orphan_grace_s = CONFIG_DEFAULT_ORPHAN_GRACE_S;
     cfg->hierarchy_ttl_s = CONFIG_DEFAULT_HIERARCHY_TTL_S;
     cfg->hierarchy_max_uses = CONFIG_DEFAULT_HIERARCHY_MAX_USES;
     cfg->revocation_check_ms = CONFIG_DEFAULT_REVOCATION_CHECK_MS;
@@ -315,7 +339,9 @@ static p11kms_err set_defaults(service_config *cfg)
     cfg->lock_file = strdup(CONFIG_DEFAULT_LOCK_FILE);
     cfg->audit_max_size = CONFIG_DEFAULT_AUDIT_MAX_SIZE;
     cfg->audit_checkpoint_s = CONFIG_DEFAULT_AUDIT_CHECKPOINT_S;
-    return cfg->region && cfg->account && cfg->lock_file ? P11KMS_OK : P11KMS_E_NO_MEMORY;
+    cfg->store = strdup(CONFIG_DEFAULT_STORE);
+    return cfg->region && cfg->account && cfg->lock_file && cfg->store ? P11KMS_OK
+                                                                       : P11KMS_E_NO_MEMORY;
 }
 
 static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11kms_error *err)
@@ -344,6 +370,8 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
             rc = parse_secure_memory(doc, value, cfg, err);
         else if (strcmp(name, "core-dumps") == 0)
             rc = parse_core_dumps(doc, value, cfg, err);
+        else if (strcmp(name, "store") == 0)
+            rc = parse_store(doc, value, cfg, err);
         else if (strcmp(name, "audit") == 0)
             rc = parse_section(doc, value, "audit", audit_fields,
                                sizeof(audit_fields) / sizeof(audit_fields[0]), cfg, err);
@@ -419,6 +447,7 @@ void config_free(service_config *cfg)
     free(cfg->region);
     free(cfg->account);
     free(cfg->lock_file);
+    free(cfg->store);
     free(cfg->policy_path);
     free(cfg->audit_file);
     free(cfg);

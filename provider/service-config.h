@@ -20,6 +20,8 @@
 #define CONFIG_DEFAULT_LOCK_FILE "/run/lock/p11kms.lock"
 #define CONFIG_DEFAULT_AUDIT_MAX_SIZE (UINT64_C(64) << 20)
 #define CONFIG_DEFAULT_AUDIT_CHECKPOINT_S 10u
+#define CONFIG_DEFAULT_STORE "sqlite:/var/lib/p11kms/p11kms.db"
+#define CONFIG_DEFAULT_ORPHAN_GRACE_S 3600u
 
 typedef struct service_config {
     char *path; /* the file this came from */
@@ -41,6 +43,8 @@ typedef struct service_config {
     uint64_t max_encryptions_per_version;
     unsigned count_batch;
     unsigned state_refresh_ms;
+    /* maintain destroys a claimed key version object no record names only after this long. */
+    unsigned orphan_grace_s;
 
     /* hierarchy: */
     unsigned hierarchy_ttl_s;
@@ -50,6 +54,9 @@ typedef struct service_config {
     /* secure-memory: required (refuse an unlocked secure heap); core-dumps: disabled. */
     bool secure_memory_required;
     bool core_dumps_disabled;
+    /* store: where key records, aliases and counters live (provider/store.h): "sqlite:/path"
+     * or a PostgreSQL URI / conninfo string. */
+    char *store;
 
     /* policy: a path, or policy_none for "policy: none" (development only). */
     char *policy_path;

@@ -23,6 +23,7 @@
 #include "provider/kms-crypto.h"
 #include "provider/lifecycle.h"
 #include "provider/protect.h"
+#include "provider/store.h"
 
 #define REGION_ACCOUNT_MAX 64
 
@@ -84,15 +85,13 @@ static p11kms_err open_token(p11kms *svc, unsigned flags, p11kms_error *err)
     return p11_token_open(&tc, &svc->token, err);
 }
 
-/* Finishes or rolls back whatever a crashed process left in the journal. */
-static p11kms_err startup_reconcile(p11kms *svc, p11kms_error *err)
+/* A change made by a process on another host (PostgreSQL NOTIFY): every cached record is
+ * re-read before its next use, as for a change announced through the lock file. */
+static void announced_elsewhere(void *arg)
 {
-    p11kms_err rc = keystore_lock(svc, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    rc = lifecycle_recover_journal(svc, NULL, NULL, err);
-    keystore_unlock(svc);
-    return rc;
+    p11kms *svc = arg;
+    if (svc->generation != NULL)
+        __atomic_fetch_add(svc->generation, 1, __ATOMIC_RELEASE);
 }
 
 p11kms_err p11kms_open(const char *config_path, p11kms **out, p11kms_error *err)
@@ -123,12 +122,17 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
     svc->lock_fd = -1;
     pthread_rwlock_init(&svc->cache_lock, NULL);
     pthread_mutex_init(&svc->mutation_lock, NULL);
+    pthread_mutex_init(&svc->integrity_lock, NULL);
     svc->keys = hashmap_new();
     svc->aliases = hashmap_new();
+    svc->verified = hashmap_new();
     svc->libctx = OSSL_LIB_CTX_new();
+    if (svc->libctx != NULL)
+        svc->sha256 = EVP_MD_fetch(svc->libctx, "SHA256", NULL);
 
     p11kms_err rc = P11KMS_OK;
-    if (svc->keys == NULL || svc->aliases == NULL || svc->libctx == NULL)
+    if (svc->keys == NULL || svc->aliases == NULL || svc->verified == NULL || svc->libctx == NULL ||
+        svc->sha256 == NULL)
         rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc == P11KMS_OK)
         rc = config_load(config_path, &svc->cfg, err);
@@ -147,8 +151,12 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
         rc = gate_open(svc->cfg, &svc->gate, err);
     if (rc == P11KMS_OK)
         rc = open_token(svc, flags, err);
+    /* Nothing to reconcile at start-up: every change is one transaction or leaves only what
+     * maintain cleans up (doc/token-layout.md), so opening reads no key. */
     if (rc == P11KMS_OK)
-        rc = startup_reconcile(svc, err);
+        rc = store_open(svc->cfg->store, &svc->store, err);
+    if (rc == P11KMS_OK)
+        rc = store_watch(svc->store, announced_elsewhere, svc, err);
     if (rc == P11KMS_OK && svc->cfg->audit_file != NULL)
         rc = audit_log_open(svc, &svc->audit, err);
     if (rc != P11KMS_OK) {
@@ -166,14 +174,18 @@ void p11kms_close(p11kms *svc)
     audit_log_close(svc->audit); /* flushes and checkpoints: before the token goes */
     if (svc->keys != NULL)
         keycache_free_all(svc);
+    store_close(svc->store);
+    hashmap_free(svc->verified, free);
     p11_token_close(svc->token);
     gate_close(svc->gate);
     config_free(svc->cfg);
+    EVP_MD_free(svc->sha256);
     OSSL_LIB_CTX_free(svc->libctx);
     if (svc->generation != NULL)
         munmap(svc->generation, GENERATION_PAGE);
     if (svc->lock_fd >= 0)
         close(svc->lock_fd);
+    pthread_mutex_destroy(&svc->integrity_lock);
     pthread_mutex_destroy(&svc->mutation_lock);
     pthread_rwlock_destroy(&svc->cache_lock);
     free(svc);

@@ -18,6 +18,7 @@
 #include "provider/audit-ops.h"
 
 struct policy_gate;
+struct store;
 
 /* An immutable snapshot of a key's metadata shared by concurrent operations. */
 typedef struct meta_snapshot {
@@ -54,6 +55,14 @@ struct p11kms {
     EVP_CIPHER *aes_gcm; /* fetched once from libctx */
     p11_token *token;
     struct policy_gate *gate;
+    struct store *store; /* key records, aliases, version claims (provider/store.h) */
+    EVP_MD *sha256;       /* fetched once from libctx (verified-row digests) */
+
+    /* The token's integrity key (found or made on first use) and the digests of rows already
+     * verified with it (table:name -> 32 bytes); both under integrity_lock. */
+    pthread_mutex_t integrity_lock;
+    p11_key *integrity;
+    hashmap *verified;
 
     pthread_rwlock_t cache_lock; /* guards the two maps (not the entries) */
     hashmap *keys;               /* id_text -> key_entry */

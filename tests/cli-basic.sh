@@ -299,4 +299,8 @@ expect_ok "explain --output text" --output text --config with-policy.yaml policy
     --principal unix:user:rds-svc --action decrypt --key-id "$key"
 check "text: Decision then Explanation" grep -Eq '^(Allowed|Denied)	.+' out.json
 
+echo "== store migrate (tests/provider-migrate-test.c migrates a format-1 token)"
+expect_ok "store migrate on a token without the old layout" store migrate
+jq_check "store migrate: nothing to migrate" '.Actions == ["nothing to migrate: the token holds no key record or alias of the old layout"]'
+
 cli_finish

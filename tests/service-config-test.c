@@ -60,7 +60,28 @@ static void test_minimal_and_defaults(void)
     CHECK(cfg->max_encryptions_per_version == CONFIG_DEFAULT_MAX_ENCRYPTIONS);
     CHECK(strcmp(cfg->region, "local") == 0 && strcmp(cfg->account, "000000000000") == 0);
     CHECK(strcmp(cfg->lock_file, CONFIG_DEFAULT_LOCK_FILE) == 0);
+    CHECK(strcmp(cfg->store, CONFIG_DEFAULT_STORE) == 0);
+    CHECK(cfg->orphan_grace_s == CONFIG_DEFAULT_ORPHAN_GRACE_S);
     config_free(cfg);
+}
+
+static void test_store(void)
+{
+    p11kms_error e;
+    service_config *cfg = load(TOKEN "store: sqlite:/var/tmp/k.db\npolicy: none\n", &e);
+    CHECK(cfg != NULL && strcmp(cfg->store, "sqlite:/var/tmp/k.db") == 0);
+    config_free(cfg);
+    cfg = load(TOKEN "store: \"host=/tmp dbname=kms\"\npolicy: none\n", &e);
+    CHECK(cfg != NULL && strcmp(cfg->store, "host=/tmp dbname=kms") == 0);
+    config_free(cfg);
+    cfg = load(TOKEN "store: postgresql://kms@db.example/kms\npolicy: none\n", &e);
+    CHECK(cfg != NULL);
+    config_free(cfg);
+    refused(TOKEN "store: sqlite:relative.db\npolicy: none\n", "test.yaml:5:8", "absolute path");
+    refused(TOKEN "store: mysql://x\npolicy: none\n", "test.yaml:5:8", "sqlite:/path");
+    refused(TOKEN "store: \"\"\npolicy: none\n", "test.yaml:5:8", "must not be empty");
+    refused(TOKEN "store: [a]\npolicy: none\n", "test.yaml:5:8", "");
+    refused(TOKEN "keys:\n  orphan-grace-seconds: -1\npolicy: none\n", "test.yaml:6:25", "");
 }
 
 static void test_every_key(void)
@@ -78,6 +99,7 @@ static void test_every_key(void)
                                      "  max-encryptions-per-version: 1000\n"
                                      "  count-batch: 10\n"
                                      "  state-refresh-ms: 0\n"
+                                     "  orphan-grace-seconds: 7\n"
                                      "hierarchy:\n"
                                      "  ttl-seconds: 60\n"
                                      "  max-uses: 5\n"
@@ -97,6 +119,7 @@ static void test_every_key(void)
     CHECK(strcmp(cfg->lock_file, "/tmp/x.lock") == 0);
     CHECK(cfg->max_encryptions_per_version == 1000 && cfg->count_batch == 10);
     CHECK(cfg->state_refresh_ms == 0);
+    CHECK(cfg->orphan_grace_s == 7);
     CHECK(cfg->hierarchy_ttl_s == 60 && cfg->hierarchy_max_uses == 5);
     CHECK(cfg->revocation_check_ms == 250);
     CHECK(!cfg->policy_none && strcmp(cfg->policy_path, "/etc/p11kms/policy.yaml") == 0);
@@ -263,6 +286,7 @@ int main(void)
     test_every_key();
     test_malformed();
     test_audit_section();
+    test_store();
     test_file_errors();
     alarm(60); /* a FIFO that blocked would hang here: fail instead */
     test_file_modes();

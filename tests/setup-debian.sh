@@ -4,7 +4,8 @@
 set -eu
 packages="build-essential autoconf automake libtool pkg-config
   libp11-kit-dev p11-kit libssl-dev openssl libyaml-dev libjson-c-dev
-  softhsm2 opensc jq valgrind"
+  softhsm2 opensc jq valgrind
+  libsqlite3-dev libpq-dev postgresql"
 # The SigV4 tests sign requests with botocore's own signer (Debian's /usr/bin/python3).
 packages="$packages python3-botocore"
 # clang with its sanitizer and libFuzzer runtimes: tests/run-suite.sh --fuzz (make fuzz).

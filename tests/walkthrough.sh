@@ -101,6 +101,7 @@ token:
   pin-source: "file:$work/pin"
 keys:
   lock-file: $work/p11kms.lock
+store: "${P11KMS_TEST_STORE_SPEC:-sqlite:$work/p11kms.db}"
 hierarchy:
   revocation-check-ms: 500
 policy: none

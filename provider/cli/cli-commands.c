@@ -226,6 +226,12 @@ const cli_command cli_commands[] = {
      cli_cmd_token_info},
     {"maintain", "Finish interrupted work, purge and rotate due keys", NULL, 0, NULL, no_options,
      cli_cmd_maintain},
+    {"store migrate", "Move key records and aliases of the old token layout into the store", NULL,
+     0,
+     "Moves what a token written by an earlier p11kms keeps as data objects (key records,\n"
+     "aliases, counters) into the configured store, verifies it, then removes the data\n"
+     "objects. Safe to run again.\n",
+     no_options, cli_cmd_store_migrate},
     {"policy check", "Validate a policy file (no configuration needed)", "FILE", 1,
      "Prints each error as FILE:LINE:COLUMN: MESSAGE, or \"FILE: OK\".\n", no_options,
      cli_cmd_policy_check},

@@ -80,6 +80,7 @@ p11kms_err cli_cmd_unwrap_child_key(cli *c, p11kms_error *err);
 
 p11kms_err cli_cmd_token_info(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_maintain(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_store_migrate(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_policy_check(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_policy_explain(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_audit_verify(cli *c, p11kms_error *err);

@@ -105,6 +105,25 @@ p11kms_err cli_cmd_maintain(cli *c, p11kms_error *err)
     return rc;
 }
 
+p11kms_err cli_cmd_store_migrate(cli *c, p11kms_error *err)
+{
+    maintain_state s = {.c = c};
+    if (c->globals.output == CLI_OUTPUT_JSON)
+        s.actions = cli_json_array(c->out, cli_out_root(c->out), "Actions");
+    p11kms_err rc = cli_service(c, err);
+    if (rc == P11KMS_OK)
+        rc = p11kms_store_migrate(c->svc, maintain_line, &s, err);
+    if (rc != P11KMS_OK && c->globals.output == CLI_OUTPUT_JSON) {
+        p11kms_error ignored;
+        (void)cli_out_print(c->out, c->globals.output, &ignored);
+    }
+    if (rc == P11KMS_OK && s.write_rc != P11KMS_OK) {
+        *err = s.write_err;
+        rc = s.write_rc;
+    }
+    return rc;
+}
+
 typedef struct check_state {
     p11kms_err write_rc;
     p11kms_error write_err;

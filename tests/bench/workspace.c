@@ -117,8 +117,10 @@ static void write_config(const bench_env *env, const bench_opts *o, const char *
              "keys:\n"
              "  lock-file: %s/%s.lock\n"
              "%s"
+             "store: \"sqlite:%s/%s.db\"\n"
              "policy: %s\n",
-             label, env->module, label, env->dir, rng, env->dir, label, batch, policy);
+             label, env->module, label, env->dir, rng, env->dir, label, batch, env->dir, label,
+             policy);
     write_text(path, text);
 }
 

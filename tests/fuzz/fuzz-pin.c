@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *pin = NULL;
         size_t len = 0;
         p11kms_error err = {0};
-        p11kms_err rc = p11_pin_load(source, &pin, &len, &err);
+        p11kms_err rc = p11_pin_load(source, false, &pin, &len, &err);
         if (too_long || expect == 0) {
             FUZZ_ASSERT(rc == P11KMS_E_PIN && pin == NULL && len == 0);
             FUZZ_ASSERT(err.message[0] != '\0' && strchr(err.message, '\n') == NULL);
@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *pin = NULL;
     size_t len = 0;
     p11kms_error err = {0};
-    FUZZ_ASSERT(p11_pin_load("file:relative", &pin, &len, &err) == P11KMS_E_CONFIG && pin == NULL);
+    FUZZ_ASSERT(p11_pin_load("file:relative", false, &pin, &len, &err) == P11KMS_E_CONFIG && pin == NULL);
     unlink(pin_path());
     return 0;
 }

@@ -10,14 +10,29 @@ case "$test_path" in
 /*) ;;
 *) test_path="$(pwd)/$test_path" ;;
 esac
+# TEST.pgtest: the same test against a real PostgreSQL store (tests/lib/with-postgres.sh).
+case "$test_path" in
+*.pgtest)
+    real=${test_path%.pgtest}
+    [ -e "$real" ] || real="$P11KMS_SRCDIR/tests/$(basename "$real")"
+    exec /bin/sh "$(dirname "$0")/with-postgres.sh" "$real" "$@"
+    ;;
+esac
 name=$(basename "$test_path")
 name=${name%.*}
-root="$(pwd)/tests/run/$name"
 
 die() {
     echo "with-token: $*" >&2
     exit 99
 }
+# The store: SQLite in the scratch directory, or the PostgreSQL with-postgres.sh started.
+if [ "${P11KMS_TEST_STORE:-sqlite}" = postgresql ]; then
+    [ -n "${P11KMS_TEST_STORE_SPEC:-}" ] || die "P11KMS_TEST_STORE=postgresql needs with-postgres.sh"
+    name="$name-pg"
+fi
+root="$(pwd)/tests/run/$name"
+store="sqlite:$root/p11kms.db"
+[ "${P11KMS_TEST_STORE:-sqlite}" = postgresql ] && store=$P11KMS_TEST_STORE_SPEC
 [ -n "${SOFTHSM_MODULE:-}" ] && [ -f "$SOFTHSM_MODULE" ] ||
     die "SoftHSMv2 module not found (apt-get install softhsm2, then re-run configure)"
 [ -n "${SOFTHSM2_UTIL:-}" ] && [ -x "$SOFTHSM2_UTIL" ] ||
@@ -49,6 +64,7 @@ token:
   sessions: 8
 keys:
   lock-file: $root/p11kms.lock
+store: "$store"
 policy: none
 CONF
 

@@ -1,0 +1,569 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "provider/store.h"
+
+/* PostgreSQL store: several p11kms processes on several hosts sharing one HSM and one database.
+ * - Changes are serialized across hosts by a session advisory lock taken with the local lock
+ *   (store_lock), and grouped into transactions; single statements that fail with a
+ *   serialization failure or deadlock are retried.
+ * - State changes are announced with NOTIFY after they committed; a listener thread with its own
+ *   connection receives them and calls the service's callback (which moves the state
+ *   generation, so every process re-reads the records it uses before its next operation). When
+ *   the listener loses its connection it calls the callback on reconnecting: notifications may
+ *   have been missed.
+ * Threads of one process share one connection behind a recursive mutex, held by a transaction
+ * from BEGIN to COMMIT. */
+
+#define SCHEMA_VERSION 1
+#define RETRIES 5
+#define CHANNEL "p11kms_state"
+/* Any constant: every p11kms process sharing the database takes the same lock. */
+#define ADVISORY_KEY "7011771001"
+
+static const char *const schema_sql =
+    "CREATE TABLE IF NOT EXISTS p11kms_schema(version integer NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS keys(name text PRIMARY KEY,"
+    " version bigint NOT NULL CHECK (version >= 1), value bytea NOT NULL, mac bytea NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS aliases(name text PRIMARY KEY,"
+    " version bigint NOT NULL CHECK (version >= 1), value bytea NOT NULL, mac bytea NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS version_claims(key_id text NOT NULL,"
+    " version bigint NOT NULL CHECK (version >= 1), claimed bigint NOT NULL,"
+    " PRIMARY KEY (key_id, version));";
+
+typedef struct pg_store {
+    store base;
+    PGconn *conn;
+    char *conninfo;
+    pthread_mutex_t lock; /* recursive */
+    unsigned depth;
+    /* listener */
+    pthread_t listener;
+    bool listening;
+    volatile int stop;
+    int wake[2]; /* closing writes here so the listener's poll returns at once */
+    void (*on_change)(void *arg);
+    void *on_change_arg;
+} pg_store;
+
+static pg_store *of(store *s)
+{
+    return (pg_store *)s;
+}
+
+static const char *table_name(store_table t)
+{
+    return t == STORE_KEYS ? "keys" : "aliases";
+}
+
+static bool retryable(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state != NULL && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0);
+}
+
+static p11kms_err fail(pg_store *s, p11kms_error *err, const PGresult *res, const char *what)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "23505") == 0)
+        return P11KMS_RAISE(err, P11KMS_E_ALREADY_EXISTS, "PostgreSQL store: %s: the row exists",
+                            what);
+    if (state != NULL && strcmp(state, "53100") == 0)
+        return P11KMS_RAISE(err, P11KMS_E_IO,
+                            "PostgreSQL store: %s failed: the disk is full (nothing was changed)",
+                            what);
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn);
+    char clean[256];
+    snprintf(clean, sizeof(clean), "%s", msg ? msg : "?");
+    clean[strcspn(clean, "\n")] = '\0';
+    return P11KMS_RAISE(err, P11KMS_E_IO, "PostgreSQL store: %s failed: %s", what, clean);
+}
+
+/* A dropped connection is re-established once before a statement outside a transaction. */
+static void ensure_connected(pg_store *s)
+{
+    if (PQstatus(s->conn) != CONNECTION_OK && s->depth == 0)
+        PQreset(s->conn);
+}
+
+/* Runs one statement; outside a transaction, retried on serialization failure or deadlock. */
+static PGresult *run(pg_store *s, const char *sql, int n, const char *const *values,
+                     const int *lengths, const int *formats)
+{
+    PGresult *res = NULL;
+    for (int attempt = 0; attempt < RETRIES; attempt++) {
+        ensure_connected(s);
+        res = PQexecParams(s->conn, sql, n, NULL, values, lengths, formats, 1);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+            return res;
+        if (s->depth > 0 || !retryable(res))
+            return res;
+        PQclear(res);
+        res = NULL;
+        struct timespec ts = {0, 5000000L * (attempt + 1)};
+        nanosleep(&ts, NULL);
+    }
+    return res;
+}
+
+static bool ok(const PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+static uint64_t be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | (uint8_t)p[i];
+    return v;
+}
+
+static p11kms_err read_row(pg_store *s, const PGresult *res, int i, store_row *row,
+                           p11kms_error *err)
+{
+    (void)s;
+    memset(row, 0, sizeof(*row));
+    snprintf(row->name, sizeof(row->name), "%.*s", PQgetlength(res, i, 0), PQgetvalue(res, i, 0));
+    if (PQgetlength(res, i, 1) == 8)
+        row->version = be64(PQgetvalue(res, i, 1));
+    int len = PQgetlength(res, i, 2);
+    row->value = malloc(len > 0 ? (size_t)len : 1);
+    if (row->value == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory reading the store");
+    memcpy(row->value, PQgetvalue(res, i, 2), (size_t)len);
+    row->len = (size_t)len;
+    if (PQgetlength(res, i, 3) == STORE_MAC_LEN)
+        memcpy(row->mac, PQgetvalue(res, i, 3), STORE_MAC_LEN);
+    return P11KMS_OK;
+}
+
+static p11kms_err pg_get(store *base, store_table t, const char *name, store_row *row,
+                         p11kms_error *err)
+{
+    pg_store *s = of(base);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT name, version, value, mac FROM %s WHERE name = $1",
+             table_name(t));
+    const char *values[1] = {name};
+    pthread_mutex_lock(&s->lock);
+    PGresult *res = run(s, sql, 1, values, NULL, NULL);
+    p11kms_err rc;
+    if (!ok(res))
+        rc = fail(s, err, res, "reading a row");
+    else if (PQntuples(res) == 0)
+        rc = P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "the store has no %s row %s", table_name(t),
+                          name);
+    else
+        rc = read_row(s, res, 0, row, err);
+    PQclear(res);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static p11kms_err pg_put(store *base, store_table t, const store_row *row, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    char sql[192];
+    if (row->version <= 1)
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO %s(name, version, value, mac) VALUES($1, $2::bigint, $3, $4)",
+                 table_name(t));
+    else
+        snprintf(sql, sizeof(sql),
+                 "UPDATE %s SET version = $2::bigint, value = $3, mac = $4 WHERE name = $1 AND "
+                 "version = $2::bigint - 1",
+                 table_name(t));
+    char version[24];
+    snprintf(version, sizeof(version), "%llu",
+             (unsigned long long)(row->version ? row->version : 1));
+    const char *values[4] = {row->name, version, row->len ? (const char *)row->value : "",
+                             (const char *)row->mac};
+    int lengths[4] = {0, 0, (int)row->len, STORE_MAC_LEN};
+    int formats[4] = {0, 0, 1, 1};
+    pthread_mutex_lock(&s->lock);
+    PGresult *res = run(s, sql, 4, values, lengths, formats);
+    p11kms_err rc = P11KMS_OK;
+    if (!ok(res))
+        rc = fail(s, err, res, "writing a row");
+    else if (row->version > 1 && strcmp(PQcmdTuples(res), "1") != 0)
+        rc = P11KMS_RAISE(err, P11KMS_E_INTERNAL,
+                          "PostgreSQL store: %s row %s changed concurrently (expected version "
+                          "%llu)",
+                          table_name(t), row->name, (unsigned long long)row->version - 1);
+    PQclear(res);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static p11kms_err pg_del(store *base, store_table t, const char *name, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE name = $1", table_name(t));
+    const char *values[1] = {name};
+    pthread_mutex_lock(&s->lock);
+    PGresult *res = run(s, sql, 1, values, NULL, NULL);
+    p11kms_err rc = P11KMS_OK;
+    if (!ok(res))
+        rc = fail(s, err, res, "deleting a row");
+    else if (strcmp(PQcmdTuples(res), "0") == 0)
+        rc = P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "the store has no %s row %s", table_name(t),
+                          name);
+    PQclear(res);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static p11kms_err pg_list(store *base, store_table t, int (*fn)(const store_row *row, void *arg),
+                          void *arg, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT name, version, value, mac FROM %s ORDER BY name",
+             table_name(t));
+    pthread_mutex_lock(&s->lock);
+    PGresult *res = run(s, sql, 0, NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->lock);
+    if (!ok(res)) {
+        p11kms_err rc = fail(s, err, res, "listing rows");
+        PQclear(res);
+        return rc;
+    }
+    p11kms_err rc = P11KMS_OK;
+    int n = PQntuples(res);
+    for (int i = 0; rc == P11KMS_OK && i < n; i++) {
+        store_row row;
+        rc = read_row(s, res, i, &row, err);
+        int stop = rc == P11KMS_OK ? fn(&row, arg) : 1;
+        store_row_clear(&row);
+        if (stop)
+            break;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static p11kms_err pg_claim(store *base, const char *key_id, uint32_t version, int64_t now,
+                           p11kms_error *err)
+{
+    pg_store *s = of(base);
+    char v[16], c[24];
+    snprintf(v, sizeof(v), "%u", version);
+    snprintf(c, sizeof(c), "%lld", (long long)now);
+    const char *values[3] = {key_id, v, c};
+    pthread_mutex_lock(&s->lock);
+    PGresult *res = run(
+        s,
+        "INSERT INTO version_claims(key_id, version, claimed) VALUES($1, $2::bigint, $3::bigint)",
+        3, values, NULL, NULL);
+    p11kms_err rc = P11KMS_OK;
+    if (!ok(res)) {
+        p11kms_error probe = {0};
+        rc = fail(s, &probe, res, "claiming a key version");
+        if (rc == P11KMS_E_ALREADY_EXISTS)
+            rc = P11KMS_RAISE(err, P11KMS_E_ALREADY_EXISTS,
+                              "version %u of key %s is already claimed in the store", version,
+                              key_id);
+        else if (err != NULL)
+            *err = probe;
+    }
+    PQclear(res);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static p11kms_err pg_release(store *base, const char *key_id, uint32_t version, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    char v[16];
+    snprintf(v, sizeof(v), "%u", version);
+    const char *values[2] = {key_id, v};
+    pthread_mutex_lock(&s->lock);
+    PGresult *res = run(s, "DELETE FROM version_claims WHERE key_id = $1 AND version = $2::bigint",
+                        2, values, NULL, NULL);
+    p11kms_err rc = ok(res) ? P11KMS_OK : fail(s, err, res, "releasing a key version");
+    PQclear(res);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static p11kms_err pg_list_claims(store *base,
+                                 int (*fn)(const char *key_id, uint32_t version, int64_t claimed,
+                                           void *arg),
+                                 void *arg, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    pthread_mutex_lock(&s->lock);
+    PGresult *res =
+        run(s, "SELECT key_id, version, claimed FROM version_claims ORDER BY key_id, version", 0,
+            NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->lock);
+    if (!ok(res)) {
+        p11kms_err rc = fail(s, err, res, "listing version claims");
+        PQclear(res);
+        return rc;
+    }
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "%.*s", PQgetlength(res, i, 0), PQgetvalue(res, i, 0));
+        uint32_t version = (uint32_t)be64(PQgetvalue(res, i, 1));
+        int64_t claimed = (int64_t)be64(PQgetvalue(res, i, 2));
+        if (fn(id, version, claimed, arg) != 0)
+            break;
+    }
+    PQclear(res);
+    return P11KMS_OK;
+}
+
+static p11kms_err simple(pg_store *s, const char *sql, const char *what, p11kms_error *err)
+{
+    PGresult *res = run(s, sql, 0, NULL, NULL, NULL);
+    p11kms_err rc = ok(res) ? P11KMS_OK : fail(s, err, res, what);
+    PQclear(res);
+    return rc;
+}
+
+static p11kms_err pg_begin(store *base, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    pthread_mutex_lock(&s->lock);
+    if (s->depth > 0) {
+        s->depth++;
+        return P11KMS_OK;
+    }
+    p11kms_err rc = simple(s, "BEGIN", "starting a transaction", err);
+    if (rc != P11KMS_OK) {
+        pthread_mutex_unlock(&s->lock);
+        return rc;
+    }
+    s->depth = 1;
+    return P11KMS_OK;
+}
+
+static p11kms_err pg_commit(store *base, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    p11kms_err rc = P11KMS_OK;
+    if (--s->depth == 0) {
+        /* COMMIT of a failed transaction reports ROLLBACK: treat it as the failure it is. */
+        PGresult *res = PQexec(s->conn, "COMMIT");
+        if (!ok(res) || strcmp(PQcmdStatus(res), "COMMIT") != 0)
+            rc = fail(s, err, ok(res) ? NULL : res, "committing a transaction");
+        PQclear(res);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static void pg_rollback(store *base)
+{
+    pg_store *s = of(base);
+    if (--s->depth == 0)
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+    pthread_mutex_unlock(&s->lock);
+}
+
+static p11kms_err pg_lock(store *base, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    pthread_mutex_lock(&s->lock);
+    p11kms_err rc =
+        simple(s, "SELECT pg_advisory_lock(" ADVISORY_KEY ")", "taking the change lock", err);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static void pg_unlock(store *base, bool changed)
+{
+    pg_store *s = of(base);
+    p11kms_error ignored = {0};
+    pthread_mutex_lock(&s->lock);
+    if (changed)
+        (void)simple(s, "NOTIFY " CHANNEL, "announcing a change", &ignored);
+    /* A lost connection released the lock on the server already. */
+    (void)simple(s, "SELECT pg_advisory_unlock(" ADVISORY_KEY ")", "releasing the change lock",
+                 &ignored);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* --- the listener ---------------------------------------------------------------------------- */
+
+static PGconn *listen_connect(pg_store *s)
+{
+    PGconn *c = PQconnectdb(s->conninfo);
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *res = PQexec(c, "LISTEN " CHANNEL);
+        bool listening = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        if (listening)
+            return c;
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+static void *listen_loop(void *arg)
+{
+    pg_store *s = arg;
+    PGconn *c = NULL;
+    while (!s->stop) {
+        if (c == NULL) {
+            c = listen_connect(s);
+            if (c == NULL) {
+                struct timespec ts = {0, 200000000L};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            /* Changes made while not listening were not announced to this process. */
+            s->on_change(s->on_change_arg);
+        }
+        struct pollfd pfd[2] = {{PQsocket(c), POLLIN, 0}, {s->wake[0], POLLIN, 0}};
+        int n = poll(pfd, 2, 1000);
+        if (n < 0 || s->stop)
+            continue;
+        if (n > 0 && !PQconsumeInput(c)) {
+            PQfinish(c);
+            c = NULL;
+            continue;
+        }
+        bool changed = false;
+        PGnotify *note;
+        while ((note = PQnotifies(c)) != NULL) {
+            changed = true;
+            PQfreemem(note);
+        }
+        if (changed)
+            s->on_change(s->on_change_arg);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+static p11kms_err pg_watch(store *base, void (*on_change)(void *arg), void *arg, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    s->on_change = on_change;
+    s->on_change_arg = arg;
+    if (pipe2(s->wake, O_CLOEXEC) != 0)
+        return P11KMS_RAISE(err, P11KMS_E_IO, "cannot create a pipe: %s", strerror(errno));
+    if (pthread_create(&s->listener, NULL, listen_loop, s) != 0) {
+        close(s->wake[0]);
+        close(s->wake[1]);
+        return P11KMS_RAISE(err, P11KMS_E_IO, "cannot start the PostgreSQL listener thread");
+    }
+    s->listening = true;
+    return P11KMS_OK;
+}
+
+static void pg_close(store *base)
+{
+    pg_store *s = of(base);
+    if (s->listening) {
+        s->stop = 1;
+        (void)!write(s->wake[1], "x", 1);
+        pthread_join(s->listener, NULL);
+        close(s->wake[0]);
+        close(s->wake[1]);
+    }
+    PQfinish(s->conn);
+    pthread_mutex_destroy(&s->lock);
+    free(s->conninfo);
+    free(s);
+}
+
+static const store_ops pg_ops = {
+    .kind = "postgresql",
+    .close = pg_close,
+    .get = pg_get,
+    .put = pg_put,
+    .del = pg_del,
+    .list = pg_list,
+    .claim = pg_claim,
+    .release = pg_release,
+    .list_claims = pg_list_claims,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .lock = pg_lock,
+    .unlock = pg_unlock,
+    .watch = pg_watch,
+};
+
+static p11kms_err create_schema(pg_store *s, p11kms_error *err)
+{
+    /* Two processes starting at once on an empty database must not race on CREATE TABLE. */
+    p11kms_err rc = simple(s, "BEGIN", "creating the schema", err);
+    if (rc == P11KMS_OK)
+        rc =
+            simple(s, "SELECT pg_advisory_xact_lock(" ADVISORY_KEY ")", "creating the schema", err);
+    if (rc == P11KMS_OK) {
+        PGresult *res = PQexec(s->conn, schema_sql);
+        rc = PQresultStatus(res) == PGRES_COMMAND_OK ? P11KMS_OK
+                                                     : fail(s, err, res, "creating the schema");
+        PQclear(res);
+    }
+    PGresult *res = NULL;
+    if (rc == P11KMS_OK) {
+        res = PQexec(s->conn, "SELECT version FROM p11kms_schema");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = fail(s, err, res, "reading the schema version");
+        else if (PQntuples(res) == 0)
+            rc = simple(s, "INSERT INTO p11kms_schema(version) VALUES (1)", "creating the schema",
+                        err);
+        else if (atoi(PQgetvalue(res, 0, 0)) != SCHEMA_VERSION)
+            rc = P11KMS_RAISE(err, P11KMS_E_CONFIG,
+                              "the PostgreSQL store has schema version %s; this p11kms knows %d",
+                              PQgetvalue(res, 0, 0), SCHEMA_VERSION);
+    }
+    PQclear(res);
+    if (rc == P11KMS_OK)
+        return simple(s, "COMMIT", "creating the schema", err);
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return rc;
+}
+
+p11kms_err store_pg_open(const char *conninfo, store **out, p11kms_error *err)
+{
+    *out = NULL;
+    pg_store *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->conninfo = strdup(conninfo)) == NULL) {
+        free(s);
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory opening the store");
+    }
+    s->base.ops = &pg_ops;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    s->conn = PQconnectdb(conninfo);
+    p11kms_err rc = P11KMS_OK;
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        rc = fail(s, err, NULL, "connecting");
+    else {
+        PGresult *res = PQexec(s->conn, "SET client_min_messages = warning");
+        PQclear(res);
+        rc = create_schema(s, err);
+    }
+    if (rc != P11KMS_OK) {
+        pg_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return P11KMS_OK;
+}

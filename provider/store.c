@@ -1,0 +1,108 @@
+#include "config.h"
+
+#include "provider/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+p11kms_err store_open(const char *spec, store **out, p11kms_error *err)
+{
+    *out = NULL;
+    if (strncmp(spec, "sqlite:", 7) == 0)
+        return store_sqlite_open(spec + 7, out, err);
+    if (strncmp(spec, "postgresql://", 13) == 0 || strncmp(spec, "postgres://", 11) == 0 ||
+        strchr(spec, '=') != NULL)
+        return store_pg_open(spec, out, err);
+    return P11KMS_RAISE(err, P11KMS_E_CONFIG,
+                        "store: not sqlite:/path, a postgresql:// URI or a conninfo string");
+}
+
+void store_close(store *s)
+{
+    if (s != NULL)
+        s->ops->close(s);
+}
+
+const char *store_kind(const store *s)
+{
+    return s->ops->kind;
+}
+
+p11kms_err store_get(store *s, store_table t, const char *name, store_row *row, p11kms_error *err)
+{
+    memset(row, 0, sizeof(*row));
+    return s->ops->get(s, t, name, row, err);
+}
+
+void store_row_clear(store_row *row)
+{
+    free(row->value);
+    row->value = NULL;
+    row->len = 0;
+}
+
+p11kms_err store_put(store *s, store_table t, const store_row *row, p11kms_error *err)
+{
+    return s->ops->put(s, t, row, err);
+}
+
+p11kms_err store_delete(store *s, store_table t, const char *name, p11kms_error *err)
+{
+    return s->ops->del(s, t, name, err);
+}
+
+p11kms_err store_list(store *s, store_table t, int (*fn)(const store_row *row, void *arg),
+                      void *arg, p11kms_error *err)
+{
+    return s->ops->list(s, t, fn, arg, err);
+}
+
+p11kms_err store_claim_version(store *s, const char *key_id, uint32_t version, int64_t now,
+                               p11kms_error *err)
+{
+    return s->ops->claim(s, key_id, version, now, err);
+}
+
+p11kms_err store_release_version(store *s, const char *key_id, uint32_t version, p11kms_error *err)
+{
+    return s->ops->release(s, key_id, version, err);
+}
+
+p11kms_err store_list_claims(store *s,
+                             int (*fn)(const char *key_id, uint32_t version, int64_t claimed,
+                                       void *arg),
+                             void *arg, p11kms_error *err)
+{
+    return s->ops->list_claims(s, fn, arg, err);
+}
+
+p11kms_err store_begin(store *s, p11kms_error *err)
+{
+    return s->ops->begin(s, err);
+}
+
+p11kms_err store_commit(store *s, p11kms_error *err)
+{
+    return s->ops->commit(s, err);
+}
+
+void store_rollback(store *s)
+{
+    s->ops->rollback(s);
+}
+
+p11kms_err store_lock(store *s, p11kms_error *err)
+{
+    return s != NULL && s->ops->lock ? s->ops->lock(s, err) : P11KMS_OK;
+}
+
+void store_unlock(store *s, bool changed)
+{
+    if (s != NULL && s->ops->unlock)
+        s->ops->unlock(s, changed);
+}
+
+p11kms_err store_watch(store *s, void (*on_change)(void *arg), void *arg, p11kms_error *err)
+{
+    return s->ops->watch ? s->ops->watch(s, on_change, arg, err) : P11KMS_OK;
+}

@@ -1,0 +1,253 @@
+#include "config.h"
+
+/* Rows changed in the database by anyone without the token are refused: every row carries a MAC
+ * made by the token's integrity key over its canonical bytes, name and row version
+ * (doc/token-layout.md). Each case changes the SQLite file behind p11kms's back with the C API,
+ * opens a fresh service (nothing cached) and expects KMSInternalException naming the key or
+ * alias; restoring the original row makes the key work again. */
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/check.h"
+#include "lib/provider-fixture.h"
+#include "p11kms.h"
+
+static p11kms_principal *who;
+static p11kms_error e;
+static char db_path[4096];
+
+typedef struct saved_row {
+    void *value;
+    int len;
+} saved_row;
+
+static sqlite3 *db_open(void)
+{
+    sqlite3 *db = NULL;
+    REQUIRE(sqlite3_open(db_path, &db) == SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    return db;
+}
+
+static void db_exec(const char *sql)
+{
+    sqlite3 *db = db_open();
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "sqlite3_exec(%s): %s\n", sql, msg ? msg : "?");
+        exit(99);
+    }
+    REQUIRE(sqlite3_changes(db) == 1);
+    sqlite3_close(db);
+}
+
+static saved_row row_value(const char *table, const char *name)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT value FROM %s WHERE name = ?1", table);
+    sqlite3 *db = db_open();
+    sqlite3_stmt *st = NULL;
+    REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    saved_row r;
+    r.len = sqlite3_column_bytes(st, 0);
+    r.value = malloc((size_t)r.len + 1);
+    REQUIRE(r.value != NULL);
+    memcpy(r.value, sqlite3_column_blob(st, 0), (size_t)r.len);
+    ((char *)r.value)[r.len] = '\0';
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return r;
+}
+
+static void set_value(const char *table, const char *name, const void *value, int len)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "UPDATE %s SET value = ?2 WHERE name = ?1", table);
+    sqlite3 *db = db_open();
+    sqlite3_stmt *st = NULL;
+    REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, value, len, SQLITE_STATIC);
+    REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+    REQUIRE(sqlite3_changes(db) == 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Replaces the first occurrence of from with to in a key record, as an attacker with SQL access
+ * would. */
+static saved_row edit_record(const char *id, const char *from, const char *to)
+{
+    saved_row orig = row_value("keys", id);
+    char *text = orig.value;
+    char *at = strstr(text, from);
+    if (at == NULL) {
+        fprintf(stderr, "record of %s has no %s: %s\n", id, from, text);
+        exit(99);
+    }
+    size_t n = strlen(text) - strlen(from) + strlen(to);
+    char *edited = malloc(n + 1);
+    REQUIRE(edited != NULL);
+    snprintf(edited, n + 1, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    set_value("keys", id, edited, (int)strlen(edited));
+    free(edited);
+    return orig;
+}
+
+static void restore(const char *table, const char *name, saved_row *r)
+{
+    set_value(table, name, r->value, r->len);
+    free(r->value);
+    r->value = NULL;
+}
+
+/* A fresh service (no cached row) must refuse ref with KMSInternalException naming subject. */
+static void expect_refused(const char *what, const char *ref, const char *subject)
+{
+    fx_say("%s is refused", what);
+    p11kms *svc = fx_open(NULL);
+    p11kms_key_metadata md;
+    CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_INTERNAL, &e);
+    CHECK(fx_msg_has(&e, subject));
+    CHECK(fx_msg_has(&e, "integrity"));
+    p11kms_result r;
+    static const uint8_t pt[] = "x";
+    CHECK_ERR(p11kms_encrypt(svc, who, ref, NULL, pt, sizeof(pt), &r, &e), P11KMS_E_INTERNAL, &e);
+    p11kms_result_free(&r);
+    p11kms_close(svc);
+}
+
+static p11kms_key_state state_now(const char *ref)
+{
+    p11kms *svc = fx_open(NULL);
+    p11kms_key_metadata md = {0};
+    CHECK_OK(p11kms_describe_key(svc, who, ref, &md, &e), &e);
+    p11kms_close(svc);
+    return md.state;
+}
+
+int main(void)
+{
+    snprintf(db_path, sizeof(db_path), "%s/p11kms.db", test_env("P11KMS_TEST_ROOT"));
+    who = fx_principal("unix:user:tamper-tester");
+    p11kms *svc = fx_open(NULL);
+    char k1[P11KMS_KEY_ID_LEN + 1], k2[P11KMS_KEY_ID_LEN + 1];
+    fx_create_key(svc, who, "tamper one", k1);
+    fx_create_key(svc, who, "tamper two", k2);
+    CHECK_OK(p11kms_disable_key(svc, who, k1, &e), &e);
+    p11kms_key_metadata md;
+    CHECK_OK(p11kms_rotate_key_on_demand(svc, who, k2, &md, &e), &e);
+    CHECK_OK(p11kms_create_alias(svc, who, "alias/tamper", k2, &e), &e);
+    p11kms_result r;
+    static const uint8_t pt[] = "reserve a batch";
+    CHECK_OK(p11kms_encrypt(svc, who, k2, NULL, pt, sizeof(pt), &r, &e), &e);
+    p11kms_result_free(&r);
+    p11kms_close(svc);
+
+    fx_say("the database holds the rows, authenticated");
+    CHECK(state_now(k1) == P11KMS_KEY_DISABLED);
+
+    saved_row orig = edit_record(k1, "\"state\":\"Disabled\"", "\"state\":\"Enabled\"");
+    expect_refused("a key re-enabled by SQL", k1, k1);
+    restore("keys", k1, &orig);
+    CHECK(state_now(k1) == P11KMS_KEY_DISABLED);
+
+    orig = edit_record(k2, ",{\"number\":2", ",{\"number\":9");
+    expect_refused("a key version renumbered by SQL", k2, k2);
+    restore("keys", k2, &orig);
+
+    /* Removing version 2 from the record: cut the last element of "versions". */
+    orig = row_value("keys", k2);
+    {
+        char *text = strdup(orig.value);
+        REQUIRE(text != NULL);
+        char *v2 = strstr(text, ",{\"number\":2");
+        char *end = v2 ? strchr(v2, '}') : NULL;
+        REQUIRE(v2 != NULL && end != NULL);
+        memmove(v2, end + 1, strlen(end + 1) + 1);
+        set_value("keys", k2, text, (int)strlen(text));
+        free(text);
+    }
+    expect_refused("a key version removed by SQL", k2, k2);
+    restore("keys", k2, &orig);
+
+    orig = row_value("keys", k2);
+    {
+        char *text = strdup(orig.value);
+        REQUIRE(text != NULL);
+        /* The current version's counter (the last one) is the one encryptions raised. */
+        char *res = NULL;
+        for (char *p = strstr(text, "\"reserved\":"); p != NULL; p = strstr(p + 1, "\"reserved\":"))
+            res = p;
+        REQUIRE(res != NULL);
+        char *digits = res + strlen("\"reserved\":");
+        REQUIRE(*digits >= '1' && *digits <= '9');
+        char *after = digits;
+        while (*after >= '0' && *after <= '9')
+            after++;
+        memmove(digits + 1, after, strlen(after) + 1);
+        *digits = '0';
+        set_value("keys", k2, text, (int)strlen(text));
+        free(text);
+    }
+    expect_refused("an encryption counter lowered by SQL", k2, k2);
+    restore("keys", k2, &orig);
+
+    saved_row alias = row_value("aliases", "alias/tamper");
+    set_value("aliases", "alias/tamper", k1, (int)strlen(k1));
+    expect_refused("an alias pointed elsewhere by SQL", "alias/tamper", "alias/tamper");
+    restore("aliases", "alias/tamper", &alias);
+
+    /* The row version is part of the MAC: a row cannot be presented as another version. */
+    db_exec("UPDATE keys SET version = version + 1 WHERE name = (SELECT name FROM keys ORDER BY "
+            "name LIMIT 1)");
+    {
+        sqlite3 *db = db_open();
+        sqlite3_stmt *st = NULL;
+        REQUIRE(sqlite3_prepare_v2(db, "SELECT name FROM keys ORDER BY name LIMIT 1", -1, &st,
+                                   NULL) == SQLITE_OK);
+        REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+        char first[P11KMS_KEY_ID_LEN + 1];
+        snprintf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        expect_refused("a row version changed by SQL", first, first);
+        db_exec("UPDATE keys SET version = version - 1 WHERE name = (SELECT name FROM keys "
+                "ORDER BY name LIMIT 1)");
+    }
+
+    /* A row copied under another key's name (value and MAC) does not verify either. */
+    saved_row one = row_value("keys", k1);
+    saved_row two = row_value("keys", k2);
+    set_value("keys", k2, one.value, one.len);
+    {
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "UPDATE keys SET mac = (SELECT mac FROM keys WHERE name = '%s'), version = "
+                 "(SELECT version FROM keys WHERE name = '%s') WHERE name = '%s'",
+                 k1, k1, k2);
+        db_exec(sql);
+    }
+    expect_refused("another key's row copied under a key's name", k2, k2);
+    free(one.value);
+    free(two.value);
+
+    fx_say("restored rows are accepted again");
+    CHECK(state_now(k1) == P11KMS_KEY_DISABLED);
+
+    fx_say("maintain reports the tampered row and leaves it in place");
+    svc = fx_open(NULL);
+    fx_list lines = {0};
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &lines, &e), &e);
+    CHECK(fx_list_find_sub(&lines, k2) >= 0);
+    fx_list_free(&lines);
+    p11kms_close(svc);
+
+    p11kms_principal_free(who);
+    return check_finish("provider-store-tamper-test");
+}

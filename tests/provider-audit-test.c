@@ -495,7 +495,8 @@ static void test_tampering(const char *other_log)
 
     fx_say("a cut tail is found by the token's checkpoint");
     t = split(log_path);
-    t.n -= 2;
+    free(t.v[--t.n]);
+    free(t.v[--t.n]);
     path = join_to("tamper-truncate.log", &t);
     expect_invalid(path, 0, "truncated");
     free(path);
@@ -558,13 +559,20 @@ int main(void)
     p11kms_close(svc);
 
     /* Verify with a service that writes nothing (no audit section). */
-    svc = fx_open(fx_config("plain.yaml", NULL, NULL, policy));
+    char *plain_cfg = fx_config("plain.yaml", NULL, NULL, policy);
+    svc = fx_open(plain_cfg);
     test_tampering(other_log);
     p11kms_close(svc);
 
     for (size_t i = 0; i < record_count; i++)
         json_object_put(records[i]);
     free(records);
+    free(plain_cfg);
+    free(other_cfg);
+    free(other_log);
+    free(cfg);
+    free(policy);
+    free(log_path);
     p11kms_principal_free(admin);
     p11kms_principal_free(app1);
     p11kms_principal_free(app2);

@@ -394,6 +394,22 @@ p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const char *acti
                       const char *key_ref, const p11kms_context *ctx, bool *allowed,
                       char *explanation, size_t explanation_size, p11kms_error *err);
 
+/* --- audit ---------------------------------------------------------------------------------- */
+
+/* What a front end knows of a request, for its audit record (see doc/audit.md): the source
+ * (e.g. "unix pid=42 uid=1000" or "tcp 127.0.0.1:50412") and the request id it answers with.
+ * Without them the record says "local pid=N uid=U" and carries an id the library makes. */
+P11KMS_API p11kms_err p11kms_principal_set_source(p11kms_principal *p, const char *source,
+                                                  p11kms_error *err);
+P11KMS_API p11kms_err p11kms_principal_set_request_id(p11kms_principal *p, const char *request_id,
+                                                      p11kms_error *err);
+
+/* Verifies a set of audit log files (any order; rotated files of one chain) against the token's
+ * audit key and checkpoint: fn gets one line per finding and a last summary line. *valid says
+ * whether the set is intact. Returns P11KMS_OK when the verification ran (whatever it found). */
+P11KMS_API p11kms_err p11kms_audit_verify(p11kms *svc, const char *const *files, size_t count,
+                                          void (*fn)(const char *line, void *arg), void *arg,
+                                          bool *valid, p11kms_error *err);
 /* --- SigV4 credentials of p11kmsd callers ------------------------------------------------------ */
 
 /* An access key id is "PKMS" followed by 16 characters of A-Z and 2-7 (80 random bits, base32),

@@ -27,12 +27,14 @@ static p11kms_err set_text(char **slot, const char *value, size_t max, const cha
 
 p11kms_err p11kms_principal_set_source(p11kms_principal *p, const char *source, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return set_text(&p->source, source, 256, "a request source", err);
 }
 
 p11kms_err p11kms_principal_set_request_id(p11kms_principal *p, const char *request_id,
                                            p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return set_text(&p->request_id, request_id, 128, "a request id", err);
 }
 
@@ -53,6 +55,7 @@ p11kms_err p11kms_encrypt(p11kms *svc, const p11kms_principal *who, const char *
                           const p11kms_context *ctx, const uint8_t *plaintext, size_t len,
                           p11kms_result *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     audit_req a;
     audit_begin(&a, svc, "Encrypt", who, key_ref, ctx);
     p11kms_err rc = kms_op_encrypt(svc, who, key_ref, ctx, plaintext, len, out, err);
@@ -63,6 +66,7 @@ p11kms_err p11kms_decrypt(p11kms *svc, const p11kms_principal *who, const char *
                           const p11kms_context *ctx, const uint8_t *blob, size_t blob_len,
                           p11kms_result *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     audit_req a;
     audit_begin(&a, svc, "Decrypt", who, key_ref, ctx);
     p11kms_err rc = kms_op_decrypt(svc, who, key_ref, ctx, blob, blob_len, out, err);
@@ -74,6 +78,7 @@ p11kms_err p11kms_re_encrypt(p11kms *svc, const p11kms_principal *who, const cha
                              const char *dest_key_ref, const p11kms_context *dest_ctx,
                              p11kms_result *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     audit_req a;
     audit_begin(&a, svc, "ReEncrypt", who, source_key_ref, source_ctx);
     a.dest_key_ref = dest_key_ref;
@@ -88,6 +93,7 @@ p11kms_err p11kms_generate_data_key(p11kms *svc, const p11kms_principal *who, co
                                     size_t number_of_bytes, bool want_plaintext, p11kms_result *out,
                                     p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     audit_req a;
     audit_begin(&a, svc, want_plaintext ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext",
                 who, key_ref, ctx);
@@ -99,6 +105,7 @@ p11kms_err p11kms_generate_data_key(p11kms *svc, const p11kms_principal *who, co
 p11kms_err p11kms_generate_random(p11kms *svc, const p11kms_principal *who, size_t number_of_bytes,
                                   p11kms_result *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     audit_req a;
     audit_begin(&a, svc, "GenerateRandom", who, NULL, NULL);
     p11kms_err rc = kms_op_generate_random(svc, who, number_of_bytes, out, err);
@@ -109,6 +116,7 @@ p11kms_err p11kms_open_key(p11kms *svc, const p11kms_principal *who, const p11km
                            const uint8_t *blob, size_t blob_len, p11kms_opened_key **out,
                            p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     audit_req a;
     audit_begin(&a, svc, "OpenKey", who, NULL, ctx);
     p11kms_err rc = kms_op_open_key(svc, who, ctx, blob, blob_len, out, err);
@@ -134,6 +142,7 @@ p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
                              const p11kms_create_key_input *in, p11kms_key_metadata *out,
                              p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     audit_req a;
     audit_begin(&a, svc, "CreateKey", who, NULL, NULL);
     p11kms_err rc = kms_op_create_key(svc, who, in, out, err);
@@ -145,6 +154,7 @@ p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
 p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                p11kms_key_metadata *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("DescribeKey", key_ref, kms_op_describe_key(svc, who, key_ref, out, err));
 }
 
@@ -152,18 +162,21 @@ p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
                             int (*fn)(const char *key_id, const char *arn, void *arg), void *arg,
                             p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("ListKeys", NULL, kms_op_list_keys(svc, who, fn, arg, err));
 }
 
 p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                              p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("EnableKey", key_ref, kms_op_enable_key(svc, who, key_ref, err));
 }
 
 p11kms_err p11kms_disable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                               p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("DisableKey", key_ref, kms_op_disable_key(svc, who, key_ref, err));
 }
 
@@ -171,6 +184,7 @@ p11kms_err p11kms_schedule_key_deletion(p11kms *svc, const p11kms_principal *who
                                         const char *key_ref, unsigned pending_window_days,
                                         p11kms_key_metadata *out, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("ScheduleKeyDeletion", key_ref,
             kms_op_schedule_key_deletion(svc, who, key_ref, pending_window_days, out, err));
 }
@@ -178,6 +192,7 @@ p11kms_err p11kms_schedule_key_deletion(p11kms *svc, const p11kms_principal *who
 p11kms_err p11kms_cancel_key_deletion(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                       p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("CancelKeyDeletion", key_ref, kms_op_cancel_key_deletion(svc, who, key_ref, err));
 }
 
@@ -185,6 +200,7 @@ p11kms_err p11kms_update_key_description(p11kms *svc, const p11kms_principal *wh
                                          const char *key_ref, const char *description,
                                          p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("UpdateKeyDescription", key_ref,
             kms_op_update_key_description(svc, who, key_ref, description, err));
 }
@@ -193,12 +209,14 @@ p11kms_err p11kms_rotate_key_on_demand(p11kms *svc, const p11kms_principal *who,
                                        const char *key_ref, p11kms_key_metadata *out,
                                        p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("RotateKeyOnDemand", key_ref, kms_op_rotate_key_on_demand(svc, who, key_ref, out, err));
 }
 
 p11kms_err p11kms_enable_key_rotation(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                       unsigned period_days, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("EnableKeyRotation", key_ref,
             kms_op_enable_key_rotation(svc, who, key_ref, period_days, err));
 }
@@ -206,6 +224,7 @@ p11kms_err p11kms_enable_key_rotation(p11kms *svc, const p11kms_principal *who, 
 p11kms_err p11kms_disable_key_rotation(p11kms *svc, const p11kms_principal *who,
                                        const char *key_ref, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("DisableKeyRotation", key_ref, kms_op_disable_key_rotation(svc, who, key_ref, err));
 }
 
@@ -213,6 +232,7 @@ p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, c
                                      int (*fn)(const p11kms_rotation *r, void *arg), void *arg,
                                      p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("ListKeyRotations", key_ref,
             kms_op_list_key_rotations(svc, who, key_ref, fn, arg, err));
 }
@@ -220,12 +240,14 @@ p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, c
 p11kms_err p11kms_tag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                const p11kms_tag *tags, size_t count, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("TagResource", key_ref, kms_op_tag_resource(svc, who, key_ref, tags, count, err));
 }
 
 p11kms_err p11kms_untag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                  const char *const *tag_keys, size_t count, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("UntagResource", key_ref,
             kms_op_untag_resource(svc, who, key_ref, tag_keys, count, err));
 }
@@ -234,6 +256,7 @@ p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who, c
                                      int (*fn)(const p11kms_tag *tag, void *arg), void *arg,
                                      p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("ListResourceTags", key_ref,
             kms_op_list_resource_tags(svc, who, key_ref, fn, arg, err));
 }
@@ -254,18 +277,21 @@ static p11kms_err alias_op(const char *event, p11kms *svc, const p11kms_principa
 p11kms_err p11kms_create_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                const char *target_key_ref, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return alias_op("CreateAlias", svc, who, alias_name, target_key_ref, kms_op_create_alias, err);
 }
 
 p11kms_err p11kms_update_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                const char *target_key_ref, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     return alias_op("UpdateAlias", svc, who, alias_name, target_key_ref, kms_op_update_alias, err);
 }
 
 p11kms_err p11kms_delete_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("DeleteAlias", alias_name, kms_op_delete_alias(svc, who, alias_name, err));
 }
 
@@ -274,11 +300,48 @@ p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who, const c
                                          const char *target_key_id, void *arg),
                                void *arg, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("ListAliases", key_ref, kms_op_list_aliases(svc, who, key_ref, fn, arg, err));
 }
 
 p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
                            void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     AUDITED("Maintain", NULL, kms_op_maintain(svc, who, fn, arg, err));
+}
+
+/* --- credentials and the store -------------------------------------------------------------- */
+
+p11kms_err p11kms_credentials_create(p11kms *svc, const p11kms_principal *who,
+                                     const char *principal_name, p11kms_credential *out,
+                                     char **secret, p11kms_error *err)
+{
+    P11KMS_ERR_LOCAL(err);
+    audit_req a;
+    audit_begin(&a, svc, "CreateCredentials", who, NULL, NULL);
+    p11kms_err rc = kms_op_credentials_create(svc, who, principal_name, out, secret, err);
+    p11kms_err answer = audit_end(&a, rc, err);
+    /* the secret is an output like a plaintext: refused, it is not shown */
+    if (audit_refused(rc, answer)) {
+        p11kms_secret_free(*secret);
+        *secret = NULL;
+        memset(out, 0, sizeof(*out));
+    }
+    return answer;
+}
+
+p11kms_err p11kms_credentials_delete(p11kms *svc, const p11kms_principal *who,
+                                     const char *access_key_id, p11kms_error *err)
+{
+    P11KMS_ERR_LOCAL(err);
+    AUDITED("DeleteCredentials", NULL, kms_op_credentials_delete(svc, who, access_key_id, err));
+}
+
+p11kms_err p11kms_store_migrate(p11kms *svc, void (*fn)(const char *line, void *arg), void *arg,
+                                p11kms_error *err)
+{
+    P11KMS_ERR_LOCAL(err);
+    const p11kms_principal *who = NULL; /* an administrator's tool: no principal */
+    AUDITED("MigrateStore", NULL, kms_op_store_migrate(svc, fn, arg, err));
 }

@@ -73,5 +73,12 @@ p11kms_err kms_op_open_key(p11kms *svc, const p11kms_principal *who, const p11km
                            p11kms_error *err);
 p11kms_err kms_op_maintain(p11kms *svc, const p11kms_principal *who,
                            void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err);
+p11kms_err kms_op_credentials_create(p11kms *svc, const p11kms_principal *who,
+                                     const char *principal_name, p11kms_credential *out,
+                                     char **secret, p11kms_error *err);
+p11kms_err kms_op_credentials_delete(p11kms *svc, const p11kms_principal *who,
+                                     const char *access_key_id, p11kms_error *err);
+p11kms_err kms_op_store_migrate(p11kms *svc, void (*fn)(const char *line, void *arg), void *arg,
+                                p11kms_error *err);
 
 #endif

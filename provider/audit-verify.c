@@ -343,6 +343,7 @@ p11kms_err p11kms_audit_verify(p11kms *svc, const char *const *files, size_t cou
                                void (*fn)(const char *line, void *arg), void *arg, bool *valid,
                                p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     *valid = false;
     if (count == 0)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "no audit log file given");

@@ -31,7 +31,7 @@ static const char *const policy_text =
     "  - sid: admin-global\n"
     "    effect: allow\n"
     "    principals: [unix:user:admin1]\n"
-    "    actions: [create-key, list-keys, list-aliases]\n"
+    "    actions: [create-key, list-keys, list-aliases, create-credentials, delete-credentials]\n"
     "statements:\n"
     "  - sid: admin-manage\n"
     "    effect: allow\n"
@@ -302,6 +302,12 @@ static void test_every_operation(void)
     CHECK_REC(RECORD("Encrypt"), NULL, NULL, "ValidationException");
     CHECK_ERR(p11kms_describe_key(svc, admin, "alias/missing", &m, &e), P11KMS_E_NOT_FOUND, &e);
     CHECK_REC(RECORD("DescribeKey"), "Allow", "admin-manage", "NotFoundException");
+    /* err NULL (allowed for every public function): the record still has the message */
+    CHECK(p11kms_describe_key(svc, admin, "alias/missing", &m, NULL) == P11KMS_E_NOT_FOUND);
+    r = RECORD("DescribeKey");
+    CHECK_REC(r, "Allow", "admin-manage", "NotFoundException");
+    CHECK(str(r, "errorMessage") != NULL &&
+          strstr(str(r, "errorMessage"), "alias/missing") != NULL);
 
     fx_say("aliases, deletion, maintenance");
     CHECK_OK(p11kms_update_alias(svc, admin, "alias/app-two", k1, &e), &e);
@@ -314,6 +320,24 @@ static void test_every_operation(void)
     CHECK_REC(RECORD("CancelKeyDeletion"), "Allow", "admin-manage", NULL);
     CHECK_OK(p11kms_maintain(svc, admin, ignore_line, NULL, &e), &e);
     CHECK_REC(RECORD("Maintain"), NULL, NULL, NULL);
+    CHECK_OK(p11kms_store_migrate(svc, ignore_line, NULL, &e), &e);
+    CHECK_REC(RECORD("MigrateStore"), NULL, NULL, NULL);
+
+    fx_say("credentials: creation and deletion recorded, the secret never");
+    p11kms_credential cred;
+    char *sk = NULL;
+    CHECK_OK(p11kms_credentials_create(svc, admin, "etl-job", &cred, &sk, &e), &e);
+    r = RECORD("CreateCredentials");
+    CHECK_REC(r, "Allow", "admin-global", NULL);
+    CHECK(sk != NULL && strstr(json_object_to_json_string(r), sk) == NULL);
+    p11kms_secret_free(sk);
+    sk = NULL;
+    p11kms_credential denied;
+    CHECK_ERR(p11kms_credentials_create(svc, app1, "etl-job", &denied, &sk, &e),
+              P11KMS_E_ACCESS_DENIED, &e);
+    CHECK_REC(RECORD("CreateCredentials"), "Deny", NULL, "AccessDeniedException");
+    CHECK_OK(p11kms_credentials_delete(svc, admin, cred.access_key_id, &e), &e);
+    CHECK_REC(RECORD("DeleteCredentials"), "Allow", "admin-global", NULL);
 
     fx_say("a front end's source and request id reach the record");
     p11kms_principal *remote = fx_principal("unix:user:app1");

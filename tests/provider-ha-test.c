@@ -121,6 +121,13 @@ static void test_notification(const p11kms_principal *who)
 
 /* --- 2. concurrent writers with kills -------------------------------------------------------- */
 
+/* The writers race each other on purpose: an operation that loses the race fails, and that is
+ * an expected outcome, not an error of the test. */
+static void may_fail(p11kms_err rc)
+{
+    (void)rc;
+}
+
 static void writer(int host, unsigned seed, int log_fd)
 {
     p11kms *svc = fx_open(config[host]);
@@ -143,17 +150,17 @@ static void writer(int host, unsigned seed, int log_fd)
             }
         } else if (op == 1) {
             const char *k = mine[next_random(&seed) % (have < 8 ? have : 8)];
-            (void)p11kms_rotate_key_on_demand(svc, who, k, NULL, &we);
+            may_fail(p11kms_rotate_key_on_demand(svc, who, k, NULL, &we));
         } else if (op == 2) {
             char alias[32];
             snprintf(alias, sizeof(alias), "alias/ha-%u", next_random(&seed) % ALIASES);
             const char *k = mine[next_random(&seed) % (have < 8 ? have : 8)];
             if (p11kms_create_alias(svc, who, alias, k, &we) != P11KMS_OK)
-                (void)p11kms_update_alias(svc, who, alias, k, &we);
+                may_fail(p11kms_update_alias(svc, who, alias, k, &we));
         } else if (op == 3) {
             char alias[32];
             snprintf(alias, sizeof(alias), "alias/ha-%u", next_random(&seed) % ALIASES);
-            (void)p11kms_delete_alias(svc, who, alias, &we);
+            may_fail(p11kms_delete_alias(svc, who, alias, &we));
         } else if (op == 4) {
             n++;
             char value[32];
@@ -163,8 +170,8 @@ static void writer(int host, unsigned seed, int log_fd)
                 log_line(log_fd, "tag %d %lu\n", host, n);
         } else {
             const char *k = mine[next_random(&seed) % (have < 8 ? have : 8)];
-            (void)p11kms_disable_key(svc, who, k, &we);
-            (void)p11kms_enable_key(svc, who, k, &we);
+            may_fail(p11kms_disable_key(svc, who, k, &we));
+            may_fail(p11kms_enable_key(svc, who, k, &we));
         }
     }
 }

@@ -171,5 +171,7 @@ void p11kms_principal_free(p11kms_principal *p)
     for (size_t i = 0; i < p->count; i++)
         free(p->names[i]);
     free(p->names);
+    free(p->source);
+    free(p->request_id);
     free(p);
 }

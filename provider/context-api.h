@@ -12,7 +12,18 @@ struct p11kms_context {
 struct p11kms_principal {
     char **names;
     size_t count;
+    char *source;     /* audit: set by a front end (peer pid/uid or address); NULL: local */
+    char *request_id; /* audit: set by a front end; NULL: the library makes one */
 };
+
+static inline const char *principal_source(const p11kms_principal *p)
+{
+    return p != NULL ? p->source : NULL;
+}
+static inline const char *principal_request_id(const p11kms_principal *p)
+{
+    return p != NULL ? p->request_id : NULL;
+}
 
 /* The context behind a public handle; NULL (no context) gives the shared empty context. */
 const enc_context *context_pairs(const p11kms_context *ctx);

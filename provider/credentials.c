@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 
 #include "pkcs11/hmac.h"
+#include "provider/audit-ops.h"
 #include "provider/gate.h"
 #include "provider/service.h"
 
@@ -97,7 +98,7 @@ void p11kms_secret_free(char *secret)
         OPENSSL_secure_clear_free(secret, P11KMS_SECRET_ACCESS_KEY_LEN + 1);
 }
 
-p11kms_err p11kms_credentials_create(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_credentials_create(p11kms *svc, const p11kms_principal *who,
                                      const char *principal_name, p11kms_credential *out,
                                      char **secret, p11kms_error *err)
 {
@@ -187,6 +188,7 @@ p11kms_err p11kms_credentials_list(p11kms *svc, const p11kms_principal *who,
                                    int (*fn)(const p11kms_credential *c, void *arg), void *arg,
                                    p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (svc == NULL || fn == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_credentials_list: missing argument");
     p11kms_err rc = gate_check_global(svc, who, "list-credentials", err);
@@ -224,7 +226,7 @@ static p11kms_err find_credential(p11kms *svc, const char *access_key_id, p11_ke
     return P11KMS_OK;
 }
 
-p11kms_err p11kms_credentials_delete(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_credentials_delete(p11kms *svc, const p11kms_principal *who,
                                      const char *access_key_id, p11kms_error *err)
 {
     if (svc == NULL)
@@ -256,6 +258,7 @@ p11kms_err p11kms_sigv4_signing_key(p11kms *svc, const char *access_key_id, cons
                                     char *principal_name, size_t principal_name_size,
                                     p11kms_error *err)
 {
+    P11KMS_ERR_LOCAL(err);
     if (svc == NULL || out == NULL || (principal_name == NULL && principal_name_size > 0))
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_sigv4_signing_key: missing argument");
     bool date_ok = yyyymmdd != NULL && strlen(yyyymmdd) == 8;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "policy/policy.h"
+#include "provider/audit.h"
 #include "provider/context-api.h"
 #include "provider/keyref.h"
 
@@ -140,6 +141,12 @@ static p11kms_err deny(const p11kms_principal *who, const char *action, const ch
                         who->names[0], action, key_ref ? key_ref : "(no key)", d->explanation);
 }
 
+/* The audit record of the request in progress learns every decision the gate makes for it. */
+static void audit_decision(const char *action, const policy_decision *d, const char *key_id)
+{
+    audit_note_decision(action, d->allowed, d->sid, d->waiver, d->waiver_reason, key_id);
+}
+
 /* Evaluates one request; the decision is always filled (deny when it could not be made). */
 static p11kms_err decide(p11kms *svc, const p11kms_principal *who, const char *action,
                          const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
@@ -207,6 +214,7 @@ p11kms_err gate_check(p11kms *svc, const p11kms_principal *who, const char *acti
     p11kms_err rc = decide(svc, who, action, key_ref, meta, ctx, ctx2, &d, err);
     if (rc != P11KMS_OK)
         return rc;
+    audit_decision(action, &d, meta != NULL ? meta->id_text : NULL);
     return d.allowed ? P11KMS_OK : deny(who, action, key_ref, &d, err);
 }
 
@@ -220,8 +228,10 @@ p11kms_err gate_check_alias(p11kms *svc, const p11kms_principal *who, const char
                             const char *alias, p11kms_error *err)
 {
     policy *pol = current_policy(svc->gate);
-    if (pol == NULL)
+    if (pol == NULL) {
+        audit_note_decision(action, true, NULL, false, NULL, NULL);
         return P11KMS_OK;
+    }
     policy_action act;
     policy_decision d;
     request r;
@@ -232,6 +242,7 @@ p11kms_err gate_check_alias(p11kms *svc, const p11kms_principal *who, const char
         p11kms_error why = {0};
         if (policy_evaluate_alias(pol, &r.who, act, alias, &d, &why) != P11KMS_OK)
             d.allowed = false;
+        audit_decision(action, &d, NULL);
         if (!d.allowed)
             rc = deny(who, action, alias, &d, err);
         request_end(&r);
@@ -256,6 +267,7 @@ p11kms_err gate_check_create(p11kms *svc, const p11kms_principal *who, gate_crea
     p11kms_err rc = decide(svc, who, "create-key", NULL, NULL, NULL, NULL, &d, err);
     if (rc != P11KMS_OK)
         return rc;
+    audit_decision("create-key", &d, NULL);
     if (!d.allowed)
         return deny(who, "create-key", NULL, &d, err);
     out->pol = current_policy(svc->gate);

@@ -144,7 +144,7 @@ static p11kms_err opened_new(lineage *line, const uint8_t *key, size_t len, int6
     return P11KMS_OK;
 }
 
-p11kms_err p11kms_open_key(p11kms *svc, const p11kms_principal *who, const p11kms_context *ctx,
+p11kms_err kms_op_open_key(p11kms *svc, const p11kms_principal *who, const p11kms_context *ctx,
                            const uint8_t *blob, size_t blob_len, p11kms_opened_key **out,
                            p11kms_error *err)
 {

@@ -50,7 +50,7 @@ static p11kms_err parse_plain(const char *ref, keyref_kind *kind, char out[P11KM
         p11kms_err rc = keyref_check_alias_name(ref, err);
         if (rc != P11KMS_OK)
             return rc == P11KMS_E_INVALID_ALIAS
-                       ? P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "alias %s does not exist: %s",
+                       ? P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "alias \"%s\" does not exist: %s",
                                       quoted(ref, q), err ? err->message : "")
                        : rc;
         *kind = KEYREF_ALIAS;

@@ -332,7 +332,7 @@ p11kms_err kms_begin(p11kms *svc, const p11kms_principal *who, const char *actio
     return rc;
 }
 
-p11kms_err p11kms_encrypt(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_encrypt(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                           const p11kms_context *ctx, const uint8_t *plaintext, size_t len,
                           p11kms_result *out, p11kms_error *err)
 {
@@ -385,7 +385,7 @@ static p11kms_err open_master_blob(p11kms *svc, const p11kms_principal *who, con
     return rc;
 }
 
-p11kms_err p11kms_decrypt(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_decrypt(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                           const p11kms_context *ctx, const uint8_t *blob, size_t blob_len,
                           p11kms_result *out, p11kms_error *err)
 {
@@ -409,7 +409,7 @@ p11kms_err p11kms_decrypt(p11kms *svc, const p11kms_principal *who, const char *
     return rc;
 }
 
-p11kms_err p11kms_re_encrypt(p11kms *svc, const p11kms_principal *who, const char *source_key_ref,
+p11kms_err kms_op_re_encrypt(p11kms *svc, const p11kms_principal *who, const char *source_key_ref,
                              const p11kms_context *source_ctx, const uint8_t *blob, size_t blob_len,
                              const char *dest_key_ref, const p11kms_context *dest_ctx,
                              p11kms_result *out, p11kms_error *err)
@@ -498,7 +498,7 @@ static p11kms_err trial_decrypt(p11kms *svc, key_access *acc, const p11kms_resul
     return P11KMS_OK;
 }
 
-p11kms_err p11kms_generate_data_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_generate_data_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                     const p11kms_context *ctx, const char *key_spec,
                                     size_t number_of_bytes, bool want_plaintext, p11kms_result *out,
                                     p11kms_error *err)
@@ -539,7 +539,7 @@ p11kms_err p11kms_generate_data_key(p11kms *svc, const p11kms_principal *who, co
     return rc;
 }
 
-p11kms_err p11kms_generate_random(p11kms *svc, const p11kms_principal *who, size_t number_of_bytes,
+p11kms_err kms_op_generate_random(p11kms *svc, const p11kms_principal *who, size_t number_of_bytes,
                                   p11kms_result *out, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);

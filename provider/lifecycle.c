@@ -228,7 +228,7 @@ static p11kms_err create_key_locked(p11kms *svc, key_meta *m, bool external, p11
     return rc;
 }
 
-p11kms_err p11kms_create_key(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_create_key(p11kms *svc, const p11kms_principal *who,
                              const p11kms_create_key_input *in, p11kms_key_metadata *out,
                              p11kms_error *err)
 {
@@ -297,7 +297,7 @@ static p11kms_err do_toggle(p11kms *svc, key_entry *entry, key_meta *m, void *ar
     return m->state == want ? P11KMS_OK : change_state(svc, entry, m, want, err);
 }
 
-p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_enable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                              p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -305,7 +305,7 @@ p11kms_err p11kms_enable_key(p11kms *svc, const p11kms_principal *who, const cha
     return mutate_key(svc, who, "enable-key", key_ref, do_toggle, &want, NULL, err);
 }
 
-p11kms_err p11kms_disable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_disable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                               p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -324,7 +324,7 @@ static p11kms_err do_schedule(p11kms *svc, key_entry *entry, key_meta *m, void *
     return change_state(svc, entry, m, P11KMS_KEY_PENDING_DELETION, err);
 }
 
-p11kms_err p11kms_schedule_key_deletion(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_schedule_key_deletion(p11kms *svc, const p11kms_principal *who,
                                         const char *key_ref, unsigned pending_window_days,
                                         p11kms_key_metadata *out, p11kms_error *err)
 {
@@ -350,7 +350,7 @@ static p11kms_err do_cancel(p11kms *svc, key_entry *entry, key_meta *m, void *ar
     return change_state(svc, entry, m, next, err);
 }
 
-p11kms_err p11kms_cancel_key_deletion(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_cancel_key_deletion(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                       p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -375,7 +375,7 @@ static p11kms_err do_describe_update(p11kms *svc, key_entry *entry, key_meta *m,
     return commit(svc, entry, m, err);
 }
 
-p11kms_err p11kms_update_key_description(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_update_key_description(p11kms *svc, const p11kms_principal *who,
                                          const char *key_ref, const char *description,
                                          p11kms_error *err)
 {
@@ -409,7 +409,7 @@ static p11kms_err do_tag(p11kms *svc, key_entry *entry, key_meta *m, void *arg, 
     return commit(svc, entry, m, err);
 }
 
-p11kms_err p11kms_tag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_tag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                const p11kms_tag *tags, size_t count, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -433,7 +433,7 @@ static p11kms_err do_untag(p11kms *svc, key_entry *entry, key_meta *m, void *arg
     return commit(svc, entry, m, err);
 }
 
-p11kms_err p11kms_untag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_untag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                  const char *const *tag_keys, size_t count, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -501,7 +501,7 @@ static p11kms_err do_rotate(p11kms *svc, key_entry *entry, key_meta *m, void *ar
     return rc != P11KMS_OK ? rc : lifecycle_rotate_locked(svc, m, ROTATION_ON_DEMAND, err);
 }
 
-p11kms_err p11kms_rotate_key_on_demand(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_rotate_key_on_demand(p11kms *svc, const p11kms_principal *who,
                                        const char *key_ref, p11kms_key_metadata *out,
                                        p11kms_error *err)
 {
@@ -526,7 +526,7 @@ static p11kms_err do_rotation_setting(p11kms *svc, key_entry *entry, key_meta *m
     return commit(svc, entry, m, err);
 }
 
-p11kms_err p11kms_enable_key_rotation(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_enable_key_rotation(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                       unsigned period_days, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -539,7 +539,7 @@ p11kms_err p11kms_enable_key_rotation(p11kms *svc, const p11kms_principal *who, 
                       err);
 }
 
-p11kms_err p11kms_disable_key_rotation(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_disable_key_rotation(p11kms *svc, const p11kms_principal *who,
                                        const char *key_ref, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -619,7 +619,7 @@ static p11kms_err do_alias_add(p11kms *svc, key_entry *entry, key_meta *m, void 
     return rc;
 }
 
-p11kms_err p11kms_create_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
+p11kms_err kms_op_create_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                const char *target_key_ref, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -661,7 +661,7 @@ static p11kms_err alias_target_checked(p11kms *svc, const p11kms_principal *who,
     return rc;
 }
 
-p11kms_err p11kms_update_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
+p11kms_err kms_op_update_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                const char *target_key_ref, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -673,7 +673,7 @@ p11kms_err p11kms_update_alias(p11kms *svc, const p11kms_principal *who, const c
     return mutate_key(svc, who, "update-alias", target_key_ref, do_alias_add, &c, NULL, err);
 }
 
-p11kms_err p11kms_delete_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
+p11kms_err kms_op_delete_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
                                p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);

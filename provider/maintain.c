@@ -411,7 +411,7 @@ static void free_record(void *value)
     free(r);
 }
 
-p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_maintain(p11kms *svc, const p11kms_principal *who,
                            void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "provider/audit-ops.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"
 #include "provider/lifecycle.h"
@@ -264,7 +265,7 @@ static p11kms_err migrate_locked(migration *mg, p11kms_error *err)
     return rc;
 }
 
-p11kms_err p11kms_store_migrate(p11kms *svc, void (*fn)(const char *line, void *arg), void *arg,
+p11kms_err kms_op_store_migrate(p11kms *svc, void (*fn)(const char *line, void *arg), void *arg,
                                 p11kms_error *err)
 {
     migration mg = {svc, fn, arg, NULL, 0, NULL, 0, false};

@@ -352,8 +352,8 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_maintain(p11kms *svc, const p11km
 /* Moves the key records, aliases and counters a token holds in the previous layout (format 1:
  * CKO_DATA objects) into the configured store, verifies them there, then destroys the data
  * objects; key version objects stay. Idempotent. fn receives one line per action. */
-P11KMS_API p11kms_err p11kms_store_migrate(p11kms *svc, void (*fn)(const char *line, void *arg),
-                                           void *arg, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_store_migrate(
+    p11kms *svc, void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err);
 
 typedef struct p11kms_token_mechanism {
     const char *name;
@@ -394,6 +394,26 @@ p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const char *acti
                       const char *key_ref, const p11kms_context *ctx, bool *allowed,
                       char *explanation, size_t explanation_size, p11kms_error *err);
 
+/* --- audit ---------------------------------------------------------------------------------- */
+
+/* What a front end knows of a request, for its audit record (see doc/audit.md): the source
+ * (e.g. "unix pid=42 uid=1000" or "tcp 127.0.0.1:50412") and the request id it answers with.
+ * Without them the record says "local pid=N uid=U" and carries an id the library makes. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_principal_set_source(p11kms_principal *p,
+                                                                    const char *source,
+                                                                    p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_principal_set_request_id(p11kms_principal *p,
+                                                                        const char *request_id,
+                                                                        p11kms_error *err);
+
+/* Verifies a set of audit log files (any order; rotated files of one chain) against the token's
+ * audit key and checkpoint: fn gets one line per finding and a last summary line. *valid says
+ * whether the set is intact. Returns P11KMS_OK when the verification ran (whatever it found). */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_audit_verify(p11kms *svc, const char *const *files,
+                                                            size_t count,
+                                                            void (*fn)(const char *line, void *arg),
+                                                            void *arg, bool *valid,
+                                                            p11kms_error *err);
 /* --- SigV4 credentials of p11kmsd callers ------------------------------------------------------ */
 
 /* An access key id is "PKMS" followed by 16 characters of A-Z and 2-7 (80 random bits, base32),
@@ -423,13 +443,15 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_credentials_create(p11kms *svc,
 /* Wipes and frees a secret returned by p11kms_credentials_create. NULL is a no-op. */
 P11KMS_API void p11kms_secret_free(char *secret);
 /* Calls fn for every credential (policy action "list-credentials"); a non-zero return stops. */
-P11KMS_API p11kms_err p11kms_credentials_list(p11kms *svc, const p11kms_principal *who,
-                                              int (*fn)(const p11kms_credential *c, void *arg),
-                                              void *arg, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_credentials_list(
+    p11kms *svc, const p11kms_principal *who, int (*fn)(const p11kms_credential *c, void *arg),
+    void *arg, p11kms_error *err);
 /* Destroys the access key in the token (policy action "delete-credentials"): requests signed
  * with it fail from then on, in every process. NotFoundException if there is none. */
-P11KMS_API p11kms_err p11kms_credentials_delete(p11kms *svc, const p11kms_principal *who,
-                                                const char *access_key_id, p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_credentials_delete(p11kms *svc,
+                                                                  const p11kms_principal *who,
+                                                                  const char *access_key_id,
+                                                                  p11kms_error *err);
 
 /* The SigV4 signing key of an access key for one day, region and service:
  * kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, yyyymmdd), region), service), "aws4_request").

@@ -176,6 +176,63 @@ static const config_field hierarchy_fields[] = {
     {"revocation-check-ms", false, parse_revocation},
 };
 
+static p11kms_err parse_audit_file(const yaml_doc *doc, const yaml_doc_node *node,
+                                   service_config *cfg, p11kms_error *err)
+{
+    p11kms_err rc = take_string(doc, node, &cfg->audit_file, err);
+    if (rc == P11KMS_OK && cfg->audit_file[0] != '/')
+        return yaml_doc_error_at(doc, node, P11KMS_E_CONFIG, err,
+                                 "audit.file must be an absolute path");
+    return rc;
+}
+
+UINT_FIELD(parse_audit_max_size, audit_max_size, 0, UINT64_C(1) << 40)
+UINT_FIELD(parse_audit_sync_delay, audit_sync_delay_ms, 0, 1000)
+UINT_FIELD(parse_audit_checkpoint, audit_checkpoint_s, 1, 86400)
+
+static p11kms_err parse_audit_rotate(const yaml_doc *doc, const yaml_doc_node *node,
+                                     service_config *cfg, p11kms_error *err)
+{
+    static const char *const words[] = {"size", "daily"};
+    size_t i;
+    p11kms_err rc = take_choice(doc, node, words, 2, &i, err);
+    if (rc == P11KMS_OK)
+        cfg->audit_daily = i == 1;
+    return rc;
+}
+
+static p11kms_err parse_audit_on_failure(const yaml_doc *doc, const yaml_doc_node *node,
+                                         service_config *cfg, p11kms_error *err)
+{
+    static const char *const words[] = {"refuse", "continue"};
+    size_t i;
+    p11kms_err rc = take_choice(doc, node, words, 2, &i, err);
+    if (rc == P11KMS_OK)
+        cfg->audit_continue = i == 1;
+    return rc;
+}
+
+static p11kms_err parse_audit_syslog(const yaml_doc *doc, const yaml_doc_node *node,
+                                     service_config *cfg, p11kms_error *err)
+{
+    static const char *const words[] = {"no", "yes"};
+    size_t i;
+    p11kms_err rc = take_choice(doc, node, words, 2, &i, err);
+    if (rc == P11KMS_OK)
+        cfg->audit_syslog = i == 1;
+    return rc;
+}
+
+static const config_field audit_fields[] = {
+    {"file", true, parse_audit_file},
+    {"max-size", false, parse_audit_max_size},
+    {"rotate", false, parse_audit_rotate},
+    {"on-failure", false, parse_audit_on_failure},
+    {"sync-delay-ms", false, parse_audit_sync_delay},
+    {"checkpoint-seconds", false, parse_audit_checkpoint},
+    {"syslog", false, parse_audit_syslog},
+};
+
 static p11kms_err parse_section(const yaml_doc *doc, const yaml_doc_node *node, const char *section,
                                 const config_field *fields, size_t n, service_config *cfg,
                                 p11kms_error *err)
@@ -280,6 +337,8 @@ static p11kms_err set_defaults(service_config *cfg)
     cfg->region = strdup("local");
     cfg->account = strdup("000000000000");
     cfg->lock_file = strdup(CONFIG_DEFAULT_LOCK_FILE);
+    cfg->audit_max_size = CONFIG_DEFAULT_AUDIT_MAX_SIZE;
+    cfg->audit_checkpoint_s = CONFIG_DEFAULT_AUDIT_CHECKPOINT_S;
     cfg->store = strdup(CONFIG_DEFAULT_STORE);
     return cfg->region && cfg->account && cfg->lock_file && cfg->store ? P11KMS_OK
                                                                        : P11KMS_E_NO_MEMORY;
@@ -313,7 +372,10 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
             rc = parse_core_dumps(doc, value, cfg, err);
         else if (strcmp(name, "store") == 0)
             rc = parse_store(doc, value, cfg, err);
-        else if (strcmp(name, "audit") == 0 || strcmp(name, "listeners") == 0)
+        else if (strcmp(name, "audit") == 0)
+            rc = parse_section(doc, value, "audit", audit_fields,
+                               sizeof(audit_fields) / sizeof(audit_fields[0]), cfg, err);
+        else if (strcmp(name, "listeners") == 0)
             /* Reserved for the daemon; refusing beats silently ignoring an audit setting. */
             rc = yaml_doc_error_at(doc, root->keys[k], P11KMS_E_CONFIG, err,
                                    "section \"%s\" is reserved for p11kmsd and not supported by "
@@ -387,5 +449,6 @@ void config_free(service_config *cfg)
     free(cfg->lock_file);
     free(cfg->store);
     free(cfg->policy_path);
+    free(cfg->audit_file);
     free(cfg);
 }

@@ -18,6 +18,8 @@
 #define CONFIG_DEFAULT_HIERARCHY_MAX_USES (UINT64_C(1) << 32)
 #define CONFIG_DEFAULT_REVOCATION_CHECK_MS 2000u
 #define CONFIG_DEFAULT_LOCK_FILE "/run/lock/p11kms.lock"
+#define CONFIG_DEFAULT_AUDIT_MAX_SIZE (UINT64_C(64) << 20)
+#define CONFIG_DEFAULT_AUDIT_CHECKPOINT_S 10u
 #define CONFIG_DEFAULT_STORE "sqlite:/var/lib/p11kms/p11kms.db"
 #define CONFIG_DEFAULT_ORPHAN_GRACE_S 3600u
 
@@ -59,6 +61,15 @@ typedef struct service_config {
     /* policy: a path, or policy_none for "policy: none" (development only). */
     char *policy_path;
     bool policy_none;
+
+    /* audit: audit_file NULL means no audit trail. */
+    char *audit_file;
+    uint64_t audit_max_size;         /* rotate when a file would grow past this (0: never) */
+    bool audit_daily;                /* rotate at the first write of a new UTC day */
+    bool audit_continue;             /* on-failure: continue (default refuse) */
+    unsigned audit_sync_delay_ms;    /* how long a batch waits for more records */
+    unsigned audit_checkpoint_s;     /* checkpoint interval */
+    bool audit_syslog;               /* second, best-effort sink */
 } service_config;
 
 /* Loads and validates a configuration file; every error is P11KMS_E_CONFIG with

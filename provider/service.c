@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "policy/policy.h"
+#include "provider/audit.h"
 #include "provider/gate.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
@@ -159,6 +160,8 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
         rc = store_open(svc->cfg->store, &svc->store, err);
     if (rc == P11KMS_OK)
         rc = store_watch(svc->store, announced_elsewhere, svc, err);
+    if (rc == P11KMS_OK && svc->cfg->audit_file != NULL)
+        rc = audit_log_open(svc, &svc->audit, err);
     if (rc != P11KMS_OK) {
         p11kms_close(svc);
         return rc;
@@ -171,6 +174,7 @@ void p11kms_close(p11kms *svc)
 {
     if (svc == NULL)
         return;
+    audit_log_close(svc->audit); /* flushes and checkpoints: before the token goes */
     if (svc->keys != NULL)
         keycache_free_all(svc);
     store_close(svc->store);
@@ -219,7 +223,7 @@ void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata
     out->current_version_encryptions = cur ? cur->reserved : 0;
 }
 
-p11kms_err p11kms_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                p11kms_key_metadata *out, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -250,7 +254,7 @@ static int list_one_key(const key_meta *m, void *arg)
     return c->fn(m->id_text, arn, c->arg);
 }
 
-p11kms_err p11kms_list_keys(p11kms *svc, const p11kms_principal *who,
+p11kms_err kms_op_list_keys(p11kms *svc, const p11kms_principal *who,
                             int (*fn)(const char *key_id, const char *arn, void *arg), void *arg,
                             p11kms_error *err)
 {
@@ -276,7 +280,7 @@ static int list_one_alias(const char *alias, const char *id_text, void *arg)
     return c->fn(alias, arn, id_text, c->arg);
 }
 
-p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_list_aliases(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                int (*fn)(const char *alias_name, const char *alias_arn,
                                          const char *target_key_id, void *arg),
                                void *arg, p11kms_error *err)
@@ -300,7 +304,7 @@ p11kms_err p11kms_list_aliases(p11kms *svc, const p11kms_principal *who, const c
     return P11KMS_OK;
 }
 
-p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_list_resource_tags(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                      int (*fn)(const p11kms_tag *tag, void *arg), void *arg,
                                      p11kms_error *err)
 {
@@ -317,7 +321,7 @@ p11kms_err p11kms_list_resource_tags(p11kms *svc, const p11kms_principal *who, c
     return P11KMS_OK;
 }
 
-p11kms_err p11kms_list_key_rotations(p11kms *svc, const p11kms_principal *who, const char *key_ref,
+p11kms_err kms_op_list_key_rotations(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                      int (*fn)(const p11kms_rotation *r, void *arg), void *arg,
                                      p11kms_error *err)
 {

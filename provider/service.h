@@ -15,6 +15,7 @@
 #include "provider/hashmap.h"
 #include "provider/keymeta.h"
 #include "provider/service-config.h"
+#include "provider/audit-ops.h"
 
 struct policy_gate;
 struct store;
@@ -74,6 +75,7 @@ struct p11kms {
      * bumped after each change to keys. NULL when the lock file cannot be mapped (processes then
      * converge within keys.state-refresh-ms). */
     uint64_t *generation;
+    struct audit_log *audit; /* NULL: no audit.file configured */
 };
 
 /* Opens and maps the lock file (called once by p11kms_open). */

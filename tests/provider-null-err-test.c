@@ -134,12 +134,27 @@ int main(void)
     p11kms_token_report tr;
     CHECK(p11kms_token_info(svc, &tr, NULL) == P11KMS_OK);
     CHECK(p11kms_maintain(svc, who, no_line, NULL, NULL) == P11KMS_OK);
+    CHECK(p11kms_store_migrate(svc, no_line, NULL, NULL) == P11KMS_OK);
     CHECK(p11kms_policy_check_file(NULL, no_line, NULL, NULL) == P11KMS_E_VALIDATION);
     CHECK(p11kms_policy_check_file("/nonexistent/policy.yaml", no_line, NULL, NULL) != P11KMS_OK);
     bool allowed;
     char why[256];
     CHECK(p11kms_policy_explain(svc, who, "no-such-action", id, NULL, &allowed, why, sizeof(why),
                                 NULL) != P11KMS_OK);
+
+    fx_say("audit and credentials");
+    CHECK(p11kms_principal_set_source(who, "", NULL) == P11KMS_E_VALIDATION);
+    CHECK(p11kms_principal_set_request_id(who, "", NULL) == P11KMS_E_VALIDATION);
+    CHECK(p11kms_audit_verify(svc, NULL, 0, no_line, NULL, &allowed, NULL) == P11KMS_E_VALIDATION);
+    p11kms_credential cred;
+    char *secret = NULL;
+    CHECK(p11kms_credentials_create(svc, who, "bad name", &cred, &secret, NULL) ==
+          P11KMS_E_VALIDATION);
+    CHECK(p11kms_credentials_list(svc, who, NULL, NULL, NULL) == P11KMS_E_VALIDATION);
+    CHECK(p11kms_credentials_delete(svc, who, "PKMSAAAAAAAAAAAAAAAA", NULL) == P11KMS_E_NOT_FOUND);
+    uint8_t signing_key[32];
+    CHECK(p11kms_sigv4_signing_key(svc, "PKMSAAAAAAAAAAAAAAAA", "2026", "us-east-1", "kms",
+                                   signing_key, NULL, 0, NULL) == P11KMS_E_VALIDATION);
 
     p11kms_context_free(ctx);
     p11kms_principal_free(who);

@@ -127,6 +127,38 @@ static void test_every_key(void)
     config_free(cfg);
 }
 
+/* The audit section: off without it, every key read with it (the values of conf/p11kms.yaml's
+ * commented example, uncommented). */
+static void test_audit_section(void)
+{
+    p11kms_error e;
+    service_config *cfg = load(TOKEN "policy: none\n", &e);
+    CHECK(cfg != NULL && cfg->audit_file == NULL);
+    config_free(cfg);
+    cfg = load(TOKEN "policy: none\n"
+                     "audit:\n"
+                     "  file: /var/log/p11kms/audit.log\n"
+                     "  max-size: 1000000\n"
+                     "  rotate: daily\n"
+                     "  on-failure: continue\n"
+                     "  sync-delay-ms: 5\n"
+                     "  checkpoint-seconds: 30\n"
+                     "  syslog: yes\n",
+               &e);
+    CHECK(cfg != NULL);
+    if (cfg == NULL)
+        return;
+    CHECK(strcmp(cfg->audit_file, "/var/log/p11kms/audit.log") == 0);
+    CHECK(cfg->audit_max_size == 1000000 && cfg->audit_daily && cfg->audit_continue);
+    CHECK(cfg->audit_sync_delay_ms == 5 && cfg->audit_checkpoint_s == 30 && cfg->audit_syslog);
+    config_free(cfg);
+    cfg = load(TOKEN "policy: none\naudit:\n  file: /a.log\n", &e);
+    CHECK(cfg != NULL && !cfg->audit_continue && !cfg->audit_daily && !cfg->audit_syslog);
+    CHECK(cfg != NULL && cfg->audit_max_size == CONFIG_DEFAULT_AUDIT_MAX_SIZE &&
+          cfg->audit_checkpoint_s == CONFIG_DEFAULT_AUDIT_CHECKPOINT_S);
+    config_free(cfg);
+}
+
 static void test_malformed(void)
 {
     refused("", "test.yaml", "empty");
@@ -147,7 +179,15 @@ static void test_malformed(void)
             "test.yaml:2:11", "must not be empty");
     refused(TOKEN "  module: /other.so\npolicy: none\n", "test.yaml:5:3", "duplicate");
     refused(TOKEN "policy: relative/policy.yaml\n", "test.yaml:5:9", "absolute path");
-    refused(TOKEN "policy: none\naudit: {}\n", "test.yaml:6:1", "reserved");
+    refused(TOKEN "policy: none\nlisteners: {}\n", "test.yaml:6:1", "reserved");
+    refused(TOKEN "policy: none\naudit: {}\n", "test.yaml:6:8", "required key \"file\"");
+    refused(TOKEN "policy: none\naudit:\n  file: rel.log\n", "test.yaml:7:9", "absolute path");
+    refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  on-failure: ignore\n", "test.yaml:8:15",
+            "not one of: refuse, continue");
+    refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  sync-delay-ms: 5000\n",
+            "test.yaml:8:18", "");
+    refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  colour: red\n", "test.yaml:8:3",
+            "unknown key");
     refused(TOKEN "keys:\n  count-batch: 99999999999\npolicy: none\n", "test.yaml:6:16", "");
     refused(TOKEN "policy: none\npolicy: /x\n", "test.yaml:6:1", "duplicate");
     refused(TOKEN "policy: &p none\n", "test.yaml:5:9", "");
@@ -244,6 +284,7 @@ int main(void)
     test_minimal_and_defaults();
     test_every_key();
     test_malformed();
+    test_audit_section();
     test_store();
     test_file_errors();
     alarm(60); /* a FIFO that blocked would hang here: fail instead */

@@ -21,6 +21,15 @@
     }
 
 static const cli_option no_options[] = {END};
+
+static const cli_option audit_show_options[] = {
+    {"key-id", CLI_OPT_VALUE, false, "KEY", "records about this key (id, ARN or as requested)"},
+    {"principal", CLI_OPT_VALUE, false, "NAME", "records of callers with this principal name"},
+    {"operation", CLI_OPT_VALUE, false, "NAME", "eventName, e.g. Decrypt"},
+    {"decision", CLI_OPT_VALUE, false, "Allow|Deny", "the policy decision"},
+    {"since", CLI_OPT_VALUE, false, "TIME", "UTC ISO 8601 time or prefix, e.g. 2026-11-30T20"},
+    {"until", CLI_OPT_VALUE, false, "TIME", "UTC ISO 8601 time or prefix"},
+    END};
 static const cli_option key_only[] = {KEY_ID_REQ, END};
 
 static const cli_option create_key_options[] = {
@@ -230,6 +239,17 @@ const cli_command cli_commands[] = {
      "Only explains: nothing is performed. Prints Decision (Allowed or Denied) and the\n"
      "explanation; the exit status is 0 for either decision.\n",
      explain_options, cli_cmd_policy_explain},
+    {"audit verify", "Verify audit log files: chain, seals, checkpoint", "FILE...",
+     CLI_ONE_OR_MORE,
+     "Give every file of the set (the current file and the rotated ones, any order). Reports\n"
+     "the first bad line as FILE:LINE with what is wrong; exit status 0 when the set verifies,\n"
+     "5 (InvalidCiphertextException) when it does not. Needs the token (the audit key).\n",
+     no_options, cli_cmd_audit_verify},
+    {"audit show", "Show audit records, filtered (does not verify them)", "FILE...",
+     CLI_ONE_OR_MORE,
+     "Prints matching records as JSON lines, or with --output text one line each: seq, time,\n"
+     "operation, first principal, key, decision, sid, error code.\n",
+     audit_show_options, cli_cmd_audit_show},
     {"credentials create", "Create a SigV4 access key for p11kmsd (secret shown once)", NULL, 0,
      credentials_details, credentials_create_options, cli_cmd_credentials_create},
     {"credentials list", "List SigV4 access keys (ids and principal names)", NULL, 0,

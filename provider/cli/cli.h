@@ -83,6 +83,11 @@ p11kms_err cli_cmd_maintain(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_store_migrate(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_policy_check(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_policy_explain(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_audit_verify(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_audit_show(cli *c, p11kms_error *err);
+
+/* positionals value of commands taking one or more arguments (FILE...). */
+#define CLI_ONE_OR_MORE 4096u
 
 p11kms_err cli_cmd_credentials_create(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_credentials_list(cli *c, p11kms_error *err);

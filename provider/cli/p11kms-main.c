@@ -71,7 +71,10 @@ static p11kms_err check_complete(const cli *c, p11kms_error *err)
     if (c->command == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "no command given (see 'p11kms --help')");
     p11kms_err rc = cli_args_check_required(&c->args, c->command->name, err);
-    if (rc == P11KMS_OK && c->args.positional_count != c->command->positionals)
+    bool count_ok = c->command->positionals == CLI_ONE_OR_MORE
+                        ? c->args.positional_count > 0
+                        : c->args.positional_count == c->command->positionals;
+    if (rc == P11KMS_OK && !count_ok)
         rc = P11KMS_RAISE(err, P11KMS_E_VALIDATION, "%s: missing %s (see 'p11kms %s --help')",
                           c->command->name, c->command->usage != NULL ? c->command->usage : "",
                           c->command->name);

@@ -207,6 +207,7 @@ void figures_token(bench_env *env, const bench_opts *o, bench_results *r);    /*
 void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r); /* 5 */
 void figure_policy(const bench_opts *o, bench_results *r);                    /* 6 */
 void figure_startup(bench_env *env, const bench_opts *o, bench_results *r);   /* 7 */
+void figure_audit(bench_env *env, const bench_opts *o, bench_results *r);     /* 8 */
 
 /* --- output -------------------------------------------------------------------------------- */
 

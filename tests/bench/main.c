@@ -213,6 +213,7 @@ int main(int argc, char **argv)
     figure_many_keys(&env, &o, &r);
     figure_policy(&o, &r);
     figure_startup(&env, &o, &r);
+    figure_audit(&env, &o, &r);
     if (r.token.token_label[0] == '\0') {
         /* Figures 1-4 did not run: describe the token anyway. */
         p11kms *svc = env_open(&env.main);

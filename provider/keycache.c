@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "provider/import.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
 #include "provider/lifecycle.h"
@@ -138,6 +139,14 @@ static p11kms_err fill(p11kms *svc, key_entry *entry, bool force, key_access *ac
         acc->meta->deletion_date <= service_now()) {
         key_access_end(acc);
         p11kms_err rc = lifecycle_purge_if_due(svc, entry, err);
+        if (rc != P11KMS_OK)
+            return rc;
+        return fill(svc, entry, false, acc, err);
+    }
+    /* Imported material is destroyed lazily on access once its ValidTo has passed. */
+    if (import_material_due(acc->meta, service_now())) {
+        key_access_end(acc);
+        p11kms_err rc = import_expire_if_due(svc, entry, err);
         if (rc != P11KMS_OK)
             return rc;
         return fill(svc, entry, false, acc, err);

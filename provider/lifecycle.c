@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "provider/gate.h"
+#include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
@@ -904,6 +905,8 @@ p11kms_err lifecycle_recover_journal(p11kms *svc, void (*fn)(const char *line, v
         rc = recover_create(svc, id_text, fn, arg, err);
     else if (strcmp(what, "rotate") == 0 && version != NULL)
         rc = recover_rotate(svc, id_text, (uint32_t)json_object_get_int64(version), fn, arg, err);
+    else if (strcmp(what, "import") == 0 || strcmp(what, "delete-material") == 0)
+        rc = import_recover(svc, id_text, fn, arg, err);
     else if (strcmp(what, "state") == 0)
         rc = recover_state(id_text, fn, arg);
     else if (strcmp(what, "alias") == 0 && alias != NULL)

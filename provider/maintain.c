@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"
 #include "provider/lifecycle.h"
@@ -223,6 +224,8 @@ p11kms_err p11kms_maintain(p11kms *svc, const p11kms_principal *who,
     for (size_t i = 0; rc == P11KMS_OK && i < mt.count; i++)
         rc = maintain_key(&mt, mt.ids[i], err);
     free(mt.ids);
+    if (rc == P11KMS_OK)
+        rc = import_maintain(svc, say_line, &mt, err);
     if (rc == P11KMS_OK)
         rc = maintain_aliases(&mt, err);
     if (rc == P11KMS_OK) {

@@ -63,6 +63,20 @@ expect_ok "decrypt" decrypt --ciphertext-blob fileb://data.ct --encryption-conte
 b64_to_file .Plaintext data.out
 check "round trip" cmp -s data.txt data.out
 
+echo "== independent check: OpenSSL alone opens the blob with PlaintextKeyMaterial.bin"
+# python3-cryptography (Debian's /usr/bin/python3) and the format of doc/ciphertext-format.md
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import cryptography' 2>/dev/null ||
+    { echo "python3-cryptography not found (apt-get install python3-cryptography)" >&2; exit 99; }
+check "the blob opens under the user's own key material" sh -c \
+    "/usr/bin/python3 '$P11KMS_SRCDIR/tests/import-check.py' PlaintextKeyMaterial.bin data.ct \
+     app=byok >independent.out && cmp -s data.txt independent.out"
+check "the blob does not open under other key material" sh -c \
+    "openssl rand -out Unrelated.bin 32 && ! /usr/bin/python3 \
+     '$P11KMS_SRCDIR/tests/import-check.py' Unrelated.bin data.ct app=byok 2>/dev/null"
+check "the blob does not open under another context" sh -c \
+    "! /usr/bin/python3 '$P11KMS_SRCDIR/tests/import-check.py' PlaintextKeyMaterial.bin data.ct \
+     app=other 2>/dev/null"
+
 echo "== delete the material, decrypt refused, re-import the same file"
 expect_ok "delete-imported-key-material" delete-imported-key-material --key-id "$key"
 expect_state "$key" PendingImport
@@ -218,6 +232,9 @@ b64_to_file .CiphertextBlob data3.ct
 expect_ok "decrypt under it" decrypt --ciphertext-blob fileb://data3.ct
 b64_to_file .Plaintext data3.out
 check "round trip under RSA_AES_KEY_WRAP material" cmp -s data.txt data3.out
+check "OpenSSL alone opens it with PlaintextKeyMaterial3.bin" sh -c \
+    "/usr/bin/python3 '$P11KMS_SRCDIR/tests/import-check.py' PlaintextKeyMaterial3.bin data3.ct \
+     >independent3.out && cmp -s data.txt independent3.out"
 
 echo "== maintain reports nothing to repair"
 expect_ok "maintain" maintain

@@ -5,6 +5,8 @@ set -eu
 packages="build-essential autoconf automake libtool pkg-config
   libp11-kit-dev p11-kit libssl-dev openssl libyaml-dev libjson-c-dev
   softhsm2 opensc jq valgrind"
+# the independent check of imported key material (tests/import-check.py)
+packages="$packages python3-cryptography"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

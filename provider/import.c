@@ -145,8 +145,11 @@ static p11kms_err destroy_material(p11kms *svc, key_entry *entry, const uint8_t 
     p11kms_err rc = keystore_version_find(svc, id, MATERIAL_VERSION, &key, &probe);
     if (rc == P11KMS_E_NOT_FOUND)
         return P11KMS_OK;
-    if (rc == P11KMS_OK)
+    if (rc == P11KMS_OK) {
         rc = p11_key_destroy(svc->token, key, &probe);
+        if (rc == P11KMS_E_NOT_FOUND)
+            return P11KMS_OK; /* a cached handle of an object another process destroyed */
+    }
     if (rc == P11KMS_OK && destroyed != NULL)
         *destroyed = true;
     if (rc != P11KMS_OK && err != NULL)

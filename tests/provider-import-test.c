@@ -345,7 +345,7 @@ static void test_crash(const p11kms_principal *who)
     REQUIRE(RAND_bytes(material, sizeof(material)) == 1);
     size_t wrapped_len = client_wrap(&p, material, 32, wrapped);
     p11kms_close(svc);
-    int rounds = getenv("P11KMS_MEMCHECK") ? 2 : 6, seen[2] = {0, 0};
+    int rounds = getenv("P11KMS_TEST_WRAPPER") ? 2 : 6, seen[2] = {0, 0};
     for (int round = 0; round < rounds; round++) {
         pid_t pid = fork();
         REQUIRE(pid >= 0);

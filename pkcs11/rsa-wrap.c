@@ -832,3 +832,57 @@ p11kms_err p11_rsa_wrap_test_import(p11_token *t, const uint8_t *id, size_t id_l
     pthread_mutex_unlock(&t->create_lock);
     return rc;
 }
+
+struct kwp_test_args {
+    struct unwrap_args *a;
+    const uint8_t *kek;
+    size_t kek_len;
+};
+
+static p11kms_err kwp_test_op(p11_token *t, p11_session *s, void *arg, p11kms_error *err)
+{
+    struct kwp_test_args *k = arg;
+    struct unwrap_args *a = k->a;
+    a->made = CK_INVALID_HANDLE;
+    a->refused = 0;
+    a->made_len = 0;
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE aes = CKK_AES;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &aes, sizeof(aes)},
+        {CKA_TOKEN, &no, sizeof(no)},       {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_SENSITIVE, &yes, sizeof(yes)}, {CKA_EXTRACTABLE, &no, sizeof(no)},
+        {CKA_UNWRAP, &yes, sizeof(yes)},    {CKA_ENCRYPT, &no, sizeof(no)},
+        {CKA_DECRYPT, &no, sizeof(no)},     {CKA_VALUE, (void *)k->kek, k->kek_len},
+    };
+    CK_OBJECT_HANDLE kek;
+    if (p11c_create_object(t->calls, s->handle, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &kek, err) !=
+        P11KMS_OK)
+        return err->code;
+    CK_MECHANISM mech = {a->kwp, NULL, 0};
+    p11kms_err rc = final_step(t, s, a, &mech, kek, a->wrapped, a->wrapped_len, err);
+    destroy_quietly(t, s, kek);
+    return rc;
+}
+
+p11kms_err p11_kwp_test_unwrap(p11_token *t, const uint8_t *kek, size_t kek_len,
+                               const uint8_t *wrapped, size_t wrapped_len,
+                               p11_unwrap_target *target, p11kms_error *err)
+{
+    struct unwrap_args a = {.alg = P11_WRAP_RSA_AES_SHA1,
+                            .wrapped = wrapped,
+                            .wrapped_len = wrapped_len,
+                            .target = target,
+                            .session_object = true};
+    if (check_alg(t, a.alg, &a.kwp, err) != P11KMS_OK)
+        return err->code;
+    struct kwp_test_args k = {&a, kek, kek_len};
+    pthread_mutex_lock(&t->create_lock);
+    p11kms_err rc = p11_run(t, NULL, kwp_test_op, &k, err);
+    pthread_mutex_unlock(&t->create_lock);
+    if (rc == P11KMS_OK && a.refused != 0)
+        rc = P11KMS_RAISE(err, P11KMS_E_INVALID_CIPHERTEXT, "RFC 5649 unwrap refused (%s)",
+                          p11_ckr_name(a.refused));
+    return rc;
+}

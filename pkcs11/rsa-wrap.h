@@ -89,4 +89,11 @@ P11KMS_MUST_CHECK p11kms_err p11_rsa_wrap_test_import(p11_token *t, const uint8_
                                                       size_t id_len, const p11_rsa_components *c,
                                                       p11kms_error *err);
 
+/* Test support (Wycheproof AES-KWP): unwraps wrapped under a session AES key made from kek with
+ * the RFC 5649 mechanism the token offers, through the same last step as RSA_AES_KEY_WRAP_*.
+ * target must be test_extractable. */
+P11KMS_MUST_CHECK p11kms_err p11_kwp_test_unwrap(p11_token *t, const uint8_t *kek, size_t kek_len,
+                                                 const uint8_t *wrapped, size_t wrapped_len,
+                                                 p11_unwrap_target *target, p11kms_error *err);
+
 #endif

@@ -2,9 +2,9 @@
 
 /* Imported key material through the library: conf/policy.yaml lets administrators import and
  * refuses services; expired import tokens; expiry of material (lazily on access and by
- * maintain); maintain destroys expired wrapping key pairs; Wycheproof RSA-OAEP vectors through
- * the token's unwrap path; kill -9 during import leaves PendingImport without a material object,
- * or Enabled. */
+ * maintain); maintain destroys expired wrapping key pairs; Wycheproof RSA-OAEP and AES-KWP
+ * vectors through the token's unwrap path; kill -9 during import leaves PendingImport without a
+ * material object, or Enabled. */
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -331,6 +331,65 @@ static void run_wycheproof(p11kms *svc, const char *file, p11_wrap_alg alg)
 /* --- crash
  * ---------------------------------------------------------------------------------------- */
 
+/* The RFC 5649 step of RSA_AES_KEY_WRAP_* (the same code) against Wycheproof AES-KWP. */
+static void run_wycheproof_kwp(p11kms *svc)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tests/vectors/wycheproof/aes_kwp_test.json",
+             test_env("P11KMS_SRCDIR"));
+    json_object *root = json_object_from_file(path);
+    REQUIRE(root != NULL);
+    json_object *groups = NULL;
+    REQUIRE(json_object_object_get_ex(root, "testGroups", &groups));
+    int valid = 0, refused = 0, skipped = 0;
+    for (size_t g = 0; g < json_object_array_length(groups); g++) {
+        json_object *tests = NULL;
+        REQUIRE(json_object_object_get_ex(json_object_array_get_idx(groups, g), "tests", &tests));
+        for (size_t t = 0; t < json_object_array_length(tests); t++) {
+            json_object *tc = json_object_array_get_idx(tests, t);
+            size_t key_len, msg_len, ct_len;
+            uint8_t *key = unhex(str(tc, "key"), &key_len, false);
+            uint8_t *msg = unhex(str(tc, "msg"), &msg_len, false);
+            uint8_t *ct = unhex(str(tc, "ct"), &ct_len, false);
+            const char *result = str(tc, "result");
+            uint8_t value[512];
+            static const uint8_t id[] = "wycheproof-kwp";
+            p11_unwrap_target target = {id, sizeof(id) - 1, "wycheproof-kwp", msg_len, true, value};
+            p11kms_error te = {0};
+            int tc_id = json_object_get_int(json_object_object_get(tc, "tcId"));
+            if (strcmp(result, "acceptable") == 0 || msg_len == 0 || msg_len > sizeof(value)) {
+                skipped++;
+            } else if (strcmp(result, "valid") == 0) {
+                valid++;
+                p11kms_err rc =
+                    p11_kwp_test_unwrap(svc->token, key, key_len, ct, ct_len, &target, &te);
+                if (rc != P11KMS_OK || memcmp(value, msg, msg_len) != 0) {
+                    fprintf(stderr, "aes_kwp tcId %d: valid vector: %s\n", tc_id, te.message);
+                    CHECK(false);
+                }
+            } else {
+                refused++;
+                /* the expected length is unknown for an invalid vector: any is refused */
+                target.value_len = msg_len;
+                p11kms_err rc =
+                    p11_kwp_test_unwrap(svc->token, key, key_len, ct, ct_len, &target, &te);
+                if (rc != P11KMS_E_INVALID_CIPHERTEXT) {
+                    fprintf(stderr, "aes_kwp tcId %d: want InvalidCiphertext, got %s\n", tc_id,
+                            p11kms_error_class(rc));
+                    CHECK(false);
+                }
+            }
+            free(key);
+            free(msg);
+            free(ct);
+        }
+    }
+    fx_say("aes_kwp_test.json: %d valid vectors unwrapped to their bytes, %d refused, %d skipped",
+           valid, refused, skipped);
+    CHECK(valid > 0 && refused > 0);
+    json_object_put(root);
+}
+
 static void test_crash(const p11kms_principal *who)
 {
     fx_say("kill -9 during import or deletion of material: PendingImport without a material "
@@ -407,6 +466,7 @@ int main(void)
     test_tokens_and_expiry(svc, who);
     run_wycheproof(svc, "rsa_oaep_2048_sha1_mgf1sha1_test.json", P11_WRAP_OAEP_SHA1);
     run_wycheproof(svc, "rsa_oaep_2048_sha256_mgf1sha256_test.json", P11_WRAP_OAEP_SHA256);
+    run_wycheproof_kwp(svc);
     p11kms_close(svc);
     test_crash(who);
     p11kms_principal_free(who);

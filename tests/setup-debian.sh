@@ -9,6 +9,8 @@ packages="build-essential autoconf automake libtool pkg-config
   libmicrohttpd-dev libgnutls28-dev awscli python3-boto3 python3-botocore"
 # clang with its sanitizer and libFuzzer runtimes: tests/run-suite.sh --fuzz (make fuzz).
 packages="$packages clang libclang-rt-dev"
+# the independent check of imported key material (tests/import-check.py)
+packages="$packages python3-cryptography"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

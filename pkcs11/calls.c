@@ -278,3 +278,21 @@ p11kms_err p11c_sign(p11_calls *c, CK_SESSION_HANDLE session, const CK_BYTE *in,
 {
     P11C_CALL(c, err, C_Sign, session, (CK_BYTE *)in, in_len, out, out_len);
 }
+
+p11kms_err p11c_generate_key_pair(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANISM *mech,
+                                  CK_ATTRIBUTE *pub, CK_ULONG pub_count, CK_ATTRIBUTE *priv,
+                                  CK_ULONG priv_count, CK_OBJECT_HANDLE *pub_key,
+                                  CK_OBJECT_HANDLE *priv_key, p11kms_error *err)
+{
+    P11C_CALL(c, err, C_GenerateKeyPair, session, mech, pub, pub_count, priv, priv_count, pub_key,
+              priv_key);
+}
+
+p11kms_err p11c_unwrap_key(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANISM *mech,
+                           CK_OBJECT_HANDLE unwrapping_key, CK_BYTE *wrapped, CK_ULONG wrapped_len,
+                           CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_OBJECT_HANDLE *key,
+                           p11kms_error *err)
+{
+    P11C_CALL(c, err, C_UnwrapKey, session, mech, unwrapping_key, wrapped, wrapped_len, tmpl, count,
+              key);
+}

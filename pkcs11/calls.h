@@ -92,5 +92,13 @@ p11kms_err p11c_sign_init(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANISM 
                           CK_OBJECT_HANDLE key, p11kms_error *err);
 p11kms_err p11c_sign(p11_calls *c, CK_SESSION_HANDLE session, const CK_BYTE *in, CK_ULONG in_len,
                      CK_BYTE *out, CK_ULONG *out_len, p11kms_error *err);
+p11kms_err p11c_generate_key_pair(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANISM *mech,
+                                  CK_ATTRIBUTE *pub, CK_ULONG pub_count, CK_ATTRIBUTE *priv,
+                                  CK_ULONG priv_count, CK_OBJECT_HANDLE *pub_key,
+                                  CK_OBJECT_HANDLE *priv_key, p11kms_error *err);
+p11kms_err p11c_unwrap_key(p11_calls *c, CK_SESSION_HANDLE session, CK_MECHANISM *mech,
+                           CK_OBJECT_HANDLE unwrapping_key, CK_BYTE *wrapped, CK_ULONG wrapped_len,
+                           CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_OBJECT_HANDLE *key,
+                           p11kms_error *err);
 
 #endif

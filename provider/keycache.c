@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "provider/import.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
 #include "provider/lifecycle.h"
@@ -141,6 +142,24 @@ static p11kms_err fill(p11kms *svc, key_entry *entry, bool force, key_access *ac
         if (rc != P11KMS_OK)
             return rc;
         return fill(svc, entry, false, acc, err);
+    }
+    /* Imported material is destroyed lazily on access once its ValidTo has passed. */
+    if (import_material_due(acc->meta, service_now())) {
+        key_access_end(acc);
+        p11kms_err rc = import_expire_if_due(svc, entry, err);
+        if (rc != P11KMS_OK)
+            return rc;
+        return fill(svc, entry, false, acc, err);
+    }
+    /* A freshly read PendingImport key may have an interrupted import's object left over. */
+    if (stale && acc->meta->state == P11KMS_KEY_PENDING_IMPORT &&
+        acc->meta->origin == P11KMS_ORIGIN_EXTERNAL) {
+        bool destroyed = false;
+        p11kms_err rc = import_sweep(svc, entry->id_text, &destroyed, err);
+        if (rc != P11KMS_OK) {
+            key_access_end(acc);
+            return rc;
+        }
     }
     return P11KMS_OK;
 }

@@ -40,6 +40,19 @@ const char *rotation_type_name(rotation_type t)
     return "UNKNOWN";
 }
 
+const char *expiration_model_name(expiration_model e)
+{
+    switch (e) {
+    case EXPIRATION_EXPIRES:
+        return "KEY_MATERIAL_EXPIRES";
+    case EXPIRATION_DOES_NOT_EXPIRE:
+        return "KEY_MATERIAL_DOES_NOT_EXPIRE";
+    case EXPIRATION_NONE:
+        break;
+    }
+    return NULL;
+}
+
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
@@ -227,6 +240,10 @@ key_meta *keymeta_clone(const key_meta *m)
     c->rotation_period_days = m->rotation_period_days;
     c->next_rotation = m->next_rotation;
     c->row_version = m->row_version;
+    c->expiration = m->expiration;
+    c->valid_to = m->valid_to;
+    memcpy(c->material_kcv, m->material_kcv, sizeof(c->material_kcv));
+    c->material_kcv_len = m->material_kcv_len;
     bool ok = keymeta_set_description(c, m->description);
     if (ok && m->version_count) {
         c->versions = malloc(m->version_count * sizeof(*c->versions));
@@ -295,6 +312,18 @@ p11kms_err keymeta_encode(const key_meta *m, char **out, size_t *len, p11kms_err
     for (size_t i = 0; i < m->tag_count; i++)
         json_object_object_add(tags, m->tags[i].key, json_object_new_string(m->tags[i].value));
     json_object_object_add(o, "tags", tags);
+    /* Written only for imported keys: records of other keys keep their earlier form. */
+    if (m->expiration != EXPIRATION_NONE)
+        json_object_object_add(o, "expiration_model",
+                               json_object_new_string(expiration_model_name(m->expiration)));
+    if (m->valid_to != 0)
+        json_object_object_add(o, "valid_to", json_object_new_int64(m->valid_to));
+    if (m->material_kcv_len > 0) {
+        char hex[2 * KEYMETA_KCV_MAX + 1];
+        for (size_t i = 0; i < m->material_kcv_len; i++)
+            snprintf(hex + 2 * i, 3, "%02x", m->material_kcv[i]);
+        json_object_object_add(o, "material_kcv", json_object_new_string(hex));
+    }
 
     const char *text =
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -367,7 +396,53 @@ static const char *const known_fields[] = {
     "versions",
     "aliases",
     "tags",
+    "expiration_model",
+    "valid_to",
+    "material_kcv",
 };
+
+/* Optional fields of imported keys. */
+static void decode_import_fields(decoder *d, key_meta *m)
+{
+    json_object *v;
+    if (d->failed)
+        return;
+    if (json_object_object_get_ex(d->obj, "expiration_model", &v)) {
+        const char *e = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (strcmp(e, "KEY_MATERIAL_EXPIRES") == 0)
+            m->expiration = EXPIRATION_EXPIRES;
+        else if (strcmp(e, "KEY_MATERIAL_DOES_NOT_EXPIRE") == 0)
+            m->expiration = EXPIRATION_DOES_NOT_EXPIRE;
+        else {
+            d->failed = true;
+            P11KMS_RAISE(d->err, P11KMS_E_INTERNAL, "key metadata: bad expiration_model");
+            return;
+        }
+    }
+    if (json_object_object_get_ex(d->obj, "valid_to", &v))
+        m->valid_to = int_field(d, "valid_to", 1, INT64_MAX);
+    if (!d->failed && json_object_object_get_ex(d->obj, "material_kcv", &v)) {
+        const char *hex = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        size_t n = strlen(hex);
+        bool ok = n > 0 && n % 2 == 0 && n / 2 <= KEYMETA_KCV_MAX;
+        for (size_t i = 0; ok && i < n / 2; i++) {
+            int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+            ok = hi >= 0 && lo >= 0;
+            m->material_kcv[i] = (uint8_t)(hi << 4 | lo);
+        }
+        if (!ok) {
+            d->failed = true;
+            P11KMS_RAISE(d->err, P11KMS_E_INTERNAL, "key metadata: bad material_kcv");
+            return;
+        }
+        m->material_kcv_len = n / 2;
+    }
+    if (!d->failed && (m->expiration == EXPIRATION_EXPIRES) != (m->valid_to != 0)) {
+        d->failed = true;
+        P11KMS_RAISE(d->err, P11KMS_E_INTERNAL,
+                     "key metadata: valid_to must be set exactly for KEY_MATERIAL_EXPIRES");
+    }
+}
 
 static void decode_versions(decoder *d, key_meta *m)
 {
@@ -502,6 +577,7 @@ p11kms_err keymeta_decode(const uint8_t *data, size_t len, key_meta **out, p11km
         m->next_rotation = int_field(&d, "next_rotation", 0, INT64_MAX);
         decode_versions(&d, m);
         decode_aliases_and_tags(&d, m);
+        decode_import_fields(&d, m);
     }
     json_object_put(root);
     if (d.failed) {

@@ -25,6 +25,16 @@ typedef struct key_version {
     uint64_t reserved;
 } key_version;
 
+/* Imported key material (origin EXTERNAL): whether and when it expires. */
+typedef enum expiration_model {
+    EXPIRATION_NONE = 0, /* no material imported yet, or origin AWS_KMS */
+    EXPIRATION_EXPIRES,
+    EXPIRATION_DOES_NOT_EXPIRE
+} expiration_model;
+
+/* IV, GCM ciphertext of a fixed label and tag (provider/import.c). */
+#define KEYMETA_KCV_MAX 64
+
 typedef struct key_meta {
     uint8_t id[KEY_UUID_LEN];
     char id_text[P11KMS_KEY_ID_LEN + 1];
@@ -46,6 +56,12 @@ typedef struct key_meta {
     /* The store's row version this record was read at (0: not read from the store); not part
      * of the encoded record, but of its MAC (provider/keystore.c). */
     uint64_t row_version;
+    /* Imported material (doc/import.md): expiry, and the check value that lets a key whose
+     * material was deleted accept only the same material again. */
+    expiration_model expiration;
+    int64_t valid_to; /* EXPIRATION_EXPIRES only, else 0 */
+    uint8_t material_kcv[KEYMETA_KCV_MAX];
+    size_t material_kcv_len; /* 0: no material ever imported */
 } key_meta;
 
 /* Serialized form stored in the token (a JSON object, version 1). */
@@ -68,6 +84,8 @@ bool keymeta_add_version(key_meta *m, uint32_t number, int64_t created, rotation
 bool keymeta_set_description(key_meta *m, const char *description);
 
 const char *rotation_type_name(rotation_type t);
+/* "KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE", or NULL for EXPIRATION_NONE. */
+const char *expiration_model_name(expiration_model e);
 
 /* UUID text <-> 16 bytes; text is lower-case canonical 8-4-4-4-12. */
 bool uuid_parse(const char *text, uint8_t out[KEY_UUID_LEN]);

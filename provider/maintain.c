@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"
 #include "provider/lifecycle.h"
@@ -350,6 +351,20 @@ static int check_orphan(const char *key, void *value, void *arg)
     }
     if (r != NULL && keymeta_version(r->meta, version) != NULL)
         return 0;
+    if (r != NULL && r->meta->origin == P11KMS_ORIGIN_EXTERNAL) {
+        /* Imported material its record does not name: an interrupted import or deletion of
+         * material (no claim is made for those). Nothing can have used it. */
+        bool destroyed = false;
+        oc->rc = import_sweep(mt->svc, id_text, &destroyed, oc->err);
+        if (oc->rc != P11KMS_OK)
+            return 1;
+        if (destroyed)
+            say(mt,
+                "key %s: destroyed key material its record does not name (interrupted import or "
+                "deletion of imported material)",
+                id_text);
+        return 0;
+    }
     const int64_t *claimed = hashmap_get(mt->claims, key);
     if (claimed == NULL) {
         say(mt,
@@ -443,6 +458,8 @@ p11kms_err kms_op_maintain(p11kms *svc, const p11kms_principal *who,
         if (rc == P11KMS_OK)
             rc = act_on_dates(&mt, r->meta, err);
     }
+    if (rc == P11KMS_OK)
+        rc = import_maintain(svc, mt.fn, mt.arg, err);
     if (rc == P11KMS_OK) {
         alias_check ac = {&mt, err, P11KMS_OK};
         hashmap_each(mt.aliases, check_alias, &ac);

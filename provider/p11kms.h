@@ -181,6 +181,10 @@ typedef struct p11kms_key_metadata {
     uint32_t current_version;
     uint32_t version_count;
     uint64_t current_version_encryptions; /* reserved count, persisted in batches */
+    /* Imported material: "KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE" or "" (origin
+     * AWS_KMS, or nothing imported yet); valid_to is set only for KEY_MATERIAL_EXPIRES. */
+    char expiration_model[32];
+    int64_t valid_to;
 } p11kms_key_metadata;
 
 /* "Enabled", "Disabled", "PendingDeletion", "PendingImport", "Unavailable". */
@@ -263,6 +267,55 @@ typedef struct p11kms_rotation {
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_list_key_rotations(
     p11kms *svc, const p11kms_principal *who, const char *key_ref,
     int (*fn)(const p11kms_rotation *r, void *arg), void *arg, p11kms_error *err);
+
+/* --- imported key material (BYOK, doc/import.md) --------------------------------------------- */
+
+typedef struct p11kms_import_parameters {
+    char key_id[P11KMS_ARN_MAX];
+    uint8_t *public_key; /* DER SubjectPublicKeyInfo of the RSA wrapping key; malloc'ed */
+    size_t public_key_len;
+    uint8_t *import_token; /* opaque, authenticated; malloc'ed */
+    size_t import_token_len;
+    int64_t parameters_valid_to; /* seconds since the epoch (24 hours from now) */
+} p11kms_import_parameters;
+
+P11KMS_API void p11kms_import_parameters_free(p11kms_import_parameters *p);
+
+/* GetParametersForImport for a key of origin EXTERNAL: generates an RSA wrapping key pair in the
+ * token (the private key never leaves it) and an import token binding key, wrapping key,
+ * algorithm and expiry. wrapping_algorithm: "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256",
+ * "RSA_AES_KEY_WRAP_SHA_1" or "RSA_AES_KEY_WRAP_SHA_256"; an algorithm the token cannot perform
+ * is P11KMS_E_UNSUPPORTED (checked here with a test unwrap, never discovered at import).
+ * wrapping_key_spec: "RSA_2048", "RSA_3072" or "RSA_4096". */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_get_parameters_for_import(
+    p11kms *svc, const p11kms_principal *who, const char *key_ref, const char *wrapping_algorithm,
+    const char *wrapping_key_spec, p11kms_import_parameters *out, p11kms_error *err);
+
+typedef struct p11kms_import_input {
+    const uint8_t *encrypted_key_material;
+    size_t encrypted_key_material_len;
+    const uint8_t *import_token;
+    size_t import_token_len;
+    const char *expiration_model; /* NULL or "KEY_MATERIAL_DOES_NOT_EXPIRE" (default), or
+                                     "KEY_MATERIAL_EXPIRES" with valid_to */
+    int64_t valid_to;             /* seconds since the epoch; only with KEY_MATERIAL_EXPIRES */
+} p11kms_import_input;
+
+/* ImportKeyMaterial: C_UnwrapKey straight into a token AES-256 key object (sensitive, never
+ * extractable, encrypt/decrypt only); the key becomes Enabled. Refusals: INVALID_IMPORT_TOKEN,
+ * EXPIRED_IMPORT_TOKEN, INVALID_CIPHERTEXT (wrong wrapping, not 32 bytes, tampered: the key stays
+ * PendingImport), INCORRECT_KEY_MATERIAL (a key whose material was deleted accepts only the same
+ * material again). */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_import_key_material(p11kms *svc,
+                                                                   const p11kms_principal *who,
+                                                                   const char *key_ref,
+                                                                   const p11kms_import_input *in,
+                                                                   p11kms_error *err);
+
+/* DeleteImportedKeyMaterial: destroys the material in the token at once; the key becomes
+ * PendingImport until the same material is imported again. */
+P11KMS_API p11kms_err p11kms_delete_imported_key_material(p11kms *svc, const p11kms_principal *who,
+                                                         const char *key_ref, p11kms_error *err);
 
 /* --- tags and aliases ------------------------------------------------------------------------ */
 

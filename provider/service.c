@@ -17,6 +17,7 @@
 #include "policy/policy.h"
 #include "provider/audit.h"
 #include "provider/gate.h"
+#include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
@@ -221,6 +222,7 @@ void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata
     out->current_version = cur ? cur->number : 0;
     out->version_count = (uint32_t)m->version_count;
     out->current_version_encryptions = cur ? cur->reserved : 0;
+    import_fill_metadata(m, out);
 }
 
 p11kms_err kms_op_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,

@@ -10,6 +10,8 @@ packages="build-essential autoconf automake libtool pkg-config
 # clang with its sanitizer and libFuzzer runtimes: tests/run-suite.sh --fuzz (make fuzz).
 packages="$packages clang libclang-rt-dev"
 packages="$packages clang-14 clang-tools-14 clang-format-14"
+# the independent check of imported key material (tests/import-check.py)
+packages="$packages python3-cryptography"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

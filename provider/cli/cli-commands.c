@@ -154,6 +154,34 @@ static const char credentials_details[] =
     "Access keys authenticate p11kmsd callers with AWS Signature Version 4; such a caller is\n"
     "the policy principal sigv4:ACCESS_KEY_ID. The secret access key is printed once, by\n"
     "create, and kept nowhere but in the token, as a non-extractable HMAC key.\n";
+static const cli_option import_parameters_options[] = {
+    KEY_ID_REQ,
+    {"wrapping-algorithm", CLI_OPT_VALUE, true, "ALG",
+     "RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256 "
+     "(those the token supports)"},
+    {"wrapping-key-spec", CLI_OPT_VALUE, true, "SPEC", "RSA_2048, RSA_3072 or RSA_4096"},
+    END};
+
+static const cli_option import_material_options[] = {
+    KEY_ID_REQ,
+    {"encrypted-key-material", CLI_OPT_VALUE, true, "BLOB",
+     "the 32-byte key material wrapped under the PublicKey: fileb://PATH, file://PATH (base64) "
+     "or base64"},
+    {"import-token", CLI_OPT_VALUE, true, "BLOB",
+     "the ImportToken of get-parameters-for-import: fileb://PATH, file://PATH or base64"},
+    {"expiration-model", CLI_OPT_VALUE, false, "MODEL",
+     "KEY_MATERIAL_DOES_NOT_EXPIRE (default) or KEY_MATERIAL_EXPIRES (with --valid-to)"},
+    {"valid-to", CLI_OPT_VALUE, false, "TIME",
+     "when the material expires: ISO 8601 UTC (2027-01-31T12:00:00Z) or seconds since the epoch; "
+     "at most 365 days ahead"},
+    END};
+
+static const char import_details[] =
+    "The Aurora flow: create-key --origin EXTERNAL; get-parameters-for-import; decode\n"
+    "PublicKey and ImportToken from base64 into files; wrap 32 random bytes with openssl\n"
+    "(openssl pkeyutl -encrypt -pubin -keyform DER -inkey WrappingPublicKey.bin\n"
+    "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 ...); import-key-material with\n"
+    "fileb:// inputs. The material is unwrapped inside the token. See doc/import.md.\n";
 
 static const char blob_details[] =
     "Blob parameters take fileb://PATH (the file's raw bytes), file://PATH (the file holds\n"
@@ -222,6 +250,12 @@ const cli_command cli_commands[] = {
      chain_details, child_key_options, cli_cmd_generate_child_key},
     {"unwrap-child-key", "Unwrap a child blob under a chain of opened keys", NULL, 0, chain_details,
      unwrap_child_options, cli_cmd_unwrap_child_key},
+    {"get-parameters-for-import", "Get a wrapping public key and an import token (24 hours)", NULL,
+     0, import_details, import_parameters_options, cli_cmd_get_parameters_for_import},
+    {"import-key-material", "Import wrapped key material into an EXTERNAL key", NULL, 0,
+     import_details, import_material_options, cli_cmd_import_key_material},
+    {"delete-imported-key-material", "Destroy a key's imported material (PendingImport)", NULL, 0,
+     NULL, key_only, cli_cmd_delete_imported_key_material},
     {"token info", "Show the PKCS#11 module, token and mechanisms", NULL, 0, NULL, no_options,
      cli_cmd_token_info},
     {"maintain", "Finish interrupted work, purge and rotate due keys", NULL, 0, NULL, no_options,

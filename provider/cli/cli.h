@@ -78,6 +78,10 @@ p11kms_err cli_cmd_generate_random(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_generate_child_key(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_unwrap_child_key(cli *c, p11kms_error *err);
 
+p11kms_err cli_cmd_get_parameters_for_import(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_import_key_material(cli *c, p11kms_error *err);
+p11kms_err cli_cmd_delete_imported_key_material(cli *c, p11kms_error *err);
+
 p11kms_err cli_cmd_token_info(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_maintain(cli *c, p11kms_error *err);
 p11kms_err cli_cmd_store_migrate(cli *c, p11kms_error *err);

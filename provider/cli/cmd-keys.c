@@ -26,6 +26,10 @@ void cli_key_metadata_json(cli_out *o, json_object *parent, const p11kms_key_met
     json_object *algs = cli_json_array(o, km, "EncryptionAlgorithms");
     cli_json_append_string(o, algs, "SYMMETRIC_DEFAULT");
     cli_json_int(o, km, "CurrentKeyVersion", m->current_version);
+    if (m->expiration_model[0] != '\0')
+        cli_json_string(o, km, "ExpirationModel", m->expiration_model);
+    if (m->valid_to != 0)
+        cli_json_int(o, km, "ValidTo", m->valid_to);
 }
 
 p11kms_err cli_cmd_create_key(cli *c, p11kms_error *err)

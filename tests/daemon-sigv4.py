@@ -138,9 +138,10 @@ def manual_sign(op, payload, creds, names, port=TLS_PORT):
     return body, headers
 
 
-def send(op, body, headers, tls=True, cert=None, pause_after=None):
+def send(op, body, headers, tls=True, cert=None, pause_after=None, extra=()):
     """Sends one request as given (http.client adds Host, Content-Length and Accept-Encoding);
-    pause_after: send the body in two parts, this many bytes first, then wait."""
+    pause_after: send the body in two parts, this many bytes first, then wait; extra: headers
+    sent in addition (a name may repeat one of headers)."""
     if tls:
         ctx = ssl.create_default_context(cafile=CA)
         if cert:
@@ -148,17 +149,20 @@ def send(op, body, headers, tls=True, cert=None, pause_after=None):
         c = http.client.HTTPSConnection("127.0.0.1", TLS_PORT, context=ctx, timeout=20)
     else:
         c = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=20)
-    if pause_after is None:
+    if pause_after is None and not extra:
         c.request("POST", "/", body=body, headers=headers)
     else:
         c.putrequest("POST", "/", skip_accept_encoding=True)
-        for k, v in headers.items():
+        for k, v in list(headers.items()) + list(extra):
             c.putheader(k, v)
         c.putheader("Content-Length", str(len(body)))
         c.endheaders()
-        c.send(body[:pause_after])
-        time.sleep(0.5)
-        c.send(body[pause_after:])
+        if pause_after is None:
+            c.send(body)
+        else:
+            c.send(body[:pause_after])
+            time.sleep(0.5)
+            c.send(body[pause_after:])
     r = c.getresponse()
     raw = r.read()
     c.close()
@@ -243,6 +247,15 @@ call(client((ADMIN[0], SVC[1]), cert="boss"),
 call(client((SVC[0], "x" * 40), cert="boss"), "boss certificate, bad svc signature",
      "list_keys", "InvalidSignatureException")
 call(client(DUMMY), "no certificate, dummy signature", "list_keys", "UnrecognizedClientException")
+body, headers = botocore_sign("DisableKey", {"KeyId": key}, DUMMY)
+raw_expect("boss certificate, dummy signature, raw: control", 200, "DisableKey", body, headers,
+           cert="boss")
+call(admin, "admin", "enable_key", KeyId=key)
+dummy_auth = headers["Authorization"]
+body, headers = botocore_sign("DisableKey", {"KeyId": key}, ADMIN)
+raw_expect("boss certificate, two Authorization headers (a dummy one and the admin's)",
+           "IncompleteSignatureException", "DisableKey", body, headers, cert="boss",
+           extra=[("Authorization", dummy_auth)])
 
 print("== requests signed by botocore, then spoiled; DisableKey by the admin unless refused")
 now = utcnow()

@@ -70,6 +70,10 @@ P11KMS_API void p11kms_close(p11kms *svc);
  * policy in force and the error says why. */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_reload_policy(p11kms *svc, p11kms_error *err);
 
+/* The region of the configuration (keys.region, default "local"): ARNs name it, and p11kmsd
+ * accepts only SigV4 signatures scoped to it. Valid while svc is open. */
+P11KMS_API const char *p11kms_region(const p11kms *svc);
+
 /* --- principals ------------------------------------------------------------------------------ */
 
 P11KMS_API p11kms_principal *p11kms_principal_new(void);

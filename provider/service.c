@@ -201,6 +201,11 @@ p11kms_err p11kms_reload_policy(p11kms *svc, p11kms_error *err)
     return gate_reload(svc->gate, err);
 }
 
+const char *p11kms_region(const p11kms *svc)
+{
+    return svc != NULL ? svc->cfg->region : NULL;
+}
+
 /* --- metadata reads ------------------------------------------------------------------------ */
 
 void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata *out)

@@ -118,8 +118,8 @@ expect((status, body.get("__type")) == (403, "MissingAuthenticationTokenExceptio
 status, body = raw(context(), {"Authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/"
                                                  "eu-west-1/kms/aws4_request, SignedHeaders=host, "
                                                  "Signature=00"})
-expect((status, body.get("__type")) == (400, "UnrecognizedClientException"),
-       f"SigV4 (not verified yet) -> 400 UnrecognizedClientException ({status} {body})")
+expect((status, body.get("__type")) == (400, "IncompleteSignatureException"),
+       f"a malformed signature -> 400 IncompleteSignatureException ({status} {body})")
 
 print("== TLS 1.2 at least")
 ctx = context("admin")

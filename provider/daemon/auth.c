@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -19,6 +20,8 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+
+#include "log.h"
 
 const char *listener_kind_name(listener_kind kind)
 {
@@ -275,9 +278,79 @@ p11kms_err auth_loopback_peer(int fd, p11kms_principal **out, p11kms_error *err)
     return auth_unix_principal(uid, gid, out, err);
 }
 
-static bool starts_with_ci(const char *s, const char *prefix)
+/* Whether the request has an Authorization header, and whether one claims a p11kms access key
+ * (Credential=PKMS..., in any case: a claim the verifier will refuse still counts as one). */
+static void scan_authorization(const auth_input *in, bool *any, bool *ours)
 {
-    return s != NULL && strncasecmp(s, prefix, strlen(prefix)) == 0;
+    static const char claim[] = "credential=pkms";
+    const size_t claim_len = sizeof(claim) - 1;
+    *any = *ours = false;
+    for (size_t i = 0; i < in->header_count; i++) {
+        const sigv4_header *h = &in->headers[i];
+        if (h->name_len != 13 || strncasecmp(h->name, "authorization", 13) != 0)
+            continue;
+        *any = true;
+        for (size_t j = 0; j + claim_len <= h->value_len && !*ours; j++)
+            *ours = strncasecmp(h->value + j, claim, claim_len) == 0;
+    }
+}
+
+static p11kms_err token_signing_key(void *arg, const char *access_key_id, const char *yyyymmdd,
+                                    const char *region, const char *service, uint8_t key[32],
+                                    char *principal_name, size_t principal_name_size,
+                                    p11kms_error *err)
+{
+    return p11kms_sigv4_signing_key(arg, access_key_id, yyyymmdd, region, service, key,
+                                    principal_name, principal_name_size, err);
+}
+
+/* Verifies the request's signature; on success *owned is the caller sigv4:<access key id>. */
+static bool sigv4_authenticate(const auth_input *in, p11kms_principal **owned, kms_fault *f)
+{
+    if (in->body_too_large) {
+        /* The body was not kept, so the payload hash cannot be checked; the size alone is
+         * refused, as it would be after authentication. */
+        kms_fault_set(f, 413, "ValidationException", "request body is larger than %d bytes",
+                      KMS_MAX_BODY);
+        return false;
+    }
+    if (in->svc == NULL) {
+        kms_fault_set(f, 500, "KMSInternalException", "no service to verify signatures with");
+        return false;
+    }
+    sigv4_request req = {
+        .method = in->method,
+        .path = in->path,
+        .query = in->query,
+        .headers = in->headers,
+        .header_count = in->header_count,
+        .body = in->body,
+        .body_len = in->body_len,
+    };
+    sigv4_expect ex = {
+        .region = p11kms_region(in->svc),
+        .service = "kms",
+        .now = time(NULL),
+        .libctx = NULL,
+        .signing_key = token_signing_key,
+        .arg = in->svc,
+    };
+    sigv4_result res;
+    if (sigv4_verify(&req, &ex, &res) != SIGV4_OK) {
+        log_line("SigV4 signature refused (%s): %s", res.error_class, res.message);
+        kms_fault_set(f, (unsigned)res.http_status, res.error_class, "%s", res.message);
+        return false;
+    }
+    p11kms_error err = {0};
+    p11kms_principal *p = p11kms_principal_new();
+    if (p == NULL || p11kms_principal_add(p, res.principal, &err) != P11KMS_OK) {
+        p11kms_principal_free(p);
+        log_line("SigV4 caller %s not usable as a principal: %s", res.principal, err.message);
+        kms_fault_set(f, 500, "KMSInternalException", "the caller could not be named");
+        return false;
+    }
+    *owned = p;
+    return true;
 }
 
 bool auth_authenticate(const auth_input *in, const p11kms_principal **who, p11kms_principal **owned,
@@ -285,31 +358,23 @@ bool auth_authenticate(const auth_input *in, const p11kms_principal **who, p11km
 {
     *who = NULL;
     *owned = NULL;
-    switch (in->kind) {
-    case LISTENER_UNIX:
-    case LISTENER_LOOPBACK:
-        /* The connection's kernel-attested owner is the caller. */
-        if (in->peer != NULL && p11kms_principal_count(in->peer) > 0) {
-            *who = in->peer;
-            return true;
-        }
-        break;
-    case LISTENER_TLS:
-        /* A verified client certificate names the caller. */
-        if (in->peer != NULL && p11kms_principal_count(in->peer) > 0) {
-            *who = in->peer;
-            return true;
-        }
-        /* AWS Signature Version 4: the branch where a SigV4 verifier plugs in, e.g.
-         *   return sigv4_authenticate(in, owned, f) && (*who = *owned) != NULL;
-         * Until it exists a signed request is refused like an unsigned one would be, with
-         * the class AWS gives an unknown access key. */
-        if (starts_with_ci(in->header(in->header_cls, "Authorization"), "AWS4-HMAC-SHA256 ")) {
-            kms_fault_set(f, 400, "UnrecognizedClientException",
-                          "The security token included in the request is invalid.");
+    /* The connection's identity: the kernel-attested owner on the Unix socket and loopback, a
+     * verified client certificate on TLS. */
+    bool has_peer = in->peer != NULL && p11kms_principal_count(in->peer) > 0;
+    bool signed_request = false, ours = false;
+    scan_authorization(in, &signed_request, &ours);
+    /* A p11kms access key's signature names the caller instead of the connection (or the
+     * request is refused); without a connection identity any signature must verify. The rule
+     * and why are in auth.h. */
+    if (ours || (signed_request && !has_peer)) {
+        if (!sigv4_authenticate(in, owned, f))
             return false;
-        }
-        break;
+        *who = *owned;
+        return true;
+    }
+    if (has_peer) {
+        *who = in->peer;
+        return true;
     }
     kms_fault_set(f, 403, "MissingAuthenticationTokenException", "Missing Authentication Token");
     return false;

@@ -6,9 +6,20 @@
  *             every group of that uid (primary and supplementary).
  *   loopback  plain HTTP on 127.0.0.0/8 or ::1, only when configured: the kernel's owner of the
  *             peer socket (sock_diag), which on loopback is a local process; the same names as
- *             on the Unix socket. Any Authorization header is ignored there.
- *   tls       a client certificate (x509:<subject>) or AWS Signature Version 4; neither is
- *             built yet, so every TLS request is refused (see auth_authenticate). */
+ *             on the Unix socket.
+ *   tls       a client certificate that verifies against the client CAs (x509:<subject>), or
+ *             AWS Signature Version 4 (sigv4:<access key id>).
+ *
+ * SigV4 on every listener (the rule of auth_authenticate): a request signed by a p11kms access
+ * key (its Credential names an id beginning with "PKMS", see p11kms.h) is a claim to be
+ * sigv4:<id>; it is verified in full (sigv4.h) and, when valid, that principal alone is the
+ * caller, whatever the connection says; when not, the request is refused, never served as the
+ * connection's identity. A signature by any other access key id is not p11kms's (an SDK
+ * must sign with something: dummy credentials against the Unix socket, loopback or a client
+ * certificate): on a connection with an identity it is ignored; on one without (TLS without a
+ * client certificate) every Authorization header is verified, so an unknown id is refused with
+ * UnrecognizedClientException. Over loopback plain HTTP a valid signature still proves the
+ * secret (the secret never travels), but the request and response are not confidential. */
 #ifndef P11KMS_DAEMON_AUTH_H
 #define P11KMS_DAEMON_AUTH_H
 
@@ -20,6 +31,7 @@
 
 #include "kms-request.h"
 #include "p11kms.h"
+#include "sigv4.h"
 
 typedef enum listener_kind { LISTENER_UNIX, LISTENER_LOOPBACK, LISTENER_TLS } listener_kind;
 
@@ -32,18 +44,28 @@ typedef struct auth_input {
     listener_kind kind;
     const p11kms_principal *peer;
     const char *method;
-    const char *path;  /* without the query */
+    const char *path;  /* as the request line has it (still percent-encoded), without the query */
     const char *query; /* raw query string after '?', or "" */
     /* Case-insensitive lookup of a request header; NULL when absent. */
     const char *(*header)(void *cls, const char *name);
     void *header_cls;
     const uint8_t *body;
     size_t body_len;
+    /* Every header of the request as received, in order and with repetitions (SigV4 signs
+     * some of them and refuses a repeated Authorization header). */
+    const sigv4_header *headers;
+    size_t header_count;
+    /* The body was larger than KMS_MAX_BODY and was not kept: a signature cannot be checked. */
+    bool body_too_large;
+    /* The service: its region scopes signatures and its token derives the signing keys. */
+    p11kms *svc;
 } auth_input;
 
-/* Decides who makes the request. On success *who is the principal to act as (borrowed from
- * in->peer, or a new one in *owned that the caller frees). On refusal fills f (status 400/403,
- * a class AWS uses for authentication failures) and returns false. */
+/* Decides who makes the request (the body must be complete). On success *who is the principal
+ * to act as (borrowed from in->peer, or a new one in *owned that the caller frees). On refusal
+ * fills f (status 400/403, a class AWS uses for authentication failures: see sigv4.h; 413 for a
+ * signed request whose body was too large to keep; 500 KMSInternalException when the token
+ * could not derive a signing key) and returns false. */
 bool auth_authenticate(const auth_input *in, const p11kms_principal **who, p11kms_principal **owned,
                        kms_fault *f);
 

@@ -279,6 +279,45 @@ static p11kms_principal *tls_peer(listener *l, struct MHD_Connection *c)
     return p;
 }
 
+/* Every header of a request, as libmicrohttpd received them (pointers into its memory). */
+typedef struct header_list {
+    sigv4_header *items;
+    size_t count, cap;
+    bool oom;
+} header_list;
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size)
+{
+    header_list *l = cls;
+    (void)kind;
+    if (l->count == l->cap) {
+        size_t cap = l->cap == 0 ? 32 : l->cap * 2;
+        sigv4_header *items = realloc(l->items, cap * sizeof(*items));
+        if (items == NULL) {
+            l->oom = true;
+            return MHD_NO;
+        }
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->count++] =
+        (sigv4_header){key, key_size, value != NULL ? value : "", value != NULL ? value_size : 0};
+    return MHD_YES;
+}
+
+/* The path of the request line as sent (percent-encoded), without the query. */
+static char *raw_path_of(const char *uri)
+{
+    size_t n = strcspn(uri, "?");
+    char *p = malloc(n + 1);
+    if (p != NULL) {
+        memcpy(p, uri, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
 /* Authenticates, decodes and performs one complete request. */
 static enum MHD_Result serve(listener *l, struct MHD_Connection *c, const char *url,
                              const char *method, req_ctx *r)
@@ -301,18 +340,32 @@ static enum MHD_Result serve(listener *l, struct MHD_Connection *c, const char *
         cc->peer = tls_peer(l, c);
     }
     const char *q = r->uri != NULL ? strchr(r->uri, '?') : NULL;
+    header_list headers = {0};
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, collect_header, &headers);
+    char *raw_path = raw_path_of(r->uri);
     auth_input in = {
         .kind = l->kind,
         .peer = cc != NULL ? cc->peer : NULL,
         .method = method,
-        .path = url,
+        .path = raw_path != NULL ? raw_path : url,
         .query = q != NULL ? q + 1 : "",
         .header = header_of,
         .header_cls = c,
         .body = (const uint8_t *)r->body,
         .body_len = r->len,
+        .headers = headers.items,
+        .header_count = headers.count,
+        .body_too_large = r->too_large,
+        .svc = l->srv->svc,
     };
-    if (!auth_authenticate(&in, &who, &owned, &f)) {
+    bool auth_ok = !headers.oom && raw_path != NULL;
+    if (!auth_ok)
+        kms_fault_set(&f, 500, "KMSInternalException", "out of memory");
+    else
+        auth_ok = auth_authenticate(&in, &who, &owned, &f);
+    free(headers.items);
+    free(raw_path);
+    if (!auth_ok) {
         kms_reply_fault(&reply, &f);
     } else {
         authenticated = true;

@@ -23,6 +23,7 @@ COMMON_ERRORS = {
     "UnrecognizedClientException": 400,
     "MissingAuthenticationTokenException": 403,
     "InvalidSignatureException": 400,
+    "IncompleteSignatureException": 400,
     "ThrottlingException": 400,
     "DryRunOperationException": 412,
 }

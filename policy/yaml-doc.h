@@ -26,11 +26,11 @@ typedef enum yaml_doc_kind { YAML_DOC_SCALAR, YAML_DOC_MAP, YAML_DOC_SEQ } yaml_
 typedef struct yaml_doc_node yaml_doc_node;
 struct yaml_doc_node {
     yaml_doc_kind kind;
-    unsigned line, column;   /* 1-based, where the node starts */
-    char *scalar;            /* SCALAR: NUL-terminated UTF-8 value */
+    unsigned line, column; /* 1-based, where the node starts */
+    char *scalar;          /* SCALAR: NUL-terminated UTF-8 value */
     size_t scalar_len;
-    bool quoted;             /* SCALAR: written in quotes, as a block scalar or with !!str (so "123"
-                              * is a string, not a number) */
+    bool quoted; /* SCALAR: written in quotes, as a block scalar or with !!str (so "123"
+                  * is a string, not a number) */
     /* MAP: keys[i] (always SCALAR nodes) maps to children[i]; SEQ: children[i]. */
     yaml_doc_node **keys;
     yaml_doc_node **children;
@@ -69,8 +69,7 @@ p11kms_err yaml_doc_get_uint(const yaml_doc *doc, const yaml_doc_node *node, uns
 p11kms_err yaml_doc_get_bool(const yaml_doc *doc, const yaml_doc_node *node, bool *out,
                              p11kms_err error_code, p11kms_error *err);
 /* Raises error_code with "file:line:column: " + formatted message at node. */
-p11kms_err yaml_doc_error_at(const yaml_doc *doc, const yaml_doc_node *node,
-                             p11kms_err error_code, p11kms_error *err, const char *fmt, ...)
-    P11KMS_PRINTF(5, 6);
+p11kms_err yaml_doc_error_at(const yaml_doc *doc, const yaml_doc_node *node, p11kms_err error_code,
+                             p11kms_error *err, const char *fmt, ...) P11KMS_PRINTF(5, 6);
 
 #endif

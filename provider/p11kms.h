@@ -319,7 +319,7 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_import_key_material(p11kms *svc,
 /* DeleteImportedKeyMaterial: destroys the material in the token at once; the key becomes
  * PendingImport until the same material is imported again. */
 P11KMS_API p11kms_err p11kms_delete_imported_key_material(p11kms *svc, const p11kms_principal *who,
-                                                         const char *key_ref, p11kms_error *err);
+                                                          const char *key_ref, p11kms_error *err);
 
 /* --- tags and aliases ------------------------------------------------------------------------ */
 
@@ -471,7 +471,7 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_audit_verify(p11kms *svc, const c
                                                             void (*fn)(const char *line, void *arg),
                                                             void *arg, bool *valid,
                                                             p11kms_error *err);
-/* --- SigV4 credentials of p11kmsd callers ------------------------------------------------------ */
+/* --- SigV4 credentials of p11kmsd callers -------------------------------------------------- */
 
 /* An access key id is "PKMS" followed by 16 characters of A-Z and 2-7 (80 random bits, base32),
  * 20 characters like AWS's; the secret access key is 40 characters of base64 (240 random bits).
@@ -516,10 +516,10 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_credentials_delete(p11kms *svc,
  * context, in the secure heap. principal_name receives the name stored with the credential.
  * No policy check: this is the authentication step of p11kmsd, before a caller is known.
  * P11KMS_E_NOT_FOUND for an unknown or deleted access key id. */
-P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_sigv4_signing_key(
-    p11kms *svc, const char *access_key_id, const char *yyyymmdd, const char *region,
-    const char *service, uint8_t out[32], char *principal_name, size_t principal_name_size,
-    p11kms_error *err);
+P11KMS_API P11KMS_MUST_CHECK p11kms_err
+p11kms_sigv4_signing_key(p11kms *svc, const char *access_key_id, const char *yyyymmdd,
+                         const char *region, const char *service, uint8_t out[32],
+                         char *principal_name, size_t principal_name_size, p11kms_error *err);
 
 #ifdef __cplusplus
 }

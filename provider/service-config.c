@@ -309,8 +309,9 @@ static p11kms_err parse_store(const yaml_doc *doc, const yaml_doc_node *node, se
     const char *s = cfg->store;
     if (strncmp(s, "sqlite:", 7) == 0) {
         if (s[7] != '/')
-            return yaml_doc_error_at(doc, node, P11KMS_E_CONFIG, err,
-                                     "store: sqlite: needs an absolute path (sqlite:/path/file.db)");
+            return yaml_doc_error_at(
+                doc, node, P11KMS_E_CONFIG, err,
+                "store: sqlite: needs an absolute path (sqlite:/path/file.db)");
         return P11KMS_OK;
     }
     if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||

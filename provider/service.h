@@ -56,7 +56,7 @@ struct p11kms {
     p11_token *token;
     struct policy_gate *gate;
     struct store *store; /* key records, aliases, version claims (provider/store.h) */
-    EVP_MD *sha256;       /* fetched once from libctx (verified-row digests) */
+    EVP_MD *sha256;      /* fetched once from libctx (verified-row digests) */
 
     /* The token's integrity key (found or made on first use) and the digests of rows already
      * verified with it (table:name -> 32 bytes); both under integrity_lock. */

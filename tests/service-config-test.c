@@ -184,8 +184,8 @@ static void test_malformed(void)
     refused(TOKEN "policy: none\naudit:\n  file: rel.log\n", "test.yaml:7:9", "absolute path");
     refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  on-failure: ignore\n", "test.yaml:8:15",
             "not one of: refuse, continue");
-    refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  sync-delay-ms: 5000\n",
-            "test.yaml:8:18", "");
+    refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  sync-delay-ms: 5000\n", "test.yaml:8:18",
+            "");
     refused(TOKEN "policy: none\naudit:\n  file: /a.log\n  colour: red\n", "test.yaml:8:3",
             "unknown key");
     refused(TOKEN "keys:\n  count-batch: 99999999999\npolicy: none\n", "test.yaml:6:16", "");

@@ -273,8 +273,7 @@ const cli_command cli_commands[] = {
      "Only explains: nothing is performed. Prints Decision (Allowed or Denied) and the\n"
      "explanation; the exit status is 0 for either decision.\n",
      explain_options, cli_cmd_policy_explain},
-    {"audit verify", "Verify audit log files: chain, seals, checkpoint", "FILE...",
-     CLI_ONE_OR_MORE,
+    {"audit verify", "Verify audit log files: chain, seals, checkpoint", "FILE...", CLI_ONE_OR_MORE,
      "Give every file of the set (the current file and the rotated ones, any order). Reports\n"
      "the first bad line as FILE:LINE with what is wrong; exit status 0 when the set verifies,\n"
      "5 (InvalidCiphertextException) when it does not. Needs the token (the audit key).\n",

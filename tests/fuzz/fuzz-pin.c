@@ -73,7 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *pin = NULL;
     size_t len = 0;
     p11kms_error err = {0};
-    FUZZ_ASSERT(p11_pin_load("file:relative", false, &pin, &len, &err) == P11KMS_E_CONFIG && pin == NULL);
+    FUZZ_ASSERT(p11_pin_load("file:relative", false, &pin, &len, &err) == P11KMS_E_CONFIG &&
+                pin == NULL);
     unlink(pin_path());
     return 0;
 }

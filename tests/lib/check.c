@@ -9,8 +9,9 @@ const char *test_env(const char *name)
 {
     const char *v = getenv(name);
     if (v == NULL || *v == '\0') {
-        fprintf(stderr, "environment variable %s is not set: run this test through make check "
-                        "(tests/lib/with-token.sh)\n",
+        fprintf(stderr,
+                "environment variable %s is not set: run this test through make check "
+                "(tests/lib/with-token.sh)\n",
                 name);
         exit(99);
     }

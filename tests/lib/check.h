@@ -12,47 +12,47 @@
 extern int check_failures;
 extern int check_count;
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        check_count++;                                                                            \
-        if (!(cond)) {                                                                            \
-            check_failures++;                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-        }                                                                                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        check_count++;                                                                             \
+        if (!(cond)) {                                                                             \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
 /* expr is a p11kms_err call that must succeed; e is the p11kms_error it fills. */
-#define CHECK_OK(expr, e)                                                                         \
-    do {                                                                                          \
-        check_count++;                                                                            \
-        p11kms_err check_rc_ = (expr);                                                            \
-        if (check_rc_ != P11KMS_OK) {                                                             \
-            check_failures++;                                                                     \
-            fprintf(stderr, "%s:%d: %s failed: %s: %s (raised at %s:%d)\n", __FILE__, __LINE__,   \
-                    #expr, p11kms_error_class(check_rc_), (e)->message,                          \
-                    (e)->file ? (e)->file : "?", (e)->line);                                      \
-        }                                                                                         \
+#define CHECK_OK(expr, e)                                                                          \
+    do {                                                                                           \
+        check_count++;                                                                             \
+        p11kms_err check_rc_ = (expr);                                                             \
+        if (check_rc_ != P11KMS_OK) {                                                              \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: %s failed: %s: %s (raised at %s:%d)\n", __FILE__, __LINE__,    \
+                    #expr, p11kms_error_class(check_rc_), (e)->message,                            \
+                    (e)->file ? (e)->file : "?", (e)->line);                                       \
+        }                                                                                          \
     } while (0)
 
 /* expr must fail with exactly the code want. */
-#define CHECK_ERR(expr, want, e)                                                                  \
-    do {                                                                                          \
-        check_count++;                                                                            \
-        p11kms_err check_rc_ = (expr);                                                            \
-        if (check_rc_ != (want)) {                                                                \
-            check_failures++;                                                                     \
-            fprintf(stderr, "%s:%d: %s: want %s, got %s (%s)\n", __FILE__, __LINE__, #expr,       \
-                    p11kms_error_class(want), p11kms_error_class(check_rc_), (e)->message);      \
-        }                                                                                         \
+#define CHECK_ERR(expr, want, e)                                                                   \
+    do {                                                                                           \
+        check_count++;                                                                             \
+        p11kms_err check_rc_ = (expr);                                                             \
+        if (check_rc_ != (want)) {                                                                 \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: %s: want %s, got %s (%s)\n", __FILE__, __LINE__, #expr,        \
+                    p11kms_error_class(want), p11kms_error_class(check_rc_), (e)->message);        \
+        }                                                                                          \
     } while (0)
 
 /* Aborts the test with a hard error when the environment is unusable. */
-#define REQUIRE(cond)                                                                             \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: requirement failed: %s\n", __FILE__, __LINE__, #cond);       \
-            exit(99);                                                                             \
-        }                                                                                         \
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: requirement failed: %s\n", __FILE__, __LINE__, #cond);         \
+            exit(99);                                                                              \
+        }                                                                                          \
     } while (0)
 
 /* Value of an environment variable set by tests/lib/with-token.sh; hard error if missing. */

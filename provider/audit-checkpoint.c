@@ -10,17 +10,17 @@
 
 #include "provider/audit.h"
 
-static void label_of(const audit_checkpoint *c, char *out)
+static void label_of(const audit_checkpoint *c, char *out, size_t out_size)
 {
     char chain[2 * AUDIT_CHAIN_ID_LEN + 1];
     audit_hex(c->chain, AUDIT_CHAIN_ID_LEN, chain);
-    sprintf(out, "%s-%s", AUDIT_CHECKPOINT_LABEL, chain);
+    snprintf(out, out_size, "%s-%s", AUDIT_CHECKPOINT_LABEL, chain);
 }
 
 p11kms_err audit_checkpoint_store(p11_token *t, const audit_checkpoint *c, p11kms_error *err)
 {
     char label[sizeof(AUDIT_CHECKPOINT_LABEL) + 2 * AUDIT_CHAIN_ID_LEN + 2];
-    label_of(c, label);
+    label_of(c, label, sizeof(label));
     char hash[2 * AUDIT_HASH_LEN + 1], mac[2 * P11_HMAC_SHA256_LEN + 1], text[256];
     audit_hex(c->hash, AUDIT_HASH_LEN, hash);
     audit_hex(c->mac, P11_HMAC_SHA256_LEN, mac);
@@ -38,7 +38,7 @@ p11kms_err audit_checkpoint_store(p11_token *t, const audit_checkpoint *c, p11km
 p11kms_err audit_checkpoint_load(p11_token *t, audit_checkpoint *c, p11kms_error *err)
 {
     char label[sizeof(AUDIT_CHECKPOINT_LABEL) + 2 * AUDIT_CHAIN_ID_LEN + 2];
-    label_of(c, label);
+    label_of(c, label, sizeof(label));
     uint8_t *value = NULL;
     size_t len = 0;
     p11kms_err rc = p11_data_read(t, label, &value, &len, err);

@@ -386,9 +386,10 @@ static char *join_to(const char *name, const lines *l)
     size_t total = 1;
     for (size_t i = 0; i < l->n; i++)
         total += strlen(l->v[i]) + 1;
-    char *text = calloc(1, total), *p = text;
+    char *text = calloc(1, total);
+    size_t used = 0;
     for (size_t i = 0; i < l->n; i++)
-        p += sprintf(p, "%s\n", l->v[i]);
+        used += (size_t)snprintf(text + used, total - used, "%s\n", l->v[i]);
     char *path = fx_write_file(name, text);
     free(text);
     return path;

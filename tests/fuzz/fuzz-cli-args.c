@@ -110,9 +110,10 @@ static char **canonical(const parsed *p, int *argc_out)
     bool ok = true;
     words[n++] = strdup("p11kms");
     if (p->globals.config_path != NULL) {
-        words[n] = malloc(strlen(p->globals.config_path) + 10);
+        size_t size = strlen(p->globals.config_path) + 10;
+        words[n] = malloc(size);
         FUZZ_ASSERT(words[n] != NULL);
-        sprintf(words[n++], "--config=%s", p->globals.config_path);
+        snprintf(words[n++], size, "--config=%s", p->globals.config_path);
     }
     words[n++] = strdup(p->globals.output == CLI_OUTPUT_TEXT ? "--output=text" : "--output=json");
     if (p->globals.help)
@@ -127,16 +128,18 @@ static char **canonical(const parsed *p, int *argc_out)
             const char *v = p->args.values[k][j];
             const char *name = options[k].name;
             if (options[k].kind == CLI_OPT_FLAG) {
-                words[n] = malloc(strlen(name) + 3);
+                size_t size = strlen(name) + 3;
+                words[n] = malloc(size);
                 FUZZ_ASSERT(words[n] != NULL);
-                sprintf(words[n++], "--%s", name);
+                snprintf(words[n++], size, "--%s", name);
             } else if (options[k].kind == CLI_OPT_LIST && j > 0) {
                 ok = ok && strncmp(v, "--", 2) != 0;
                 words[n++] = strdup(v);
             } else {
-                words[n] = malloc(strlen(name) + strlen(v) + 4);
+                size_t size = strlen(name) + strlen(v) + 4;
+                words[n] = malloc(size);
                 FUZZ_ASSERT(words[n] != NULL);
-                sprintf(words[n++], "--%s=%s", name, v);
+                snprintf(words[n++], size, "--%s=%s", name, v);
             }
         }
     }

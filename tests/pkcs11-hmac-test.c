@@ -91,7 +91,7 @@ static void test_rfc4231(p11_token *t)
         uint8_t ref[EVP_MAX_MD_SIZE];
         unsigned ref_len = 0;
         REQUIRE(HMAC(EVP_sha256(), key, (int)key_len, data, data_len, ref, &ref_len) != NULL);
-        CHECK(ref_len == 32 && memcmp(ref, want, want_len) == 0);
+        CHECK(ref_len == 32 && CRYPTO_memcmp(ref, want, want_len) == 0);
 
         p11_key *k = NULL;
         if (key_len < min_key) {
@@ -110,7 +110,7 @@ static void test_rfc4231(p11_token *t)
             continue;
         memset(mac, 0, sizeof(mac));
         CHECK_OK(p11_hmac_sha256(t, k, data, data_len, mac, &e), &e);
-        CHECK(memcmp(mac, want, want_len) == 0);
+        CHECK(CRYPTO_memcmp(mac, want, want_len) == 0);
         computed++;
         CHECK_OK(p11_key_destroy(t, k, &e), &e);
     }
@@ -213,11 +213,11 @@ static void test_import_attributes(p11_token *t)
     const char msg[] = "20261130";
     CHECK_OK(p11_hmac_sha256(t, k, (const uint8_t *)msg, 8, mac, &e), &e);
     REQUIRE(HMAC(EVP_sha256(), value, sizeof(value), (const uint8_t *)msg, 8, ref, &ref_len));
-    CHECK(memcmp(mac, ref, 32) == 0);
+    CHECK(CRYPTO_memcmp(mac, ref, 32) == 0);
     /* empty input */
     CHECK_OK(p11_hmac_sha256(t, k, NULL, 0, mac, &e), &e);
     REQUIRE(HMAC(EVP_sha256(), value, sizeof(value), (const uint8_t *)"", 0, ref, &ref_len));
-    CHECK(memcmp(mac, ref, 32) == 0);
+    CHECK(CRYPTO_memcmp(mac, ref, 32) == 0);
     OPENSSL_cleanse(value, sizeof(value));
 
     CHECK_OK(p11_key_destroy(t, k, &e), &e);
@@ -242,14 +242,14 @@ static void test_generate(p11_token *t)
     CHECK_OK(p11_hmac_sha256(t, k, (const uint8_t *)"record", 6, m1, &e), &e);
     CHECK_OK(p11_hmac_sha256(t, k, (const uint8_t *)"record", 6, m2, &e), &e);
     CHECK_OK(p11_hmac_sha256(t, k, (const uint8_t *)"recorD", 6, m3, &e), &e);
-    CHECK(memcmp(m1, m2, 32) == 0 && memcmp(m1, m3, 32) != 0);
+    CHECK(CRYPTO_memcmp(m1, m2, 32) == 0 && CRYPTO_memcmp(m1, m3, 32) != 0);
     /* two generated keys differ */
     const uint8_t id2[] = "p11kms-test-audit";
     p11_key *k2 = NULL;
     CHECK_OK(p11_hmac_generate(t, id2, sizeof(id2) - 1, "p11kms-test/audit", 32, &k2, &e), &e);
     REQUIRE(k2 != NULL);
     CHECK_OK(p11_hmac_sha256(t, k2, (const uint8_t *)"record", 6, m2, &e), &e);
-    CHECK(memcmp(m1, m2, 32) != 0);
+    CHECK(CRYPTO_memcmp(m1, m2, 32) != 0);
     CHECK_OK(p11_key_destroy(t, k2, &e), &e);
     CHECK_OK(p11_key_destroy(t, k, &e), &e);
 

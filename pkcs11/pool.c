@@ -456,6 +456,8 @@ p11kms_err p11_pool_checkout(p11_token *t, p11_session **out, p11kms_error *err)
 
 void p11_pool_checkin(p11_token *t, p11_session *s)
 {
+    if (s == NULL) /* like free(): nothing checked out, nothing to return */
+        return;
     if (s->scratch_cap > SCRATCH_KEEP) {
         OPENSSL_secure_clear_free(s->scratch, s->scratch_cap);
         s->scratch = NULL;

@@ -103,7 +103,7 @@ static void parse_root(loader *ld, const yaml_doc_node *root)
                             "unknown field '%s' (version, groups, global, statements)",
                             policy_quote(f).text);
     }
-    if (loader_require(ld, root, version, "the policy", "version")) {
+    if (loader_require(ld, root, version, "the policy", "version") && version != NULL) {
         unsigned long v = 0;
         p11kms_error e = {0};
         if (yaml_doc_get_uint(ld->doc, version, 0, 1000, &v, P11KMS_E_MALFORMED_POLICY, &e) !=

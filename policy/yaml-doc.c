@@ -316,7 +316,10 @@ static p11kms_err on_collection_start(loader *ld, const yaml_event_t *ev, yaml_d
 
 static p11kms_err on_collection_end(loader *ld)
 {
-    /* libyaml guarantees balanced start/end events and a value for every key. */
+    /* libyaml guarantees balanced start/end events and a value for every key; refuse rather than
+     * trust it if that ever breaks. */
+    if (ld->depth == 0 || ld->stack[ld->depth - 1] == NULL)
+        return raise_at(ld->err, ld->code, ld->name, 0, 0, "unbalanced collection end event");
     ld->depth--;
     yaml_doc_node *node = ld->stack[ld->depth];
     ld->stack[ld->depth] = NULL;
@@ -497,8 +500,8 @@ const yaml_doc_node *yaml_doc_map_get(const yaml_doc_node *map, const char *key)
     return NULL;
 }
 
-p11kms_err yaml_doc_error_at(const yaml_doc *doc, const yaml_doc_node *node, p11kms_err error_code,
-                             p11kms_error *err, const char *fmt, ...)
+void yaml_doc_report_at(const yaml_doc *doc, const yaml_doc_node *node, p11kms_err error_code,
+                        p11kms_error *err, const char *fmt, ...)
 {
     char what[400];
     va_list ap;
@@ -507,8 +510,9 @@ p11kms_err yaml_doc_error_at(const yaml_doc *doc, const yaml_doc_node *node, p11
     va_end(ap);
     const char *name = doc_name(doc != NULL ? doc->file : NULL);
     if (node == NULL)
-        return P11KMS_RAISE(err, error_code, "%s: %s", name, what);
-    return P11KMS_RAISE(err, error_code, "%s:%u:%u: %s", name, node->line, node->column, what);
+        (void)P11KMS_RAISE(err, error_code, "%s: %s", name, what);
+    else
+        (void)P11KMS_RAISE(err, error_code, "%s:%u:%u: %s", name, node->line, node->column, what);
 }
 
 static const char *kind_name(yaml_doc_kind kind)

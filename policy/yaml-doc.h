@@ -68,8 +68,13 @@ p11kms_err yaml_doc_get_uint(const yaml_doc *doc, const yaml_doc_node *node, uns
                              p11kms_error *err);
 p11kms_err yaml_doc_get_bool(const yaml_doc *doc, const yaml_doc_node *node, bool *out,
                              p11kms_err error_code, p11kms_error *err);
-/* Raises error_code with "file:line:column: " + formatted message at node. */
-p11kms_err yaml_doc_error_at(const yaml_doc *doc, const yaml_doc_node *node, p11kms_err error_code,
-                             p11kms_error *err, const char *fmt, ...) P11KMS_PRINTF(5, 6);
+/* Records error_code with "file:line:column: " + formatted message at node. */
+void yaml_doc_report_at(const yaml_doc *doc, const yaml_doc_node *node, p11kms_err error_code,
+                        p11kms_error *err, const char *fmt, ...) P11KMS_PRINTF(5, 6);
+/* Raises error_code at node and evaluates to it, visibly, so that callers and static analysis
+ * see that "return yaml_doc_error_at(...)" never returns P11KMS_OK (like P11KMS_RAISE).
+ * error_code is evaluated twice: pass a constant or a plain variable. */
+#define yaml_doc_error_at(doc, node, error_code, err, ...)                                         \
+    (yaml_doc_report_at((doc), (node), (error_code), (err), __VA_ARGS__), (p11kms_err)(error_code))
 
 #endif

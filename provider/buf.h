@@ -52,7 +52,7 @@ static inline void buf_writer_init(buf_writer *w, void *data, size_t cap)
 static inline bool buf_take_(buf_reader *r, size_t n, const uint8_t **p)
 {
     *p = NULL;
-    if (r->failed || n > r->len - r->pos) {
+    if (r->failed || n > r->len - r->pos || (r->data == NULL && n > 0)) {
         r->failed = true;
         return false;
     }

@@ -428,7 +428,8 @@ static void decode_import_fields(decoder *d, key_meta *m)
         for (size_t i = 0; ok && i < n / 2; i++) {
             int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
             ok = hi >= 0 && lo >= 0;
-            m->material_kcv[i] = (uint8_t)(hi << 4 | lo);
+            if (ok)
+                m->material_kcv[i] = (uint8_t)(hi << 4 | lo);
         }
         if (!ok) {
             d->failed = true;

@@ -358,7 +358,7 @@ p11kms_err cli_tags_param(const char *option, const char *const *values, size_t 
 
 void cli_strings_clear(cli_strings *s)
 {
-    for (size_t i = 0; i < s->owned_count; i++)
+    for (size_t i = 0; s->owned != NULL && i < s->owned_count; i++)
         free(s->owned[i]);
     free(s->owned);
     free(s->items);

@@ -237,7 +237,7 @@ out:
 p11kms_err auth_loopback_peer(int fd, p11kms_principal **out, p11kms_error *err)
 {
     *out = NULL;
-    struct sockaddr_storage peer, self;
+    struct sockaddr_storage peer = {0}, self = {0};
     socklen_t plen = sizeof(peer), slen = sizeof(self);
     if (getpeername(fd, (struct sockaddr *)&peer, &plen) != 0 ||
         getsockname(fd, (struct sockaddr *)&self, &slen) != 0)

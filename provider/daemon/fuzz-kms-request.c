@@ -122,7 +122,8 @@ static long run_dir(const char *dir)
             n++;
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), cmp_names);
+    if (n > 0) /* qsort's base must not be NULL, even for zero elements */
+        qsort(names, n, sizeof(*names), cmp_names);
     long count = 0;
     for (size_t i = 0; i < n; i++) {
         char path[4096 + 260];

@@ -460,6 +460,7 @@ static void canonical_uri(sbuf *b, const char *path)
     /* positions where each kept segment starts in norm, to pop on ".." */
     size_t *starts = calloc(n + 1, sizeof(*starts));
     if (starts == NULL) {
+        free(norm.p);
         b->oom = true;
         return;
     }

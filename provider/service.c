@@ -400,7 +400,8 @@ p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const
     if (key_ref != NULL) {
         p11kms_error probe = {0};
         p11kms_err rc = key_access_begin(svc, key_ref, &acc, &probe);
-        if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND) {
+        /* A malformed ARN names no key either: the policy decides as for a missing key. */
+        if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND && rc != P11KMS_E_INVALID_ARN) {
             if (err != NULL)
                 *err = probe;
             return rc;

@@ -969,6 +969,30 @@ static void hide_existence(op_state *s, p11kms_err *rc)
     }
 }
 
+/* Whether the model lists InvalidArnException among the operation's errors. The others (the
+ * cryptographic operations, ListKeys, the alias writes, ...) report a malformed ARN as AWS
+ * does: NotFoundException. */
+static bool models_invalid_arn(kms_op op)
+{
+    switch (op) {
+    case KMS_OP_ENCRYPT:
+    case KMS_OP_DECRYPT:
+    case KMS_OP_RE_ENCRYPT:
+    case KMS_OP_GENERATE_DATA_KEY:
+    case KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT:
+    case KMS_OP_GENERATE_RANDOM:
+    case KMS_OP_LIST_KEYS:
+    case KMS_OP_LIST_KEY_ROTATIONS:
+    case KMS_OP_ROTATE_KEY_ON_DEMAND:
+    case KMS_OP_CREATE_ALIAS:
+    case KMS_OP_UPDATE_ALIAS:
+    case KMS_OP_DELETE_ALIAS:
+        return false;
+    default:
+        return true;
+    }
+}
+
 void kms_ops_perform(p11kms *svc, const p11kms_principal *who, const kms_request *req,
                      kms_reply *reply)
 {
@@ -985,6 +1009,8 @@ void kms_ops_perform(p11kms *svc, const p11kms_principal *who, const kms_request
         note_key(&s, str(&s, "AliasName"));
     p11kms_result r = {0};
     p11kms_err rc = perform(&s, &r);
+    if (rc == P11KMS_E_INVALID_ARN && !s.faulted && !models_invalid_arn(req->op))
+        rc = P11KMS_E_NOT_FOUND;
     if (rc != P11KMS_OK && !s.faulted)
         hide_existence(&s, &rc);
     if (rc == P11KMS_OK) {

@@ -388,6 +388,10 @@ static void key_metadata(op_state *s, const p11kms_key_metadata *m)
         add_int(o, km, "PendingDeletionWindowInDays", m->pending_window_days);
     }
     add_string(o, km, "Origin", p11kms_key_origin_name(m->origin));
+    if (m->expiration_model[0] != '\0')
+        add_string(o, km, "ExpirationModel", m->expiration_model);
+    if (m->valid_to != 0)
+        add_int(o, km, "ValidTo", m->valid_to);
     add_string(o, km, "KeyManager", "CUSTOMER");
     add_string(o, km, "CustomerMasterKeySpec", "SYMMETRIC_DEFAULT");
     add_string(o, km, "KeySpec", "SYMMETRIC_DEFAULT");
@@ -836,6 +840,47 @@ static p11kms_err op_generate_random(op_state *s, p11kms_result *r)
     return rc;
 }
 
+/* --- imported key material (BYOK) ---------------------------------------------------------- */
+
+static p11kms_err op_get_parameters_for_import(op_state *s)
+{
+    p11kms_import_parameters p = {0};
+    p11kms_err rc = p11kms_get_parameters_for_import(s->svc, s->who, str(s, "KeyId"),
+                                                     str(s, "WrappingAlgorithm"),
+                                                     str(s, "WrappingKeySpec"), &p, &s->err);
+    if (rc == P11KMS_OK) {
+        note_key(s, p.key_id);
+        add_string(&s->o, s->o.root, "KeyId", p.key_id);
+        add_blob(&s->o, s->o.root, "ImportToken", p.import_token, p.import_token_len);
+        add_blob(&s->o, s->o.root, "PublicKey", p.public_key, p.public_key_len);
+        add_int(&s->o, s->o.root, "ParametersValidTo", p.parameters_valid_to);
+    }
+    p11kms_import_parameters_free(&p);
+    return rc;
+}
+
+static p11kms_err op_import_key_material(op_state *s)
+{
+    const kms_value *material = val(s, "EncryptedKeyMaterial");
+    const kms_value *token = val(s, "ImportToken");
+    const kms_value *valid_to = val(s, "ValidTo");
+    const char *model = str(s, "ExpirationModel");
+    /* The model's default is KEY_MATERIAL_EXPIRES, which needs ValidTo: a request with ValidTo
+     * alone means that; one with neither means material that does not expire (as AWS now
+     * treats it). */
+    if (model == NULL && valid_to->present)
+        model = "KEY_MATERIAL_EXPIRES";
+    p11kms_import_input in = {
+        .encrypted_key_material = material->bytes,
+        .encrypted_key_material_len = material->len,
+        .import_token = token->bytes,
+        .import_token_len = token->len,
+        .expiration_model = model,
+        .valid_to = valid_to->present ? valid_to->i : 0,
+    };
+    return p11kms_import_key_material(s->svc, s->who, str(s, "KeyId"), &in, &s->err);
+}
+
 static p11kms_err perform(op_state *s, p11kms_result *r)
 {
     const char *key = str(s, "KeyId");
@@ -897,6 +942,12 @@ static p11kms_err perform(op_state *s, p11kms_result *r)
         return op_data_key(s, false, r);
     case KMS_OP_GENERATE_RANDOM:
         return op_generate_random(s, r);
+    case KMS_OP_GET_PARAMETERS_FOR_IMPORT:
+        return op_get_parameters_for_import(s);
+    case KMS_OP_IMPORT_KEY_MATERIAL:
+        return op_import_key_material(s);
+    case KMS_OP_DELETE_IMPORTED_KEY_MATERIAL:
+        return p11kms_delete_imported_key_material(s->svc, s->who, key, &s->err);
     case KMS_OP__COUNT:
         break;
     }
@@ -934,6 +985,9 @@ static bool key_action(kms_op op, const char **action, const char **member)
         {KMS_OP_GENERATE_DATA_KEY, "generate-data-key", "KeyId"},
         {KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, "generate-data-key-without-plaintext",
          "KeyId"},
+        {KMS_OP_GET_PARAMETERS_FOR_IMPORT, "get-parameters-for-import", "KeyId"},
+        {KMS_OP_IMPORT_KEY_MATERIAL, "import-key-material", "KeyId"},
+        {KMS_OP_DELETE_IMPORTED_KEY_MATERIAL, "delete-imported-key-material", "KeyId"},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (table[i].op == op) {

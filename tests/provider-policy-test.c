@@ -24,7 +24,7 @@ static const char *const policy_text =
     "  - sid: admin-global\n"
     "    effect: allow\n"
     "    principals: [unix:user:admin1]\n"
-    "    actions: [create-key, list-keys, list-aliases]\n"
+    "    actions: [create-key, list-keys, list-aliases, maintain]\n"
     "    create:\n"
     "      description: created under the test policy\n"
     "      tags:\n"
@@ -281,6 +281,12 @@ int main(void)
     CHECK_OK(decrypt_as(app2, one, tenant, &ct), &e);
     CHECK_OK(encrypt_as_discard(app1, "alias/app-one", tenant), &e);
     CHECK_ERR(encrypt_as_discard(admin, one, tenant), P11KMS_E_ACCESS_DENIED, &e);
+
+    fx_say("maintain is an administrator's action: services and strangers are refused");
+    CHECK_OK(p11kms_maintain(svc, admin, NULL, NULL, &e), &e);
+    CHECK_ERR(p11kms_maintain(svc, app1, NULL, NULL, &e), P11KMS_E_ACCESS_DENIED, &e);
+    CHECK(fx_msg_has(&e, "maintain"));
+    CHECK_ERR(p11kms_maintain(svc, nobody, NULL, NULL, &e), P11KMS_E_ACCESS_DENIED, &e);
 
     p11kms_result_free(&ct);
     p11kms_result_free(&ct_two);

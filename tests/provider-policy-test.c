@@ -32,7 +32,7 @@ static const char *const policy_text =
     "  - sid: apps-list\n"
     "    effect: allow\n"
     "    principals: [unix:user:app1]\n"
-    "    actions: [list-keys]\n"
+    "    actions: [list-keys, list-aliases]\n"
     "statements:\n"
     "  - sid: admin-manage\n"
     "    effect: allow\n"
@@ -61,6 +61,15 @@ static const char *const app2_deny = "  - sid: app2-no-decrypt-one\n"
                                      "    principals: [unix:user:app2]\n"
                                      "    keys: [alias/app-one]\n"
                                      "    actions: [decrypt]\n";
+
+static int collect_alias_name(const char *alias_name, const char *alias_arn,
+                              const char *target_key_id, void *arg)
+{
+    (void)alias_arn;
+    (void)target_key_id;
+    fx_list_add(arg, alias_name);
+    return 0;
+}
 
 static char *write_policy(bool with_deny)
 {
@@ -281,6 +290,20 @@ int main(void)
     CHECK_OK(decrypt_as(app2, one, tenant, &ct), &e);
     CHECK_OK(encrypt_as_discard(app1, "alias/app-one", tenant), &e);
     CHECK_ERR(encrypt_as_discard(admin, one, tenant), P11KMS_E_ACCESS_DENIED, &e);
+
+    fx_say("list-aliases shows only aliases of keys the caller may describe");
+    CHECK_OK(p11kms_create_alias(svc, admin, "alias/ops-plain", plain, &e), &e);
+    fx_list seen = {0};
+    CHECK_OK(p11kms_list_aliases(svc, app1, NULL, collect_alias_name, &seen, &e), &e);
+    CHECK(seen.count == 2 && fx_list_has(&seen, "alias/app-one") &&
+          fx_list_has(&seen, "alias/app-two"));
+    fx_list_free(&seen);
+    CHECK_OK(p11kms_list_aliases(svc, admin, NULL, collect_alias_name, &seen, &e), &e);
+    CHECK(seen.count == 3 && fx_list_has(&seen, "alias/ops-plain"));
+    fx_list_free(&seen);
+    CHECK_ERR(p11kms_list_aliases(svc, app2, NULL, collect_alias_name, &seen, &e),
+              P11KMS_E_ACCESS_DENIED, &e);
+    fx_list_free(&seen);
 
     fx_say("maintain is an administrator's action: services and strangers are refused");
     CHECK_OK(p11kms_maintain(svc, admin, NULL, NULL, &e), &e);

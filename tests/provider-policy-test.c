@@ -218,7 +218,27 @@ int main(void)
     const char *ghost = "4f2c8a5e-1b3d-4c6e-8f90-123456789abc";
     CHECK_ERR(p11kms_describe_key(svc, nobody, ghost, &md, &e), P11KMS_E_ACCESS_DENIED, &e);
     CHECK(!fx_msg_has(&e, "not exist") && !fx_msg_has(&e, "not found"));
+    char missing_msg[sizeof(e.message)];
+    snprintf(missing_msg, sizeof(missing_msg), "%s", e.message);
     CHECK_ERR(p11kms_describe_key(svc, nobody, one, &md, &e), P11KMS_E_ACCESS_DENIED, &e);
+    /* the same message but for the reference the caller wrote: no resolved id, no alias */
+    char *at = strstr(e.message, one);
+    CHECK(at != NULL && !fx_msg_has(&e, "alias/app-one"));
+    if (at != NULL)
+        memcpy(at, ghost, strlen(ghost));
+    CHECK(strcmp(e.message, missing_msg) == 0);
+    if (strcmp(e.message, missing_msg) != 0)
+        fprintf(stderr, "   existing: %s\n   missing:  %s\n", e.message, missing_msg);
+    CHECK_ERR(p11kms_describe_key(svc, nobody, "alias/app-one", &md, &e), P11KMS_E_ACCESS_DENIED,
+              &e);
+    snprintf(missing_msg, sizeof(missing_msg), "%s", e.message);
+    CHECK(!fx_msg_has(&e, one));
+    CHECK_ERR(p11kms_describe_key(svc, nobody, "alias/app-xxx", &md, &e), P11KMS_E_ACCESS_DENIED,
+              &e);
+    at = strstr(e.message, "alias/app-xxx");
+    if (at != NULL)
+        memcpy(at, "alias/app-one", strlen("alias/app-one"));
+    CHECK(strcmp(e.message, missing_msg) == 0);
     CHECK_ERR(p11kms_describe_key(svc, admin, ghost, &md, &e), P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, nobody, "alias/nothing", &md, &e), P11KMS_E_ACCESS_DENIED,
               &e);

@@ -82,6 +82,9 @@ typedef enum policy_action {
     POLICY_ACTION_CREATE_CREDENTIALS,
     POLICY_ACTION_DELETE_CREDENTIALS,
     POLICY_ACTION_LIST_CREDENTIALS,
+    /* p11kms maintain: destroys key material whose deletion is due or that crashes left behind,
+     * rotates due keys (account level administration) */
+    POLICY_ACTION_MAINTAIN,
     POLICY_ACTION__COUNT
 } policy_action;
 

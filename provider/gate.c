@@ -134,11 +134,18 @@ static void request_end(request *r)
     free(r->heap[1]);
 }
 
+/* A caller without rights learns nothing: the message names only what the caller wrote, never
+ * the resolved key, its aliases or the policy's reasoning (which differ between an existing and
+ * a missing key). Why is for `p11kms policy explain` and the audit trail. */
 static p11kms_err deny(const p11kms_principal *who, const char *action, const char *key_ref,
                        const policy_decision *d, p11kms_error *err)
 {
-    return P11KMS_RAISE(err, P11KMS_E_ACCESS_DENIED, "%s is not allowed to %s %s: %s",
-                        who->names[0], action, key_ref ? key_ref : "(no key)", d->explanation);
+    (void)d;
+    if (key_ref == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_ACCESS_DENIED, "%s is not allowed to %s", who->names[0],
+                            action);
+    return P11KMS_RAISE(err, P11KMS_E_ACCESS_DENIED, "%s is not allowed to %s %s", who->names[0],
+                        action, key_ref);
 }
 
 /* The audit record of the request in progress learns every decision the gate makes for it. */

@@ -68,6 +68,33 @@ static p11kms_err parse_plain(const char *ref, keyref_kind *kind, char out[P11KM
     return P11KMS_OK;
 }
 
+/* The fields of "arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE"; false unless there are six. */
+typedef struct arn_fields {
+    const char *field[5]; /* arn, partition, service, region, account (not NUL-terminated) */
+    size_t len[5];
+    const char *resource;
+} arn_fields;
+
+static bool arn_split(const char *ref, arn_fields *a)
+{
+    const char *p = ref;
+    for (size_t i = 0; i < 5; i++) {
+        const char *colon = strchr(p, ':');
+        if (colon == NULL)
+            return false;
+        a->field[i] = p;
+        a->len[i] = (size_t)(colon - p);
+        p = colon + 1;
+    }
+    a->resource = p;
+    return true;
+}
+
+static bool field_is(const arn_fields *a, size_t i, const char *want)
+{
+    return a->len[i] == strlen(want) && strncmp(a->field[i], want, a->len[i]) == 0;
+}
+
 p11kms_err keyref_parse(const service_config *cfg, const char *ref, keyref_kind *kind,
                         char out[P11KMS_ALIAS_MAX], p11kms_error *err)
 {
@@ -78,14 +105,26 @@ p11kms_err keyref_parse(const service_config *cfg, const char *ref, keyref_kind 
     if (strncmp(ref, "arn:", 4) != 0)
         return parse_plain(ref, kind, out, err);
 
-    char prefix[P11KMS_ARN_MAX];
     char q[QUOTED_MAX];
-    int n = snprintf(prefix, sizeof(prefix), "arn:p11kms:%s:%s:", cfg->region, cfg->account);
-    if (n < 0 || (size_t)n >= sizeof(prefix) || strncmp(ref, prefix, (size_t)n) != 0)
+    arn_fields a;
+    if (!arn_split(ref, &a))
         return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN,
-                            "ARN \"%s\" does not belong to this service (expected prefix %s)",
-                            quoted(ref, q), prefix);
-    const char *resource = ref + n;
+                            "ARN \"%s\" is malformed: expected arn:%s:kms:%s:%s:key/ID or "
+                            "arn:%s:kms:%s:%s:alias/NAME",
+                            quoted(ref, q), cfg->partition, cfg->region, cfg->account,
+                            cfg->partition, cfg->region, cfg->account);
+    if (!field_is(&a, 2, "kms"))
+        return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN,
+                            "ARN \"%s\" is not a KMS ARN: its service field is not \"kms\"",
+                            quoted(ref, q));
+    /* Well-formed but elsewhere: no key of this service has that name. */
+    if (!field_is(&a, 1, cfg->partition) || !field_is(&a, 3, cfg->region) ||
+        !field_is(&a, 4, cfg->account))
+        return P11KMS_RAISE(err, P11KMS_E_NOT_FOUND,
+                            "ARN \"%s\" names a key of another partition, region or account: "
+                            "this service's keys are arn:%s:kms:%s:%s:...",
+                            quoted(ref, q), cfg->partition, cfg->region, cfg->account);
+    const char *resource = a.resource;
     if (strncmp(resource, "key/", 4) == 0) {
         uint8_t id[KEY_UUID_LEN];
         if (!uuid_parse(resource + 4, id))
@@ -103,10 +142,12 @@ p11kms_err keyref_parse(const service_config *cfg, const char *ref, keyref_kind 
 
 void keyref_key_arn(const service_config *cfg, const char *id_text, char out[P11KMS_ARN_MAX])
 {
-    snprintf(out, P11KMS_ARN_MAX, "arn:p11kms:%s:%s:key/%s", cfg->region, cfg->account, id_text);
+    snprintf(out, P11KMS_ARN_MAX, "arn:%s:kms:%s:%s:key/%s", cfg->partition, cfg->region,
+             cfg->account, id_text);
 }
 
 void keyref_alias_arn(const service_config *cfg, const char *alias, char out[P11KMS_ARN_MAX])
 {
-    snprintf(out, P11KMS_ARN_MAX, "arn:p11kms:%s:%s:%s", cfg->region, cfg->account, alias);
+    snprintf(out, P11KMS_ARN_MAX, "arn:%s:kms:%s:%s:%s", cfg->partition, cfg->region, cfg->account,
+             alias);
 }

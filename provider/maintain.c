@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "provider/gate.h"
 #include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"
@@ -430,7 +431,10 @@ p11kms_err kms_op_maintain(p11kms *svc, const p11kms_principal *who,
                            void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
-    (void)who;
+    /* maintain destroys key material (due deletions, leftovers): administration. */
+    p11kms_err rc0 = gate_check_global(svc, who, "maintain", err);
+    if (rc0 != P11KMS_OK)
+        return rc0;
     maintenance mt = {svc,           fn,   arg, hashmap_new(), hashmap_new(), hashmap_new(),
                       hashmap_new(), NULL, 0,   false};
     p11kms_err rc = P11KMS_OK;

@@ -5,7 +5,8 @@
  * handle, takes the caller's principal (checked against the key policy before the token is
  * touched) and reports failures as a p11kms_err with details in a p11kms_error. Key references
  * ("key_ref") may be a key id (UUID), "alias/NAME", a key ARN
- * ("arn:p11kms:REGION:ACCOUNT:key/ID") or an alias ARN ("arn:p11kms:REGION:ACCOUNT:alias/NAME").
+ * ("arn:PARTITION:kms:REGION:ACCOUNT:key/ID") or an alias ARN
+ * ("arn:PARTITION:kms:REGION:ACCOUNT:alias/NAME").
  * Binary outputs are malloc'ed; plaintext outputs live in OpenSSL's secure heap and are wiped
  * when freed with p11kms_result_free. */
 #ifndef P11KMS_H

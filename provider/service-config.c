@@ -78,6 +78,30 @@ STRING_FIELD(parse_pin_source, pin_source)
 STRING_FIELD(parse_region, region)
 STRING_FIELD(parse_account, account)
 
+/* The first field of every ARN p11kms writes ("aws", "aws-cn", "aws-us-gov", ...): SDKs and
+ * tools split ARNs on ':' and some check the partition's spelling. */
+#define PARTITION_MAX 32
+static p11kms_err parse_partition(const yaml_doc *doc, const yaml_doc_node *node,
+                                  service_config *cfg, p11kms_error *err)
+{
+    p11kms_err rc = yaml_doc_expect(doc, node, YAML_DOC_SCALAR, "a string", P11KMS_E_CONFIG, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    size_t n = node->scalar_len;
+    bool ok = n > 0 && n <= PARTITION_MAX && strlen(node->scalar) == n &&
+              node->scalar[0] != '-' && node->scalar[n - 1] != '-';
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = node->scalar[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    }
+    if (!ok)
+        return yaml_doc_error_at(doc, node, P11KMS_E_CONFIG, err,
+                                 "partition must be 1 to %d lower-case letters, digits and inner "
+                                 "'-' (such as aws, aws-cn, aws-us-gov)",
+                                 PARTITION_MAX);
+    return take_string(doc, node, &cfg->partition, err);
+}
+
 /* Every process must open the same lock file: a relative path would depend on the directory the
  * process started in. */
 static p11kms_err parse_lock_file(const yaml_doc *doc, const yaml_doc_node *node,
@@ -161,6 +185,7 @@ static const config_field token_fields[] = {
 };
 
 static const config_field keys_fields[] = {
+    {"partition", false, parse_partition},
     {"region", false, parse_region},
     {"account", false, parse_account},
     {"lock-file", false, parse_lock_file},
@@ -335,14 +360,16 @@ static p11kms_err set_defaults(service_config *cfg)
     cfg->hierarchy_ttl_s = CONFIG_DEFAULT_HIERARCHY_TTL_S;
     cfg->hierarchy_max_uses = CONFIG_DEFAULT_HIERARCHY_MAX_USES;
     cfg->revocation_check_ms = CONFIG_DEFAULT_REVOCATION_CHECK_MS;
+    cfg->partition = strdup(CONFIG_DEFAULT_PARTITION);
     cfg->region = strdup("local");
     cfg->account = strdup("000000000000");
     cfg->lock_file = strdup(CONFIG_DEFAULT_LOCK_FILE);
     cfg->audit_max_size = CONFIG_DEFAULT_AUDIT_MAX_SIZE;
     cfg->audit_checkpoint_s = CONFIG_DEFAULT_AUDIT_CHECKPOINT_S;
     cfg->store = strdup(CONFIG_DEFAULT_STORE);
-    return cfg->region && cfg->account && cfg->lock_file && cfg->store ? P11KMS_OK
-                                                                       : P11KMS_E_NO_MEMORY;
+    return cfg->partition && cfg->region && cfg->account && cfg->lock_file && cfg->store
+               ? P11KMS_OK
+               : P11KMS_E_NO_MEMORY;
 }
 
 static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11kms_error *err)
@@ -445,6 +472,7 @@ void config_free(service_config *cfg)
     free(cfg->module);
     free(cfg->token_uri);
     free(cfg->pin_source);
+    free(cfg->partition);
     free(cfg->region);
     free(cfg->account);
     free(cfg->lock_file);

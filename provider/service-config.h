@@ -22,6 +22,7 @@
 #define CONFIG_DEFAULT_AUDIT_CHECKPOINT_S 10u
 #define CONFIG_DEFAULT_STORE "sqlite:/var/lib/p11kms/p11kms.db"
 #define CONFIG_DEFAULT_ORPHAN_GRACE_S 3600u
+#define CONFIG_DEFAULT_PARTITION "aws"
 
 typedef struct service_config {
     char *path; /* the file this came from */
@@ -36,7 +37,8 @@ typedef struct service_config {
     p11_rng_source rng;
     bool insecure_pin_file; /* development only */
 
-    /* keys: */
+    /* keys: ARNs are arn:PARTITION:kms:REGION:ACCOUNT:key/ID */
+    char *partition;
     char *region;
     char *account;
     char *lock_file;

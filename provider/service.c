@@ -287,6 +287,64 @@ static int list_one_alias(const char *alias, const char *id_text, void *arg)
     return c->fn(alias, arn, id_text, c->arg);
 }
 
+/* Every alias, collected first: the policy is asked with each target key's record (its aliases
+ * decide as much as its id), which is not read from inside the store's listing. */
+typedef struct alias_pairs {
+    char **items; /* alias, id, alias, id, ... */
+    size_t count, cap;
+    bool oom;
+} alias_pairs;
+
+static int collect_alias_pair(const char *alias, const char *id_text, void *arg)
+{
+    alias_pairs *v = arg;
+    if (v->count + 2 > v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 32;
+        char **items = realloc(v->items, cap * sizeof(*items));
+        if (items == NULL) {
+            v->oom = true;
+            return 1;
+        }
+        v->items = items;
+        v->cap = cap;
+    }
+    v->items[v->count++] = strdup(alias);
+    v->items[v->count++] = strdup(id_text != NULL ? id_text : "");
+    if (v->items[v->count - 2] == NULL || v->items[v->count - 1] == NULL) {
+        v->oom = true;
+        return 1;
+    }
+    return 0;
+}
+
+/* An alias is listed only when the caller may describe the key it names: an alias says what a
+ * key is for, which is itself worth protecting. */
+static p11kms_err list_visible_aliases(p11kms *svc, const p11kms_principal *who,
+                                       list_aliases_ctx *c, p11kms_error *err)
+{
+    alias_pairs v = {0};
+    p11kms_err rc = keystore_alias_list(svc, collect_alias_pair, &v, err);
+    if (rc == P11KMS_OK && v.oom)
+        rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory listing aliases");
+    for (size_t i = 0; rc == P11KMS_OK && i < v.count; i += 2) {
+        /* The record as stored, read without the lazy purge of key access: listing changes
+         * nothing. */
+        key_meta *m = NULL;
+        p11kms_error probe = {0};
+        if (v.items[i + 1][0] == '\0' ||
+            keystore_meta_read(svc, v.items[i + 1], &m, &probe) != P11KMS_OK)
+            continue; /* a dangling alias: maintain reports it */
+        bool visible = gate_may_list(svc, who, m);
+        keymeta_free(m);
+        if (visible && list_one_alias(v.items[i], v.items[i + 1], c) != 0)
+            break;
+    }
+    for (size_t i = 0; i < v.count; i++)
+        free(v.items[i]);
+    free(v.items);
+    return rc;
+}
+
 p11kms_err kms_op_list_aliases(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                int (*fn)(const char *alias_name, const char *alias_arn,
                                          const char *target_key_id, void *arg),
@@ -298,7 +356,7 @@ p11kms_err kms_op_list_aliases(p11kms *svc, const p11kms_principal *who, const c
         return rc;
     list_aliases_ctx c = {svc, fn, arg};
     if (key_ref == NULL)
-        return keystore_alias_list(svc, list_one_alias, &c, err);
+        return list_visible_aliases(svc, who, &c, err);
     key_access acc;
     rc = kms_begin(svc, who, "describe-key", key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
@@ -405,7 +463,8 @@ p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const
     if (key_ref != NULL) {
         p11kms_error probe = {0};
         p11kms_err rc = key_access_begin(svc, key_ref, &acc, &probe);
-        if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND) {
+        /* A malformed ARN names no key either: the policy decides as for a missing key. */
+        if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND && rc != P11KMS_E_INVALID_ARN) {
             if (err != NULL)
                 *err = probe;
             return rc;

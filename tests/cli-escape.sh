@@ -28,7 +28,7 @@ expect_fail 2 NotFoundException describe-key --key-id "alias/a${esc}b"
 no_controls "ESC in an alias"
 check "the alias is shown escaped" grep -qF 'alias/a\x1bb' err.txt
 
-expect_fail 13 InvalidArnException describe-key --key-id "arn:p11kms:local:000000000000:key/${bel}"
+expect_fail 13 InvalidArnException describe-key --key-id "arn:aws:kms:local:000000000000:key/${bel}"
 no_controls "BEL in an ARN"
 
 expect_fail 2 NotFoundException describe-key --key-id "$(printf 'a\377\376b')"

@@ -202,6 +202,31 @@ expect(d and d["KeyMetadata"]["KeyId"] == key, "describe-key by alias")
 la = call("list_aliases", KeyId=key)
 expect(la and [a["AliasName"] for a in la["Aliases"]] == ["alias/daemon-api"], "list-aliases of a key")
 
+print("== ARNs: well-formed KMS ARNs, accepted wherever a key id is")
+expect(arn == f"arn:aws:kms:local:000000000000:key/{key}",
+       f"the key ARN is arn:PARTITION:kms:REGION:ACCOUNT:key/ID (got {arn})")
+alias_arn = la["Aliases"][0]["AliasArn"] if la else None
+expect(alias_arn == "arn:aws:kms:local:000000000000:alias/daemon-api",
+       f"the alias ARN is arn:PARTITION:kms:REGION:ACCOUNT:alias/NAME (got {alias_arn})")
+for ref in (arn, alias_arn):
+    e = call("encrypt", KeyId=ref, Plaintext=b"by ARN")
+    expect(e and e["KeyId"] == arn, f"encrypt with KeyId {ref}")
+    d = call("describe_key", KeyId=ref)
+    expect(d and d["KeyMetadata"]["Arn"] == arn, f"describe-key with KeyId {ref}")
+for other in (arn.replace(":local:", ":eu-west-1:"), arn.replace("arn:aws:", "arn:aws-cn:"),
+              arn.replace(":000000000000:", ":111122223333:"),
+              alias_arn.replace(":local:", ":eu-west-1:")):
+    m = call_error("encrypt", "NotFoundException", KeyId=other, Plaintext=b"x")
+    expect(m is not None and "another partition, region or account" in m,
+           f"another partition, region or account is named in the message: {m}")
+    call_error("describe_key", "NotFoundException", KeyId=other)
+not_kms = arn.replace(":kms:", ":s3:")
+m = call_error("describe_key", "InvalidArnException", KeyId=not_kms)
+expect(m is not None and "not a KMS ARN" in m, f"not a KMS ARN: {m}")
+# Encrypt's model has no InvalidArnException: a malformed ARN is NotFound there, as in AWS.
+call_error("encrypt", "NotFoundException", KeyId=not_kms, Plaintext=b"x")
+call_error("describe_key", "InvalidArnException", KeyId=arn.replace(key, "not-a-uuid"))
+
 print("== boto3: cryptography")
 ctx = {"tenant": "acme", "purpose": "daemon-api"}
 e = call("encrypt", KeyId="alias/daemon-api", Plaintext=b"sixteen byte msg", EncryptionContext=ctx,

@@ -43,7 +43,8 @@ statements:
     effect: allow
     principals: [unix:user:p11kmst-admin]
     keys: ["*"]
-    actions: [describe-key, enable-key, disable-key, create-alias, tag-resource]
+    actions: [describe-key, enable-key, disable-key, create-alias, tag-resource,
+              get-parameters-for-import, import-key-material, delete-imported-key-material]
   - sid: svc-use
     effect: allow
     principals: [unix:user:p11kmst-svc]
@@ -185,6 +186,22 @@ expect_ok p11kmst-admin ListAliases '{}'
 expect_ok p11kmst-admin ListAliases '{"Limit": 1}'
 [ "$(echo "$resp" | jq -c '[.Truncated, (.Aliases | length), (.NextMarker != null)]')" = '[true,1,true]' ] &&
     pass "filtered aliases paginate" || fail "paged aliases: $resp"
+
+echo "== imported key material: the administrator may import, the service may not"
+expect_ok p11kmst-admin CreateKey '{"Origin": "EXTERNAL"}'
+ext=$(echo "$resp" | jq -r .KeyMetadata.KeyId)
+expect_ok p11kmst-admin CreateAlias "{\"AliasName\": \"alias/app-imported\", \"TargetKeyId\": \"$ext\"}"
+gpfi="{\"KeyId\": \"alias/app-imported\", \"WrappingAlgorithm\": \"RSAES_OAEP_SHA_1\", \"WrappingKeySpec\": \"RSA_2048\"}"
+expect_ok p11kmst-admin GetParametersForImport "$gpfi"
+token=$(echo "$resp" | jq -r .ImportToken)
+expect_err AccessDeniedException p11kmst-svc GetParametersForImport "$gpfi"
+expect_err AccessDeniedException p11kmst-svc ImportKeyMaterial \
+    "{\"KeyId\": \"alias/app-imported\", \"ImportToken\": \"$token\", \"EncryptedKeyMaterial\": \"AAAA\", \"ExpirationModel\": \"KEY_MATERIAL_DOES_NOT_EXPIRE\"}"
+expect_err AccessDeniedException p11kmst-svc DeleteImportedKeyMaterial '{"KeyId": "alias/app-imported"}'
+expect_err AccessDeniedException p11kmst-other GetParametersForImport "$gpfi"
+expect_ok p11kmst-admin DescribeKey '{"KeyId": "alias/app-imported"}'
+[ "$(echo "$resp" | jq -r .KeyMetadata.KeyState)" = PendingImport ] &&
+    pass "refused imports change nothing" || fail "state: $resp"
 
 echo "== the administrator disables, the service is refused"
 expect_ok p11kmst-admin DisableKey "{\"KeyId\": \"$key\"}"

@@ -1543,7 +1543,7 @@ static void check_actions(void)
             other++;
         }
     }
-    CHECK(admin == 19 && usage == 6 && read == 7 && other == 1);
+    CHECK(admin == 20 && usage == 6 && read == 7 && other == 1);
     CHECK_ERR(policy_action_parse("Encrypt", &a, &err), P11KMS_E_VALIDATION, &err);
     CHECK_ERR(policy_action_parse("", &a, &err), P11KMS_E_VALIDATION, &err);
     CHECK_ERR(policy_action_parse(NULL, &a, &err), P11KMS_E_VALIDATION, &err);
@@ -1554,6 +1554,8 @@ static void check_actions(void)
     CHECK(!policy_action_is_key_bound(POLICY_ACTION_CREATE_CREDENTIALS));
     CHECK(policy_action_class_of(POLICY_ACTION_DELETE_CREDENTIALS) == POLICY_CLASS_ADMIN);
     CHECK(policy_action_class_of(POLICY_ACTION_LIST_CREDENTIALS) == POLICY_CLASS_READ);
+    CHECK(policy_action_class_of(POLICY_ACTION_MAINTAIN) == POLICY_CLASS_ADMIN);
+    CHECK(!policy_action_is_key_bound(POLICY_ACTION_MAINTAIN));
     CHECK(policy_action_is_key_bound(POLICY_ACTION_DESCRIBE_KEY));
     CHECK(policy_action_takes_context(POLICY_ACTION_RE_ENCRYPT_TO));
     CHECK(!policy_action_takes_context(POLICY_ACTION_DESCRIBE_KEY));

@@ -31,7 +31,8 @@ static const char *const policy_text =
     "  - sid: admin-global\n"
     "    effect: allow\n"
     "    principals: [unix:user:admin1]\n"
-    "    actions: [create-key, list-keys, list-aliases, create-credentials, delete-credentials]\n"
+    "    actions: [create-key, list-keys, list-aliases, create-credentials, delete-credentials,\n"
+    "              maintain]\n"
     "statements:\n"
     "  - sid: admin-manage\n"
     "    effect: allow\n"
@@ -319,7 +320,7 @@ static void test_every_operation(void)
     CHECK_OK(p11kms_cancel_key_deletion(svc, admin, k2, &e), &e);
     CHECK_REC(RECORD("CancelKeyDeletion"), "Allow", "admin-manage", NULL);
     CHECK_OK(p11kms_maintain(svc, admin, ignore_line, NULL, &e), &e);
-    CHECK_REC(RECORD("Maintain"), NULL, NULL, NULL);
+    CHECK_REC(RECORD("Maintain"), "Allow", "admin-global", NULL);
     CHECK_OK(p11kms_store_migrate(svc, ignore_line, NULL, &e), &e);
     CHECK_REC(RECORD("MigrateStore"), NULL, NULL, NULL);
 

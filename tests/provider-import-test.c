@@ -470,6 +470,59 @@ static void test_crash(const p11kms_principal *who)
     p11kms_import_parameters_free(&p);
 }
 
+/* A crash between C_UnwrapKey and the record commit, made deterministic: the import's own
+ * unwrap into the material object (the same CKA_ID and label), then no commit. maintain finds
+ * the object its record does not name and destroys it; the key stays PendingImport, and the
+ * same material imports afterwards. */
+static void test_leftover_material(p11kms *svc, const p11kms_principal *who)
+{
+    fx_say("a material object left between C_UnwrapKey and the record commit: maintain "
+           "destroys it, the key stays PendingImport");
+    p11kms_create_key_input in = {.origin = "EXTERNAL"};
+    p11kms_key_metadata m;
+    CHECK_OK(p11kms_create_key(svc, who, &in, &m, &e), &e);
+    p11kms_import_parameters p = {0};
+    CHECK_OK(get_params(svc, who, m.key_id, &p), &e);
+    uint8_t material[32], wrapped[512];
+    REQUIRE(RAND_bytes(material, sizeof(material)) == 1);
+    size_t wrapped_len = client_wrap(&p, material, 32, wrapped);
+
+    uint8_t vid[KEY_UUID_LEN + 4] = {0};
+    REQUIRE(uuid_parse(m.key_id, vid));
+    vid[KEY_UUID_LEN + 3] = 1; /* the material is version 1 */
+    char label[128];
+    snprintf(label, sizeof(label), "p11kms/%s/v1", m.key_id);
+    REQUIRE(keystore_lock(svc, &e) == P11KMS_OK);
+    import_token tok;
+    CHECK_OK(import_token_open(svc, p.import_token, p.import_token_len, &tok, &e), &e);
+    p11_unwrap_target target = {vid, sizeof(vid), label, 32, false, NULL};
+    p11_key *key = NULL;
+    CHECK_OK(p11_rsa_wrap_unwrap(svc->token, tok.wrap_id, sizeof(tok.wrap_id), tok.alg, wrapped,
+                                 wrapped_len, &target, &key, &e),
+             &e);
+    keystore_unlock(svc); /* "crash": the record is never committed */
+    CHECK(has_material(svc, m.key_id));
+
+    fx_list lines = {0};
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &lines, &e), &e);
+    bool reported = false;
+    for (size_t i = 0; i < lines.count; i++)
+        if (strstr(lines.items[i], m.key_id) != NULL &&
+            strstr(lines.items[i], "destroyed key material its record does not name") != NULL)
+            reported = true;
+    CHECK(reported);
+    CHECK(!has_material(svc, m.key_id));
+    CHECK(state_of(svc, who, m.key_id) == P11KMS_KEY_PENDING_IMPORT);
+    fx_list_free(&lines);
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &lines, &e), &e);
+    CHECK(fx_list_find_sub(&lines, m.key_id) < 0); /* nothing left to repair */
+    fx_list_free(&lines);
+
+    CHECK_OK(import_as(svc, who, m.key_id, &p, material, NULL, 0), &e);
+    CHECK(state_of(svc, who, m.key_id) == P11KMS_KEY_ENABLED && has_material(svc, m.key_id));
+    p11kms_import_parameters_free(&p);
+}
+
 int main(void)
 {
     test_policy();
@@ -479,6 +532,7 @@ int main(void)
     run_wycheproof(svc, "rsa_oaep_2048_sha1_mgf1sha1_test.json", P11_WRAP_OAEP_SHA1);
     run_wycheproof(svc, "rsa_oaep_2048_sha256_mgf1sha256_test.json", P11_WRAP_OAEP_SHA256);
     run_wycheproof_kwp(svc);
+    test_leftover_material(svc, who);
     p11kms_close(svc);
     test_crash(who);
     p11kms_principal_free(who);

@@ -258,24 +258,36 @@ static void test_references(const char *id, const char *other)
     fx_say("references that name nothing or belong elsewhere");
     p11kms_key_metadata md = {0};
     char ref[P11KMS_ARN_MAX + 64];
-    snprintf(ref, sizeof(ref), "arn:p11kms:eu-west-1:000000000000:key/%s", id);
+    /* Well-formed KMS ARNs of another partition, region or account name no key here. */
+    const char *elsewhere[] = {"arn:aws:kms:eu-west-1:000000000000:key/",
+                               "arn:aws:kms:local:111111111111:key/",
+                               "arn:aws-cn:kms:local:000000000000:key/"};
+    for (size_t i = 0; i < sizeof(elsewhere) / sizeof(elsewhere[0]); i++) {
+        snprintf(ref, sizeof(ref), "%s%s", elsewhere[i], id);
+        CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_NOT_FOUND, &e);
+        CHECK(fx_msg_has(&e, "another partition, region or account") &&
+              fx_msg_has(&e, "arn:aws:kms:local:000000000000:"));
+    }
+    snprintf(ref, sizeof(ref), "arn:aws:kms:eu-west-1:000000000000:alias/ref-test");
+    CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_NOT_FOUND, &e);
+    /* Not KMS ARNs, or malformed ones, including the form p11kms once wrote. */
+    snprintf(ref, sizeof(ref), "arn:aws:s3:local:000000000000:key/%s", id);
     CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_INVALID_ARN, &e);
-    snprintf(ref, sizeof(ref), "arn:p11kms:local:111111111111:key/%s", id);
+    CHECK(fx_msg_has(&e, "not a KMS ARN"));
+    snprintf(ref, sizeof(ref), "arn:p11kms:local:000000000000:key/%s", id);
     CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_INVALID_ARN, &e);
-    snprintf(ref, sizeof(ref), "arn:aws:kms:local:000000000000:key/%s", id);
-    CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_INVALID_ARN, &e);
-    CHECK_ERR(p11kms_describe_key(svc, who, "arn:p11kms:local:000000000000:bucket/x", &md, &e),
+    CHECK(fx_msg_has(&e, "malformed") &&
+          fx_msg_has(&e, "arn:aws:kms:local:000000000000:key/ID"));
+    CHECK_ERR(p11kms_describe_key(svc, who, "arn:aws:kms:local:000000000000:bucket/x", &md, &e),
               P11KMS_E_INVALID_ARN, &e);
     CHECK_ERR(
-        p11kms_describe_key(svc, who, "arn:p11kms:local:000000000000:key/not-a-uuid", &md, &e),
+        p11kms_describe_key(svc, who, "arn:aws:kms:local:000000000000:key/not-a-uuid", &md, &e),
         P11KMS_E_INVALID_ARN, &e);
-    snprintf(ref, sizeof(ref), "arn:p11kms:eu-west-1:000000000000:alias/ref-test");
-    CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_INVALID_ARN, &e);
     CHECK_ERR(p11kms_describe_key(svc, who, "4f2c8a5e-1b3d-4c6e-8f90-123456789abc", &md, &e),
               P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, who, "alias/no-such-alias", &md, &e), P11KMS_E_NOT_FOUND,
               &e);
-    CHECK_ERR(p11kms_describe_key(svc, who, "arn:p11kms:local:000000000000:alias/no-such", &md, &e),
+    CHECK_ERR(p11kms_describe_key(svc, who, "arn:aws:kms:local:000000000000:alias/no-such", &md, &e),
               P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, who, "not-a-key", &md, &e), P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, who, "alias/bad name!", &md, &e), P11KMS_E_NOT_FOUND, &e);

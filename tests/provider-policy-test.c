@@ -24,7 +24,7 @@ static const char *const policy_text =
     "  - sid: admin-global\n"
     "    effect: allow\n"
     "    principals: [unix:user:admin1]\n"
-    "    actions: [create-key, list-keys, list-aliases]\n"
+    "    actions: [create-key, list-keys, list-aliases, maintain]\n"
     "    create:\n"
     "      description: created under the test policy\n"
     "      tags:\n"
@@ -32,7 +32,7 @@ static const char *const policy_text =
     "  - sid: apps-list\n"
     "    effect: allow\n"
     "    principals: [unix:user:app1]\n"
-    "    actions: [list-keys]\n"
+    "    actions: [list-keys, list-aliases]\n"
     "statements:\n"
     "  - sid: admin-manage\n"
     "    effect: allow\n"
@@ -61,6 +61,15 @@ static const char *const app2_deny = "  - sid: app2-no-decrypt-one\n"
                                      "    principals: [unix:user:app2]\n"
                                      "    keys: [alias/app-one]\n"
                                      "    actions: [decrypt]\n";
+
+static int collect_alias_name(const char *alias_name, const char *alias_arn,
+                              const char *target_key_id, void *arg)
+{
+    (void)alias_arn;
+    (void)target_key_id;
+    fx_list_add(arg, alias_name);
+    return 0;
+}
 
 static char *write_policy(bool with_deny)
 {
@@ -209,7 +218,27 @@ int main(void)
     const char *ghost = "4f2c8a5e-1b3d-4c6e-8f90-123456789abc";
     CHECK_ERR(p11kms_describe_key(svc, nobody, ghost, &md, &e), P11KMS_E_ACCESS_DENIED, &e);
     CHECK(!fx_msg_has(&e, "not exist") && !fx_msg_has(&e, "not found"));
+    char missing_msg[sizeof(e.message)];
+    snprintf(missing_msg, sizeof(missing_msg), "%s", e.message);
     CHECK_ERR(p11kms_describe_key(svc, nobody, one, &md, &e), P11KMS_E_ACCESS_DENIED, &e);
+    /* the same message but for the reference the caller wrote: no resolved id, no alias */
+    char *at = strstr(e.message, one);
+    CHECK(at != NULL && !fx_msg_has(&e, "alias/app-one"));
+    if (at != NULL)
+        memcpy(at, ghost, strlen(ghost));
+    CHECK(strcmp(e.message, missing_msg) == 0);
+    if (strcmp(e.message, missing_msg) != 0)
+        fprintf(stderr, "   existing: %s\n   missing:  %s\n", e.message, missing_msg);
+    CHECK_ERR(p11kms_describe_key(svc, nobody, "alias/app-one", &md, &e), P11KMS_E_ACCESS_DENIED,
+              &e);
+    snprintf(missing_msg, sizeof(missing_msg), "%s", e.message);
+    CHECK(!fx_msg_has(&e, one));
+    CHECK_ERR(p11kms_describe_key(svc, nobody, "alias/app-xxx", &md, &e), P11KMS_E_ACCESS_DENIED,
+              &e);
+    at = strstr(e.message, "alias/app-xxx");
+    if (at != NULL)
+        memcpy(at, "alias/app-one", strlen("alias/app-one"));
+    CHECK(strcmp(e.message, missing_msg) == 0);
     CHECK_ERR(p11kms_describe_key(svc, admin, ghost, &md, &e), P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, nobody, "alias/nothing", &md, &e), P11KMS_E_ACCESS_DENIED,
               &e);
@@ -281,6 +310,26 @@ int main(void)
     CHECK_OK(decrypt_as(app2, one, tenant, &ct), &e);
     CHECK_OK(encrypt_as_discard(app1, "alias/app-one", tenant), &e);
     CHECK_ERR(encrypt_as_discard(admin, one, tenant), P11KMS_E_ACCESS_DENIED, &e);
+
+    fx_say("list-aliases shows only aliases of keys the caller may describe");
+    CHECK_OK(p11kms_create_alias(svc, admin, "alias/ops-plain", plain, &e), &e);
+    fx_list seen = {0};
+    CHECK_OK(p11kms_list_aliases(svc, app1, NULL, collect_alias_name, &seen, &e), &e);
+    CHECK(seen.count == 2 && fx_list_has(&seen, "alias/app-one") &&
+          fx_list_has(&seen, "alias/app-two"));
+    fx_list_free(&seen);
+    CHECK_OK(p11kms_list_aliases(svc, admin, NULL, collect_alias_name, &seen, &e), &e);
+    CHECK(seen.count == 3 && fx_list_has(&seen, "alias/ops-plain"));
+    fx_list_free(&seen);
+    CHECK_ERR(p11kms_list_aliases(svc, app2, NULL, collect_alias_name, &seen, &e),
+              P11KMS_E_ACCESS_DENIED, &e);
+    fx_list_free(&seen);
+
+    fx_say("maintain is an administrator's action: services and strangers are refused");
+    CHECK_OK(p11kms_maintain(svc, admin, NULL, NULL, &e), &e);
+    CHECK_ERR(p11kms_maintain(svc, app1, NULL, NULL, &e), P11KMS_E_ACCESS_DENIED, &e);
+    CHECK(fx_msg_has(&e, "maintain"));
+    CHECK_ERR(p11kms_maintain(svc, nobody, NULL, NULL, &e), P11KMS_E_ACCESS_DENIED, &e);
 
     p11kms_result_free(&ct);
     p11kms_result_free(&ct_two);

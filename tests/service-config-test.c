@@ -59,6 +59,7 @@ static void test_minimal_and_defaults(void)
     CHECK(cfg->rng == P11_RNG_TOKEN);
     CHECK(cfg->max_encryptions_per_version == CONFIG_DEFAULT_MAX_ENCRYPTIONS);
     CHECK(strcmp(cfg->region, "local") == 0 && strcmp(cfg->account, "000000000000") == 0);
+    CHECK(strcmp(cfg->partition, "aws") == 0);
     CHECK(strcmp(cfg->lock_file, CONFIG_DEFAULT_LOCK_FILE) == 0);
     CHECK(strcmp(cfg->store, CONFIG_DEFAULT_STORE) == 0);
     CHECK(cfg->orphan_grace_s == CONFIG_DEFAULT_ORPHAN_GRACE_S);
@@ -84,6 +85,25 @@ static void test_store(void)
     refused(TOKEN "keys:\n  orphan-grace-seconds: -1\npolicy: none\n", "test.yaml:6:25", "");
 }
 
+/* keys.partition: the first field of every ARN; malformed values are refused where they stand. */
+static void test_partition(void)
+{
+    p11kms_error e;
+    service_config *cfg = load(TOKEN "keys:\n  partition: aws-us-gov\npolicy: none\n", &e);
+    CHECK(cfg != NULL && strcmp(cfg->partition, "aws-us-gov") == 0);
+    config_free(cfg);
+    const char *bad[] = {"\"\"", "\"aws:x\"", "AWS", "-aws", "aws-", "aws/cn", "\"a w s\"",
+                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "\"aws\\0x\"", "[aws]", "{a: b}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text), TOKEN "keys:\n  partition: %s\npolicy: none\n", bad[i]);
+        const char *why = bad[i][0] == '[' || bad[i][0] == '{' ? "a string"
+                          : strstr(bad[i], "\\0") != NULL       ? "NUL"
+                                                                 : "partition must be";
+        refused(text, "test.yaml:6:14", why);
+    }
+}
+
 static void test_every_key(void)
 {
     p11kms_error e;
@@ -93,6 +113,7 @@ static void test_every_key(void)
                                      "  rng: openssl\n"
                                      "  insecure-pin-file: true\n"
                                      "keys:\n"
+                                     "  partition: aws-cn\n"
                                      "  region: eu-west-9\n"
                                      "  account: \"123456789012\"\n"
                                      "  lock-file: /tmp/x.lock\n"
@@ -116,6 +137,7 @@ static void test_every_key(void)
     CHECK(cfg->sessions == 3 && cfg->iv_mode == P11_IV_TOKEN);
     CHECK(cfg->gcm_layout == P11_GCM_LEGACY && cfg->rng == P11_RNG_OPENSSL);
     CHECK(strcmp(cfg->region, "eu-west-9") == 0 && strcmp(cfg->account, "123456789012") == 0);
+    CHECK(strcmp(cfg->partition, "aws-cn") == 0);
     CHECK(strcmp(cfg->lock_file, "/tmp/x.lock") == 0);
     CHECK(cfg->max_encryptions_per_version == 1000 && cfg->count_batch == 10);
     CHECK(cfg->state_refresh_ms == 0);
@@ -282,6 +304,7 @@ int main(void)
 {
     test_samples();
     test_minimal_and_defaults();
+    test_partition();
     test_every_key();
     test_malformed();
     test_audit_section();

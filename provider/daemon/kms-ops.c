@@ -388,6 +388,10 @@ static void key_metadata(op_state *s, const p11kms_key_metadata *m)
         add_int(o, km, "PendingDeletionWindowInDays", m->pending_window_days);
     }
     add_string(o, km, "Origin", p11kms_key_origin_name(m->origin));
+    if (m->expiration_model[0] != '\0')
+        add_string(o, km, "ExpirationModel", m->expiration_model);
+    if (m->valid_to != 0)
+        add_int(o, km, "ValidTo", m->valid_to);
     add_string(o, km, "KeyManager", "CUSTOMER");
     add_string(o, km, "CustomerMasterKeySpec", "SYMMETRIC_DEFAULT");
     add_string(o, km, "KeySpec", "SYMMETRIC_DEFAULT");
@@ -628,8 +632,8 @@ static p11kms_err op_list_resource_tags(op_state *s)
     return rc;
 }
 
-/* Aliases are collected first and filtered after: the policy is not asked from inside the
- * library's listing. */
+/* Aliases are collected first and paged after (the library lists only aliases of keys the
+ * caller may describe). */
 typedef struct alias_entry {
     char *name, *arn, *target;
 } alias_entry;
@@ -666,21 +670,6 @@ static int collect_alias(const char *alias_name, const char *alias_arn, const ch
     return 0;
 }
 
-/* An alias is shown only when the caller may describe the key it names: an alias names what
- * a key is for, which is itself worth protecting. */
-static bool may_describe(op_state *s, const char *key_id)
-{
-    bool allowed = false;
-    char explanation[1024];
-    p11kms_error ignored = {0};
-    if (key_id[0] == '\0')
-        return false;
-    if (p11kms_policy_explain(s->svc, s->who, "describe-key", key_id, NULL, &allowed, explanation,
-                              sizeof(explanation), &ignored) != P11KMS_OK)
-        return false;
-    return allowed;
-}
-
 static p11kms_err op_list_aliases(op_state *s)
 {
     json_object *array = add_container(&s->o, s->o.root, "Aliases", json_object_new_array());
@@ -693,7 +682,7 @@ static p11kms_err op_list_aliases(op_state *s)
         rc = P11KMS_RAISE(&s->err, P11KMS_E_NO_MEMORY, "out of memory listing aliases");
     for (size_t i = 0; rc == P11KMS_OK && i < v.count && !p.truncated; i++) {
         const alias_entry *a = &v.items[i];
-        if (!may_describe(s, a->target) || !page_take(&p))
+        if (!page_take(&p)) /* the library lists only aliases the caller may describe */
             continue;
         json_object *e = append_object(&s->o, array);
         add_string(&s->o, e, "AliasName", a->name);
@@ -836,6 +825,47 @@ static p11kms_err op_generate_random(op_state *s, p11kms_result *r)
     return rc;
 }
 
+/* --- imported key material (BYOK) ---------------------------------------------------------- */
+
+static p11kms_err op_get_parameters_for_import(op_state *s)
+{
+    p11kms_import_parameters p = {0};
+    p11kms_err rc = p11kms_get_parameters_for_import(s->svc, s->who, str(s, "KeyId"),
+                                                     str(s, "WrappingAlgorithm"),
+                                                     str(s, "WrappingKeySpec"), &p, &s->err);
+    if (rc == P11KMS_OK) {
+        note_key(s, p.key_id);
+        add_string(&s->o, s->o.root, "KeyId", p.key_id);
+        add_blob(&s->o, s->o.root, "ImportToken", p.import_token, p.import_token_len);
+        add_blob(&s->o, s->o.root, "PublicKey", p.public_key, p.public_key_len);
+        add_int(&s->o, s->o.root, "ParametersValidTo", p.parameters_valid_to);
+    }
+    p11kms_import_parameters_free(&p);
+    return rc;
+}
+
+static p11kms_err op_import_key_material(op_state *s)
+{
+    const kms_value *material = val(s, "EncryptedKeyMaterial");
+    const kms_value *token = val(s, "ImportToken");
+    const kms_value *valid_to = val(s, "ValidTo");
+    const char *model = str(s, "ExpirationModel");
+    /* The model's default is KEY_MATERIAL_EXPIRES, which needs ValidTo: a request with ValidTo
+     * alone means that; one with neither means material that does not expire (as AWS now
+     * treats it). */
+    if (model == NULL && valid_to->present)
+        model = "KEY_MATERIAL_EXPIRES";
+    p11kms_import_input in = {
+        .encrypted_key_material = material->bytes,
+        .encrypted_key_material_len = material->len,
+        .import_token = token->bytes,
+        .import_token_len = token->len,
+        .expiration_model = model,
+        .valid_to = valid_to->present ? valid_to->i : 0,
+    };
+    return p11kms_import_key_material(s->svc, s->who, str(s, "KeyId"), &in, &s->err);
+}
+
 static p11kms_err perform(op_state *s, p11kms_result *r)
 {
     const char *key = str(s, "KeyId");
@@ -897,6 +927,12 @@ static p11kms_err perform(op_state *s, p11kms_result *r)
         return op_data_key(s, false, r);
     case KMS_OP_GENERATE_RANDOM:
         return op_generate_random(s, r);
+    case KMS_OP_GET_PARAMETERS_FOR_IMPORT:
+        return op_get_parameters_for_import(s);
+    case KMS_OP_IMPORT_KEY_MATERIAL:
+        return op_import_key_material(s);
+    case KMS_OP_DELETE_IMPORTED_KEY_MATERIAL:
+        return p11kms_delete_imported_key_material(s->svc, s->who, key, &s->err);
     case KMS_OP__COUNT:
         break;
     }
@@ -934,6 +970,9 @@ static bool key_action(kms_op op, const char **action, const char **member)
         {KMS_OP_GENERATE_DATA_KEY, "generate-data-key", "KeyId"},
         {KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, "generate-data-key-without-plaintext",
          "KeyId"},
+        {KMS_OP_GET_PARAMETERS_FOR_IMPORT, "get-parameters-for-import", "KeyId"},
+        {KMS_OP_IMPORT_KEY_MATERIAL, "import-key-material", "KeyId"},
+        {KMS_OP_DELETE_IMPORTED_KEY_MATERIAL, "delete-imported-key-material", "KeyId"},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (table[i].op == op) {
@@ -969,6 +1008,30 @@ static void hide_existence(op_state *s, p11kms_err *rc)
     }
 }
 
+/* Whether the model lists InvalidArnException among the operation's errors. The others (the
+ * cryptographic operations, ListKeys, the alias writes, ...) report a malformed ARN as AWS
+ * does: NotFoundException. */
+static bool models_invalid_arn(kms_op op)
+{
+    switch (op) {
+    case KMS_OP_ENCRYPT:
+    case KMS_OP_DECRYPT:
+    case KMS_OP_RE_ENCRYPT:
+    case KMS_OP_GENERATE_DATA_KEY:
+    case KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT:
+    case KMS_OP_GENERATE_RANDOM:
+    case KMS_OP_LIST_KEYS:
+    case KMS_OP_LIST_KEY_ROTATIONS:
+    case KMS_OP_ROTATE_KEY_ON_DEMAND:
+    case KMS_OP_CREATE_ALIAS:
+    case KMS_OP_UPDATE_ALIAS:
+    case KMS_OP_DELETE_ALIAS:
+        return false;
+    default:
+        return true;
+    }
+}
+
 void kms_ops_perform(p11kms *svc, const p11kms_principal *who, const kms_request *req,
                      kms_reply *reply)
 {
@@ -985,6 +1048,8 @@ void kms_ops_perform(p11kms *svc, const p11kms_principal *who, const kms_request
         note_key(&s, str(&s, "AliasName"));
     p11kms_result r = {0};
     p11kms_err rc = perform(&s, &r);
+    if (rc == P11KMS_E_INVALID_ARN && !s.faulted && !models_invalid_arn(req->op))
+        rc = P11KMS_E_NOT_FOUND;
     if (rc != P11KMS_OK && !s.faulted)
         hide_existence(&s, &rc);
     if (rc == P11KMS_OK) {

@@ -158,6 +158,30 @@ static const kms_member data_key[] = {KEY_ID("KeyId", true),
 static const kms_member generate_random[] = {
     NUMBER_OF_BYTES, {"CustomKeyStoreId", KMS_T_STRING, false, 1, 64, NULL, 0, 0}, END};
 
+static const char *const wrapping_algorithm_enum[] = {"RSAES_PKCS1_V1_5",
+                                                      "RSAES_OAEP_SHA_1",
+                                                      "RSAES_OAEP_SHA_256",
+                                                      "RSA_AES_KEY_WRAP_SHA_1",
+                                                      "RSA_AES_KEY_WRAP_SHA_256",
+                                                      "SM2PKE",
+                                                      NULL};
+static const char *const wrapping_key_spec_enum[] = {"RSA_2048", "RSA_3072", "RSA_4096", "SM2",
+                                                     NULL};
+static const char *const expiration_model_enum[] = {"KEY_MATERIAL_EXPIRES",
+                                                    "KEY_MATERIAL_DOES_NOT_EXPIRE", NULL};
+static const kms_member get_parameters_for_import[] = {
+    KEY_ID("KeyId", true),
+    {"WrappingAlgorithm", KMS_T_STRING, true, 0, INT64_MAX, wrapping_algorithm_enum, 0, 0},
+    {"WrappingKeySpec", KMS_T_STRING, true, 0, INT64_MAX, wrapping_key_spec_enum, 0, 0},
+    END};
+static const kms_member import_key_material[] = {
+    KEY_ID("KeyId", true),
+    {"ImportToken", KMS_T_BLOB, true, 1, 6144, NULL, 0, 0},
+    {"EncryptedKeyMaterial", KMS_T_BLOB, true, 1, 6144, NULL, 0, 0},
+    {"ValidTo", KMS_T_TIMESTAMP, false, 0, 0, NULL, 0, 0},
+    {"ExpirationModel", KMS_T_STRING, false, 0, INT64_MAX, expiration_model_enum, 0, 0},
+    END};
+
 static const struct {
     const char *name;
     const kms_member *members;
@@ -188,6 +212,9 @@ static const struct {
     [KMS_OP_GENERATE_DATA_KEY] = {"GenerateDataKey", data_key},
     [KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT] = {"GenerateDataKeyWithoutPlaintext", data_key},
     [KMS_OP_GENERATE_RANDOM] = {"GenerateRandom", generate_random},
+    [KMS_OP_GET_PARAMETERS_FOR_IMPORT] = {"GetParametersForImport", get_parameters_for_import},
+    [KMS_OP_IMPORT_KEY_MATERIAL] = {"ImportKeyMaterial", import_key_material},
+    [KMS_OP_DELETE_IMPORTED_KEY_MATERIAL] = {"DeleteImportedKeyMaterial", key_only},
 };
 
 const char *kms_op_name(kms_op op)
@@ -232,6 +259,8 @@ static const char *type_name(kms_type t)
         return "a list of tags";
     case KMS_T_STRING_LIST:
         return "a list of strings";
+    case KMS_T_TIMESTAMP:
+        return "a timestamp (seconds since the epoch)";
     }
     return "?";
 }
@@ -332,6 +361,25 @@ static bool check_member(const kms_member *m, json_object *v, kms_value *out, km
             return false;
         }
         out->i = i;
+        return true;
+    }
+    case KMS_T_TIMESTAMP: {
+        /* The JSON protocol sends timestamps as epoch seconds, with a fraction when there is
+         * one. Bounded to years 1970..9999 so that later arithmetic cannot overflow. */
+        double d;
+        if (json_object_is_type(v, json_type_int)) {
+            d = (double)json_object_get_int64(v);
+        } else if (json_object_is_type(v, json_type_double)) {
+            d = json_object_get_double(v);
+        } else {
+            kms_fault_set(f, 400, "ValidationException", "%s must be %s", what, type_name(m->type));
+            return false;
+        }
+        if (!(d >= 0 && d < 253402300800.0)) {
+            kms_fault_set(f, 400, "ValidationException", "%s is out of range", what);
+            return false;
+        }
+        out->i = (int64_t)d;
         return true;
     }
     case KMS_T_BOOL:

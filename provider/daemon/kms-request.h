@@ -45,6 +45,9 @@ typedef enum kms_op {
     KMS_OP_GENERATE_DATA_KEY,
     KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT,
     KMS_OP_GENERATE_RANDOM,
+    KMS_OP_GET_PARAMETERS_FOR_IMPORT,
+    KMS_OP_IMPORT_KEY_MATERIAL,
+    KMS_OP_DELETE_IMPORTED_KEY_MATERIAL,
     KMS_OP__COUNT
 } kms_op;
 
@@ -67,6 +70,7 @@ typedef enum kms_type {
     KMS_T_STRING_MAP, /* JSON object of strings (encryption context) */
     KMS_T_TAG_LIST,   /* [{"TagKey": .., "TagValue": ..}] */
     KMS_T_STRING_LIST,
+    KMS_T_TIMESTAMP, /* epoch seconds, a JSON integer or number (fractions dropped) */
 } kms_type;
 
 typedef struct kms_member {

@@ -12,7 +12,7 @@
 
 #include "check.h"
 
-#define TEST_ARN_PREFIX "arn:p11kms:local:000000000000:"
+#define TEST_ARN_PREFIX "arn:aws:kms:local:000000000000:"
 
 void fx_say(const char *fmt, ...)
 {

@@ -36,7 +36,7 @@ p11kms_context *fx_ctx(const char *key, ...);
 void fx_create_key(p11kms *svc, const p11kms_principal *who, const char *description,
                    char id[P11KMS_KEY_ID_LEN + 1]);
 
-/* "arn:p11kms:local:000000000000:key/ID" and ".../alias/NAME" (the test configuration's region
+/* "arn:aws:kms:local:000000000000:key/ID" and ".../alias/NAME" (the test configuration's region
  * and account). */
 void fx_key_arn(const char *id, char arn[P11KMS_ARN_MAX]);
 void fx_alias_arn(const char *alias, char arn[P11KMS_ARN_MAX]);

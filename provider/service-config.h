@@ -70,6 +70,10 @@ typedef struct service_config {
     unsigned audit_sync_delay_ms;    /* how long a batch waits for more records */
     unsigned audit_checkpoint_s;     /* checkpoint interval */
     bool audit_syslog;               /* second, best-effort sink */
+
+    /* endpoint: a client configuration (p11kms --endpoint): where p11kmsd listens. Such a
+     * configuration needs no token section and cannot open the service locally. */
+    char *endpoint;
 } service_config;
 
 /* Loads and validates a configuration file; every error is P11KMS_E_CONFIG with

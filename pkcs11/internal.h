@@ -176,6 +176,16 @@ P11KMS_MUST_CHECK p11kms_err p11_pin_load(const char *source, bool insecure, cha
                                           size_t *len, p11kms_error *err);
 void p11_pin_free(char *pin, size_t len);
 
+/* A refused PIN file is remembered where every process sees it: a marker file PATH.refused
+ * beside it holds the file's identity (device, inode, size, modification time; never the PIN).
+ * p11_pin_refused fails with P11KMS_E_PIN, before any login, while the marker matches the
+ * unchanged file; any change to the file (or removing the marker) allows a new try. */
+P11KMS_MUST_CHECK p11kms_err p11_pin_refused(const char *source, p11kms_error *err);
+/* Records the refusal; returns false when the marker could not be written. */
+bool p11_pin_remember_refusal(const char *source, CK_RV ckr);
+/* Removes the marker after a login that succeeded. */
+void p11_pin_forget_refusal(const char *source);
+
 /* --- object.c ------------------------------------------------------------------------------ */
 
 p11kms_err p11_objref_refresh(p11_token *t, p11_session *s, p11_objref *ref, p11_finder find,

@@ -3,6 +3,7 @@
 #include "pkcs11/internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -136,4 +137,73 @@ p11kms_err p11_pin_load(const char *source, bool insecure, char **pin, size_t *l
     *pin = buf;
     *len = pin_len;
     return P11KMS_OK;
+}
+
+/* --- refused PIN files ------------------------------------------------------------------------ */
+
+static bool marker_path(const char *source, char *out, size_t cap)
+{
+    const char *path = source != NULL ? pin_file_path(source) : NULL;
+    return path != NULL && (size_t)snprintf(out, cap, "%s.refused", path) < cap;
+}
+
+/* The identity of the PIN file as a line; false when it cannot be read. */
+static bool pin_identity(const char *source, char *out, size_t cap)
+{
+    struct stat st;
+    const char *path = pin_file_path(source);
+    if (path == NULL || stat(path, &st) != 0)
+        return false;
+    return (size_t)snprintf(out, cap, "dev=%llu ino=%llu size=%lld mtime=%lld.%09ld\n",
+                            (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                            (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                            st.st_mtim.tv_nsec) < cap;
+}
+
+p11kms_err p11_pin_refused(const char *source, p11kms_error *err)
+{
+    char marker[PATH_MAX], identity[256], recorded[512];
+    if (!marker_path(source, marker, sizeof(marker)) ||
+        !pin_identity(source, identity, sizeof(identity)))
+        return P11KMS_OK;
+    int fd = open(marker, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return P11KMS_OK;
+    ssize_t n = read(fd, recorded, sizeof(recorded) - 1);
+    close(fd);
+    if (n <= 0)
+        return P11KMS_OK;
+    recorded[n] = '\0';
+    char *ckr = strstr(recorded, " ckr=");
+    size_t id_len = strlen(identity) - 1; /* without the newline */
+    if (strncmp(recorded, identity, id_len) != 0 || ckr != recorded + id_len)
+        return P11KMS_OK; /* the file changed since: a new PIN deserves one try */
+    ckr[strcspn(ckr, "\n")] = '\0';
+    return P11KMS_RAISE(err, P11KMS_E_PIN,
+                        "the token refused PIN file %s (%s) at an earlier login and the file has "
+                        "not changed since; p11kms does not spend another PIN try on it (fix the "
+                        "file, or remove %s to try it again)",
+                        pin_file_path(source), ckr + 5, marker);
+}
+
+bool p11_pin_remember_refusal(const char *source, CK_RV ckr)
+{
+    char marker[PATH_MAX], identity[256], line[512];
+    if (!marker_path(source, marker, sizeof(marker)) ||
+        !pin_identity(source, identity, sizeof(identity)))
+        return false;
+    identity[strlen(identity) - 1] = '\0';
+    int len = snprintf(line, sizeof(line), "%s ckr=%s\n", identity, p11_ckr_name(ckr));
+    int fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return false;
+    bool ok = len > 0 && write(fd, line, (size_t)len) == len;
+    return close(fd) == 0 && ok;
+}
+
+void p11_pin_forget_refusal(const char *source)
+{
+    char marker[PATH_MAX];
+    if (marker_path(source, marker, sizeof(marker)))
+        (void)unlink(marker);
 }

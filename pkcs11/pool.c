@@ -147,15 +147,20 @@ static p11kms_err login_locked(p11_token *t, p11kms_error *err)
 {
     if (t->pin_refused)
         return refused(t, err);
+    const char *source = t->pin_source != NULL ? t->pin_source : p11_kit_uri_get_pin_source(t->uri);
     if (t->pin == NULL) {
-        const char *source =
-            t->pin_source != NULL ? t->pin_source : p11_kit_uri_get_pin_source(t->uri);
         p11kms_err loaded = p11_pin_load(source, t->insecure_pin_file, &t->pin, &t->pin_len, err);
         if (loaded != P11KMS_OK)
             return loaded;
     }
-    if (p11c_login(t->calls, t->login_session, CKU_USER, t->pin, t->pin_len, err) == P11KMS_OK)
+    /* Another process found this very file refused: no second try with it. */
+    p11kms_err known = p11_pin_refused(source, err);
+    if (known != P11KMS_OK)
+        return known;
+    if (p11c_login(t->calls, t->login_session, CKU_USER, t->pin, t->pin_len, err) == P11KMS_OK) {
+        p11_pin_forget_refusal(source);
         return P11KMS_OK;
+    }
     if (err->ckr == CKR_USER_ALREADY_LOGGED_IN) {
         p11kms_error_clear(err);
         return P11KMS_OK;
@@ -168,8 +173,11 @@ static p11kms_err login_locked(p11_token *t, p11kms_error *err)
     p11_pin_free(t->pin, t->pin_len);
     t->pin = NULL;
     t->pin_len = 0;
-    P11KMS_RAISE(err, P11KMS_E_PIN, "token %s refused the PIN: %s; it will not be tried again",
-                 t->token_uri, p11_ckr_name(t->pin_refused_ckr));
+    bool remembered = p11_pin_remember_refusal(source, t->pin_refused_ckr);
+    P11KMS_RAISE(err, P11KMS_E_PIN, "token %s refused the PIN: %s; it will not be tried again%s",
+                 t->token_uri, p11_ckr_name(t->pin_refused_ckr),
+                 remembered ? " while the PIN file is unchanged"
+                            : " (could not record the refusal beside the PIN file)");
     err->ckr = t->pin_refused_ckr;
     return P11KMS_E_PIN;
 }

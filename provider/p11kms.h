@@ -64,6 +64,11 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_with(const char *config_path
  * P11KMS_OPEN_NO_CORE_DUMPS, disables core dumps. p11kms_open does this itself; call it first
  * when the program reads secrets (plaintext, key material) before opening the service. */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_protect_process(unsigned flags, p11kms_error *err);
+/* The endpoint named by "endpoint:" in a configuration file (config_path NULL as in
+ * p11kms_open), or NULL in *endpoint when it names none; free it with free(). Reads the file
+ * only: no token module is loaded and no PIN is read. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_config_endpoint(const char *config_path,
+                                                               char **endpoint, p11kms_error *err);
 /* Close every opened key (p11kms_opened_key_close) first. NULL is a no-op. */
 P11KMS_API void p11kms_close(p11kms *svc);
 

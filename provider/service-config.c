@@ -403,6 +403,8 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
         else if (strcmp(name, "audit") == 0)
             rc = parse_section(doc, value, "audit", audit_fields,
                                sizeof(audit_fields) / sizeof(audit_fields[0]), cfg, err);
+        else if (strcmp(name, "endpoint") == 0)
+            rc = take_string(doc, value, &cfg->endpoint, err);
         else if (strcmp(name, "listeners") == 0)
             /* Reserved for the daemon; refusing beats silently ignoring an audit setting. */
             rc = yaml_doc_error_at(doc, root->keys[k], P11KMS_E_CONFIG, err,
@@ -415,6 +417,8 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
     }
     if (rc != P11KMS_OK)
         return rc;
+    if (cfg->endpoint != NULL)
+        return P11KMS_OK; /* a client's configuration: the daemon holds token and policy */
     if (yaml_doc_map_get(root, "token") == NULL)
         return yaml_doc_error_at(doc, root, P11KMS_E_CONFIG, err,
                                  "required section \"token\" is missing");
@@ -469,6 +473,7 @@ void config_free(service_config *cfg)
     if (cfg == NULL)
         return;
     free(cfg->path);
+    free(cfg->endpoint);
     free(cfg->module);
     free(cfg->token_uri);
     free(cfg->pin_source);

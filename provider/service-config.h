@@ -66,12 +66,16 @@ typedef struct service_config {
 
     /* audit: audit_file NULL means no audit trail. */
     char *audit_file;
-    uint64_t audit_max_size;      /* rotate when a file would grow past this (0: never) */
-    bool audit_daily;             /* rotate at the first write of a new UTC day */
-    bool audit_continue;          /* on-failure: continue (default refuse) */
-    unsigned audit_sync_delay_ms; /* how long a batch waits for more records */
-    unsigned audit_checkpoint_s;  /* checkpoint interval */
-    bool audit_syslog;            /* second, best-effort sink */
+    uint64_t audit_max_size;         /* rotate when a file would grow past this (0: never) */
+    bool audit_daily;                /* rotate at the first write of a new UTC day */
+    bool audit_continue;             /* on-failure: continue (default refuse) */
+    unsigned audit_sync_delay_ms;    /* how long a batch waits for more records */
+    unsigned audit_checkpoint_s;     /* checkpoint interval */
+    bool audit_syslog;               /* second, best-effort sink */
+
+    /* endpoint: a client configuration (p11kms --endpoint): where p11kmsd listens. Such a
+     * configuration needs no token section and cannot open the service locally. */
+    char *endpoint;
 } service_config;
 
 /* Loads and validates a configuration file; every error is P11KMS_E_CONFIG with

@@ -109,6 +109,26 @@ static unsigned config_flags(const service_config *cfg)
            (cfg->secure_memory_required ? P11KMS_OPEN_REQUIRE_LOCKED_MEMORY : 0);
 }
 
+p11kms_err p11kms_config_endpoint(const char *config_path, char **endpoint, p11kms_error *err)
+{
+    P11KMS_ERR_LOCAL(err);
+    if (endpoint == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_config_endpoint: endpoint is NULL");
+    *endpoint = NULL;
+    if (config_path == NULL)
+        config_path = getenv("P11KMS_CONFIG");
+    if (config_path == NULL || *config_path == '\0')
+        config_path = P11KMS_DEFAULT_CONFIG;
+    service_config *cfg;
+    p11kms_err rc = config_load(config_path, &cfg, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    if (cfg->endpoint != NULL && (*endpoint = strdup(cfg->endpoint)) == NULL)
+        rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    config_free(cfg);
+    return rc;
+}
+
 p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **out,
                             p11kms_error *err)
 {
@@ -140,6 +160,11 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
         rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc == P11KMS_OK)
         rc = config_load(config_path, &svc->cfg, err);
+    if (rc == P11KMS_OK && svc->cfg->endpoint != NULL)
+        rc = P11KMS_RAISE(err, P11KMS_E_CONFIG,
+                          "%s names an endpoint (%s): it configures a client of p11kmsd, which "
+                          "cannot open the token itself",
+                          config_path, svc->cfg->endpoint);
     /* Before the PIN or any key is read. */
     if (rc == P11KMS_OK)
         rc = p11kms_protect_process(flags | config_flags(svc->cfg), err);

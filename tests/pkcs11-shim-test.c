@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 
 #include <openssl/evp.h>
 #include <p11-kit/p11-kit.h>
@@ -243,6 +244,29 @@ static void test_pin_never_retried(void)
     CHECK(shim.count("C_Login") == 1);
     shim.fail("C_Login", CKR_OK, 0);
 
+    /* remembered where another process sees it: beside the unchanged PIN file, a second open
+     * is refused before any C_Login, naming the file; a changed file gets its one try */
+    char marker[4096];
+    snprintf(marker, sizeof(marker), "%s.refused", getenv("P11KMS_TEST_PIN_FILE"));
+    struct stat st;
+    CHECK(stat(marker, &st) == 0 && (st.st_mode & 077) == 0);
+    CHECK_ERR(p11_token_open(&cfg, &t, &e), P11KMS_E_PIN, &e);
+    CHECK(t == NULL && shim.count("C_Login") == 1);
+    CHECK(strstr(e.message, "at an earlier login and the file has not changed") != NULL);
+    FILE *marker_file = fopen(marker, "r");
+    char recorded[512] = "";
+    CHECK(marker_file != NULL && fgets(recorded, sizeof(recorded), marker_file) != NULL);
+    if (marker_file != NULL)
+        fclose(marker_file);
+    CHECK(strstr(recorded, "12345678") == NULL && strstr(recorded, "ckr=CKR_PIN_INCORRECT"));
+    /* the same identity with another modification time is another file */
+    struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+    CHECK(utimensat(AT_FDCWD, getenv("P11KMS_TEST_PIN_FILE"), times, 0) == 0);
+    t = pt_open(&cfg);
+    CHECK(shim.count("C_Login") == 2);
+    CHECK(stat(marker, &st) != 0); /* a successful login forgets the refusal */
+    p11_token_close(t);
+
     /* refused during recovery: one C_Login, then every operation fails with PIN at once */
     t = pt_open(&cfg);
     p11_key *k = session_key(t, 3);
@@ -267,6 +291,8 @@ static void test_pin_never_retried(void)
     CHECK_ERR(p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, 4, ct, 16, &e), P11KMS_E_PIN, &e);
     CHECK(shim.count("C_Login") == logins + 1);
     p11_token_close(t);
+    /* the shim's refusal was not the file's fault */
+    remove(marker);
 }
 
 static void test_token_flags(void)

@@ -51,6 +51,11 @@ int main(void)
     CHECK(p11kms_open_with("/nonexistent/p11kms.yaml", 0, &svc, NULL) == P11KMS_E_CONFIG);
     CHECK(p11kms_open(NULL, NULL, NULL) != P11KMS_OK);
     CHECK(p11kms_protect_process(0, NULL) == P11KMS_OK);
+    char *endpoint = NULL;
+    CHECK(p11kms_config_endpoint("/nonexistent/p11kms.yaml", &endpoint, NULL) == P11KMS_E_CONFIG &&
+          endpoint == NULL);
+    CHECK(p11kms_config_endpoint(NULL, NULL, NULL) != P11KMS_OK);
+    CHECK(p11kms_config_endpoint(NULL, &endpoint, NULL) == P11KMS_OK && endpoint == NULL);
     CHECK(p11kms_open(NULL, &svc, NULL) == P11KMS_OK && svc != NULL);
     if (svc == NULL)
         return check_finish("provider-null-err-test");

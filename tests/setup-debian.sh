@@ -12,6 +12,8 @@ packages="$packages clang libclang-rt-dev"
 packages="$packages clang-14 clang-tools-14 clang-format-14"
 # the independent check of imported key material (tests/import-check.py)
 packages="$packages python3-cryptography"
+# the CLI's client mode (p11kms --endpoint)
+packages="$packages libcurl4-openssl-dev"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

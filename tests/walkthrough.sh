@@ -220,4 +220,151 @@ explain Denied unix:user:rds-svc decrypt alias/redshift-c1 "aws:rds:db-id=db-ord
 step "Maintenance: reconcile, purge due deletions, rotate when due"
 kms --output text maintain
 say "nothing to repair"
+step "The service: p11kmsd alone holds the token; callers are OS users it authenticates"
+# The daemon runs here as the token's owner (a deployment runs it as its own service user).
+# Over its Unix socket and loopback HTTP the caller is the OS user the kernel names, so the
+# admin and the RDS service are two OS users with their own rights (created when run as root).
+p11kmsd=${P11KMSD:-$(dirname "$P11KMS_CLI")/p11kmsd}
+demo_users=
+if [ "$(id -u)" -eq 0 ]; then
+    admin_user=p11kms-demo-admin
+    rds_user=p11kms-demo-rds
+    demo_users="$admin_user $rds_user"
+    for u in $demo_users; do
+        id "$u" >/dev/null 2>&1 ||
+            useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
+    done
+    say "OS users $admin_user (key administrator) and $rds_user (the RDS service) created"
+else
+    admin_user=
+    rds_user=$(id -un)
+    say "not root: the RDS service is you ($rds_user); the admin's refusal needs a second OS user"
+fi
+sockdir=$(mktemp -d /tmp/p11kms-demo-XXXXXX)
+chmod 755 "$sockdir"
+sock=$sockdir/p11kmsd.sock
+cleanup_daemon() {
+    if [ -n "${daemon_pid:-}" ]; then kill -TERM "$daemon_pid" 2>/dev/null || true; fi
+    rm -rf "$sockdir"
+    for u in $demo_users; do userdel "$u" >/dev/null 2>&1 || true; done
+}
+trap cleanup_daemon EXIT
+cat >policy-daemon.yaml <<POLICY
+version: 1
+global:
+  - sid: admin-global
+    effect: allow
+    principals: [${admin_user:+unix:user:$admin_user}]
+    actions: [create-key, list-keys, list-aliases]
+statements:
+  - sid: admin-manage
+    effect: allow
+    principals: [${admin_user:+unix:user:$admin_user}]
+    keys: ["*"]
+    actions: [describe-key, enable-key, disable-key, create-alias]
+  - sid: rds-use
+    effect: allow
+    principals: [unix:user:$rds_user]
+    keys: ["alias/rds-*"]
+    actions: [encrypt, decrypt, generate-data-key]
+    conditions:
+      context-equals:
+        aws:rds:db-id: db-orders-1
+  - sid: rds-describe
+    effect: allow
+    principals: [unix:user:$rds_user]
+    keys: ["alias/rds-*"]
+    actions: [describe-key]
+POLICY
+sed "s|^policy: none|policy: $work/policy-daemon.yaml|" p11kms.yaml >daemon.yaml
+chmod 600 daemon.yaml policy-daemon.yaml
+port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf '   $ p11kmsd --config daemon.yaml --socket %s --listen-http 127.0.0.1:%s &\n' "$sock" "$port"
+"$P11KMS_CLI" --version >/dev/null # libtool's wrapper settles its binary once, as the owner
+"$p11kmsd" --config "$work/daemon.yaml" --socket "$sock" --listen-http "127.0.0.1:$port" \
+    2>daemon.log &
+daemon_pid=$!
+i=0
+until grep -q '^p11kmsd: ready$' daemon.log; do
+    i=$((i + 1))
+    if [ $i -gt 200 ] || ! kill -0 "$daemon_pid" 2>/dev/null; then
+        cat daemon.log
+        exit 1
+    fi
+    sleep 0.1
+done
+say "ready: p11kmsd read the PIN once; no caller below reads it or loads the token module"
+# as USER COMMAND...: runs a command as another OS user (or as you, when it is you).
+as() {
+    local u=$1
+    shift
+    if [ "$(id -un)" = "$u" ]; then
+        "$@"
+    else
+        setpriv --reuid="$u" --regid="$u" --init-groups --reset-env -- "$@"
+    fi
+}
+# awskms USER ARGS...: Debian's aws CLI against p11kmsd as USER; output in out.json.
+awskms() {
+    local u=$1
+    shift
+    printf '   [%s] $ aws kms --endpoint-url http://127.0.0.1:%s %s\n' "$u" "$port" "$*"
+    as "$u" env HOME=/nonexistent AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+        AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=unused AWS_DEFAULT_REGION=eu-west-1 \
+        AWS_EC2_METADATA_DISABLED=true AWS_PAGER= \
+        /usr/bin/aws kms --endpoint-url "http://127.0.0.1:$port" --output json "$@" \
+        >out.json 2>err.txt
+}
+say "(aws signs with dummy keys; on loopback p11kmsd names the caller by its OS user)"
+awskms "$rds_user" describe-key --key-id alias/rds-orders || { cat err.txt; exit 1; }
+say "the RDS service sees $(field .KeyMetadata.KeyId), $(field .KeyMetadata.KeyState)"
+awskms "$rds_user" generate-data-key --key-id alias/rds-orders --key-spec AES_256 \
+    --encryption-context aws:rds:db-id=db-orders-1 || { cat err.txt; exit 1; }
+b64file .CiphertextBlob dek2.blob
+say "a new instance key: the plaintext for the database's memory, the blob for its disk"
+awskms "$rds_user" decrypt --ciphertext-blob "$(openssl base64 -A <dek.blob)" \
+    --encryption-context aws:rds:db-id=db-orders-1 || { cat err.txt; exit 1; }
+say "the first instance key decrypts ($(field .Plaintext | openssl base64 -d -A | wc -c) bytes)"
+if awskms "$rds_user" disable-key --key-id alias/rds-orders; then
+    echo "   UNEXPECTED: the service disabled its key"
+    exit 1
+fi
+grep -o 'An error occurred ([A-Za-z]*)' err.txt | sed 's/^/   -> /'
+grep -q AccessDeniedException err.txt || { echo "   UNEXPECTED: $(cat err.txt)"; exit 1; }
+say "the service may not disable its key"
+printf '   [%s] $ p11kms --endpoint unix:%s decrypt --ciphertext-blob ... \n' "$rds_user" "$sock"
+as "$rds_user" env P11KMS_CONFIG=/nonexistent "$P11KMS_CLI" --endpoint "unix:$sock" decrypt \
+    --ciphertext-blob "$(openssl base64 -A <dek2.blob)" \
+    --encryption-context aws:rds:db-id=db-orders-1 >out.json 2>err.txt || {
+    cat err.txt
+    exit 1
+}
+say "p11kms as a client of p11kmsd: no token, no PIN, the same JSON ($(field .KeyId))"
+if [ -n "$admin_user" ]; then
+    printf '   [%s] $ p11kms --endpoint unix:%s describe-key --key-id alias/rds-orders\n' \
+        "$admin_user" "$sock"
+    as "$admin_user" "$P11KMS_CLI" --endpoint "unix:$sock" describe-key \
+        --key-id alias/rds-orders >out.json 2>err.txt || {
+        cat err.txt
+        exit 1
+    }
+    say "the admin manages the key ($(field .KeyMetadata.KeyState))"
+    printf '   [%s] $ p11kms --endpoint unix:%s decrypt --ciphertext-blob ... \n' "$admin_user" \
+        "$sock"
+    if as "$admin_user" "$P11KMS_CLI" --endpoint "unix:$sock" decrypt \
+        --ciphertext-blob "$(openssl base64 -A <dek.blob)" \
+        --encryption-context aws:rds:db-id=db-orders-1 >out.json 2>err.txt; then
+        echo "   UNEXPECTED: the admin decrypted"
+        exit 1
+    fi
+    sed 's/^/   -> /' err.txt
+    grep -q "^p11kms: AccessDeniedException: " err.txt || { echo "   UNEXPECTED"; exit 1; }
+    say "refused: the key administrator cannot decrypt the service's data"
+fi
+kill -TERM "$daemon_pid"
+wait "$daemon_pid" || { echo "   UNEXPECTED: p11kmsd exit status $?"; exit 1; }
+daemon_pid=
+say "p11kmsd stopped on SIGTERM; its log has one line per request, never a plaintext:"
+grep 'op=Decrypt' daemon.log | sed 's/request=[^ ]* //;s/^/   /'
+
 step "Done: the walkthrough's token is in $work"

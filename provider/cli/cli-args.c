@@ -118,6 +118,25 @@ p11kms_err cli_global_option(cli_globals *g, int argc, char **argv, int *i, bool
         g->insecure_pin_file = true;
         return P11KMS_OK;
     }
+    static const char *const client_options[] = {"endpoint", "ca-bundle", "client-cert",
+                                                 "client-key"};
+    const char **client_values[] = {&g->endpoint, &g->ca_bundle, &g->client_cert, &g->client_key};
+    for (size_t k = 0; k < sizeof(client_options) / sizeof(client_options[0]); k++) {
+        if (!option_matches(word, client_options[k], &inline_value))
+            continue;
+        if (*client_values[k] != NULL)
+            return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "option --%s given twice",
+                                client_options[k]);
+        rc = take_value(client_options[k], argc, argv, i, inline_value, "p11kms --help", &value,
+                        err);
+        if (rc != P11KMS_OK)
+            return rc;
+        if (value[0] == '\0')
+            return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "option --%s: empty value",
+                                client_options[k]);
+        *client_values[k] = value;
+        return P11KMS_OK;
+    }
     *taken = false;
     return P11KMS_OK;
 }

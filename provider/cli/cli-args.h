@@ -43,6 +43,11 @@ typedef struct cli_globals {
     bool help;
     bool version;
     bool insecure_pin_file; /* --insecure-pin-file: development only */
+    /* Client mode (provider/cli/cli-remote.h): the daemon's endpoint and TLS files. */
+    const char *endpoint;
+    const char *ca_bundle;
+    const char *client_cert;
+    const char *client_key;
 } cli_globals;
 
 p11kms_err cli_args_init(cli_args *a, const cli_option *options, size_t max_values,

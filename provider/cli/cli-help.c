@@ -22,6 +22,13 @@ static void print_overview(void)
            "  --help               this overview, or the help of a command\n"
            "  --version            print the version\n"
            "  --insecure-pin-file  accept a PIN file readable by others (development only)\n"
+           "  --endpoint URL       client mode: send the command to p11kmsd at\n"
+           "                       unix:/PATH, https://HOST:PORT or http://127.0.0.1:PORT\n"
+           "                       (default: $P11KMS_ENDPOINT, else endpoint: in the config);\n"
+           "                       the token module and the PIN are never touched\n"
+           "  --ca-bundle FILE     client mode over https: CA certificates (PEM) to trust\n"
+           "  --client-cert FILE   client mode over https: client certificate (PEM)\n"
+           "  --client-key FILE    client mode over https: its private key (PEM)\n"
            "\n"
            "Commands:\n",
            P11KMS_DEFAULT_CONFIG);

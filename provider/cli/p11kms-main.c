@@ -2,8 +2,10 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cli-remote.h"
 #include "cli.h"
 
 p11kms_err cli_service(cli *c, p11kms_error *err)
@@ -120,8 +122,14 @@ int main(int argc, char **argv)
         rc = p11kms_protect_process(P11KMS_OPEN_NO_CORE_DUMPS, &err);
     if (rc == P11KMS_OK && (c.out = cli_out_new()) == NULL)
         rc = P11KMS_RAISE(&err, P11KMS_E_NO_MEMORY, "out of memory");
+    /* Client mode when an endpoint is named: the daemon does the work, and this process never
+     * loads the token module nor reads the PIN. */
+    char *endpoint = NULL;
+    if (rc == P11KMS_OK && cli_remote_applies(c.command))
+        rc = cli_remote_endpoint(&c, &endpoint, &err);
     if (rc == P11KMS_OK)
-        rc = c.command->run(&c, &err);
+        rc = endpoint != NULL ? cli_remote_run(&c, endpoint, &err) : c.command->run(&c, &err);
+    free(endpoint);
     if (rc == P11KMS_OK)
         rc = cli_out_print(c.out, c.globals.output, &err);
 done:

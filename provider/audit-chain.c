@@ -341,7 +341,7 @@ static p11kms_err store_checkpoint(audit_log *log, p11kms_error *err)
     size_t n = audit_mac_input(AUDIT_CHECKPOINT_DOMAIN, c.chain, c.seq, c.hash, in);
     p11kms_err rc = p11_hmac_sha256(log->svc->token, log->key, in, n, c.mac, err);
     if (rc == P11KMS_OK)
-        rc = audit_checkpoint_store(log->svc->token, &c, err);
+        rc = audit_checkpoint_store(log->svc, &c, err);
     if (rc == P11KMS_OK)
         log->last_checkpoint_ms = now_ms();
     return rc;
@@ -537,6 +537,8 @@ p11kms_err audit_log_open(p11kms *svc, audit_log **out, p11kms_error *err)
         snprintf(log->token_serial, sizeof(log->token_serial), "%s", info.token_serial);
         rc = audit_key_get(svc->token, true, &log->key, err);
     }
+    if (rc == P11KMS_OK)
+        rc = audit_checkpoint_migrate(svc, err);
     if (rc == P11KMS_OK && svc->cfg->audit_syslog)
         openlog("p11kms", LOG_PID, LOG_AUTHPRIV);
     if (rc != P11KMS_OK) {

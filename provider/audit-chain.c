@@ -45,8 +45,10 @@ struct audit_log {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     pending *head, *tail;
-    bool flushing; /* a request is writing a batch */
-    textbuf out;   /* the batch being written (under flushing) */
+    bool stop; /* closing: the writer drains the queue and ends */
+    pthread_t writer;
+    bool writer_running;
+    textbuf out; /* the batch being written (writer thread only) */
 
     /* Writer thread only, valid under the file lock. */
     int fd;
@@ -341,7 +343,7 @@ static p11kms_err store_checkpoint(audit_log *log, p11kms_error *err)
     size_t n = audit_mac_input(AUDIT_CHECKPOINT_DOMAIN, c.chain, c.seq, c.hash, in);
     p11kms_err rc = p11_hmac_sha256(log->svc->token, log->key, in, n, c.mac, err);
     if (rc == P11KMS_OK)
-        rc = audit_checkpoint_store(log->svc->token, &c, err);
+        rc = audit_checkpoint_store(log->svc, &c, err);
     if (rc == P11KMS_OK)
         log->last_checkpoint_ms = now_ms();
     return rc;
@@ -424,32 +426,25 @@ static p11kms_err flush(audit_log *log, pending *batch, textbuf *out, p11kms_err
     return rc;
 }
 
-/* Group commit without a writer thread: the first request that finds no batch being written
- * writes every record waiting (its own and those that arrived meanwhile); the others wait for
- * it. A lone caller pays no thread hand-off. */
-p11kms_err audit_log_write(audit_log *log, const char *body, p11kms_error *err)
+/* Group commit: the writer thread takes every record waiting, waits up to audit.sync-delay-ms
+ * for more, writes them as one batch with one seal and one fsync, then wakes their requests.
+ * A request waits only for the batch that holds its record. */
+static void *writer_main(void *arg)
 {
-    pending p = {.body = body};
+    audit_log *log = arg;
     pthread_mutex_lock(&log->mu);
-    if (log->tail != NULL)
-        log->tail->next = &p;
-    else
-        log->head = &p;
-    log->tail = &p;
-    while (!p.done) {
-        if (log->flushing) {
-            pthread_cond_wait(&log->done, &log->mu);
-            continue;
-        }
-        log->flushing = true;
-        if (log->cfg->audit_sync_delay_ms > 0) {
-            /* Let concurrent requests join the batch, for at most the configured delay. */
+    for (;;) {
+        while (log->head == NULL && !log->stop)
+            pthread_cond_wait(&log->wake, &log->mu);
+        if (log->head == NULL)
+            break; /* stopping, nothing left */
+        if (log->cfg->audit_sync_delay_ms > 0 && !log->stop) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += (long)log->cfg->audit_sync_delay_ms * 1000000L;
             until.tv_sec += until.tv_nsec / 1000000000L;
             until.tv_nsec %= 1000000000L;
-            while (pthread_cond_timedwait(&log->wake, &log->mu, &until) == 0)
+            while (!log->stop && pthread_cond_timedwait(&log->wake, &log->mu, &until) == 0)
                 ;
         }
         pending *batch = log->head;
@@ -466,9 +461,24 @@ p11kms_err audit_log_write(audit_log *log, const char *body, p11kms_error *err)
             q->done = true;
             q = next;
         }
-        log->flushing = false;
         pthread_cond_broadcast(&log->done);
     }
+    pthread_mutex_unlock(&log->mu);
+    return NULL;
+}
+
+p11kms_err audit_log_write(audit_log *log, const char *body, p11kms_error *err)
+{
+    pending p = {.body = body};
+    pthread_mutex_lock(&log->mu);
+    if (log->tail != NULL)
+        log->tail->next = &p;
+    else
+        log->head = &p;
+    log->tail = &p;
+    pthread_cond_signal(&log->wake);
+    while (!p.done)
+        pthread_cond_wait(&log->done, &log->mu);
     pthread_mutex_unlock(&log->mu);
     if (p.rc != P11KMS_OK)
         return P11KMS_RAISE(err, p.rc, "%s", p.message);
@@ -481,6 +491,14 @@ void audit_log_close(audit_log *log)
 {
     if (log == NULL)
         return;
+    if (log->writer_running) {
+        pthread_mutex_lock(&log->mu);
+        log->stop = true;
+        pthread_cond_signal(&log->wake);
+        pthread_mutex_unlock(&log->mu);
+        pthread_join(log->writer, NULL);
+        log->writer_running = false;
+    }
     /* The shutdown checkpoint: only when this process wrote the tail of the log. */
     if (log->key != NULL && log->lock_fd >= 0 && flock(log->lock_fd, LOCK_EX) == 0) {
         struct stat st;
@@ -537,8 +555,17 @@ p11kms_err audit_log_open(p11kms *svc, audit_log **out, p11kms_error *err)
         snprintf(log->token_serial, sizeof(log->token_serial), "%s", info.token_serial);
         rc = audit_key_get(svc->token, true, &log->key, err);
     }
+    if (rc == P11KMS_OK)
+        rc = audit_checkpoint_migrate(svc, err);
     if (rc == P11KMS_OK && svc->cfg->audit_syslog)
         openlog("p11kms", LOG_PID, LOG_AUTHPRIV);
+    if (rc == P11KMS_OK) {
+        int e = pthread_create(&log->writer, NULL, writer_main, log);
+        if (e != 0)
+            rc = P11KMS_RAISE(err, P11KMS_E_INTERNAL, "cannot start the audit writer: %s",
+                              strerror(e));
+        log->writer_running = e == 0;
+    }
     if (rc != P11KMS_OK) {
         audit_log_close(log);
         return rc;

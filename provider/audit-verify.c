@@ -1,5 +1,5 @@
 /* p11kms audit verify: re-walks the chain of a set of log files, checks every seal with the
- * token's audit key and the last sealed state against the token's checkpoint, and names the
+ * token's audit key and the last sealed state against the stored checkpoint, and names the
  * first line that breaks any of them. */
 #include "config.h"
 
@@ -253,7 +253,7 @@ static void walk_seal(verifier *v, json_object *o, uint64_t seq, const uint8_t *
     if (!v->checkpoint_loaded) {
         v->checkpoint_loaded = true;
         if (load_checkpoint(v, &err) != P11KMS_OK)
-            fail(v, path, line, "the token's checkpoint cannot be read: %s", err.message);
+            fail(v, path, line, "the stored checkpoint cannot be read: %s", err.message);
         if (v->bad)
             return;
     }
@@ -264,7 +264,7 @@ static void walk_seal(verifier *v, json_object *o, uint64_t seq, const uint8_t *
     if (v->have_checkpoint && seq == v->ckpt.seq &&
         CRYPTO_memcmp(lh, v->ckpt.hash, AUDIT_HASH_LEN) != 0)
         fail(v, path, line,
-             "%s is not the seal the token's checkpoint recorded (the log was rewritten)", what);
+             "%s is not the seal the stored checkpoint recorded (the log was rewritten)", what);
 }
 
 static void walk_file(verifier *v, const vfile *f, bool last_file)
@@ -312,9 +312,9 @@ static p11kms_err load_checkpoint(verifier *v, p11kms_error *err)
 {
     p11kms_error e = {0};
     memcpy(v->ckpt.chain, v->chain, AUDIT_CHAIN_ID_LEN);
-    p11kms_err rc = audit_checkpoint_load(v->svc->token, &v->ckpt, &e);
+    p11kms_err rc = audit_checkpoint_load(v->svc, &v->ckpt, &e);
     if (rc == P11KMS_E_NOT_FOUND) {
-        say(v, "note: the token holds no checkpoint of this log yet: a cut tail cannot be "
+        say(v, "note: the store holds no checkpoint of this log yet: a cut tail cannot be "
                "detected");
         return P11KMS_OK;
     }
@@ -381,7 +381,7 @@ p11kms_err p11kms_audit_verify(p11kms *svc, const char *const *files, size_t cou
                 v.unsealed_from, v.expected - 1);
         if (v.have_checkpoint && v.last_sealed < v.ckpt.seq)
             fail(&v, set[count - 1].path, 0,
-                 "truncated: the log ends at sealed seq %" PRIu64 " but the token's checkpoint "
+                 "truncated: the log ends at sealed seq %" PRIu64 " but the stored checkpoint "
                  "records seq %" PRIu64 ": later records were removed",
                  v.last_sealed, v.ckpt.seq);
     }
@@ -392,7 +392,7 @@ p11kms_err p11kms_audit_verify(p11kms *svc, const char *const *files, size_t cou
         else {
             char ckpt[64] = ", no checkpoint";
             if (v.have_checkpoint)
-                snprintf(ckpt, sizeof(ckpt), ", token checkpoint at seq %" PRIu64, v.ckpt.seq);
+                snprintf(ckpt, sizeof(ckpt), ", checkpoint at seq %" PRIu64, v.ckpt.seq);
             say(&v, "valid: %" PRIu64 " records in %zu file%s, sealed through seq %" PRIu64 "%s",
                 v.records, count, count == 1 ? "" : "s", v.last_sealed, ckpt);
         }

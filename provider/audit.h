@@ -18,7 +18,8 @@ typedef struct audit_log audit_log;
 #define AUDIT_HASH_LEN 32
 #define AUDIT_KEY_LEN 32      /* bytes of the audit HMAC key */
 #define AUDIT_CHAIN_ID_LEN 16 /* random, drawn when a log starts: names its checkpoint */
-/* The CKA_ID and label of the audit key, and the label of the checkpoint object. */
+/* The CKA_ID and label of the audit key, and the label prefix of the checkpoint objects of
+ * earlier versions (now in the store: audit-checkpoint.c). */
 #define AUDIT_KEY_ID "p11kms-audit-key-v1"
 #define AUDIT_CHECKPOINT_LABEL "p11kms-audit-checkpoint"
 
@@ -96,10 +97,12 @@ typedef struct audit_checkpoint {
     int64_t time; /* when written (seconds since the epoch) */
 } audit_checkpoint;
 
-P11KMS_MUST_CHECK p11kms_err audit_checkpoint_store(p11_token *t, const audit_checkpoint *c,
+P11KMS_MUST_CHECK p11kms_err audit_checkpoint_store(p11kms *svc, const audit_checkpoint *c,
                                                     p11kms_error *err);
 /* The checkpoint of chain c->chain; NOT_FOUND when there is none yet. */
-P11KMS_MUST_CHECK p11kms_err audit_checkpoint_load(p11_token *t, audit_checkpoint *c,
+P11KMS_MUST_CHECK p11kms_err audit_checkpoint_load(p11kms *svc, audit_checkpoint *c,
                                                    p11kms_error *err);
+/* Moves checkpoints an earlier version kept in token data objects into the store. */
+P11KMS_MUST_CHECK p11kms_err audit_checkpoint_migrate(p11kms *svc, p11kms_error *err);
 
 #endif

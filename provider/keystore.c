@@ -80,7 +80,7 @@ static p11kms_err integrity_key(p11kms *svc, bool create, p11_key **out, p11kms_
 
 static const char *table_label(store_table t)
 {
-    return t == STORE_KEYS ? "key" : "alias";
+    return t == STORE_KEYS ? "key" : t == STORE_AUDIT ? "audit" : "alias";
 }
 
 /* The MAC covers the table, the row's name (key id or alias), its version and its canonical
@@ -129,6 +129,8 @@ static void row_subject(store_table t, const char *name, char *out, size_t size)
 {
     if (t == STORE_KEYS)
         snprintf(out, size, "key %s", name);
+    else if (t == STORE_AUDIT)
+        snprintf(out, size, "audit %s", name);
     else
         snprintf(out, size, "%s", name);
 }
@@ -580,4 +582,35 @@ p11kms_err keystore_version_scan(p11kms *svc,
 {
     version_scan_ctx c = {fn, arg};
     return p11_key_scan(svc->token, LABEL_VERSION, version_scan_one, &c, err);
+}
+
+/* --- audit checkpoints ---------------------------------------------------------------------- */
+
+p11kms_err keystore_audit_read(p11kms *svc, const char *chain, uint8_t **value, size_t *len,
+                               p11kms_error *err)
+{
+    store_row row;
+    p11kms_err rc = row_read(svc, STORE_AUDIT, chain, &row, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    *value = row.value;
+    *len = row.len;
+    return P11KMS_OK;
+}
+
+p11kms_err keystore_audit_write(p11kms *svc, const char *chain, const void *value, size_t len,
+                                p11kms_error *err)
+{
+    /* Only the writer holding the audit log's lock writes its checkpoint; a second try covers
+     * a process of another host that shares the store and the log. */
+    p11kms_err rc = P11KMS_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint64_t version = 0;
+        rc = row_version_now(svc, STORE_AUDIT, chain, &version, err);
+        if (rc == P11KMS_OK)
+            rc = row_write(svc, STORE_AUDIT, chain, version + 1, value, len, err);
+        if (rc != P11KMS_E_ALREADY_EXISTS && rc != P11KMS_E_INTERNAL)
+            break;
+    }
+    return rc;
 }

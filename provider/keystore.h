@@ -81,4 +81,11 @@ p11kms_err keystore_version_list(p11kms *svc,
                                            void *arg),
                                  void *arg, p11kms_error *err);
 
+/* The checkpoint row of the audit log whose chain id is chain (hex), authenticated like every
+ * row. read: NOT_FOUND when absent; *value is malloc'ed. write: replaces it. */
+P11KMS_MUST_CHECK p11kms_err keystore_audit_read(p11kms *svc, const char *chain, uint8_t **value,
+                                                 size_t *len, p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err keystore_audit_write(p11kms *svc, const char *chain, const void *value,
+                                                  size_t len, p11kms_error *err);
+
 #endif

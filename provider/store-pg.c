@@ -38,6 +38,8 @@ static const char *const schema_sql =
     " version bigint NOT NULL CHECK (version >= 1), value bytea NOT NULL, mac bytea NOT NULL);"
     "CREATE TABLE IF NOT EXISTS aliases(name text PRIMARY KEY,"
     " version bigint NOT NULL CHECK (version >= 1), value bytea NOT NULL, mac bytea NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints(name text PRIMARY KEY,"
+    " version bigint NOT NULL CHECK (version >= 1), value bytea NOT NULL, mac bytea NOT NULL);"
     "CREATE TABLE IF NOT EXISTS version_claims(key_id text NOT NULL,"
     " version bigint NOT NULL CHECK (version >= 1), claimed bigint NOT NULL,"
     " PRIMARY KEY (key_id, version));";
@@ -64,7 +66,7 @@ static pg_store *of(store *s)
 
 static const char *table_name(store_table t)
 {
-    return t == STORE_KEYS ? "keys" : "aliases";
+    return t == STORE_KEYS ? "keys" : t == STORE_AUDIT ? "audit_checkpoints" : "aliases";
 }
 
 static bool retryable(const PGresult *res)

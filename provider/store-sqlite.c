@@ -29,6 +29,9 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS aliases(name TEXT PRIMARY KEY NOT NULL,"
     " version INTEGER NOT NULL CHECK(version >= 1), value BLOB NOT NULL, mac BLOB NOT NULL)"
     " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints(name TEXT PRIMARY KEY NOT NULL,"
+    " version INTEGER NOT NULL CHECK(version >= 1), value BLOB NOT NULL, mac BLOB NOT NULL)"
+    " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS version_claims(key_id TEXT NOT NULL,"
     " version INTEGER NOT NULL CHECK(version >= 1), claimed INTEGER NOT NULL,"
     " PRIMARY KEY(key_id, version)) WITHOUT ROWID;";
@@ -43,7 +46,7 @@ typedef struct sqlite_store {
 
 static const char *table_name(store_table t)
 {
-    return t == STORE_KEYS ? "keys" : "aliases";
+    return t == STORE_KEYS ? "keys" : t == STORE_AUDIT ? "audit_checkpoints" : "aliases";
 }
 
 /* Every SQLite failure names the database and, for a full disk, says so plainly. */

@@ -20,6 +20,7 @@
 typedef enum store_table {
     STORE_KEYS,    /* name: key id text; value: the key record (keymeta_encode) */
     STORE_ALIASES, /* name: "alias/NAME"; value: the key id text */
+    STORE_AUDIT,   /* name: an audit log's chain id (hex); value: its checkpoint (audit.h) */
 } store_table;
 
 typedef struct store_row {

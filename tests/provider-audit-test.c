@@ -18,6 +18,8 @@
 #include "lib/provider-fixture.h"
 #include "p11kms.h"
 #include "provider/audit.h"
+#include "provider/keystore.h"
+#include "provider/store.h"
 
 static p11kms *svc;
 static p11kms_principal *admin, *app1, *app2, *nobody;
@@ -551,6 +553,67 @@ static void test_tampering(const char *other_log)
     free_lines(&l);
 }
 
+/* The checkpoint is a row of the key store (authenticated by the token's integrity key), not a
+ * token object; one an earlier version left in the token is moved into the store at start-up;
+ * an edited row is refused. */
+static void test_checkpoint_in_store(const char *audit_cfg)
+{
+    lines l = split(log_path);
+    const char *seal = l.v[l.n - 1];
+    const char *at = strstr(seal, "\"chain\":\"");
+    REQUIRE(at != NULL);
+    char chain[2 * AUDIT_CHAIN_ID_LEN + 1], label[128];
+    snprintf(chain, sizeof(chain), "%.*s", 2 * AUDIT_CHAIN_ID_LEN, at + 9);
+    snprintf(label, sizeof(label), "%s-%s", AUDIT_CHECKPOINT_LABEL, chain);
+    free(l.v[--l.n]);
+    free(l.v[--l.n]);
+    char *cut = join_to("checkpoint-truncate.log", &l);
+    free_lines(&l);
+
+    fx_say("the checkpoint is a row of the store, and no token object");
+    uint8_t *value = NULL, *legacy = NULL;
+    size_t len = 0, legacy_len = 0;
+    CHECK_OK(keystore_audit_read(svc, chain, &value, &len, &e), &e);
+    CHECK_ERR(p11_data_read(svc->token, label, &legacy, &legacy_len, &e), P11KMS_E_NOT_FOUND, &e);
+    store_row row;
+    CHECK_OK(store_get(svc->store, STORE_AUDIT, chain, &row, &e), &e);
+    CHECK(row.version >= 1);
+    store_row_clear(&row);
+
+    fx_say("a checkpoint left in the token by an earlier version still detects a cut tail");
+    CHECK_OK(p11_data_create(svc->token, label, value, len, &e), &e);
+    CHECK_OK(store_delete(svc->store, STORE_AUDIT, chain, &e), &e);
+    expect_invalid(cut, 0, "truncated");
+
+    fx_say("opening the audit log moves it into the store and deletes the token object");
+    p11kms_close(svc);
+    svc = fx_open(audit_cfg);
+    p11kms_close(svc);
+    svc = fx_open(audit_cfg);
+    CHECK_ERR(p11_data_read(svc->token, label, &legacy, &legacy_len, &e), P11KMS_E_NOT_FOUND, &e);
+    uint8_t *moved = NULL;
+    size_t moved_len = 0;
+    CHECK_OK(keystore_audit_read(svc, chain, &moved, &moved_len, &e), &e);
+    CHECK(moved_len == len && moved != NULL && memcmp(moved, value, len) == 0);
+    free(moved);
+    expect_invalid(cut, 0, "truncated");
+    const char *files[] = {log_path};
+    CHECK(verify(files, 1));
+
+    fx_say("a checkpoint row edited in the database is refused");
+    CHECK_OK(store_get(svc->store, STORE_AUDIT, chain, &row, &e), &e);
+    REQUIRE(row.len > 0);
+    row.value[0] = row.value[0] == '1' ? '2' : '1';
+    row.version++;
+    CHECK_OK(store_put(svc->store, STORE_AUDIT, &row, &e), &e);
+    store_row_clear(&row);
+    CHECK(!verify(files, 1));
+    CHECK(strncmp(first_invalid, "checkpoint:0: ", 14) == 0 &&
+          strstr(first_invalid, "integrity check") != NULL);
+    free(value);
+    free(cut);
+}
+
 int main(void)
 {
     char *policy = fx_write_file("policy.yaml", policy_text);
@@ -588,6 +651,7 @@ int main(void)
     char *plain_cfg = fx_config("plain.yaml", NULL, NULL, policy);
     svc = fx_open(plain_cfg);
     test_tampering(other_log);
+    test_checkpoint_in_store(cfg);
     p11kms_close(svc);
 
     for (size_t i = 0; i < record_count; i++)

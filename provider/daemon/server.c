@@ -11,6 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <microhttpd.h>
@@ -43,6 +46,7 @@ struct server {
 typedef struct conn_ctx {
     p11kms_principal *peer;
     bool tls_checked; /* TLS: the client certificate is looked at once, after the handshake */
+    char source[128]; /* for the audit record: "unix pid=N uid=U" or "tcp ADDR:PORT" */
 } conn_ctx;
 
 /* One request, from the URI callback to the completion callback. */
@@ -117,6 +121,27 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/* Where a connection comes from, as the audit record names it: the kernel-attested peer
+ * process of a Unix socket, the peer address and port of TCP. */
+static void connection_source(int fd, listener_kind kind, char *out, size_t size)
+{
+    snprintf(out, size, "%s", kind == LISTENER_UNIX ? "unix" : "tcp");
+    if (kind == LISTENER_UNIX) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof(cred))
+            snprintf(out, size, "unix pid=%ld uid=%lu", (long)cred.pid, (unsigned long)cred.uid);
+        return;
+    }
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    char host[INET6_ADDRSTRLEN], port[8];
+    if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0 &&
+        getnameinfo((struct sockaddr *)&peer, plen, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(out, size, strchr(host, ':') != NULL ? "tcp [%s]:%s" : "tcp %s:%s", host, port);
+}
+
 static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
                              enum MHD_ConnectionNotificationCode toe)
 {
@@ -138,6 +163,7 @@ static void connection_event(void *cls, struct MHD_Connection *c, void **socket_
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (info == NULL)
         return;
+    connection_source(info->connect_fd, l->kind, cc->source, sizeof(cc->source));
     p11kms_error err = {0};
     p11kms_err rc = P11KMS_OK;
     if (l->kind == LISTENER_UNIX)
@@ -318,6 +344,22 @@ static char *raw_path_of(const char *uri)
     return p;
 }
 
+/* Gives the library what the audit record needs of this request: its id (the x-amzn-RequestId
+ * of the answer) and source. The principal is the connection's (one request at a time) or this
+ * request's own, so writing into it is safe; who must be that very principal. */
+static bool audit_context(p11kms_principal *mine, const p11kms_principal *who, const char *source,
+                          const char *request_id, kms_fault *f)
+{
+    p11kms_error err = {0};
+    if (mine == NULL || mine != who ||
+        p11kms_principal_set_source(mine, source, &err) != P11KMS_OK ||
+        p11kms_principal_set_request_id(mine, request_id, &err) != P11KMS_OK) {
+        kms_fault_set(f, 500, "KMSInternalException", "cannot record the request for the audit");
+        return false;
+    }
+    return true;
+}
+
 /* Authenticates, decodes and performs one complete request. */
 static enum MHD_Result serve(listener *l, struct MHD_Connection *c, const char *url,
                              const char *method, req_ctx *r)
@@ -384,6 +426,12 @@ static enum MHD_Result serve(listener *l, struct MHD_Connection *c, const char *
                           "Content-Type must be " KMS_CONTENT_TYPE);
             kms_reply_fault(&reply, &f);
         } else if (!kms_request_decode(op, r->body, r->len, &req, &f)) {
+            kms_reply_fault(&reply, &f);
+        } else if (!audit_context(who == owned ? owned
+                                  : cc != NULL ? cc->peer
+                                               : NULL,
+                                  who, cc != NULL && cc->source[0] ? cc->source : "unknown",
+                                  request_id, &f)) {
             kms_reply_fault(&reply, &f);
         } else {
             free_body(r); /* the decoded request holds what is needed */

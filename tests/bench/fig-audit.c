@@ -4,6 +4,8 @@
  * per batch with the token's HMAC key, fsync before the answer) against the same Encrypt with
  * the audit trail off, on the same token and key, 1 and --threads threads. */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,20 @@ static void op_encrypt(void *arg)
     while (bench_retry(rc, &e));
     bench_check(rc, &e, "p11kms_encrypt");
     p11kms_result_free(&r);
+}
+
+/* The bare baseline of the log's durability, without p11kms: append one line of a record's size
+ * to a file in the log's directory and fsync it, as the writer does once per batch. */
+typedef struct bare_sync {
+    int fd;
+    char line[600];
+} bare_sync;
+
+static void op_write_fsync(void *arg)
+{
+    bare_sync *x = arg;
+    if (write(x->fd, x->line, sizeof(x->line)) != (ssize_t)sizeof(x->line) || fsync(x->fd) != 0)
+        bench_die("bare write+fsync: %s", strerror(errno));
 }
 
 /* The main configuration plus an audit section writing into the work directory. */
@@ -80,6 +96,24 @@ void figure_audit(bench_env *env, const bench_opts *o, bench_results *r)
         f->goal = 0.9;
         bench_compare(f, &a, &b, counts[i], o);
     }
+    /* 8c: what a single caller can reach at best when every answer waits for one fsync. */
+    const char *dir = getenv("BENCH_AUDIT_DIR");
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/bare-fsync-%ld.log", dir ? dir : env->dir, (long)getpid());
+    bare_sync bare = {.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_TRUNC | O_CLOEXEC, 0600)};
+    if (bare.fd < 0)
+        bench_die("%s: %s", path, strerror(errno));
+    memset(bare.line, 'x', sizeof(bare.line) - 1);
+    bare.line[sizeof(bare.line) - 1] = '\n';
+    bench_side c = {.label = "write 600 B + fsync, no p11kms", .op = op_write_fsync, .arg = &bare};
+    figure *f = results_add(r, "8c");
+    snprintf(f->title, sizeof(f->title), "bare baseline: write+fsync of the log's filesystem");
+    snprintf(f->a_label, sizeof(f->a_label), "write 600 B + fsync in the audit log's directory");
+    snprintf(f->b_label, sizeof(f->b_label), "p11kms_encrypt without audit section");
+    f->goal = 0; /* report only: the ceiling of 8a on this filesystem */
+    bench_compare(f, &c, &b, 1, o);
+    close(bare.fd);
+    unlink(path);
     p11kms_close(on.svc);
     p11kms_close(off.svc);
 }

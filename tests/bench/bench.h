@@ -40,6 +40,7 @@ typedef struct bench_opts {
     unsigned scale;
     const char *pg_store;
     const char *scale_stores;
+    bool daemon; /* --daemon: the p11kmsd figure instead of figures 1-8 */
 } bench_opts;
 
 /* Whether figure number n ("1".."7") was selected with --only. */
@@ -226,6 +227,7 @@ void figure_policy(const bench_opts *o, bench_results *r);                    /*
 void figure_startup(bench_env *env, const bench_opts *o, bench_results *r);   /* 7 */
 void figure_audit(bench_env *env, const bench_opts *o, bench_results *r);     /* 8 */
 void figure_scale(bench_env *env, const bench_opts *o); /* --scale, per store */
+void figure_daemon(bench_env *env, const bench_opts *o); /* --daemon */
 
 /* --- output -------------------------------------------------------------------------------- */
 

@@ -52,6 +52,9 @@ static void usage(FILE *f)
         "  --pg CONNINFO       the PostgreSQL database of the scale figures (an empty one)\n"
         "  --scale-stores LIST sqlite, postgresql or both (default: both, PostgreSQL only\n"
         "                      with --pg)\n"
+        "  --daemon            instead of figures 1-8, Encrypt 32 B through p11kmsd over its\n"
+        "                      Unix socket with 1, 4 and 16 keep-alive connections vs\n"
+        "                      p11kms_encrypt in-process with as many threads\n"
         "  --smoke             a few operations per side (a test that the tool works;\n"
         "                      implies --rounds 1 --keys 4 unless given)\n"
         "  --module PATH       PKCS#11 module (default %s)\n"
@@ -126,7 +129,8 @@ int main(int argc, char **argv)
         OPT_HELP,
         OPT_SCALE,
         OPT_PG,
-        OPT_SCALE_STORES
+        OPT_SCALE_STORES,
+        OPT_DAEMON
     };
     static const struct option longs[] = {
         {"duration", required_argument, NULL, OPT_DURATION},
@@ -147,6 +151,7 @@ int main(int argc, char **argv)
         {"scale", required_argument, NULL, OPT_SCALE},
         {"pg", required_argument, NULL, OPT_PG},
         {"scale-stores", required_argument, NULL, OPT_SCALE_STORES},
+        {"daemon", no_argument, NULL, OPT_DAEMON},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -208,6 +213,9 @@ int main(int argc, char **argv)
                 bench_die("--scale-stores: '%s' names neither sqlite nor postgresql", optarg);
             o.scale_stores = optarg;
             break;
+        case OPT_DAEMON:
+            o.daemon = true;
+            break;
         case OPT_HELP:
             usage(stdout);
             return 0;
@@ -234,6 +242,11 @@ int main(int argc, char **argv)
     static bench_results r;
     bench_env env;
     env_setup(&env, &o);
+    if (o.daemon) {
+        figure_daemon(&env, &o);
+        env_teardown(&env, o.keep);
+        return 0;
+    }
     if (o.scale != 0) {
         figure_scale(&env, &o);
         env_teardown(&env, o.keep);

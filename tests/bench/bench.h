@@ -226,7 +226,7 @@ void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r); /*
 void figure_policy(const bench_opts *o, bench_results *r);                    /* 6 */
 void figure_startup(bench_env *env, const bench_opts *o, bench_results *r);   /* 7 */
 void figure_audit(bench_env *env, const bench_opts *o, bench_results *r);     /* 8 */
-void figure_scale(bench_env *env, const bench_opts *o); /* --scale, per store */
+void figure_scale(bench_env *env, const bench_opts *o);  /* --scale, per store */
 void figure_daemon(bench_env *env, const bench_opts *o); /* --daemon */
 
 /* --- output -------------------------------------------------------------------------------- */

@@ -27,4 +27,9 @@ if "$bench" --check-json truncated.json 2>/dev/null; then fail "truncated JSON a
 sed 's/"only": *"6"/"only": null/' only6.json >claims-all.json
 cmp -s only6.json claims-all.json && fail "could not rewrite the 'only' setting"
 if "$bench" --check-json claims-all.json 2>/dev/null; then fail "missing figures accepted"; fi
+# The p11kmsd figure: the daemon starts on the token, answers over its socket, stops on SIGTERM.
+"$bench" --daemon --smoke >daemon.out || fail "daemon figure failed"
+for conns in 1 4 16; do
+    grep -qE "^ +$conns +[0-9]+/s +[0-9]+/s +[0-9.]+x" daemon.out || fail "daemon figure: no row for $conns"
+done
 echo "bench-smoke: ok"

@@ -2,11 +2,14 @@
 
 /* Rows changed in the database by anyone without the token are refused: every row carries a MAC
  * made by the token's integrity key over its canonical bytes, name and row version
- * (doc/token-layout.md). Each case changes the SQLite file behind p11kms's back with the C API,
- * opens a fresh service (nothing cached) and expects KMSInternalException naming the key or
- * alias; restoring the original row makes the key work again. */
+ * (doc/token-layout.md). Each case changes a row behind p11kms's back (the SQLite file with its C
+ * API, or the PostgreSQL database with libpq), opens a fresh service (nothing cached) and expects
+ * KMSInternalException naming the key or alias; restoring the original row makes the key work
+ * again. */
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,11 @@ typedef struct saved_row {
     int len;
 } saved_row;
 
+/* The rows are changed with the store's own client library: SQLite's C API on the database
+ * file, or libpq on the test's PostgreSQL (P11KMS_TEST_STORE=postgresql, see
+ * tests/lib/with-postgres.sh). Both schemas name the tables and columns alike. */
+static bool use_pg;
+
 static sqlite3 *db_open(void)
 {
     sqlite3 *db = NULL;
@@ -32,8 +40,44 @@ static sqlite3 *db_open(void)
     return db;
 }
 
+static PGconn *pg_open(void)
+{
+    PGconn *c = PQconnectdb(test_env("P11KMS_TEST_STORE_SPEC"));
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "PQconnectdb: %s\n", PQerrorMessage(c));
+        exit(99);
+    }
+    return c;
+}
+
+/* Runs sql with up to two text parameters (the second may be binary: len2 >= 0) and returns the
+ * result, which must have the status want. */
+static PGresult *pg_run(PGconn *c, const char *sql, const char *p1, const void *p2, int len2,
+                        ExecStatusType want)
+{
+    const char *values[2] = {p1, p2};
+    int lengths[2] = {0, len2};
+    int formats[2] = {0, len2 >= 0 ? 1 : 0};
+    int n = p2 != NULL ? 2 : p1 != NULL ? 1 : 0;
+    /* Results in binary: bytea values come back as their bytes. */
+    PGresult *res = PQexecParams(c, sql, n, NULL, values, lengths, formats, 1);
+    if (PQresultStatus(res) != want) {
+        fprintf(stderr, "PQexecParams(%s): %s\n", sql, PQerrorMessage(c));
+        exit(99);
+    }
+    return res;
+}
+
 static void db_exec(const char *sql)
 {
+    if (use_pg) {
+        PGconn *c = pg_open();
+        PGresult *res = pg_run(c, sql, NULL, NULL, -1, PGRES_COMMAND_OK);
+        REQUIRE(strcmp(PQcmdTuples(res), "1") == 0);
+        PQclear(res);
+        PQfinish(c);
+        return;
+    }
     sqlite3 *db = db_open();
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -47,13 +91,27 @@ static void db_exec(const char *sql)
 static saved_row row_value(const char *table, const char *name)
 {
     char sql[128];
+    saved_row r;
+    if (use_pg) {
+        snprintf(sql, sizeof(sql), "SELECT value FROM %s WHERE name = $1", table);
+        PGconn *c = pg_open();
+        PGresult *res = pg_run(c, sql, name, NULL, -1, PGRES_TUPLES_OK);
+        REQUIRE(PQntuples(res) == 1);
+        r.len = PQgetlength(res, 0, 0);
+        r.value = malloc((size_t)r.len + 1);
+        REQUIRE(r.value != NULL);
+        memcpy(r.value, PQgetvalue(res, 0, 0), (size_t)r.len);
+        ((char *)r.value)[r.len] = '\0';
+        PQclear(res);
+        PQfinish(c);
+        return r;
+    }
     snprintf(sql, sizeof(sql), "SELECT value FROM %s WHERE name = ?1", table);
     sqlite3 *db = db_open();
     sqlite3_stmt *st = NULL;
     REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-    saved_row r;
     r.len = sqlite3_column_bytes(st, 0);
     r.value = malloc((size_t)r.len + 1);
     REQUIRE(r.value != NULL);
@@ -67,6 +125,15 @@ static saved_row row_value(const char *table, const char *name)
 static void set_value(const char *table, const char *name, const void *value, int len)
 {
     char sql[128];
+    if (use_pg) {
+        snprintf(sql, sizeof(sql), "UPDATE %s SET value = $2 WHERE name = $1", table);
+        PGconn *c = pg_open();
+        PGresult *res = pg_run(c, sql, name, value, len, PGRES_COMMAND_OK);
+        REQUIRE(strcmp(PQcmdTuples(res), "1") == 0);
+        PQclear(res);
+        PQfinish(c);
+        return;
+    }
     snprintf(sql, sizeof(sql), "UPDATE %s SET value = ?2 WHERE name = ?1", table);
     sqlite3 *db = db_open();
     sqlite3_stmt *st = NULL;
@@ -75,6 +142,28 @@ static void set_value(const char *table, const char *name, const void *value, in
     sqlite3_bind_blob(st, 2, value, len, SQLITE_STATIC);
     REQUIRE(sqlite3_step(st) == SQLITE_DONE);
     REQUIRE(sqlite3_changes(db) == 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* The name of the first key row in name order. */
+static void first_key(char out[P11KMS_KEY_ID_LEN + 1])
+{
+    static const char sql[] = "SELECT name FROM keys ORDER BY name LIMIT 1";
+    if (use_pg) {
+        PGconn *c = pg_open();
+        PGresult *res = pg_run(c, sql, NULL, NULL, -1, PGRES_TUPLES_OK);
+        REQUIRE(PQntuples(res) == 1);
+        snprintf(out, P11KMS_KEY_ID_LEN + 1, "%.*s", PQgetlength(res, 0, 0), PQgetvalue(res, 0, 0));
+        PQclear(res);
+        PQfinish(c);
+        return;
+    }
+    sqlite3 *db = db_open();
+    sqlite3_stmt *st = NULL;
+    REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    snprintf(out, P11KMS_KEY_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -133,6 +222,8 @@ static p11kms_key_state state_now(const char *ref)
 
 int main(void)
 {
+    const char *store = getenv("P11KMS_TEST_STORE");
+    use_pg = store != NULL && strcmp(store, "postgresql") == 0;
     snprintf(db_path, sizeof(db_path), "%s/p11kms.db", test_env("P11KMS_TEST_ROOT"));
     who = fx_principal("unix:user:tamper-tester");
     p11kms *svc = fx_open(NULL);
@@ -207,15 +298,8 @@ int main(void)
     db_exec("UPDATE keys SET version = version + 1 WHERE name = (SELECT name FROM keys ORDER BY "
             "name LIMIT 1)");
     {
-        sqlite3 *db = db_open();
-        sqlite3_stmt *st = NULL;
-        REQUIRE(sqlite3_prepare_v2(db, "SELECT name FROM keys ORDER BY name LIMIT 1", -1, &st,
-                                   NULL) == SQLITE_OK);
-        REQUIRE(sqlite3_step(st) == SQLITE_ROW);
         char first[P11KMS_KEY_ID_LEN + 1];
-        snprintf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-        sqlite3_close(db);
+        first_key(first);
         expect_refused("a row version changed by SQL", first, first);
         db_exec("UPDATE keys SET version = version - 1 WHERE name = (SELECT name FROM keys "
                 "ORDER BY name LIMIT 1)");

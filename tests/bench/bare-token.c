@@ -80,7 +80,7 @@ static void uuid_bytes(const char *text, uint8_t out[16])
         bench_die("bad key id %s", text);
 }
 
-bare_token *bare_open(const char *module, const char *label, const char *pin, const char *key_id)
+bare_token *bare_login(const char *module, const char *label, const char *pin)
 {
     bare_token *t = calloc(1, sizeof(*t));
     if (t == NULL)
@@ -98,7 +98,12 @@ bare_token *bare_open(const char *module, const char *label, const char *pin, co
     rv = t->f->C_Login(t->login, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
         ck(rv, "C_Login");
+    return t;
+}
 
+/* The object handle of version 1 of key_id, found by CKA_ID as an application would. */
+static CK_OBJECT_HANDLE find_version1(bare_token *t, const char *key_id)
+{
     /* Version 1 of the key: CKA_ID = 16-byte key id || u32 big-endian version. */
     uint8_t id[20];
     uuid_bytes(key_id, id);
@@ -113,8 +118,54 @@ bare_token *bare_open(const char *module, const char *label, const char *pin, co
     if (n != 1)
         bench_die("bare token: %lu key objects carry the id of key %s version 1, expected 1",
                   (unsigned long)n, key_id);
-    t->key = found[0];
+    return found[0];
+}
+
+bare_token *bare_open(const char *module, const char *label, const char *pin, const char *key_id)
+{
+    bare_token *t = bare_login(module, label, pin);
+    t->key = find_version1(t, key_id);
     return t;
+}
+
+void bare_find_key(bare_token *t, const char *key_id)
+{
+    (void)find_version1(t, key_id);
+}
+
+double bare_generate_keys(bare_token *t, unsigned count)
+{
+    CK_OBJECT_HANDLE *made = calloc(count ? count : 1, sizeof(*made));
+    if (made == NULL)
+        bench_die("out of memory");
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_AES;
+    CK_ULONG len = 32;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_MECHANISM m = {CKM_AES_KEY_GEN, NULL, 0};
+    double start = bench_now();
+    for (unsigned i = 0; i < count; i++) {
+        /* The attributes of a p11kms key version: a token key, sensitive, never extractable,
+         * encrypt/decrypt only, with a CKA_ID of its own. */
+        uint8_t id[20] = {0xbe, 0x4c};
+        memcpy(id + 2, &i, sizeof(i));
+        memcpy(id + 8, &start, sizeof(start));
+        CK_ATTRIBUTE tmpl[] = {
+            {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &type, sizeof(type)},
+            {CKA_VALUE_LEN, &len, sizeof(len)}, {CKA_TOKEN, &yes, sizeof(yes)},
+            {CKA_PRIVATE, &yes, sizeof(yes)},   {CKA_SENSITIVE, &yes, sizeof(yes)},
+            {CKA_EXTRACTABLE, &no, sizeof(no)}, {CKA_ENCRYPT, &yes, sizeof(yes)},
+            {CKA_DECRYPT, &yes, sizeof(yes)},   {CKA_WRAP, &no, sizeof(no)},
+            {CKA_UNWRAP, &no, sizeof(no)},      {CKA_ID, id, sizeof(id)},
+        };
+        ck(t->f->C_GenerateKey(t->login, &m, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &made[i]),
+           "C_GenerateKey");
+    }
+    double seconds = bench_now() - start;
+    for (unsigned i = 0; i < count; i++)
+        ck(t->f->C_DestroyObject(t->login, made[i]), "C_DestroyObject");
+    free(made);
+    return seconds;
 }
 
 void bare_close(bare_token *t)

@@ -35,6 +35,12 @@ typedef struct bench_opts {
     const char *only;     /* comma-separated figure numbers, NULL for all */
     const char *rng;      /* token.rng of the configurations; NULL: the library's default */
     unsigned count_batch; /* keys.count-batch; 0: the library's default */
+    /* The scale figures (--scale N keys instead of figures 1-8), on SQLite and, with --pg
+     * CONNINFO, PostgreSQL; --scale-stores LIST narrows them (NULL: both). */
+    unsigned scale;
+    const char *pg_store;
+    const char *scale_stores;
+    bool daemon; /* --daemon: the p11kmsd figure instead of figures 1-8 */
 } bench_opts;
 
 /* Whether figure number n ("1".."7") was selected with --only. */
@@ -146,6 +152,11 @@ void env_setup(bench_env *env, const bench_opts *o);
 void env_teardown(bench_env *env, bool keep);
 /* Writes the policy of the main token, allowing the user to use key_id (NULL: no key yet). */
 void env_write_main_policy(const bench_env *env, const char *key_id);
+/* One more token in a SoftHSM configuration of its own, with a configuration whose store is
+ * store (NULL: a SQLite file in the work directory) and a policy that lets the service use every
+ * key (the scale figures). */
+void env_add_token(bench_env *env, const bench_opts *o, bench_token *t, const char *label,
+                   const char *store);
 /* Selects the token's SoftHSM configuration and opens p11kms on it. */
 p11kms *env_open(const bench_token *t);
 void env_create_key(p11kms *svc, const bench_env *env, char id[P11KMS_KEY_ID_LEN + 1]);
@@ -165,6 +176,13 @@ typedef struct bare_token bare_token;
  * version 1 of key_id (the 36-character text form) by CKA_ID. */
 bare_token *bare_open(const char *module, const char *label, const char *pin, const char *key_id);
 void bare_close(bare_token *t);
+/* Loads the module, finds the token by label and logs in: what any application pays to start. */
+bare_token *bare_login(const char *module, const char *label, const char *pin);
+/* C_FindObjects of version 1 of key_id by CKA_ID (what a first use of a key must do). */
+void bare_find_key(bare_token *t, const char *key_id);
+/* Generates count AES-256 token keys with the attributes of a p11kms key version and returns the
+ * seconds that took; then destroys them (not timed), so the token's object count is unchanged. */
+double bare_generate_keys(bare_token *t, unsigned count);
 
 /* One session of the bare token, for one thread. */
 typedef struct bare_session bare_session;
@@ -208,6 +226,8 @@ void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r); /*
 void figure_policy(const bench_opts *o, bench_results *r);                    /* 6 */
 void figure_startup(bench_env *env, const bench_opts *o, bench_results *r);   /* 7 */
 void figure_audit(bench_env *env, const bench_opts *o, bench_results *r);     /* 8 */
+void figure_scale(bench_env *env, const bench_opts *o);  /* --scale, per store */
+void figure_daemon(bench_env *env, const bench_opts *o); /* --daemon */
 
 /* --- output -------------------------------------------------------------------------------- */
 

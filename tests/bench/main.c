@@ -44,6 +44,17 @@ static void usage(FILE *f)
         "  --rng token|openssl set token.rng in p11kms's configuration (default: the\n"
         "                      library's default), to measure its effect\n"
         "  --count-batch N     set keys.count-batch likewise\n"
+        "  --scale N           instead of figures 1-8, the scale figures with N keys on\n"
+        "                      fresh tokens: create-key vs bare C_GenerateKey at the same\n"
+        "                      object count, maintain at N/4, N/2, N, p11kms_open vs bare\n"
+        "                      C_Initialize+C_Login, list-keys, first use of a key, encrypt\n"
+        "                      with a random key of N vs one; SQLite, and PostgreSQL with --pg\n"
+        "  --pg CONNINFO       the PostgreSQL database of the scale figures (an empty one)\n"
+        "  --scale-stores LIST sqlite, postgresql or both (default: both, PostgreSQL only\n"
+        "                      with --pg)\n"
+        "  --daemon            instead of figures 1-8, Encrypt 32 B through p11kmsd over its\n"
+        "                      Unix socket with 1, 4 and 16 keep-alive connections vs\n"
+        "                      p11kms_encrypt in-process with as many threads\n"
         "  --smoke             a few operations per side (a test that the tool works;\n"
         "                      implies --rounds 1 --keys 4 unless given)\n"
         "  --module PATH       PKCS#11 module (default %s)\n"
@@ -115,7 +126,11 @@ int main(int argc, char **argv)
         OPT_WORKDIR,
         OPT_KEEP,
         OPT_CHECK,
-        OPT_HELP
+        OPT_HELP,
+        OPT_SCALE,
+        OPT_PG,
+        OPT_SCALE_STORES,
+        OPT_DAEMON
     };
     static const struct option longs[] = {
         {"duration", required_argument, NULL, OPT_DURATION},
@@ -133,6 +148,10 @@ int main(int argc, char **argv)
         {"keep", no_argument, NULL, OPT_KEEP},
         {"check-json", required_argument, NULL, OPT_CHECK},
         {"help", no_argument, NULL, OPT_HELP},
+        {"scale", required_argument, NULL, OPT_SCALE},
+        {"pg", required_argument, NULL, OPT_PG},
+        {"scale-stores", required_argument, NULL, OPT_SCALE_STORES},
+        {"daemon", no_argument, NULL, OPT_DAEMON},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -183,6 +202,20 @@ int main(int argc, char **argv)
             break;
         case OPT_CHECK:
             return report_check_json(optarg) == 0 ? 0 : 1;
+        case OPT_SCALE:
+            o.scale = (unsigned)number("--scale", optarg, 4, 1000000);
+            break;
+        case OPT_PG:
+            o.pg_store = optarg;
+            break;
+        case OPT_SCALE_STORES:
+            if (strstr(optarg, "sqlite") == NULL && strstr(optarg, "postgresql") == NULL)
+                bench_die("--scale-stores: '%s' names neither sqlite nor postgresql", optarg);
+            o.scale_stores = optarg;
+            break;
+        case OPT_DAEMON:
+            o.daemon = true;
+            break;
         case OPT_HELP:
             usage(stdout);
             return 0;
@@ -209,6 +242,16 @@ int main(int argc, char **argv)
     static bench_results r;
     bench_env env;
     env_setup(&env, &o);
+    if (o.daemon) {
+        figure_daemon(&env, &o);
+        env_teardown(&env, o.keep);
+        return 0;
+    }
+    if (o.scale != 0) {
+        figure_scale(&env, &o);
+        env_teardown(&env, o.keep);
+        return 0;
+    }
     figures_token(&env, &o, &r);
     figure_many_keys(&env, &o, &r);
     figure_policy(&o, &r);

@@ -96,8 +96,9 @@ static void make_workdir(bench_env *env, const bench_opts *o)
 }
 
 /* The library's defaults, unless --rng or --count-batch ask otherwise (to measure their effect). */
-static void write_config(const bench_env *env, const bench_opts *o, const char *label,
-                         const char *name, const char *policy, char *path, size_t size)
+static void write_config_store(const bench_env *env, const bench_opts *o, const char *label,
+                               const char *name, const char *policy, const char *store, char *path,
+                               size_t size)
 {
     path_in(path, size, env->dir, name);
     char rng[64] = "", batch[64] = "";
@@ -117,11 +118,18 @@ static void write_config(const bench_env *env, const bench_opts *o, const char *
              "keys:\n"
              "  lock-file: %s/%s.lock\n"
              "%s"
-             "store: \"sqlite:%s/%s.db\"\n"
+             "store: \"%s\"\n"
              "policy: %s\n",
-             label, env->module, label, env->dir, rng, env->dir, label, batch, env->dir, label,
-             policy);
+             label, env->module, label, env->dir, rng, env->dir, label, batch, store, policy);
     write_text(path, text);
+}
+
+static void write_config(const bench_env *env, const bench_opts *o, const char *label,
+                         const char *name, const char *policy, char *path, size_t size)
+{
+    char store[600];
+    snprintf(store, sizeof(store), "sqlite:%s/%s.db", env->dir, label);
+    write_config_store(env, o, label, name, policy, store, path, size);
 }
 
 /* The policy of a realistic deployment: administrators manage and never use, the service uses
@@ -242,6 +250,23 @@ static void make_token(const bench_env *env, const bench_opts *o, bench_token *t
     write_text(t->softhsm_conf, text);
     setenv("SOFTHSM2_CONF", t->softhsm_conf, 1);
     init_token(env, o, label, so_pin);
+}
+
+void env_add_token(bench_env *env, const bench_opts *o, bench_token *t, const char *label,
+                   const char *store)
+{
+    const char *so = getenv("P11KMS_TEST_SO_PIN");
+    make_token(env, o, t, label, !env->own_token && so != NULL ? so : BENCH_SO_PIN);
+    char name[80], sqlite[600];
+    snprintf(name, sizeof(name), "%s-policy.yaml", label);
+    path_in(t->policy, sizeof(t->policy), env->dir, name);
+    write_policy(t->policy, "\"*\"");
+    snprintf(name, sizeof(name), "%s.yaml", label);
+    if (store == NULL) {
+        snprintf(sqlite, sizeof(sqlite), "sqlite:%s/%s.db", env->dir, label);
+        store = sqlite;
+    }
+    write_config_store(env, o, label, name, t->policy, store, t->config, sizeof(t->config));
 }
 
 void env_setup(bench_env *env, const bench_opts *o)

@@ -1,0 +1,306 @@
+#include "config.h"
+
+/* The daemon figure (issue 8): Encrypt 32 B through p11kmsd over its Unix socket with 1, 4 and 16
+ * concurrent keep-alive connections, against p11kms_encrypt in this process with as many threads,
+ * on the same token and key, in one run. The client is a minimal HTTP/1.1 writer and reader on
+ * plain sockets (a benchmark client, not a general one): it sends the AWS JSON 1.1 request and
+ * reads the status line, Content-Length and body of each reply. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "bench.h"
+
+#define MAX_LAT (1u << 20)
+
+typedef struct daemon_fix {
+    bench_env *env;
+    p11kms *svc;
+    char sock[600];
+    char request[2048];
+    size_t request_len;
+    uint8_t pt[32];
+} daemon_fix;
+
+typedef struct conn {
+    daemon_fix *x;
+    int fd;
+    char buf[8192];
+    double *lat;
+    unsigned nlat;
+} conn;
+
+/* sun_path of sock; the work directory's path must leave room for it. */
+static struct sockaddr_un unix_addr(const char *sock)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    size_t n = strlen(sock);
+    if (n >= sizeof(a.sun_path))
+        bench_die("socket path too long for a Unix socket: %s", sock);
+    memcpy(a.sun_path, sock, n + 1);
+    return a;
+}
+
+static void *conn_setup(void *arg, unsigned thread)
+{
+    (void)thread;
+    conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        bench_die("out of memory");
+    c->x = arg;
+    c->lat = malloc(MAX_LAT * sizeof(double));
+    if (c->lat == NULL)
+        bench_die("out of memory");
+    c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = unix_addr(c->x->sock);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        bench_die("connect %s: %s", c->x->sock, strerror(errno));
+    return c;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            bench_die("write to p11kmsd: %s", strerror(errno));
+        p += w, n -= (size_t)w;
+    }
+}
+
+/* One request and its whole reply; ends the run unless the reply is 200. */
+static void op_http(void *state)
+{
+    conn *c = state;
+    double t0 = bench_now();
+    write_all(c->fd, c->x->request, c->x->request_len);
+    size_t have = 0, need = 0;
+    char *body = NULL;
+    for (;;) {
+        if (have == sizeof(c->buf) - 1)
+            bench_die("p11kmsd reply larger than %zu bytes", sizeof(c->buf));
+        ssize_t r = read(c->fd, c->buf + have, sizeof(c->buf) - 1 - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            bench_die("p11kmsd closed the connection");
+        have += (size_t)r;
+        c->buf[have] = '\0';
+        if (body == NULL && (body = strstr(c->buf, "\r\n\r\n")) != NULL) {
+            body += 4;
+            if (strncmp(c->buf, "HTTP/1.1 200", 12) != 0)
+                bench_die("p11kmsd answered: %.200s", c->buf);
+            const char *cl = strcasestr(c->buf, "\r\ncontent-length:");
+            if (cl == NULL || cl > body)
+                bench_die("p11kmsd reply without Content-Length");
+            need = (size_t)(body - c->buf) + strtoul(cl + 17, NULL, 10);
+        }
+        if (body != NULL && have >= need)
+            break;
+    }
+    if (c->nlat < MAX_LAT)
+        c->lat[c->nlat++] = bench_now() - t0;
+}
+
+static void conn_teardown(void *state)
+{
+    conn *c = state;
+    close(c->fd);
+    /* Latencies are collected by the figure from the kept array. */
+}
+
+static void *lib_setup(void *arg, unsigned thread)
+{
+    (void)thread;
+    return arg;
+}
+
+static void op_lib(void *arg)
+{
+    daemon_fix *x = arg;
+    p11kms_result r;
+    p11kms_error e = {0};
+    p11kms_err rc;
+    do
+        rc = p11kms_encrypt(x->svc, x->env->user, x->env->main_id, x->env->ctx, x->pt,
+                            sizeof(x->pt), &r, &e);
+    while (bench_retry(rc, &e));
+    bench_check(rc, &e, "p11kms_encrypt");
+    p11kms_result_free(&r);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The connections of one measurement, kept to read their latencies. */
+static conn *kept[BENCH_MAX_THREADS];
+static unsigned nkept;
+
+static void *conn_setup_kept(void *arg, unsigned thread)
+{
+    conn *c = conn_setup(arg, thread);
+    kept[__atomic_fetch_add(&nkept, 1, __ATOMIC_SEQ_CST)] = c;
+    return c;
+}
+
+static pid_t start_daemon(const bench_env *env, const char *config, const char *sock)
+{
+    char log[600];
+    snprintf(log, sizeof(log), "%s/p11kmsd.log", env->dir);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0)
+            dup2(fd, 2);
+        char path[600];
+        snprintf(path, sizeof(path), "%s/p11kmsd", BENCH_BUILDDIR);
+        execl(path, path, "--config", config, "--socket", sock, "--threads", "16", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 300; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = unix_addr(sock);
+        int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            bench_die("p11kmsd exited at start (see %s)", log);
+        usleep(100000);
+    }
+    kill(pid, SIGKILL);
+    bench_die("p11kmsd did not listen on %s within 30 s (see %s)", sock, log);
+}
+
+void figure_daemon(bench_env *env, const bench_opts *o)
+{
+    env_main_key(env, NULL);
+    /* The daemon's own configuration: the main token and store, its policy file (the caller is
+     * this process's uid, so the service's statement also names that uid). */
+    char config[600], policy[600], text[4096];
+    snprintf(config, sizeof(config), "%s/daemon.yaml", env->dir);
+    snprintf(policy, sizeof(policy), "%s/daemon-policy.yaml", env->dir);
+    FILE *in = fopen(env->main.policy, "r");
+    FILE *out = fopen(policy, "w");
+    if (in == NULL || out == NULL)
+        bench_die("cannot copy %s", env->main.policy);
+    while (fgets(text, sizeof(text), in) != NULL) {
+        if (strstr(text, "principals: [group:services]") != NULL)
+            fprintf(out, "    principals: [group:services, \"unix:uid:%u\"]\n", (unsigned)getuid());
+        else
+            fputs(text, out);
+    }
+    fclose(in);
+    fclose(out);
+    in = fopen(env->main.config, "r");
+    out = fopen(config, "w");
+    if (in == NULL || out == NULL)
+        bench_die("cannot copy %s", env->main.config);
+    while (fgets(text, sizeof(text), in) != NULL) {
+        if (strncmp(text, "policy:", 7) == 0)
+            fprintf(out, "policy: %s\n", policy);
+        else
+            fputs(text, out);
+    }
+    fclose(in);
+    fclose(out);
+    chmod(config, 0600);
+    chmod(policy, 0600);
+
+    daemon_fix x = {.env = env};
+    memset(x.pt, 0x5a, sizeof(x.pt));
+    snprintf(x.sock, sizeof(x.sock), "%s/p11kmsd.sock", env->dir);
+    char b64[64];
+    EVP_EncodeBlock((unsigned char *)b64, x.pt, sizeof(x.pt));
+    char body[1024];
+    int blen = snprintf(body, sizeof(body),
+                        "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\",\"EncryptionContext\":{"
+                        "\"aws:redshift:arn\":\"arn:aws:redshift:us-east-1:123456789012:cluster:"
+                        "bench-cluster\",\"aws:redshift:createtime\":\"20240115T093000Z\"}}",
+                        env->main_id, b64);
+    x.request_len = (size_t)snprintf(x.request, sizeof(x.request),
+                                     "POST / HTTP/1.1\r\nHost: localhost\r\n"
+                                     "X-Amz-Target: TrentService.Encrypt\r\n"
+                                     "Content-Type: application/x-amz-json-1.1\r\n"
+                                     "Content-Length: %d\r\n\r\n%s",
+                                     blen, body);
+    setenv("SOFTHSM2_CONF", env->main.softhsm_conf, 1);
+    pid_t pid = start_daemon(env, config, x.sock);
+    bench_token t = env->main;
+    snprintf(t.config, sizeof(t.config), "%s", config);
+    x.svc = env_open(&t);
+
+    printf("\ndaemon: Encrypt 32 B through p11kmsd (Unix socket, keep-alive) vs p11kms_encrypt "
+           "in-process, same token and key, median of %u rounds\n",
+           o->rounds);
+    printf("  %5s %14s %14s %8s %10s %10s\n", "conns", "p11kmsd", "in-process", "ratio", "p50",
+           "p99");
+    static const unsigned conns[] = {1, 4, 16};
+    uint64_t max_ops = o->smoke ? o->smoke_ops : 0;
+    for (unsigned k = 0; k < 3; k++) {
+        unsigned n = conns[k];
+        double ra[BENCH_MAX_ROUNDS], rb[BENCH_MAX_ROUNDS], ratio[BENCH_MAX_ROUNDS];
+        double *lat = NULL;
+        size_t nlat = 0;
+        for (unsigned r = 0; r < o->rounds; r++) {
+            nkept = 0;
+            bench_side a = {.label = "p11kmsd",
+                            .setup = conn_setup_kept,
+                            .op = op_http,
+                            .teardown = conn_teardown,
+                            .arg = &x};
+            bench_side b = {.label = "in-process", .setup = lib_setup, .op = op_lib, .arg = &x};
+            side_run sa = bench_run_side(&a, n, o->duration, max_ops);
+            side_run sb = bench_run_side(&b, n, o->duration, max_ops);
+            ra[r] = sa.ops / sa.seconds;
+            rb[r] = sb.ops / sb.seconds;
+            ratio[r] = ra[r] / rb[r];
+            for (unsigned i = 0; i < nkept; i++) {
+                conn *c = kept[i];
+                double *grown = realloc(lat, (nlat + c->nlat + 1) * sizeof(double));
+                if (grown == NULL)
+                    bench_die("out of memory");
+                lat = grown;
+                memcpy(lat + nlat, c->lat, c->nlat * sizeof(double));
+                nlat += c->nlat;
+                free(c->lat);
+                free(c);
+            }
+        }
+        if (nlat == 0)
+            bench_die("no request measured");
+        qsort(lat, nlat, sizeof(double), cmp_double);
+        printf("  %5u %12.0f/s %12.0f/s %7.3fx %7.0f us %7.0f us%s\n", n,
+               bench_median(ra, o->rounds), bench_median(rb, o->rounds),
+               bench_median(ratio, o->rounds), lat[nlat / 2] * 1e6,
+               lat[(size_t)((double)nlat * 0.99)] * 1e6, n == 4 ? "  (goal >= 0.60x)" : "");
+        free(lat);
+        fflush(stdout);
+    }
+    p11kms_close(x.svc);
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bench_die("p11kmsd did not exit 0 on SIGTERM (see %s/p11kmsd.log)", env->dir);
+}

@@ -146,7 +146,7 @@ static void write_policy(const char *path, const char *use_keys)
                      "  - sid: admins-create\n"
                      "    effect: allow\n"
                      "    principals: [group:key-admins]\n"
-                     "    actions: [create-key, list-keys, list-aliases]\n"
+                     "    actions: [create-key, list-keys, list-aliases, maintain]\n"
                      "statements:\n"
                      "  - sid: admins-manage\n"
                      "    effect: allow\n"

@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
@@ -15,34 +16,47 @@
 
 /* --- layout --------------------------------------------------------------------------------- */
 
-size_t blob_header_len(uint8_t type)
+uint8_t blob_current_version(uint8_t type)
 {
     switch (type) {
     case BLOB_TYPE_MASTER:
-        return BLOB_MASTER_HEADER_LEN;
+        return BLOB_VERSION_1;
     case BLOB_TYPE_CHILD:
-        return BLOB_CHILD_HEADER_LEN;
+        return BLOB_VERSION_2;
     default:
         return 0;
     }
 }
 
+size_t blob_header_len(uint8_t version, uint8_t type)
+{
+    if (version == BLOB_VERSION_1 && type == BLOB_TYPE_MASTER)
+        return BLOB_MASTER_HEADER_LEN;
+    if (version == BLOB_VERSION_1 && type == BLOB_TYPE_CHILD)
+        return BLOB_CHILD_V1_HEADER_LEN;
+    if (version == BLOB_VERSION_2 && type == BLOB_TYPE_CHILD)
+        return BLOB_CHILD_HEADER_LEN;
+    return 0; /* version 2 defines no MASTER layout: master keys count their encryptions */
+}
+
 size_t blob_len(uint8_t type, size_t plaintext_len)
 {
-    size_t h = blob_header_len(type);
+    size_t h = blob_header_len(blob_current_version(type), type);
     return h != 0 ? BLOB_OVERHEAD(h) + plaintext_len : 0;
 }
 
 p11kms_err blob_header_encode(const blob_header *h, uint8_t out[BLOB_HEADER_MAX], size_t *len,
                               p11kms_error *err)
 {
-    if (blob_header_len(h->type) == 0)
-        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: unknown blob type 0x%02x", h->type);
+    uint8_t version = h->version != 0 ? h->version : blob_current_version(h->type);
+    if (blob_header_len(version, h->type) == 0)
+        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: unknown blob type 0x%02x (version %u)",
+                            h->type, version);
     if (h->alg != BLOB_ALG_AES_256_GCM)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: unknown algorithm 0x%02x", h->alg);
     buf_writer w;
     buf_writer_init(&w, out, BLOB_HEADER_MAX);
-    buf_write_u8(&w, BLOB_VERSION);
+    buf_write_u8(&w, version);
     buf_write_u8(&w, h->type);
     buf_write_u8(&w, h->alg);
     if (h->type == BLOB_TYPE_MASTER) {
@@ -50,6 +64,8 @@ p11kms_err blob_header_encode(const blob_header *h, uint8_t out[BLOB_HEADER_MAX]
         buf_write_u32be(&w, h->key_version);
     } else {
         buf_write_bytes(&w, h->kcv, BLOB_KCV_LEN);
+        if (version == BLOB_VERSION_2)
+            buf_write_bytes(&w, h->salt, BLOB_SALT_LEN);
     }
     *len = buf_writer_len(&w); /* cannot overflow: BLOB_HEADER_MAX is the larger header */
     return P11KMS_OK;
@@ -66,8 +82,7 @@ p11kms_err blob_aad(const uint8_t *header, size_t header_len, const enc_context 
                     size_t cap, size_t *aad_len, p11kms_error *err)
 {
     /* Only a well-formed header keeps the AAD unambiguous (see doc/ciphertext-format.md). */
-    if (header == NULL || header_len < 3 || header[0] != BLOB_VERSION ||
-        blob_header_len(header[1]) != header_len)
+    if (header == NULL || header_len < 3 || blob_header_len(header[0], header[1]) != header_len)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: AAD built from a malformed header");
     buf_writer w;
     buf_writer_init(&w, out, cap);
@@ -127,15 +142,16 @@ p11kms_err blob_parse(const uint8_t *blob, size_t len, blob_view *v, p11kms_erro
     buf_reader_init(&r, blob, len);
     if (!buf_read_u8(&r, &v->version))
         return P11KMS_RAISE(err, P11KMS_E_INVALID_CIPHERTEXT, "ciphertext blob: empty");
-    if (v->version != BLOB_VERSION)
+    if (v->version != BLOB_VERSION_1 && v->version != BLOB_VERSION_2)
         return P11KMS_RAISE(err, P11KMS_E_INVALID_CIPHERTEXT,
                             "ciphertext blob: unknown format version %u", v->version);
     if (!buf_read_u8(&r, &v->type))
         return invalid(err, "blob type");
-    v->header_len = blob_header_len(v->type);
+    v->header_len = blob_header_len(v->version, v->type);
     if (v->header_len == 0)
         return P11KMS_RAISE(err, P11KMS_E_INVALID_CIPHERTEXT,
-                            "ciphertext blob: unknown blob type %u", v->type);
+                            "ciphertext blob: unknown blob type %u for format version %u", v->type,
+                            v->version);
     if (!buf_read_u8(&r, &v->alg))
         return invalid(err, "algorithm");
     if (v->alg != BLOB_ALG_AES_256_GCM)
@@ -149,6 +165,8 @@ p11kms_err blob_parse(const uint8_t *blob, size_t len, blob_view *v, p11kms_erro
     } else {
         if (!buf_read_ref(&r, BLOB_KCV_LEN, &v->kcv))
             return invalid(err, "parent key check value");
+        if (v->version == BLOB_VERSION_2 && !buf_read_ref(&r, BLOB_SALT_LEN, &v->salt))
+            return invalid(err, "salt");
     }
     v->header = blob;
     if (!buf_read_ref(&r, BLOB_IV_LEN, &v->iv))
@@ -179,6 +197,7 @@ p11kms_err blob_parse(const uint8_t *blob, size_t len, blob_view *v, p11kms_erro
 void blob_view_header(const blob_view *v, blob_header *out)
 {
     memset(out, 0, sizeof(*out));
+    out->version = v->version;
     out->type = v->type;
     out->alg = v->alg;
     if (v->key_id != NULL)
@@ -186,6 +205,8 @@ void blob_view_header(const blob_view *v, blob_header *out)
     out->key_version = v->key_version;
     if (v->kcv != NULL)
         memcpy(out->kcv, v->kcv, BLOB_KCV_LEN);
+    if (v->salt != NULL)
+        memcpy(out->salt, v->salt, BLOB_SALT_LEN);
 }
 
 /* --- key check value ------------------------------------------------------------------------ */
@@ -227,13 +248,24 @@ p11kms_err blob_kcv(OSSL_LIB_CTX *libctx, const uint8_t *key, size_t key_len,
  * or open builds its AES-GCM context from them and frees it (which cleanses the key schedule)
  * before returning: OpenSSL allocates cipher contexts on the ordinary heap, so a context kept
  * for the key's lifetime would leave the key schedule in dumpable, swappable memory for hours.
- * The cost, measured by figure 4 of tests/bench, is in doc/BENCHMARKS.md. */
+ * The cost, measured by figure 4 of tests/bench, is in doc/BENCHMARKS.md.
+ *
+ * Beside the key itself the secure block holds two derived keys: the one version-2 CHILD blobs
+ * are sealed under now (seal_salt), and the last other one a blob was opened or sealed under
+ * (other_salt), so that unwrapping many children of another open costs one derivation. */
+enum { SECRET_KEY = 0, SECRET_SEAL = BLOB_KEY_LEN, SECRET_OTHER = 2 * BLOB_KEY_LEN };
+#define SECRET_LEN (3 * BLOB_KEY_LEN)
+
 struct blob_key {
     OSSL_LIB_CTX *libctx;
     EVP_CIPHER *cipher;
-    uint8_t *key; /* BLOB_KEY_LEN bytes in the secure heap */
+    EVP_KDF *hkdf;
+    uint8_t *secret; /* SECRET_LEN bytes in the secure heap */
     uint8_t kcv[BLOB_KCV_LEN];
-    uint8_t child_header[BLOB_CHILD_HEADER_LEN]; /* the same for every CHILD blob of this key */
+    bool seal_ready, other_ready;
+    uint8_t seal_salt[BLOB_SALT_LEN], other_salt[BLOB_SALT_LEN];
+    uint64_t seals, seal_limit; /* blobs sealed under the current seal salt, and the bound */
+    uint8_t child_header[BLOB_CHILD_HEADER_LEN]; /* version 2, with the current seal salt */
     uint8_t *aad; /* aad_inline, or a heap buffer once a larger context was seen */
     size_t aad_cap;
     uint8_t aad_inline[AAD_INLINE];
@@ -243,8 +275,9 @@ void blob_key_free(blob_key *k)
 {
     if (k == NULL)
         return;
-    OPENSSL_secure_clear_free(k->key, BLOB_KEY_LEN);
+    OPENSSL_secure_clear_free(k->secret, SECRET_LEN);
     EVP_CIPHER_free(k->cipher);
+    EVP_KDF_free(k->hkdf);
     if (k->aad != k->aad_inline)
         free(k->aad);
     free(k);
@@ -263,21 +296,15 @@ p11kms_err blob_key_new(OSSL_LIB_CTX *libctx, const uint8_t *key, size_t key_len
     k->libctx = libctx;
     k->aad = k->aad_inline;
     k->aad_cap = sizeof(k->aad_inline);
+    k->seal_limit = BLOB_DERIVED_KEY_SEALS;
     p11kms_err rc = blob_kcv(libctx, key, key_len, k->kcv, err);
     if (rc == P11KMS_OK) {
-        blob_header h = {.type = BLOB_TYPE_CHILD, .alg = BLOB_ALG_AES_256_GCM};
-        uint8_t header[BLOB_HEADER_MAX];
-        size_t hlen;
-        memcpy(h.kcv, k->kcv, BLOB_KCV_LEN);
-        rc = blob_header_encode(&h, header, &hlen, err);
-        memcpy(k->child_header, header, sizeof(k->child_header));
-    }
-    if (rc == P11KMS_OK) {
         k->cipher = EVP_CIPHER_fetch(libctx, "AES-256-GCM", NULL);
-        k->key = OPENSSL_secure_malloc(BLOB_KEY_LEN);
-        if (k->key != NULL)
-            memcpy(k->key, key, BLOB_KEY_LEN);
-        if (k->cipher == NULL || k->key == NULL) {
+        k->hkdf = EVP_KDF_fetch(libctx, "HKDF", NULL);
+        k->secret = OPENSSL_secure_zalloc(SECRET_LEN);
+        if (k->secret != NULL)
+            memcpy(k->secret + SECRET_KEY, key, BLOB_KEY_LEN);
+        if (k->cipher == NULL || k->hkdf == NULL || k->secret == NULL) {
             ERR_clear_error();
             rc = P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob key: cannot set up AES-256-GCM");
         }
@@ -293,6 +320,105 @@ p11kms_err blob_key_new(OSSL_LIB_CTX *libctx, const uint8_t *key, size_t key_len
 const uint8_t *blob_key_kcv(const blob_key *k)
 {
     return k->kcv;
+}
+
+void blob_key_set_seal_limit(blob_key *k, uint64_t seals)
+{
+    k->seal_limit = seals >= 1 && seals <= BLOB_DERIVED_KEY_SEALS ? seals : BLOB_DERIVED_KEY_SEALS;
+}
+
+/* out = HKDF-SHA256(IKM = key, salt, info = BLOB_CHILD_KEY_INFO), BLOB_KEY_LEN bytes. */
+static p11kms_err hkdf(EVP_KDF *kdf, const uint8_t *key, const uint8_t salt[BLOB_SALT_LEN],
+                       uint8_t *out, p11kms_error *err)
+{
+    static const char info[] = BLOB_CHILD_KEY_INFO;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, BLOB_KEY_LEN),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, BLOB_SALT_LEN),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, sizeof(info) - 1),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_KDF_CTX *kctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+    bool ok = kctx != NULL && EVP_KDF_derive(kctx, out, BLOB_KEY_LEN, params) == 1;
+    EVP_KDF_CTX_free(kctx); /* cleanses the pseudorandom key */
+    if (!ok) {
+        ERR_clear_error();
+        OPENSSL_cleanse(out, BLOB_KEY_LEN);
+        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: HKDF-SHA256 failed");
+    }
+    return P11KMS_OK;
+}
+
+static p11kms_err derive(blob_key *k, const uint8_t salt[BLOB_SALT_LEN], uint8_t *out,
+                         p11kms_error *err)
+{
+    return hkdf(k->hkdf, k->secret + SECRET_KEY, salt, out, err);
+}
+
+p11kms_err blob_derive_child_key(OSSL_LIB_CTX *libctx, const uint8_t key[BLOB_KEY_LEN],
+                                 const uint8_t salt[BLOB_SALT_LEN], uint8_t out[BLOB_KEY_LEN],
+                                 p11kms_error *err)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(libctx, "HKDF", NULL);
+    p11kms_err rc = hkdf(kdf, key, salt, out, err);
+    EVP_KDF_free(kdf);
+    return rc;
+}
+
+/* The AES key a blob with this (well-formed) header is sealed under: the key itself, or for a
+ * version-2 CHILD header the key derived from the header's salt, from a slot or derived now. */
+static p11kms_err key_for_header(blob_key *k, const uint8_t *header, const uint8_t **key,
+                                 p11kms_error *err)
+{
+    if (header[0] != BLOB_VERSION_2 || header[1] != BLOB_TYPE_CHILD) {
+        *key = k->secret + SECRET_KEY;
+        return P11KMS_OK;
+    }
+    const uint8_t *salt = header + 3 + BLOB_KCV_LEN;
+    if (k->seal_ready && memcmp(salt, k->seal_salt, BLOB_SALT_LEN) == 0) {
+        *key = k->secret + SECRET_SEAL;
+        return P11KMS_OK;
+    }
+    if (!k->other_ready || memcmp(salt, k->other_salt, BLOB_SALT_LEN) != 0) {
+        k->other_ready = false;
+        p11kms_err rc = derive(k, salt, k->secret + SECRET_OTHER, err);
+        if (rc != P11KMS_OK)
+            return rc;
+        memcpy(k->other_salt, salt, BLOB_SALT_LEN);
+        k->other_ready = true;
+    }
+    *key = k->secret + SECRET_OTHER;
+    return P11KMS_OK;
+}
+
+/* Makes sure the current sealing key may seal one more blob: a fresh salt and key when there is
+ * none yet or the current one reached its bound. Counts the seal. */
+static p11kms_err take_seal(blob_key *k, p11kms_error *err)
+{
+    if (!k->seal_ready || k->seals >= k->seal_limit) {
+        k->seal_ready = false;
+        if (RAND_bytes_ex(k->libctx, k->seal_salt, BLOB_SALT_LEN, 0) != 1) {
+            ERR_clear_error();
+            return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: no random salt from the DRBG");
+        }
+        p11kms_err rc = derive(k, k->seal_salt, k->secret + SECRET_SEAL, err);
+        if (rc != P11KMS_OK)
+            return rc;
+        blob_header h = {
+            .version = BLOB_VERSION_2, .type = BLOB_TYPE_CHILD, .alg = BLOB_ALG_AES_256_GCM};
+        uint8_t header[BLOB_HEADER_MAX];
+        size_t hlen;
+        memcpy(h.kcv, k->kcv, BLOB_KCV_LEN);
+        memcpy(h.salt, k->seal_salt, BLOB_SALT_LEN);
+        if ((rc = blob_header_encode(&h, header, &hlen, err)) != P11KMS_OK)
+            return rc;
+        memcpy(k->child_header, header, sizeof(k->child_header));
+        k->seals = 0;
+        k->seal_ready = true;
+    }
+    k->seals++;
+    return P11KMS_OK;
 }
 
 /* The AAD in the key's scratch space, grown (and kept) for a context larger than seen before. */
@@ -335,8 +461,9 @@ seal(blob_key *k, const uint8_t *header, size_t hlen, const uint8_t *iv, const e
 {
     uint8_t random_iv[BLOB_IV_LEN];
     size_t aad_len = 0;
+    const uint8_t *key = NULL;
     p11kms_err rc = check_plaintext_len(pt_len, err);
-    if (rc != P11KMS_OK)
+    if (rc != P11KMS_OK || (rc = key_for_header(k, header, &key, err)) != P11KMS_OK)
         return rc;
     if (cap < BLOB_OVERHEAD(hlen) + pt_len)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: buffer of %zu bytes too small for %zu",
@@ -366,7 +493,7 @@ seal(blob_key *k, const uint8_t *header, size_t hlen, const uint8_t *iv, const e
         OSSL_PARAM_construct_end(),
     };
     EVP_CIPHER_CTX *enc = EVP_CIPHER_CTX_new();
-    bool ok = enc != NULL && EVP_EncryptInit_ex2(enc, k->cipher, k->key, iv, NULL) &&
+    bool ok = enc != NULL && EVP_EncryptInit_ex2(enc, k->cipher, key, iv, NULL) &&
               EVP_EncryptUpdate(enc, NULL, &n, k->aad, (int)aad_len) &&
               EVP_EncryptUpdate(enc, ct, &n, pt, (int)pt_len) && (size_t)n == pt_len &&
               EVP_EncryptFinal_ex(enc, ct + n, &fin) && fin == 0 &&
@@ -399,15 +526,17 @@ p11kms_err blob_key_open(blob_key *k, const blob_view *v, const enc_context *ctx
     uint8_t scratch[BLOB_MAX_PLAINTEXT];
     uint8_t tag[BLOB_TAG_LEN];
     size_t aad_len = 0;
+    const uint8_t *key = NULL;
     if (v->ciphertext_len == 0 || v->ciphertext_len > BLOB_MAX_PLAINTEXT || v->header == NULL ||
-        v->header_len != blob_header_len(v->type))
+        v->header_len != blob_header_len(v->version, v->type) || v->header[0] != v->version ||
+        v->header[1] != v->type)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "blob: open of an unparsed blob");
     if (cap < v->ciphertext_len)
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL,
                             "blob: plaintext buffer of %zu bytes too small for %zu", cap,
                             v->ciphertext_len);
     p11kms_err rc = key_aad(k, v->header, v->header_len, ctx, &aad_len, err);
-    if (rc != P11KMS_OK)
+    if (rc != P11KMS_OK || (rc = key_for_header(k, v->header, &key, err)) != P11KMS_OK)
         return rc;
     memcpy(tag, v->tag, BLOB_TAG_LEN);
     OSSL_PARAM params[] = {
@@ -416,7 +545,7 @@ p11kms_err blob_key_open(blob_key *k, const blob_view *v, const enc_context *ctx
     };
     int n = 0, fin = 0;
     EVP_CIPHER_CTX *dec = EVP_CIPHER_CTX_new();
-    if (dec == NULL || !EVP_DecryptInit_ex2(dec, k->cipher, k->key, v->iv, NULL) ||
+    if (dec == NULL || !EVP_DecryptInit_ex2(dec, k->cipher, key, v->iv, NULL) ||
         !EVP_CIPHER_CTX_set_params(dec, params) ||
         !EVP_DecryptUpdate(dec, NULL, &n, k->aad, (int)aad_len) ||
         !EVP_DecryptUpdate(dec, scratch, &n, v->ciphertext, (int)v->ciphertext_len) ||
@@ -441,6 +570,9 @@ p11kms_err blob_child_seal(blob_key *parent, const uint8_t *iv, const enc_contex
                            const uint8_t *pt, size_t pt_len, uint8_t *out, size_t cap, size_t *len,
                            p11kms_error *err)
 {
+    p11kms_err rc = take_seal(parent, err);
+    if (rc != P11KMS_OK)
+        return rc;
     return seal(parent, parent->child_header, sizeof(parent->child_header), iv, ctx, pt, pt_len,
                 out, cap, len, err);
 }

@@ -2,6 +2,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,10 +74,10 @@ static void test_round_trips(blob_key *a)
         for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
             size_t n = lens[i], blen = 0, olen = 0;
             CHECK_OK(blob_child_seal(a, NULL, ctx, pt, n, blob, sizeof(blob), &blen, &e), &e);
-            CHECK(blen == blob_len(BLOB_TYPE_CHILD, n) && blen == BLOB_OVERHEAD(11) + n);
-            CHECK(blob[0] == 1 && blob[1] == 2 && blob[2] == 1);
+            CHECK(blen == blob_len(BLOB_TYPE_CHILD, n) && blen == BLOB_OVERHEAD(27) + n);
+            CHECK(blob[0] == 2 && blob[1] == 2 && blob[2] == 1);
             CHECK(memcmp(blob + 3, blob_key_kcv(a), BLOB_KCV_LEN) == 0);
-            CHECK(memcmp(blob + 27, pt, n) != 0 || n < 4); /* actually encrypted */
+            CHECK(memcmp(blob + 43, pt, n) != 0 || n < 4); /* actually encrypted */
             memset(out, 0, sizeof(out));
             CHECK_OK(blob_child_open(a, ctx, blob, blen, out, sizeof(out), &olen, &e), &e);
             CHECK(olen == n && memcmp(out, pt, n) == 0);
@@ -93,10 +94,10 @@ static void test_round_trips(blob_key *a)
     size_t l1, l2;
     CHECK_OK(blob_child_seal(a, NULL, NULL, pt, 32, b1, sizeof(b1), &l1, &e), &e);
     CHECK_OK(blob_child_seal(a, NULL, NULL, pt, 32, b2, sizeof(b2), &l2, &e), &e);
-    CHECK(l1 == l2 && memcmp(b1 + 11, b2 + 11, 12) != 0);
+    CHECK(l1 == l2 && memcmp(b1 + 27, b2 + 27, 12) != 0);
     CHECK_OK(blob_child_seal(a, fixed_iv, NULL, pt, 32, b1, sizeof(b1), &l1, &e), &e);
     CHECK_OK(blob_child_seal(a, fixed_iv, NULL, pt, 32, b2, sizeof(b2), &l2, &e), &e);
-    CHECK(l1 == l2 && memcmp(b1, b2, l1) == 0 && memcmp(b1 + 11, fixed_iv, 12) == 0);
+    CHECK(l1 == l2 && memcmp(b1, b2, l1) == 0 && memcmp(b1 + 27, fixed_iv, 12) == 0);
 
     /* Limits and buffers. */
     size_t len;
@@ -146,11 +147,26 @@ static void test_independent_encryption(blob_key *a)
     memset(pt, 0x42, sizeof(pt));
     CHECK_OK(blob_child_seal(a, fixed_iv, ctx, pt, sizeof(pt), blob, sizeof(blob), &blen, &e), &e);
 
-    /* header: 01 02 01 KCV */
-    uint8_t header[11] = {1, 2, 1};
+    /* header: 02 02 01 KCV salt; the key: HKDF-SHA256(key_a, salt, info), never key_a itself */
+    uint8_t header[27] = {2, 2, 1};
     memcpy(header + 3, blob_key_kcv(a), 8);
-    memcpy(aad, header, 11);
-    aad_len = 11;
+    memcpy(header + 11, blob + 11, 16);
+    memcpy(aad, header, 27);
+    aad_len = 27;
+    uint8_t derived[32];
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+        OSSL_PARAM_construct_octet_string("key", (void *)key_a, 32),
+        OSSL_PARAM_construct_octet_string("salt", blob + 11, 16),
+        OSSL_PARAM_construct_octet_string("info", (char *)"p11kms child wrapping key v2", 28),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+    REQUIRE(kctx != NULL && EVP_KDF_derive(kctx, derived, sizeof(derived), params) == 1);
+    EVP_KDF_CTX_free(kctx);
+    EVP_KDF_free(kdf);
+    CHECK(memcmp(derived, key_a, 32) != 0);
     static const uint8_t canon[] = "\x00\x02\x00\x08"
                                    "database"
                                    "\x00\x05"
@@ -168,8 +184,8 @@ static void test_independent_encryption(blob_key *a)
     aad_len += canon_len;
 
     size_t w = 0;
-    memcpy(want, header, 11);
-    w = 11;
+    memcpy(want, header, 27);
+    w = 27;
     memcpy(want + w, fixed_iv, 12);
     w += 12;
     want[w++] = 0;
@@ -178,7 +194,7 @@ static void test_independent_encryption(blob_key *a)
     want[w++] = 32;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int n = 0, f = 0;
-    REQUIRE(c != NULL && EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), key_a, fixed_iv, NULL) &&
+    REQUIRE(c != NULL && EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), derived, fixed_iv, NULL) &&
             EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) &&
             EVP_EncryptUpdate(c, want + w, &n, pt, sizeof(pt)) &&
             EVP_EncryptFinal_ex(c, want + w + n, &f) &&
@@ -190,9 +206,9 @@ static void test_independent_encryption(blob_key *a)
     /* blob_aad gives the same AAD. */
     uint8_t aad2[BLOB_AAD_MAX];
     size_t aad2_len;
-    CHECK_OK(blob_aad(header, 11, ctx, aad2, sizeof(aad2), &aad2_len, &e), &e);
+    CHECK_OK(blob_aad(header, 27, ctx, aad2, sizeof(aad2), &aad2_len, &e), &e);
     CHECK(aad2_len == aad_len && memcmp(aad2, aad, aad_len) == 0);
-    CHECK(blob_aad_len(11, ctx) == aad_len);
+    CHECK(blob_aad_len(27, ctx) == aad_len);
     enc_context_free(ctx);
 }
 
@@ -210,7 +226,8 @@ static void test_bit_flips(blob_key *a)
             blob[i] ^= (uint8_t)(1u << bit);
             memset(out, 0xEE, sizeof(out));
             p11kms_err rc = blob_child_open(a, ctx, blob, blen, out, sizeof(out), &olen, &e);
-            /* KCV bytes name another parent; every other change is a damaged blob. */
+            /* KCV bytes name another parent; every other change (salt included: another derived
+             * key) is a damaged blob. */
             p11kms_err want =
                 i >= 3 && i < 11 ? P11KMS_E_INCORRECT_KEY : P11KMS_E_INVALID_CIPHERTEXT;
             if (rc != want || !all_bytes(out, sizeof(out), 0xEE)) {
@@ -310,7 +327,9 @@ static void test_wrong_context_and_key(blob_key *a, blob_key *b)
 static void test_parse_errors(void)
 {
     uint8_t blob[BLOB_MAX_LEN];
-    blob_header h = {.type = BLOB_TYPE_CHILD, .alg = BLOB_ALG_AES_256_GCM};
+    /* Version 1 CHILD layout (no longer written, still read). */
+    blob_header h = {
+        .version = BLOB_VERSION_1, .type = BLOB_TYPE_CHILD, .alg = BLOB_ALG_AES_256_GCM};
     memset(h.kcv, 0x77, sizeof(h.kcv));
     uint8_t ct[40], tag[16];
     memset(ct, 0xC7, sizeof(ct));
@@ -331,7 +350,7 @@ static void test_parse_errors(void)
         const char *why;
     } bad[] = {
         {0, 0x00, "version 0"},
-        {0, 0x02, "version 2"},
+        {0, 0x03, "version 3"},
         {0, 0xff, "version 255"},
         {1, 0x00, "type 0"},
         {1, 0x03, "type 3"},
@@ -395,12 +414,95 @@ static void test_parse_errors(void)
               P11KMS_E_VALIDATION, &e);
     CHECK_ERR(blob_encode(&h, fixed_iv, ct, sizeof(ct), tag, blob, 50, &blen, &e),
               P11KMS_E_INTERNAL, &e);
-    CHECK(blob_header_len(0) == 0 && blob_len(9, 10) == 0);
+    CHECK(blob_header_len(1, 0) == 0 && blob_header_len(0, BLOB_TYPE_CHILD) == 0 &&
+          blob_header_len(3, BLOB_TYPE_CHILD) == 0 && blob_len(9, 10) == 0);
+
+    /* Version 2: the salt after the KCV; MASTER has no version-2 layout. */
+    h.version = BLOB_VERSION_2;
+    memset(h.salt, 0x5a, sizeof(h.salt));
+    CHECK_OK(blob_encode(&h, fixed_iv, ct, sizeof(ct), tag, blob, sizeof(blob), &blen, &e), &e);
+    CHECK(blen == 27 + 12 + 4 + 40 + 16 && blob[0] == 2 &&
+          blen == blob_len(BLOB_TYPE_CHILD, sizeof(ct)));
+    CHECK_OK(blob_parse(blob, blen, &v, &e), &e);
+    CHECK(v.version == 2 && v.type == BLOB_TYPE_CHILD && v.header_len == 27 && v.kcv == blob + 3 &&
+          v.salt == blob + 11 && v.iv == blob + 27 && v.ciphertext == blob + 43 &&
+          v.ciphertext_len == 40 && v.tag == blob + 83);
+    blob_header back;
+    blob_view_header(&v, &back);
+    CHECK(memcmp(&back, &h, sizeof(h)) == 0);
+    CHECK_ERR(blob_parse(blob, 20, &v, &e), P11KMS_E_INVALID_CIPHERTEXT, &e);
+    CHECK(strstr(e.message, "salt") != NULL);
+    memcpy(copy, blob, blen);
+    copy[1] = BLOB_TYPE_MASTER;
+    CHECK_ERR(blob_parse(copy, blen, &v, &e), P11KMS_E_INVALID_CIPHERTEXT, &e);
+    CHECK(strstr(e.message, "unknown blob type 1 for format version 2") != NULL);
+    h.type = BLOB_TYPE_MASTER;
+    CHECK_ERR(blob_encode(&h, fixed_iv, ct, sizeof(ct), tag, blob, sizeof(blob), &blen, &e),
+              P11KMS_E_INTERNAL, &e);
+}
+
+/* The bound by construction: after the seal limit a CHILD blob gets a new salt, hence a new
+ * derived key; blobs under every salt open, in this process and in another (a fresh blob_key of
+ * the same key), and version-1 blobs under the parent itself still open. */
+static void test_seal_bound(void)
+{
+    enum { LIMIT = 3, BLOBS = 7 };
+    blob_key *k = NULL, *other = NULL;
+    REQUIRE(blob_key_new(libctx, key_a, sizeof(key_a), &k, &e) == P11KMS_OK);
+    REQUIRE(blob_key_new(libctx, key_a, sizeof(key_a), &other, &e) == P11KMS_OK);
+    blob_key_set_seal_limit(k, LIMIT);
+    enc_context *ctx = ctx_of("tier=database");
+    uint8_t pt[32], blobs[BLOBS][BLOB_MAX_LEN], out[BLOB_MAX_PLAINTEXT];
+    size_t lens[BLOBS], olen;
+    for (size_t i = 0; i < BLOBS; i++) {
+        memset(pt, (int)i, sizeof(pt));
+        CHECK_OK(
+            blob_child_seal(k, NULL, ctx, pt, sizeof(pt), blobs[i], sizeof(blobs[i]), &lens[i], &e),
+            &e);
+    }
+    for (size_t i = 0; i < BLOBS; i++) {
+        for (size_t j = 0; j < BLOBS; j++) {
+            bool same_salt = memcmp(blobs[i] + 11, blobs[j] + 11, BLOB_SALT_LEN) == 0;
+            CHECK(same_salt == (i / LIMIT == j / LIMIT));
+        }
+    }
+    /* Interleaved salts, opened by both keys (other derives each salt it has not seen). */
+    static const size_t order[] = {6, 0, 3, 1, 4, 6, 2, 5, 0};
+    for (size_t n = 0; n < sizeof(order) / sizeof(order[0]); n++) {
+        size_t i = order[n];
+        memset(pt, (int)i, sizeof(pt));
+        CHECK_OK(blob_child_open(k, ctx, blobs[i], lens[i], out, sizeof(out), &olen, &e), &e);
+        CHECK(olen == 32 && memcmp(out, pt, 32) == 0);
+        CHECK_OK(blob_child_open(other, ctx, blobs[i], lens[i], out, sizeof(out), &olen, &e), &e);
+        CHECK(olen == 32 && memcmp(out, pt, 32) == 0);
+    }
+    /* other seals under a salt of its own. */
+    size_t l;
+    CHECK_OK(blob_child_seal(other, NULL, ctx, pt, 32, blobs[0], sizeof(blobs[0]), &l, &e), &e);
+    for (size_t i = 1; i < BLOBS; i++)
+        CHECK(memcmp(blobs[0] + 11, blobs[i] + 11, BLOB_SALT_LEN) != 0);
+    CHECK_OK(blob_child_open(k, ctx, blobs[0], l, out, sizeof(out), &olen, &e), &e);
+
+    /* A version-1 CHILD blob (sealed under the parent key itself) still opens. */
+    blob_header v1 = {
+        .version = BLOB_VERSION_1, .type = BLOB_TYPE_CHILD, .alg = BLOB_ALG_AES_256_GCM};
+    memcpy(v1.kcv, blob_key_kcv(k), BLOB_KCV_LEN);
+    CHECK_OK(blob_key_seal(other, &v1, NULL, ctx, pt, 32, blobs[1], sizeof(blobs[1]), &l, &e), &e);
+    CHECK(l == BLOB_OVERHEAD(11) + 32 && blobs[1][0] == 1);
+    CHECK_OK(blob_child_open(k, ctx, blobs[1], l, out, sizeof(out), &olen, &e), &e);
+    CHECK(olen == 32 && memcmp(out, pt, 32) == 0);
+
+    /* The default bound leaves a factor 4 below the 2^32 random IVs of NIST SP 800-38D. */
+    CHECK(BLOB_DERIVED_KEY_SEALS <= (UINT64_C(1) << 32) / 4);
+    enc_context_free(ctx);
+    blob_key_free(k);
+    blob_key_free(other);
 }
 
 static void master_header(blob_header *h, uint8_t id_byte, uint32_t version)
 {
     memset(h, 0, sizeof(*h));
+    h->version = BLOB_VERSION_1;
     h->type = BLOB_TYPE_MASTER;
     h->alg = BLOB_ALG_AES_256_GCM;
     for (int i = 0; i < BLOB_KEY_ID_LEN; i++)
@@ -429,8 +531,9 @@ static bool decode_aad(const uint8_t *aad, size_t len, blob_header *h, enc_conte
     buf_read_u8(&r, &version);
     buf_read_u8(&r, &type);
     buf_read_u8(&r, &alg);
-    if (!buf_reader_ok(&r) || version != 1)
+    if (!buf_reader_ok(&r) || (version != 1 && version != 2))
         return false;
+    h->version = version;
     h->type = type;
     h->alg = alg;
     if (type == BLOB_TYPE_MASTER) {
@@ -438,6 +541,8 @@ static bool decode_aad(const uint8_t *aad, size_t len, blob_header *h, enc_conte
         buf_read_u32be(&r, &h->key_version);
     } else if (type == BLOB_TYPE_CHILD) {
         buf_read_bytes(&r, h->kcv, BLOB_KCV_LEN);
+        if (version == 2)
+            buf_read_bytes(&r, h->salt, BLOB_SALT_LEN);
     } else {
         return false;
     }
@@ -555,25 +660,36 @@ static void test_aad_injective(void)
         ctx[i] = ctx_of(contexts[i]);
 
     /* Headers chosen so that header bytes resemble length prefixes and context bytes. */
-    blob_header hs[8];
+    blob_header hs[12];
     size_t nh = 0;
     master_header(&hs[nh++], 0x00, 0);
     master_header(&hs[nh++], 0x00, 1);
     master_header(&hs[nh++], 0x00, 0x00010001);
     master_header(&hs[nh++], 0x01, 0);
+    /* CHILD headers of both versions; version-2 salts that look like a context length. */
+    for (uint8_t version = 1; version <= 2; version++) {
+        memset(&hs[nh], 0, sizeof(hs[0]));
+        hs[nh].version = version;
+        hs[nh].type = BLOB_TYPE_CHILD;
+        hs[nh++].alg = 1;
+        memset(&hs[nh], 0, sizeof(hs[0]));
+        hs[nh].version = version;
+        hs[nh].type = BLOB_TYPE_CHILD;
+        hs[nh].alg = 1;
+        memcpy(hs[nh++].kcv, "\x00\x00\x00\x04\x00\x01\x00\x01", 8);
+        memset(&hs[nh], 0, sizeof(hs[0]));
+        hs[nh].version = version;
+        hs[nh].type = BLOB_TYPE_CHILD;
+        hs[nh].alg = 1;
+        memcpy(hs[nh++].kcv, "\x00\x00\x00\x00\x00\x00\x00\x01", 8);
+    }
     memset(&hs[nh], 0, sizeof(hs[0]));
-    hs[nh].type = BLOB_TYPE_CHILD;
-    hs[nh++].alg = 1;
-    memset(&hs[nh], 0, sizeof(hs[0]));
+    hs[nh].version = 2;
     hs[nh].type = BLOB_TYPE_CHILD;
     hs[nh].alg = 1;
-    memcpy(hs[nh++].kcv, "\x00\x00\x00\x04\x00\x01\x00\x01", 8);
-    memset(&hs[nh], 0, sizeof(hs[0]));
-    hs[nh].type = BLOB_TYPE_CHILD;
-    hs[nh].alg = 1;
-    memcpy(hs[nh++].kcv, "\x00\x00\x00\x00\x00\x00\x00\x01", 8);
+    memcpy(hs[nh++].salt, "\x00\x00\x00\x04\x00\x01\x00\x01\x00\x00\x00\x04\x00\x01\x00\x01", 16);
 
-    enum { MAXA = 8 * NCTX };
+    enum { MAXA = 12 * NCTX };
     static uint8_t aads[MAXA][128];
     size_t lens[MAXA], n = 0;
     for (size_t i = 0; i < nh; i++) {
@@ -611,6 +727,7 @@ int main(void)
     test_bit_flips(a);
     test_wrong_context_and_key(a, b);
     test_parse_errors();
+    test_seal_bound();
     test_master_header_and_aad();
     test_aad_injective();
 

@@ -61,9 +61,11 @@ static void unhex(const char *s, uint8_t *out, size_t n)
 
 typedef struct spec {
     const char *comment;
+    uint8_t version;
     uint8_t type;
     const char *key_hex;
     uint32_t key_version; /* MASTER */
+    const char *salt_hex; /* CHILD version 2 */
     const char *iv_hex;
     const char *context_json;
     const char *plaintext_hex; /* or NULL: plaintext_len bytes i*31+7 */
@@ -71,31 +73,48 @@ typedef struct spec {
 } spec;
 
 static const spec specs[] = {
-    {"MASTER: RDS per-instance data key under master key version 1", BLOB_TYPE_MASTER,
-     KEY_MASTER_V1, 1, "cafebabefacedbaddecaf888",
+    {"MASTER: RDS per-instance data key under master key version 1", BLOB_VERSION_1,
+     BLOB_TYPE_MASTER, KEY_MASTER_V1, 1, NULL, "cafebabefacedbaddecaf888",
      "{\"aws:rds:db-id\":\"db-CQYSMDPBRZ7BPMH7Y3RTDG5QY\"}",
      "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf", 32},
-    {"MASTER: Redshift cluster key under master key version 2", BLOB_TYPE_MASTER, KEY_MASTER_V2, 2,
-     "000102030405060708090a0b",
+    {"MASTER: Redshift cluster key under master key version 2", BLOB_VERSION_1, BLOB_TYPE_MASTER,
+     KEY_MASTER_V2, 2, NULL, "000102030405060708090a0b",
      "{\"aws:redshift:arn\":\"arn:aws:redshift:region:account_ID:cluster:cluster_name\","
      "\"aws:redshift:createtime\":\"20150206T1832Z\"}",
      KEY_CLUSTER, 32},
-    {"MASTER: empty context, one byte", BLOB_TYPE_MASTER, KEY_MASTER_V1, 1,
+    {"MASTER: empty context, one byte", BLOB_VERSION_1, BLOB_TYPE_MASTER, KEY_MASTER_V1, 1, NULL,
      "ffffffffffffffffffffffff", "{}", "00", 1},
-    {"MASTER: non-ASCII context keys, text plaintext", BLOB_TYPE_MASTER, KEY_MASTER_V1, 1,
-     "1a2b3c4d5e6f708192a3b4c5",
+    {"MASTER: non-ASCII context keys, text plaintext", BLOB_VERSION_1, BLOB_TYPE_MASTER,
+     KEY_MASTER_V1, 1, NULL, "1a2b3c4d5e6f708192a3b4c5",
      "{\"\xc3\xa9t\xc3\xa9\":\"summer\",\"\xf0\x9f\x94\x91\":\"key emoji\",\"z\":\"last\"}",
      "48656c6c6f2c207031316b6d7321", 14},
-    {"CHILD: database key (tier 3) under the cluster key", BLOB_TYPE_CHILD, KEY_CLUSTER, 0,
+    {"CHILD version 1 (opened, no longer written): database key (tier 3) under the cluster key",
+     BLOB_VERSION_1, BLOB_TYPE_CHILD, KEY_CLUSTER, 0, NULL, "0102030405060708090a0b0c",
+     "{\"tier\":\"database\",\"database\":\"sales\"}", KEY_DATABASE, 32},
+    {"CHILD version 1: block data key (tier 4) under the database key", BLOB_VERSION_1,
+     BLOB_TYPE_CHILD, KEY_DATABASE, 0, NULL, "c0c1c2c3c4c5c6c7c8c9cacb",
+     "{\"block\":\"0000000000000001\"}",
+     "5f4dcc3b5aa765d61d8327deb882cf99b2a4c7e9f1d3a5b7c9e1f3a5b7c9d1e3", 32},
+    {"CHILD version 1: empty-string value, one byte", BLOB_VERSION_1, BLOB_TYPE_CHILD, KEY_DATABASE,
+     0, NULL, "000000000000000000000000", "{\"purpose\":\"\"}", "ff", 1},
+    {"CHILD version 1: 1024-byte plaintext (largest GenerateDataKey), empty context",
+     BLOB_VERSION_1, BLOB_TYPE_CHILD, KEY_CLUSTER, 0, NULL, "a1a2a3a4a5a6a7a8a9aaabac", "{}", NULL,
+     1024},
+    {"CHILD version 2: database key (tier 3) under the cluster key", BLOB_VERSION_2,
+     BLOB_TYPE_CHILD, KEY_CLUSTER, 0, "00112233445566778899aabbccddeeff",
      "0102030405060708090a0b0c", "{\"tier\":\"database\",\"database\":\"sales\"}", KEY_DATABASE,
      32},
-    {"CHILD: block data key (tier 4) under the database key", BLOB_TYPE_CHILD, KEY_DATABASE, 0,
+    {"CHILD version 2: block data key (tier 4) under the database key, same salt as vector 8",
+     BLOB_VERSION_2, BLOB_TYPE_CHILD, KEY_DATABASE, 0, "00112233445566778899aabbccddeeff",
      "c0c1c2c3c4c5c6c7c8c9cacb", "{\"block\":\"0000000000000001\"}",
      "5f4dcc3b5aa765d61d8327deb882cf99b2a4c7e9f1d3a5b7c9e1f3a5b7c9d1e3", 32},
-    {"CHILD: empty-string value, one byte", BLOB_TYPE_CHILD, KEY_DATABASE, 0,
-     "000000000000000000000000", "{\"purpose\":\"\"}", "ff", 1},
-    {"CHILD: 1024-byte plaintext (largest GenerateDataKey), empty context", BLOB_TYPE_CHILD,
-     KEY_CLUSTER, 0, "a1a2a3a4a5a6a7a8a9aaabac", "{}", NULL, 1024},
+    {"CHILD version 2: another salt, same key, IV and context as vector 8", BLOB_VERSION_2,
+     BLOB_TYPE_CHILD, KEY_CLUSTER, 0, "ffeeddccbbaa99887766554433221100",
+     "0102030405060708090a0b0c", "{\"tier\":\"database\",\"database\":\"sales\"}", KEY_DATABASE,
+     32},
+    {"CHILD version 2: 1024-byte plaintext (largest GenerateDataKey), empty context",
+     BLOB_VERSION_2, BLOB_TYPE_CHILD, KEY_CLUSTER, 0, "000102030405060708090a0b0c0d0e0f",
+     "a1a2a3a4a5a6a7a8a9aaabac", "{}", NULL, 1024},
 };
 enum { NSPECS = sizeof(specs) / sizeof(specs[0]) };
 
@@ -113,7 +132,7 @@ static json_object *build(const spec *s, built *b)
     uint8_t iv[BLOB_IV_LEN], pt[BLOB_MAX_PLAINTEXT], canon[ENC_CONTEXT_MAX_SERIALIZED];
     uint8_t aad[BLOB_AAD_MAX], header[BLOB_HEADER_MAX];
     size_t canon_len, aad_len, hlen;
-    blob_header h = {.type = s->type, .alg = BLOB_ALG_AES_256_GCM};
+    blob_header h = {.version = s->version, .type = s->type, .alg = BLOB_ALG_AES_256_GCM};
     blob_key *k = NULL;
 
     unhex(s->key_hex, b->key, 32);
@@ -134,6 +153,8 @@ static json_object *build(const spec *s, built *b)
         h.key_version = s->key_version;
     } else {
         memcpy(h.kcv, blob_key_kcv(k), BLOB_KCV_LEN);
+        if (s->version == BLOB_VERSION_2)
+            unhex(s->salt_hex, h.salt, BLOB_SALT_LEN);
     }
     if (blob_key_seal(k, &h, iv, b->ctx, pt, s->plaintext_len, b->blob, sizeof(b->blob),
                       &b->blob_len, &e) != P11KMS_OK ||
@@ -143,6 +164,7 @@ static json_object *build(const spec *s, built *b)
         die("seal");
 
     json_object_object_add(v, "comment", json_object_new_string(s->comment));
+    json_object_object_add(v, "version", json_object_new_int(s->version));
     json_object_object_add(
         v, "type", json_object_new_string(s->type == BLOB_TYPE_MASTER ? "MASTER" : "CHILD"));
     json_object_object_add(v, "key_hex", hex(b->key, 32));
@@ -152,6 +174,13 @@ static json_object *build(const spec *s, built *b)
         json_object_object_add(v, "key_version", json_object_new_int64(s->key_version));
     } else {
         json_object_object_add(v, "kcv_hex", hex(h.kcv, BLOB_KCV_LEN));
+        if (s->version == BLOB_VERSION_2) {
+            uint8_t derived[BLOB_KEY_LEN];
+            json_object_object_add(v, "salt_hex", hex(h.salt, BLOB_SALT_LEN));
+            if (blob_derive_child_key(libctx, b->key, h.salt, derived, &e) != P11KMS_OK)
+                die("derive");
+            json_object_object_add(v, "derived_key_hex", hex(derived, BLOB_KEY_LEN));
+        }
     }
     json_object_object_add(v, "iv_hex", hex(iv, BLOB_IV_LEN));
     json_object_object_add(v, "context", json_object_get(b->ctx_json));
@@ -208,10 +237,10 @@ int main(void)
         json_object_array_add(vectors, build(&specs[i], &b[i]));
 
     const char *icx = "InvalidCiphertextException", *ikx = "IncorrectKeyException";
-    const size_t m = 0, c = 4; /* a MASTER and a CHILD vector to damage */
-    size_t clen = b[c].blob_len;
+    const size_t m = 0, c = 4, d = 8; /* a MASTER, a CHILD v1 and a CHILD v2 vector to damage */
+    size_t clen = b[c].blob_len, dlen = b[d].blob_len;
     uint8_t copy[BLOB_MAX_LEN + 1];
-    json_object_array_add(invalid, flip(&b[c], c, "format version 0x02", 0, 0x03, icx));
+    json_object_array_add(invalid, flip(&b[c], c, "format version 0x03", 0, 0x02, icx));
     json_object_array_add(invalid, flip(&b[c], c, "unknown blob type 0x03", 1, 0x01, icx));
     json_object_array_add(invalid, flip(&b[c], c, "unknown algorithm 0x02", 2, 0x03, icx));
     json_object_array_add(invalid, flip(&b[c], c, "KCV changed: another parent", 3, 0x01, ikx));
@@ -233,6 +262,26 @@ int main(void)
                                            "{\"tier\":\"database\"}", NULL, icx));
     json_object_array_add(invalid, damaged(&b[c], c, "opened under another parent key", b[c].blob,
                                            clen, NULL, KEY_OTHER, ikx));
+    json_object_array_add(invalid, flip(&b[d], d, "v2: format version 0x03", 0, 0x01, icx));
+    json_object_array_add(invalid, flip(&b[d], d, "v2: format version 0x01", 0, 0x03, icx));
+    json_object_array_add(invalid, flip(&b[d], d, "v2: KCV changed: another parent", 3, 0x01, ikx));
+    json_object_array_add(invalid, flip(&b[d], d, "v2: salt changed", 11, 0x01, icx));
+    json_object_array_add(invalid, flip(&b[d], d, "v2: last salt byte changed", 26, 0x80, icx));
+    json_object_array_add(invalid, flip(&b[d], d, "v2: IV changed", 27, 0x80, icx));
+    json_object_array_add(invalid, flip(&b[d], d, "v2: ciphertext bit flipped", 43, 0x01, icx));
+    json_object_array_add(invalid, flip(&b[d], d, "v2: tag bit flipped", dlen - 1, 0x80, icx));
+    json_object_array_add(invalid, damaged(&b[d], d, "v2: last byte cut (cut in the salt)",
+                                           b[d].blob, 20, NULL, NULL, icx));
+    json_object_array_add(invalid, damaged(&b[d], d, "v2: context pair missing", b[d].blob, dlen,
+                                           "{\"tier\":\"database\"}", NULL, icx));
+    json_object_array_add(invalid, damaged(&b[d], d, "v2: opened under another parent key",
+                                           b[d].blob, dlen, NULL, KEY_OTHER, ikx));
+    memcpy(copy, b[d].blob, 3);
+    copy[0] = BLOB_VERSION_2;
+    copy[1] = BLOB_TYPE_MASTER;
+    memcpy(copy + 3, b[m].blob + 3, b[m].blob_len - 3);
+    json_object_array_add(invalid, damaged(&b[m], m, "MASTER with format version 2 (undefined)",
+                                           copy, b[m].blob_len, NULL, NULL, icx));
     json_object_array_add(invalid, flip(&b[m], m, "MASTER: key version changed", 22, 0x02, icx));
     json_object_array_add(invalid, flip(&b[m], m, "MASTER: key id changed", 3, 0x01, icx));
     json_object_array_add(invalid, damaged(&b[m], m, "MASTER: empty context instead of RDS's",
@@ -243,17 +292,20 @@ int main(void)
     json_object_object_add(
         doc, "description",
         json_object_new_string(
-            "p11kms ciphertext blob vectors (format version 1), generated by "
+            "p11kms ciphertext blob vectors (format versions 1 and 2), generated by "
             "tests/format-gen-vectors and checked by tests/format-vectors-test; layout in "
             "doc/ciphertext-format.md. Each vector: the wrapping key (key_hex: the master key "
-            "version's AES-256 key for MASTER, the opened parent key for CHILD), header fields, "
+            "version's AES-256 key for MASTER, the opened parent key for CHILD), header fields "
+            "(a version-2 CHILD blob adds a salt and is sealed under derived_key_hex = "
+            "HKDF-SHA256(key_hex, salt, child_key_info)), "
             "IV, encryption context (JSON and canonical bytes), plaintext, the exact AAD and the "
             "blob. MASTER blobs were computed in software under key_hex; a PKCS#11 token's "
             "CKM_AES_GCM with the same key, IV and AAD gives the same bytes. 'invalid' lists "
             "damaged blobs with the error a reader must return when opening them with key_hex "
             "and context (MASTER ones opened in software, without the key id lookup)."));
-    json_object_object_add(doc, "format_version", json_object_new_int(BLOB_VERSION));
+    json_object_object_add(doc, "format_version", json_object_new_int(BLOB_VERSION_2));
     json_object_object_add(doc, "kcv_label", json_object_new_string(BLOB_KCV_LABEL));
+    json_object_object_add(doc, "child_key_info", json_object_new_string(BLOB_CHILD_KEY_INFO));
     json_object_object_add(doc, "vectors", vectors);
     json_object_object_add(doc, "invalid", invalid);
     fputs(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |

@@ -1,11 +1,14 @@
 /* Re-derives every vector of doc/ciphertext-vectors.json byte for byte (canonical context, KCV,
- * AAD, blob), recomputes each blob's ciphertext and tag with bare OpenSSL from the documented AAD,
- * opens every blob, and checks that every damaged blob is refused with the stated error. */
+ * derived key, AAD, blob), recomputes each blob's derived key, ciphertext and tag with bare
+ * OpenSSL from the documented inputs, opens every blob (version-1 CHILD blobs, which p11kms no
+ * longer writes, included), and checks that every damaged blob is refused with the stated
+ * error. */
 #include "config.h"
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,12 +76,31 @@ static void bare_gcm(const uint8_t key[32], const uint8_t *iv, const uint8_t *aa
     EVP_CIPHER_CTX_free(c);
 }
 
-static void check_vector(size_t idx, json_object *v, size_t *masters, size_t *children)
+/* HKDF-SHA256 with OpenSSL's default context and nothing from blob.c. */
+static void bare_hkdf(const uint8_t key[32], const uint8_t salt[BLOB_SALT_LEN], const char *info,
+                      uint8_t out[32])
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *c = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+        OSSL_PARAM_construct_octet_string("key", (void *)key, 32),
+        OSSL_PARAM_construct_octet_string("salt", (void *)salt, BLOB_SALT_LEN),
+        OSSL_PARAM_construct_octet_string("info", (void *)info, strlen(info)),
+        OSSL_PARAM_construct_end(),
+    };
+    REQUIRE(c != NULL && EVP_KDF_derive(c, out, 32, params) == 1);
+    EVP_KDF_CTX_free(c);
+    EVP_KDF_free(kdf);
+}
+
+static void check_vector(size_t idx, json_object *v, size_t *masters, size_t *children,
+                         size_t *children_v2)
 {
     static uint8_t canon[ENC_CONTEXT_MAX_SERIALIZED], aad[BLOB_AAD_MAX], want_aad[BLOB_AAD_MAX];
     uint8_t raw[32], iv[BLOB_IV_LEN], pt[BLOB_MAX_PLAINTEXT], out[BLOB_MAX_PLAINTEXT];
     uint8_t blob[BLOB_MAX_LEN], resealed[BLOB_MAX_LEN], header[BLOB_HEADER_MAX];
-    uint8_t ct[BLOB_MAX_PLAINTEXT], tag[16];
+    uint8_t ct[BLOB_MAX_PLAINTEXT], tag[16], gcm_key[32];
     size_t canon_len, aad_len, hlen, resealed_len, olen;
     int before = check_failures;
 
@@ -95,6 +117,10 @@ static void check_vector(size_t idx, json_object *v, size_t *masters, size_t *ch
 
     /* The header from the stated fields. */
     blob_header h = {.alg = BLOB_ALG_AES_256_GCM};
+    json_object *version;
+    REQUIRE(json_object_object_get_ex(v, "version", &version));
+    h.version = (uint8_t)json_object_get_int(version);
+    memcpy(gcm_key, raw, 32);
     const char *type = field(v, "type");
     if (strcmp(type, "MASTER") == 0) {
         json_object *ver;
@@ -115,6 +141,19 @@ static void check_vector(size_t idx, json_object *v, size_t *masters, size_t *ch
         CHECK(memcmp(kcv, h.kcv, BLOB_KCV_LEN) == 0 &&
               memcmp(blob_key_kcv(k), h.kcv, BLOB_KCV_LEN) == 0);
         (*children)++;
+        if (h.version == BLOB_VERSION_2) {
+            /* Sealed under the key derived from the parent and the salt, not the parent. */
+            uint8_t derived[32], ours[32];
+            REQUIRE(unhex(field(v, "salt_hex"), h.salt, sizeof(h.salt)) == BLOB_SALT_LEN);
+            REQUIRE(unhex(field(v, "derived_key_hex"), derived, sizeof(derived)) == 32);
+            bare_hkdf(raw, h.salt, BLOB_CHILD_KEY_INFO, gcm_key);
+            CHECK(memcmp(gcm_key, derived, 32) == 0);
+            CHECK_OK(blob_derive_child_key(libctx, raw, h.salt, ours, &e), &e);
+            CHECK(memcmp(ours, derived, 32) == 0);
+            (*children_v2)++;
+        } else {
+            CHECK(h.version == BLOB_VERSION_1);
+        }
     }
 
     /* The AAD. */
@@ -128,7 +167,7 @@ static void check_vector(size_t idx, json_object *v, size_t *masters, size_t *ch
         &e);
     CHECK(resealed_len == blob_len && memcmp(resealed, blob, blob_len) == 0);
     /* ... and with bare OpenSSL from the documented AAD. */
-    bare_gcm(raw, iv, want_aad, want_aad_len, pt, pt_len, ct, tag);
+    bare_gcm(gcm_key, iv, want_aad, want_aad_len, pt, pt_len, ct, tag);
     CHECK(blob_len == hlen + 16 + pt_len + 16);
     CHECK(memcmp(blob, header, hlen) == 0 && memcmp(blob + hlen, iv, BLOB_IV_LEN) == 0);
     CHECK(blob[hlen + 12] == 0 && blob[hlen + 13] == 0 && blob[hlen + 14] == (pt_len >> 8) &&
@@ -196,21 +235,23 @@ int main(void)
     libctx = OSSL_LIB_CTX_new();
     REQUIRE(libctx != NULL);
 
-    json_object *vectors, *invalid, *version, *label;
+    json_object *vectors, *invalid, *version, *label, *info;
     REQUIRE(json_object_object_get_ex(doc, "vectors", &vectors));
     REQUIRE(json_object_object_get_ex(doc, "invalid", &invalid));
     REQUIRE(json_object_object_get_ex(doc, "format_version", &version));
     REQUIRE(json_object_object_get_ex(doc, "kcv_label", &label));
-    CHECK(json_object_get_int(version) == BLOB_VERSION);
+    REQUIRE(json_object_object_get_ex(doc, "child_key_info", &info));
+    CHECK(json_object_get_int(version) == BLOB_VERSION_2);
+    CHECK(strcmp(json_object_get_string(info), BLOB_CHILD_KEY_INFO) == 0);
     CHECK(strcmp(json_object_get_string(label), BLOB_KCV_LABEL) == 0);
 
-    size_t masters = 0, children = 0;
+    size_t masters = 0, children = 0, children_v2 = 0;
     for (size_t i = 0; i < json_object_array_length(vectors); i++)
-        check_vector(i, json_object_array_get_idx(vectors, i), &masters, &children);
-    CHECK(masters >= 4 && children >= 4);
+        check_vector(i, json_object_array_get_idx(vectors, i), &masters, &children, &children_v2);
+    CHECK(masters >= 4 && children - children_v2 >= 4 && children_v2 >= 4);
     for (size_t i = 0; i < json_object_array_length(invalid); i++)
         check_invalid(i, json_object_array_get_idx(invalid, i));
-    CHECK(json_object_array_length(invalid) >= 15);
+    CHECK(json_object_array_length(invalid) >= 30);
 
     json_object_put(doc);
     OSSL_LIB_CTX_free(libctx);

@@ -47,12 +47,16 @@ static blob_key *key_for(uint8_t selector)
 
 static void check_parsed(const uint8_t *blob, size_t len, const blob_view *v)
 {
-    FUZZ_ASSERT(v->version == BLOB_VERSION && v->alg == BLOB_ALG_AES_256_GCM);
-    FUZZ_ASSERT(v->header == blob && v->header_len == blob_header_len(v->type));
+    FUZZ_ASSERT((v->version == BLOB_VERSION_1 || v->version == BLOB_VERSION_2) &&
+                v->alg == BLOB_ALG_AES_256_GCM);
+    FUZZ_ASSERT(v->header == blob && v->header_len == blob_header_len(v->version, v->type));
     FUZZ_ASSERT(v->ciphertext_len >= 1 && v->ciphertext_len <= BLOB_MAX_PLAINTEXT);
-    FUZZ_ASSERT(len == blob_len(v->type, v->ciphertext_len) && len <= BLOB_MAX_LEN);
+    FUZZ_ASSERT(len == BLOB_OVERHEAD(v->header_len) + v->ciphertext_len && len <= BLOB_MAX_LEN);
+    FUZZ_ASSERT(v->version == blob_current_version(v->type) ||
+                len == blob_len(v->type, v->ciphertext_len) - BLOB_SALT_LEN);
     FUZZ_ASSERT((v->type == BLOB_TYPE_MASTER) == (v->key_id != NULL));
     FUZZ_ASSERT((v->type == BLOB_TYPE_CHILD) == (v->kcv != NULL));
+    FUZZ_ASSERT((v->type == BLOB_TYPE_CHILD && v->version == BLOB_VERSION_2) == (v->salt != NULL));
     FUZZ_ASSERT(v->iv == blob + v->header_len);
     FUZZ_ASSERT(v->ciphertext == v->iv + BLOB_IV_LEN + 4);
     FUZZ_ASSERT(v->tag == v->ciphertext + v->ciphertext_len && v->tag + BLOB_TAG_LEN == blob + len);

@@ -75,6 +75,11 @@ p11kms_err p11_token_open(const p11_token_config *cfg, p11_token **out, p11kms_e
     }
     t->state = P11_STATE_READY;
     p11_fork_register(t);
+    /* A token that cannot serve is refused now, not at the first key it cannot use. */
+    if (!cfg->skip_capability_check && (rc = p11_token_check(t, err)) != P11KMS_OK) {
+        p11_token_close(t);
+        return rc;
+    }
     *out = t;
     return P11KMS_OK;
 }

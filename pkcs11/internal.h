@@ -125,6 +125,9 @@ struct p11_token {
     /* the token refuses C_SetAttributeValue on a data object's CKA_VALUE (SoftHSM): writes
      * replace the object instead (see data.c) */
     _Atomic bool data_value_read_only;
+    /* the largest C_GenerateRandom length the token accepted after refusing one (0: not
+     * learnt yet; see random_op in token.c) */
+    _Atomic size_t random_chunk;
 
     struct p11_token *next_registered; /* fork registry */
 };

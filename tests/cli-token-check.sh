@@ -35,7 +35,20 @@ jq_check "the self-test fails" '.Capabilities[] | select(.Check == "AES-GCM self
 jq_check "key generation passes" '.Capabilities[] | select(.Check == "CKM_AES_KEY_GEN") | .Result == "pass"'
 unset P11KMS_SHIM_HIDE
 
+echo "== a token that refuses a key as NSS softokn does (CKR_KEY_TYPE_INCONSISTENT)"
+expect_ok "create-key" create-key --description refused-by-token
+key=$(field .KeyMetadata.KeyId)
+printf 'plain' >plain.txt
+sed "s|^  module: .*|  module: $shim|" "$P11KMS_CONFIG" >refusing.yaml
+# after the one C_EncryptInit of the capability self-test at open
+export P11KMS_SHIM_FAIL=C_EncryptInit:0x63:1
+expect_fail 4 KMSInvalidStateException --config refusing.yaml \
+    encrypt --key-id "$key" --plaintext fileb://plain.txt
+unset P11KMS_SHIM_FAIL
+check "explained from the record, not a token error" grep -q 'the token refuses key' err.txt
+expect_ok "schedule-key-deletion" schedule-key-deletion --key-id "$key" --pending-window-in-days 7
+
 echo "== no key was created on the way"
 expect_ok "list-keys through the real module" list-keys
-jq_check "no keys" '.Keys | length == 0'
+jq_check "only the key made above" '.Keys | length == 1'
 cli_finish

@@ -29,6 +29,7 @@ static struct {
     void (*accept_legacy)(int on);
     const char *(*init_reserved)(void);
     void (*hide)(CK_MECHANISM_TYPE mechanism);
+    void (*random_max)(CK_ULONG max);
 } shim;
 
 static void shim_bind(void)
@@ -48,8 +49,10 @@ static void shim_bind(void)
     shim.accept_legacy = (void (*)(int))dlsym(dl, "p11kms_shim_accept_legacy");
     shim.init_reserved = (const char *(*)(void))dlsym(dl, "p11kms_shim_init_reserved");
     shim.hide = (void (*)(CK_MECHANISM_TYPE))dlsym(dl, "p11kms_shim_hide");
+    shim.random_max = (void (*)(CK_ULONG))dlsym(dl, "p11kms_shim_random_max");
     REQUIRE(shim.fail && shim.count && shim.reset && shim.token_flags && shim.max_rw &&
-            shim.iv_mode && shim.accept_legacy && shim.init_reserved && shim.hide);
+            shim.iv_mode && shim.accept_legacy && shim.init_reserved && shim.hide &&
+            shim.random_max);
 }
 
 static p11_token_config shim_config(void)
@@ -497,6 +500,34 @@ static void test_capability_check(void)
     shim.reset();
 }
 
+/* Random bytes in chunks the token accepts: NSS softokn refuses more than 65,536 bytes per
+ * call; a token with a smaller limit answers CKR_DATA_LEN_RANGE and the layer halves. */
+static void test_random_chunks(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = pt_open(&cfg);
+    enum { BIG = 200000 };
+    uint8_t *buf = calloc(1, BIG);
+    REQUIRE(buf != NULL);
+    CHECK_OK(p11_token_random(t, buf, BIG, &e), &e);
+    CHECK(shim.count("C_GenerateRandom") == 4); /* 3 x 65,536 + 3,392 */
+    shim.random_max(5000);
+    memset(buf, 0, BIG);
+    CHECK_OK(p11_token_random(t, buf, BIG, &e), &e);
+    size_t zeros = 0;
+    for (size_t i = BIG - 4096; i < BIG; i++)
+        zeros += buf[i] == 0;
+    CHECK(zeros < 64); /* the tail was filled */
+    unsigned long calls = shim.count("C_GenerateRandom");
+    CHECK_OK(p11_token_random(t, buf, BIG, &e), &e);
+    /* learnt: 4,096-byte chunks from now on, no refused call */
+    CHECK(shim.count("C_GenerateRandom") - calls == (BIG + 4095) / 4096);
+    p11_token_close(t);
+    free(buf);
+    shim.reset();
+}
+
 int main(void)
 {
     p11kit_config_here();
@@ -512,5 +543,6 @@ int main(void)
     test_legacy_layout();
     test_p11kit_name();
     test_capability_check();
+    test_random_chunks();
     return check_finish("pkcs11-shim-test");
 }

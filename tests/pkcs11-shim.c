@@ -9,7 +9,9 @@
  *   - call counters, and the pReserved string p11-kit passed to C_Initialize;
  *   - hidden mechanisms (p11kms_shim_hide, or $P11KMS_SHIM_HIDE="0x1087,..." read at load, for
  *     tests that run a program): not listed, CKR_MECHANISM_INVALID from C_GetMechanismInfo and
- *     from every *Init and C_GenerateKey that asks for them, as a token without them answers.
+ *     from every *Init and C_GenerateKey that asks for them, as a token without them answers;
+ *     a C_GenerateRandom length limit (p11kms_shim_random_max);
+ *     and $P11KMS_SHIM_FAIL="C_Fn:0xRV:N" (one function failing with one CK_RV after N calls).
  * The test reaches the control functions with dlopen(RTLD_NOLOAD) + dlsym. */
 #include "config.h"
 
@@ -67,6 +69,10 @@ static struct {
     int accept_legacy;
     CK_MECHANISM_TYPE hidden[8];
     int n_hidden;
+    CK_ULONG random_max; /* C_GenerateRandom refuses more (CKR_DATA_LEN_RANGE); 0: no limit */
+    char env_fn[32];     /* $P11KMS_SHIM_FAIL: not cleared by p11kms_shim_reset */
+    CK_RV env_rv;
+    long env_skip;
     char init_reserved[256];
     /* TOKEN IV emulation: the IV generated for a session's pending C_Encrypt */
     struct {
@@ -100,7 +106,9 @@ static CK_RV injected(const char *fn)
     count(fn);
     CK_RV rv = CKR_OK;
     pthread_mutex_lock(&shim.lock);
-    for (int i = 0; i < 8; i++) {
+    if (shim.env_fn[0] != '\0' && strcmp(shim.env_fn, fn) == 0 && shim.env_skip-- <= 0)
+        rv = shim.env_rv;
+    for (int i = 0; i < 8 && rv == CKR_OK; i++) {
         if (shim.fault[i].times != 0 && strcmp(shim.fault[i].fn, fn) == 0) {
             rv = shim.fault[i].rv;
             if (shim.fault[i].times > 0)
@@ -123,6 +131,7 @@ SHIM_API void p11kms_shim_iv_mode(int mode);
 SHIM_API void p11kms_shim_accept_legacy(int on);
 SHIM_API const char *p11kms_shim_init_reserved(void);
 SHIM_API void p11kms_shim_hide(CK_MECHANISM_TYPE mechanism);
+SHIM_API void p11kms_shim_random_max(CK_ULONG max);
 
 void p11kms_shim_fail(const char *fn, CK_RV rv, int times)
 {
@@ -159,6 +168,7 @@ void p11kms_shim_reset(void)
     shim.iv_mode = 0;
     shim.accept_legacy = 0;
     shim.n_hidden = 0;
+    shim.random_max = 0;
     shim.init_reserved[0] = '\0';
     pthread_mutex_unlock(&shim.lock);
 }
@@ -195,6 +205,11 @@ void p11kms_shim_hide(CK_MECHANISM_TYPE mechanism)
     if (shim.n_hidden < 8)
         shim.hidden[shim.n_hidden++] = mechanism;
     pthread_mutex_unlock(&shim.lock);
+}
+
+void p11kms_shim_random_max(CK_ULONG max)
+{
+    shim.random_max = max;
 }
 
 static int hidden(const CK_MECHANISM *m)
@@ -315,6 +330,14 @@ static CK_RV shim_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_M
     if (rv == CKR_OK && hidden(&m))
         rv = CKR_MECHANISM_INVALID;
     return rv != CKR_OK ? rv : shim.real->C_GetMechanismInfo(slot, type, info);
+}
+
+static CK_RV shim_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE *buf, CK_ULONG len)
+{
+    CK_RV rv = injected("C_GenerateRandom");
+    if (rv == CKR_OK && shim.random_max != 0 && len > shim.random_max)
+        rv = CKR_DATA_LEN_RANGE;
+    return rv != CKR_OK ? rv : shim.real->C_GenerateRandom(h, buf, len);
 }
 
 static CK_RV shim_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE key)
@@ -480,6 +503,7 @@ static void shim_load(void)
     shim.list.C_GetMechanismList = shim_GetMechanismList;
     shim.list.C_GetMechanismInfo = shim_GetMechanismInfo;
     shim.list.C_SignInit = shim_SignInit;
+    shim.list.C_GenerateRandom = shim_GenerateRandom;
     shim.list.C_EncryptInit = shim_EncryptInit;
     shim.list.C_Encrypt = shim_Encrypt;
     shim.list.C_DecryptInit = shim_DecryptInit;
@@ -491,6 +515,16 @@ static void shim_load(void)
         if (end == hide)
             break;
         p11kms_shim_hide(m);
+    }
+    /* "C_EncryptInit:0x63:1": that function fails with that CK_RV every time after the
+     * first (the capability self-test at open) call. */
+    const char *fail = getenv("P11KMS_SHIM_FAIL");
+    const char *colon = fail != NULL ? strchr(fail, ':') : NULL;
+    if (colon != NULL && colon - fail < (long)sizeof(shim.env_fn)) {
+        memcpy(shim.env_fn, fail, (size_t)(colon - fail));
+        char *end = NULL;
+        shim.env_rv = strtoul(colon + 1, &end, 0);
+        shim.env_skip = *end == ':' ? strtol(end + 1, NULL, 0) : 0;
     }
     shim.list30.base = shim.list;
     shim.list30.base.version.major = 3;

@@ -125,6 +125,9 @@ struct p11_token {
     /* the token refuses C_SetAttributeValue on a data object's CKA_VALUE (SoftHSM): writes
      * replace the object instead (see data.c) */
     _Atomic bool data_value_read_only;
+    /* the largest C_GenerateRandom length the token accepted after refusing one (0: not
+     * learnt yet; see random_op in token.c) */
+    _Atomic size_t random_chunk;
 
     struct p11_token *next_registered; /* fork registry */
 };
@@ -233,5 +236,14 @@ p11_key *p11_key_new(const uint8_t *id, size_t id_len);
 void p11_key_free(p11_key *k);
 p11_key *p11_key_adopt(p11_token *t, p11_key *k, p11kms_error *err);
 void p11_data_free_all(p11_token *t);
+/* A session AES-256 key generated in the token (CKM_AES_KEY_GEN, CKA_TOKEN=FALSE): for the
+ * capability self-test on tokens that refuse plaintext key values in C_CreateObject. */
+p11kms_err p11_key_generate_session_aes(p11_token *t, p11_key **out, p11kms_error *err);
+
+/* --- capability.c -------------------------------------------------------------------------- */
+
+/* The capability check of p11_token_open: P11KMS_E_UNSUPPORTED, one line naming the token, the
+ * first required capability it lacks and what to do. */
+p11kms_err p11_token_check(p11_token *t, p11kms_error *err);
 
 #endif

@@ -279,6 +279,9 @@ p11kms_err p11_key_generate(p11_token *t, const uint8_t *id, size_t id_len, cons
     *out = NULL;
     if (check_id(id, id_len, err) != P11KMS_OK)
         return err->code;
+    /* Never a key that can be created but not used. */
+    if (p11_token_check_generate(t, err) != P11KMS_OK)
+        return err->code;
     p11_key *k = key_alloc(id, id_len, false);
     if (k == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory for a key");
@@ -338,7 +341,7 @@ p11_key *p11_key_adopt(p11_token *t, p11_key *k, p11kms_error *err)
 
 struct session_key_args {
     p11_key *key;
-    const uint8_t *value;
+    const uint8_t *value; /* NULL: generate (CKM_AES_KEY_GEN) a key of len bytes */
     size_t len;
 };
 
@@ -359,13 +362,19 @@ static p11kms_err create_session_key_op(p11_token *t, p11_session *s, void *arg,
         {CKA_MODIFIABLE, &yes, sizeof(yes)},   {CKA_ID, a->key->id, a->key->id_len},
         {CKA_VALUE, (void *)a->value, a->len},
     };
+    CK_ULONG count = sizeof(tmpl) / sizeof(tmpl[0]);
+    CK_ULONG value_len = a->len;
+    CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
+    if (a->value == NULL) /* generated: the class is implied, the length asked for */
+        tmpl[count - 1] = (CK_ATTRIBUTE){CKA_VALUE_LEN, &value_len, sizeof(value_len)};
     CK_SESSION_HANDLE login;
     if (p11_login_session_lock(t, &login, err) != P11KMS_OK)
         return err->code;
     uint64_t gen = atomic_load(&t->gen);
     CK_OBJECT_HANDLE h;
-    p11kms_err rc =
-        p11c_create_object(t->calls, login, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h, err);
+    p11kms_err rc = a->value != NULL
+                        ? p11c_create_object(t->calls, login, tmpl, count, &h, err)
+                        : p11c_generate_key(t->calls, login, &mech, tmpl, count, &h, err);
     p11_login_session_unlock(t);
     if (rc == P11KMS_OK) {
         atomic_store(&a->key->ref.handle, h);
@@ -374,16 +383,9 @@ static p11kms_err create_session_key_op(p11_token *t, p11_session *s, void *arg,
     return rc;
 }
 
-p11kms_err p11_key_create_session_aes(p11_token *t, const uint8_t *value, size_t len, p11_key **out,
-                                      p11kms_error *err)
+static p11kms_err session_aes(p11_token *t, const uint8_t *value, size_t len, p11_key **out,
+                              p11kms_error *err)
 {
-    if (t == NULL || out == NULL || value == NULL)
-        return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
-                            "p11_key_create_session_aes: missing argument");
-    *out = NULL;
-    if (len != 16 && len != 24 && len != 32)
-        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "an AES key is 16, 24 or 32 bytes, not %zu",
-                            len);
     char id[64];
     int n = snprintf(id, sizeof(id), "p11kms-session-key-%lu",
                      (unsigned long)atomic_fetch_add(&session_key_counter, 1));
@@ -403,6 +405,25 @@ p11kms_err p11_key_create_session_aes(p11_token *t, const uint8_t *value, size_t
     pthread_mutex_unlock(&t->cache_lock);
     *out = k;
     return P11KMS_OK;
+}
+
+p11kms_err p11_key_create_session_aes(p11_token *t, const uint8_t *value, size_t len, p11_key **out,
+                                      p11kms_error *err)
+{
+    if (t == NULL || out == NULL || value == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
+                            "p11_key_create_session_aes: missing argument");
+    *out = NULL;
+    if (len != 16 && len != 24 && len != 32)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "an AES key is 16, 24 or 32 bytes, not %zu",
+                            len);
+    return session_aes(t, value, len, out, err);
+}
+
+p11kms_err p11_key_generate_session_aes(p11_token *t, p11_key **out, p11kms_error *err)
+{
+    *out = NULL;
+    return session_aes(t, NULL, P11_AES256_KEY_LEN, out, err);
 }
 
 /* --- destroy, usage, attributes --------------------------------------------------------------- */

@@ -75,6 +75,11 @@ p11kms_err p11_token_open(const p11_token_config *cfg, p11_token **out, p11kms_e
     }
     t->state = P11_STATE_READY;
     p11_fork_register(t);
+    /* A token that cannot serve is refused now, not at the first key it cannot use. */
+    if (!cfg->skip_capability_check && (rc = p11_token_check(t, err)) != P11KMS_OK) {
+        p11_token_close(t);
+        return rc;
+    }
     *out = t;
     return P11KMS_OK;
 }
@@ -250,14 +255,31 @@ struct random_args {
     size_t len;
 };
 
+/* NSS softokn refuses more than 65,536 bytes per C_GenerateRandom; other tokens have smaller
+ * limits. A refused length is halved (down to 32 bytes) and the smaller chunk kept. */
+#define RANDOM_CHUNK_MAX 65536u
+#define RANDOM_CHUNK_MIN 32u
+
 static p11kms_err random_op(p11_token *t, p11_session *s, void *arg, p11kms_error *err)
 {
     struct random_args *a = arg;
+    size_t limit = atomic_load(&t->random_chunk);
+    if (limit == 0)
+        limit = RANDOM_CHUNK_MAX;
     for (size_t done = 0; done < a->len;) {
-        size_t chunk = a->len - done > (1u << 20) ? (1u << 20) : a->len - done;
-        if (p11c_generate_random(t->calls, s->handle, a->buf + done, (CK_ULONG)chunk, err) !=
-            P11KMS_OK)
-            return err->code;
+        size_t chunk = a->len - done > limit ? limit : a->len - done;
+        p11kms_error probe = {0};
+        if (p11c_generate_random(t->calls, s->handle, a->buf + done, (CK_ULONG)chunk, &probe) !=
+            P11KMS_OK) {
+            if ((probe.ckr == CKR_ARGUMENTS_BAD || probe.ckr == CKR_DATA_LEN_RANGE) &&
+                chunk > RANDOM_CHUNK_MIN) {
+                limit = chunk / 2 > RANDOM_CHUNK_MIN ? chunk / 2 : RANDOM_CHUNK_MIN;
+                atomic_store(&t->random_chunk, limit);
+                continue;
+            }
+            *err = probe;
+            return probe.code;
+        }
         done += chunk;
     }
     return P11KMS_OK;

@@ -45,6 +45,8 @@ typedef struct p11_token_config {
     p11_gcm_layout gcm_layout;
     p11_rng_source rng;
     OSSL_LIB_CTX *libctx; /* private OpenSSL context for P11_RNG_OPENSSL (may be NULL) */
+    /* Open a token that fails the capability check (to report it: `p11kms token info`). */
+    bool skip_capability_check;
 } p11_token_config;
 
 typedef struct p11_token p11_token;
@@ -96,6 +98,30 @@ typedef struct p11_mechanism_report {
 /* Fills up to *count entries; sets *count to the number filled. */
 p11kms_err p11_token_mechanisms(p11_token *t, p11_mechanism_report *out, size_t *count,
                                 p11kms_error *err);
+
+/* --- capability check (capability.c) ------------------------------------------------------ */
+/* What p11kms needs of a token, checked with C_GetMechanismInfo and, for AES-GCM, a self-test on
+ * a session key (a known vector through the configured IV mode and CK_GCM_PARAMS layout).
+ * p11_token_open refuses a token that fails a required check, unless the configuration asks
+ * for the report only (skip_capability_check, for `p11kms token info`). */
+typedef struct p11_capability {
+    const char *name;     /* "CKM_AES_GCM", "AES-GCM self-test" */
+    const char *needed;   /* what p11kms needs of it, in words */
+    bool required;        /* false: only some operations need it (importing key material) */
+    bool mechanism_check; /* C_GetMechanismInfo (else the self-test) */
+    bool passed;
+    char detail[160]; /* what the token reported, or why the check failed */
+} p11_capability;
+
+#define P11_CAPABILITY_MAX 12
+
+/* Runs every check (the self-test included) and fills up to *count entries. */
+P11KMS_MUST_CHECK p11kms_err p11_token_capabilities(p11_token *t, p11_capability *out,
+                                                    size_t *count, p11kms_error *err);
+/* The checks needed before generating a master key (mechanism information only, no
+ * self-test): a token that cannot both generate and use an AES-256-GCM key is refused before
+ * a key exists. P11KMS_E_UNSUPPORTED with one line naming the token and the mechanism. */
+P11KMS_MUST_CHECK p11kms_err p11_token_check_generate(p11_token *t, p11kms_error *err);
 
 /* Random bytes from the configured source (C_GenerateRandom or the private OpenSSL context). */
 P11KMS_MUST_CHECK p11kms_err p11_token_random(p11_token *t, uint8_t *buf, size_t len,

@@ -152,9 +152,15 @@ static p11kms_err reserve_encryption(p11kms *svc, key_access *acc, uint32_t *ver
 
 /* --- token operations with cross-process state enforcement -------------------------------- */
 
+/* How tokens say "not with this key": SoftHSM answers a key whose CKA_ENCRYPT/CKA_DECRYPT
+ * were switched off with CKR_KEY_FUNCTION_NOT_PERMITTED, NSS softokn with
+ * CKR_KEY_TYPE_INCONSISTENT; a key destroyed elsewhere may be CKR_KEY_HANDLE_INVALID. Each is
+ * explained from the record, re-read. */
 static bool token_refused_key(const p11kms_error *e)
 {
-    return e->code == P11KMS_E_TOKEN && e->ckr == CKR_KEY_FUNCTION_NOT_PERMITTED;
+    return e->code == P11KMS_E_TOKEN &&
+           (e->ckr == CKR_KEY_FUNCTION_NOT_PERMITTED || e->ckr == CKR_KEY_TYPE_INCONSISTENT ||
+            e->ckr == CKR_KEY_HANDLE_INVALID);
 }
 
 /* The token refused the key: another process changed its state. Explain with fresh metadata. */

@@ -55,6 +55,9 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open(const char *config_path, p11
 /* Refuse to open when OpenSSL's secure heap is not locked in memory. Also set by
  * "secure-memory: required" in the configuration. */
 #define P11KMS_OPEN_REQUIRE_LOCKED_MEMORY 0x4u
+/* Open a token that fails the capability check (doc/tokens.md) instead of refusing it, so
+ * that p11kms_token_info can report which check failed. `p11kms token info` sets it. */
+#define P11KMS_OPEN_TOKEN_REPORT 0x8u
 
 /* p11kms_open with flags (P11KMS_OPEN_*). */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_open_with(const char *config_path, unsigned flags,
@@ -439,6 +442,16 @@ typedef struct p11kms_token_report {
     unsigned pool_size;
     size_t mechanism_count;
     p11kms_token_mechanism mechanisms[16];
+    /* The capability check (doc/tokens.md): each need, whether p11kms requires it to open the
+     * token, and what the token answered. */
+    size_t capability_count;
+    struct p11kms_token_capability {
+        const char *name;
+        const char *needed;
+        bool required;
+        bool passed;
+        char detail[160];
+    } capabilities[12];
 } p11kms_token_report;
 
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out,

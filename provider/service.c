@@ -83,6 +83,7 @@ static p11kms_err open_token(p11kms *svc, unsigned flags, p11kms_error *err)
         .gcm_layout = cfg->gcm_layout,
         .rng = cfg->rng,
         .libctx = svc->libctx,
+        .skip_capability_check = (flags & P11KMS_OPEN_TOKEN_REPORT) != 0,
     };
     return p11_token_open(&tc, &svc->token, err);
 }
@@ -466,6 +467,21 @@ p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error
         out->mechanisms[i] =
             (p11kms_token_mechanism){mechs[i].name, mechs[i].purpose, mechs[i].supported};
     out->mechanism_count = n;
+    p11_capability caps[P11_CAPABILITY_MAX];
+    size_t nc = sizeof(out->capabilities) / sizeof(out->capabilities[0]);
+    if (nc > P11_CAPABILITY_MAX)
+        nc = P11_CAPABILITY_MAX;
+    if ((rc = p11_token_capabilities(svc->token, caps, &nc, err)) != P11KMS_OK)
+        return rc;
+    for (size_t i = 0; i < nc; i++) {
+        struct p11kms_token_capability *c = &out->capabilities[i];
+        c->name = caps[i].name;
+        c->needed = caps[i].needed;
+        c->required = caps[i].required;
+        c->passed = caps[i].passed;
+        snprintf(c->detail, sizeof(c->detail), "%s", caps[i].detail);
+    }
+    out->capability_count = nc;
     return P11KMS_OK;
 }
 

@@ -29,6 +29,8 @@ static struct {
     void (*iv_mode)(int mode);
     void (*accept_legacy)(int on);
     const char *(*init_reserved)(void);
+    void (*hide)(CK_MECHANISM_TYPE mechanism);
+    void (*random_max)(CK_ULONG max);
 } shim;
 
 static void shim_bind(void)
@@ -47,8 +49,11 @@ static void shim_bind(void)
     shim.iv_mode = (void (*)(int))dlsym(dl, "p11kms_shim_iv_mode");
     shim.accept_legacy = (void (*)(int))dlsym(dl, "p11kms_shim_accept_legacy");
     shim.init_reserved = (const char *(*)(void))dlsym(dl, "p11kms_shim_init_reserved");
+    shim.hide = (void (*)(CK_MECHANISM_TYPE))dlsym(dl, "p11kms_shim_hide");
+    shim.random_max = (void (*)(CK_ULONG))dlsym(dl, "p11kms_shim_random_max");
     REQUIRE(shim.fail && shim.count && shim.reset && shim.token_flags && shim.max_rw &&
-            shim.iv_mode && shim.accept_legacy && shim.init_reserved);
+            shim.iv_mode && shim.accept_legacy && shim.init_reserved && shim.hide &&
+            shim.random_max);
 }
 
 static p11_token_config shim_config(void)
@@ -457,6 +462,98 @@ static void p11kit_config_here(void)
     p11_kit_override_system_files(conf, user_conf, dir, none, none);
 }
 
+/* A token without what p11kms needs (openCryptoki 3.8 has no CKM_AES_GCM) is refused at open
+ * with one line naming the token, the mechanism and what to do; one that loses it later is
+ * refused at key generation before any key exists. The report lists every check. */
+static void test_capability_check(void)
+{
+    static const struct {
+        CK_MECHANISM_TYPE mechanism;
+        const char *name;
+    } hidden[] = {
+        {CKM_AES_GCM, "CKM_AES_GCM: not offered (CKR_MECHANISM_INVALID)"},
+        {CKM_AES_KEY_GEN, "CKM_AES_KEY_GEN: not offered (CKR_MECHANISM_INVALID)"},
+        {CKM_SHA256_HMAC, "CKM_SHA256_HMAC: not offered (CKR_MECHANISM_INVALID)"},
+    };
+    p11_token_config cfg = shim_config();
+    for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++) {
+        shim.reset();
+        shim.hide(hidden[i].mechanism);
+        p11_token *t = NULL;
+        CHECK_ERR(p11_token_open(&cfg, &t, &e), P11KMS_E_UNSUPPORTED, &e);
+        CHECK(t == NULL);
+        CHECK(pt_contains(e.message, "token \"p11kms-test\""));
+        CHECK(pt_contains(e.message, hidden[i].name));
+        CHECK(pt_contains(e.message, "use a token that offers it"));
+        CHECK(strchr(e.message, '\n') == NULL);
+        fprintf(stderr, "refused: %s\n", e.message);
+    }
+    /* Opened for the report only: every check listed, the hidden one failed. */
+    shim.reset();
+    shim.hide(CKM_AES_GCM);
+    cfg.skip_capability_check = true;
+    p11_token *t = pt_open(&cfg);
+    p11_capability caps[P11_CAPABILITY_MAX];
+    size_t n = P11_CAPABILITY_MAX;
+    CHECK_OK(p11_token_capabilities(t, caps, &n, &e), &e);
+    CHECK(n == 7);
+    int failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        fprintf(stderr, "  %-26s %s %s\n", caps[i].name, caps[i].passed ? "pass" : "FAIL",
+                caps[i].detail);
+        if (!caps[i].passed)
+            failed++;
+    }
+    CHECK(failed == 2); /* CKM_AES_GCM and the self-test */
+    CHECK(strcmp(caps[1].name, "CKM_AES_GCM") == 0 && !caps[1].passed);
+    CHECK(strcmp(caps[6].name, "AES-GCM self-test") == 0 && !caps[6].passed);
+    p11_token_close(t);
+
+    /* Lost after open: create-key is refused and leaves no key behind. */
+    shim.reset();
+    cfg.skip_capability_check = false;
+    t = pt_open(&cfg);
+    shim.hide(CKM_AES_GCM);
+    static const uint8_t id[] = "capability-check-key";
+    p11_key *k = NULL;
+    unsigned long generated = shim.count("C_GenerateKey");
+    CHECK_ERR(p11_key_generate(t, id, sizeof(id) - 1, "p11kms-test/capability", &k, &e),
+              P11KMS_E_UNSUPPORTED, &e);
+    CHECK(k == NULL && pt_contains(e.message, "CKM_AES_GCM: not offered"));
+    CHECK(shim.count("C_GenerateKey") == generated);
+    CHECK_ERR(p11_key_find(t, id, sizeof(id) - 1, &k, &e), P11KMS_E_NOT_FOUND, &e);
+    p11_token_close(t);
+    shim.reset();
+}
+
+/* Random bytes in chunks the token accepts: NSS softokn refuses more than 65,536 bytes per
+ * call; a token with a smaller limit answers CKR_DATA_LEN_RANGE and the layer halves. */
+static void test_random_chunks(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = pt_open(&cfg);
+    enum { BIG = 200000 };
+    uint8_t *buf = calloc(1, BIG);
+    REQUIRE(buf != NULL);
+    CHECK_OK(p11_token_random(t, buf, BIG, &e), &e);
+    CHECK(shim.count("C_GenerateRandom") == 4); /* 3 x 65,536 + 3,392 */
+    shim.random_max(5000);
+    memset(buf, 0, BIG);
+    CHECK_OK(p11_token_random(t, buf, BIG, &e), &e);
+    size_t zeros = 0;
+    for (size_t i = BIG - 4096; i < BIG; i++)
+        zeros += buf[i] == 0;
+    CHECK(zeros < 64); /* the tail was filled */
+    unsigned long calls = shim.count("C_GenerateRandom");
+    CHECK_OK(p11_token_random(t, buf, BIG, &e), &e);
+    /* learnt: 4,096-byte chunks from now on, no refused call */
+    CHECK(shim.count("C_GenerateRandom") - calls == (BIG + 4095) / 4096);
+    p11_token_close(t);
+    free(buf);
+    shim.reset();
+}
+
 int main(void)
 {
     p11kit_config_here();
@@ -471,5 +568,7 @@ int main(void)
     test_token_iv(2);
     test_legacy_layout();
     test_p11kit_name();
+    test_capability_check();
+    test_random_chunks();
     return check_finish("pkcs11-shim-test");
 }

@@ -6,7 +6,12 @@
  *   - a token that generates the GCM IV itself, writing it into pIv or appending it to the
  *     output (FIPS-mode HSMs);
  *   - acceptance of the legacy CK_GCM_PARAMS layout (no ulIvBits);
- *   - call counters, and the pReserved string p11-kit passed to C_Initialize.
+ *   - call counters, and the pReserved string p11-kit passed to C_Initialize;
+ *   - hidden mechanisms (p11kms_shim_hide, or $P11KMS_SHIM_HIDE="0x1087,..." read at load, for
+ *     tests that run a program): not listed, CKR_MECHANISM_INVALID from C_GetMechanismInfo and
+ *     from every *Init and C_GenerateKey that asks for them, as a token without them answers;
+ *     a C_GenerateRandom length limit (p11kms_shim_random_max);
+ *     and $P11KMS_SHIM_FAIL="C_Fn:0xRV:N" (one function failing with one CK_RV after N calls).
  * The test reaches the control functions with dlopen(RTLD_NOLOAD) + dlsym. */
 #include "config.h"
 
@@ -62,6 +67,12 @@ static struct {
     CK_ULONG max_rw; /* 0: as SoftHSM says */
     int iv_mode;     /* 0 off, 1 write into pIv, 2 append to the output */
     int accept_legacy;
+    CK_MECHANISM_TYPE hidden[8];
+    int n_hidden;
+    CK_ULONG random_max; /* C_GenerateRandom refuses more (CKR_DATA_LEN_RANGE); 0: no limit */
+    char env_fn[32];     /* $P11KMS_SHIM_FAIL: not cleared by p11kms_shim_reset */
+    CK_RV env_rv;
+    long env_skip;
     char init_reserved[256];
     /* TOKEN IV emulation: the IV generated for a session's pending C_Encrypt */
     struct {
@@ -95,7 +106,9 @@ static CK_RV injected(const char *fn)
     count(fn);
     CK_RV rv = CKR_OK;
     pthread_mutex_lock(&shim.lock);
-    for (int i = 0; i < 8; i++) {
+    if (shim.env_fn[0] != '\0' && strcmp(shim.env_fn, fn) == 0 && shim.env_skip-- <= 0)
+        rv = shim.env_rv;
+    for (int i = 0; i < 8 && rv == CKR_OK; i++) {
         if (shim.fault[i].times != 0 && strcmp(shim.fault[i].fn, fn) == 0) {
             rv = shim.fault[i].rv;
             if (shim.fault[i].times > 0)
@@ -117,6 +130,8 @@ SHIM_API void p11kms_shim_max_rw(CK_ULONG max_rw);
 SHIM_API void p11kms_shim_iv_mode(int mode);
 SHIM_API void p11kms_shim_accept_legacy(int on);
 SHIM_API const char *p11kms_shim_init_reserved(void);
+SHIM_API void p11kms_shim_hide(CK_MECHANISM_TYPE mechanism);
+SHIM_API void p11kms_shim_random_max(CK_ULONG max);
 
 void p11kms_shim_fail(const char *fn, CK_RV rv, int times)
 {
@@ -152,6 +167,8 @@ void p11kms_shim_reset(void)
     shim.max_rw = 0;
     shim.iv_mode = 0;
     shim.accept_legacy = 0;
+    shim.n_hidden = 0;
+    shim.random_max = 0;
     shim.init_reserved[0] = '\0';
     pthread_mutex_unlock(&shim.lock);
 }
@@ -180,6 +197,29 @@ void p11kms_shim_accept_legacy(int on)
 const char *p11kms_shim_init_reserved(void)
 {
     return shim.init_reserved;
+}
+
+void p11kms_shim_hide(CK_MECHANISM_TYPE mechanism)
+{
+    pthread_mutex_lock(&shim.lock);
+    if (shim.n_hidden < 8)
+        shim.hidden[shim.n_hidden++] = mechanism;
+    pthread_mutex_unlock(&shim.lock);
+}
+
+void p11kms_shim_random_max(CK_ULONG max)
+{
+    shim.random_max = max;
+}
+
+static int hidden(const CK_MECHANISM *m)
+{
+    int found = 0;
+    pthread_mutex_lock(&shim.lock);
+    for (int i = 0; m != NULL && i < shim.n_hidden && !found; i++)
+        found = shim.hidden[i] == m->mechanism;
+    pthread_mutex_unlock(&shim.lock);
+    return found;
 }
 
 /* --- wrapped functions ------------------------------------------------------------------------ */
@@ -257,7 +297,55 @@ static CK_RV shim_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_ATTRIBUTE
                               CK_OBJECT_HANDLE *key)
 {
     CK_RV rv = injected("C_GenerateKey");
+    if (rv == CKR_OK && hidden(m))
+        rv = CKR_MECHANISM_INVALID;
     return rv != CKR_OK ? rv : shim.real->C_GenerateKey(h, m, tmpl, n, key);
+}
+
+static CK_RV shim_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE *list, CK_ULONG *count)
+{
+    CK_RV rv = injected("C_GetMechanismList");
+    if (rv != CKR_OK)
+        return rv;
+    CK_ULONG cap = *count;
+    rv = shim.real->C_GetMechanismList(slot, list, count);
+    if (list == NULL && rv == CKR_OK)
+        return rv; /* the real count is an upper bound */
+    if (rv != CKR_OK)
+        return rv;
+    CK_ULONG o = 0;
+    for (CK_ULONG i = 0; i < *count && i < cap; i++) {
+        CK_MECHANISM m = {list[i], NULL, 0};
+        if (!hidden(&m))
+            list[o++] = list[i];
+    }
+    *count = o;
+    return CKR_OK;
+}
+
+static CK_RV shim_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO *info)
+{
+    CK_RV rv = injected("C_GetMechanismInfo");
+    CK_MECHANISM m = {type, NULL, 0};
+    if (rv == CKR_OK && hidden(&m))
+        rv = CKR_MECHANISM_INVALID;
+    return rv != CKR_OK ? rv : shim.real->C_GetMechanismInfo(slot, type, info);
+}
+
+static CK_RV shim_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE *buf, CK_ULONG len)
+{
+    CK_RV rv = injected("C_GenerateRandom");
+    if (rv == CKR_OK && shim.random_max != 0 && len > shim.random_max)
+        rv = CKR_DATA_LEN_RANGE;
+    return rv != CKR_OK ? rv : shim.real->C_GenerateRandom(h, buf, len);
+}
+
+static CK_RV shim_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE key)
+{
+    CK_RV rv = injected("C_SignInit");
+    if (rv == CKR_OK && hidden(m))
+        rv = CKR_MECHANISM_INVALID;
+    return rv != CKR_OK ? rv : shim.real->C_SignInit(h, m, key);
 }
 
 static int session_slot(CK_SESSION_HANDLE h)
@@ -317,6 +405,8 @@ static CK_RV gcm_rewrite(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_MECHANISM *out
 static CK_RV shim_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE key)
 {
     CK_RV rv = injected("C_EncryptInit");
+    if (rv == CKR_OK && hidden(m))
+        rv = CKR_MECHANISM_INVALID;
     if (rv != CKR_OK)
         return rv;
     CK_MECHANISM mech;
@@ -356,6 +446,8 @@ static CK_RV shim_Encrypt(CK_SESSION_HANDLE h, CK_BYTE *in, CK_ULONG in_len, CK_
 static CK_RV shim_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE key)
 {
     CK_RV rv = injected("C_DecryptInit");
+    if (rv == CKR_OK && hidden(m))
+        rv = CKR_MECHANISM_INVALID;
     if (rv != CKR_OK)
         return rv;
     CK_MECHANISM mech;
@@ -408,10 +500,32 @@ static void shim_load(void)
     shim.list.C_Login = shim_Login;
     shim.list.C_FindObjectsInit = shim_FindObjectsInit;
     shim.list.C_GenerateKey = shim_GenerateKey;
+    shim.list.C_GetMechanismList = shim_GetMechanismList;
+    shim.list.C_GetMechanismInfo = shim_GetMechanismInfo;
+    shim.list.C_SignInit = shim_SignInit;
+    shim.list.C_GenerateRandom = shim_GenerateRandom;
     shim.list.C_EncryptInit = shim_EncryptInit;
     shim.list.C_Encrypt = shim_Encrypt;
     shim.list.C_DecryptInit = shim_DecryptInit;
     shim.list.C_Decrypt = shim_Decrypt;
+    /* Tests that run a program hide mechanisms from the start: "0x1087,0x1080". */
+    const char *hide = getenv("P11KMS_SHIM_HIDE");
+    for (char *end = NULL; hide != NULL && *hide != '\0'; hide = *end == ',' ? end + 1 : end) {
+        CK_MECHANISM_TYPE m = strtoul(hide, &end, 0);
+        if (end == hide)
+            break;
+        p11kms_shim_hide(m);
+    }
+    /* "C_EncryptInit:0x63:1": that function fails with that CK_RV every time after the
+     * first (the capability self-test at open) call. */
+    const char *fail = getenv("P11KMS_SHIM_FAIL");
+    const char *colon = fail != NULL ? strchr(fail, ':') : NULL;
+    if (colon != NULL && colon - fail < (long)sizeof(shim.env_fn)) {
+        memcpy(shim.env_fn, fail, (size_t)(colon - fail));
+        char *end = NULL;
+        shim.env_rv = strtoul(colon + 1, &end, 0);
+        shim.env_skip = *end == ':' ? strtol(end + 1, NULL, 0) : 0;
+    }
     shim.list30.base = shim.list;
     shim.list30.base.version.major = 3;
     shim.list30.base.version.minor = 0;

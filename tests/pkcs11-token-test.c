@@ -384,6 +384,17 @@ static void test_destroy(p11_token *t, p11_key *k)
     CHECK(c.n == 0);
 }
 
+/* A wrong GCM knob fails the capability self-test: the token is refused at open, naming it. */
+static void check_refused_at_open(const p11_token_config *cfg, const char *why)
+{
+    p11_token *t = NULL;
+    CHECK_ERR(p11_token_open(cfg, &t, &e), P11KMS_E_UNSUPPORTED, &e);
+    CHECK(t == NULL);
+    CHECK(pt_contains(e.message, "AES-GCM self-test") && pt_contains(e.message, why) &&
+          pt_contains(e.message, "cannot serve p11kms"));
+    fprintf(stderr, "refused at open: %s\n", e.message);
+}
+
 /* LEGACY passes the layout without ulIvBits. SoftHSM only knows the v2.40 layout and refuses
  * the 40-byte parameter (CKR_ARGUMENTS_BAD in 2.6.1): the knob must reach the token and fail
  * cleanly. tests/pkcs11-shim-test.c shows the layout round-trips with a token that takes it. */
@@ -391,6 +402,8 @@ static void test_legacy_layout(void)
 {
     p11_token_config cfg = pt_config();
     cfg.gcm_layout = P11_GCM_LEGACY;
+    check_refused_at_open(&cfg, "CKR_ARGUMENTS_BAD");
+    cfg.skip_capability_check = true; /* what the layer does with it once opened */
     p11_token *t = pt_open(&cfg);
     uint8_t raw[32] = {7}, iv[12] = {1}, pt[16] = "legacy", ct[32], back[16];
     p11_key *k = NULL;
@@ -415,6 +428,8 @@ static void test_token_iv_mode_refused(void)
 {
     p11_token_config cfg = pt_config();
     cfg.iv_mode = P11_IV_TOKEN;
+    check_refused_at_open(&cfg, "did not generate an IV");
+    cfg.skip_capability_check = true;
     p11_token *t = pt_open(&cfg);
     uint8_t raw[32] = {9}, iv[12], pt[16] = "token iv", ct[32];
     memset(iv, 0x11, sizeof(iv));

@@ -33,6 +33,8 @@ struct cli {
 /* Opens the service and the caller's principal (once). Commands that need neither, such as
  * "policy check", never call it, so they work without a configuration or a token. */
 p11kms_err cli_service(cli *c, p11kms_error *err);
+/* cli_service with more P11KMS_OPEN_* flags (token info: P11KMS_OPEN_TOKEN_REPORT). */
+p11kms_err cli_service_with(cli *c, unsigned extra_flags, p11kms_error *err);
 
 /* Every command, in the order of the help listing; terminated by name NULL. */
 extern const cli_command cli_commands[];

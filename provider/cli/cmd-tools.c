@@ -28,7 +28,8 @@ p11kms_err cli_cmd_token_info(cli *c, p11kms_error *err)
     p11kms_token_report *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    p11kms_err rc = cli_service(c, err);
+    /* A token that fails the capability check is opened all the same: this reports why. */
+    p11kms_err rc = cli_service_with(c, P11KMS_OPEN_TOKEN_REPORT, err);
     if (rc == P11KMS_OK)
         rc = p11kms_token_info(c->svc, t, err);
     if (rc == P11KMS_OK) {
@@ -59,6 +60,20 @@ p11kms_err cli_cmd_token_info(cli *c, p11kms_error *err)
             cli_json_string(o, e, "Purpose", m->purpose != NULL ? m->purpose : "");
             cli_json_bool(o, e, "Supported", m->supported);
         }
+        json_object *caps = cli_json_array(o, root, "Capabilities");
+        bool all_required = true;
+        for (size_t i = 0; i < t->capability_count; i++) {
+            const struct p11kms_token_capability *k = &t->capabilities[i];
+            json_object *e = cli_json_append_object(o, caps);
+            cli_json_string(o, e, "Check", k->name);
+            cli_json_string(o, e, "Needed", k->needed);
+            cli_json_bool(o, e, "Required", k->required);
+            cli_json_string(o, e, "Result", k->passed ? "pass" : "fail");
+            cli_json_string(o, e, "Detail", k->detail);
+            if (k->required && !k->passed)
+                all_required = false;
+        }
+        cli_json_bool(o, root, "CanServe", all_required);
     }
     free(t);
     return rc;

@@ -10,12 +10,17 @@
 
 p11kms_err cli_service(cli *c, p11kms_error *err)
 {
+    return cli_service_with(c, 0, err);
+}
+
+p11kms_err cli_service_with(cli *c, unsigned extra_flags, p11kms_error *err)
+{
     if (c->svc != NULL)
         return P11KMS_OK;
     p11kms_err rc = p11kms_principal_from_process(&c->who, err);
     if (rc != P11KMS_OK)
         return rc;
-    unsigned flags = P11KMS_OPEN_NO_CORE_DUMPS;
+    unsigned flags = P11KMS_OPEN_NO_CORE_DUMPS | extra_flags;
     if (c->globals.insecure_pin_file)
         flags |= P11KMS_OPEN_INSECURE_PIN_FILE;
     return p11kms_open_with(c->globals.config_path, flags, &c->svc, err);

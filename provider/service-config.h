@@ -22,6 +22,7 @@
 #define CONFIG_DEFAULT_AUDIT_CHECKPOINT_S 10u
 #define CONFIG_DEFAULT_STORE "sqlite:/var/lib/p11kms/p11kms.db"
 #define CONFIG_DEFAULT_ORPHAN_GRACE_S 3600u
+#define CONFIG_DEFAULT_SESSION_KEYS 512u
 
 typedef struct service_config {
     char *path; /* the file this came from */
@@ -35,6 +36,10 @@ typedef struct service_config {
     p11_gcm_layout gcm_layout;
     p11_rng_source rng;
     bool insecure_pin_file; /* development only */
+    /* key-cache: session-copy (default) uses session copies of hot key versions, at most
+     * session_keys of them; token-object always uses the token objects. */
+    bool key_cache_token_object;
+    unsigned session_keys;
 
     /* keys: */
     char *region;

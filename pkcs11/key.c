@@ -420,8 +420,7 @@ static p11kms_err copy_object(p11_token *t, p11_session *s, p11_key *k, CK_OBJEC
                               p11kms_error *err)
 {
     CK_OBJECT_HANDLE src;
-    if (p11_objref_handle(t, s, &k->source->ref, p11_key_finder, k->source, &src, err) !=
-        P11KMS_OK)
+    if (p11_objref_handle(t, s, &k->source->ref, p11_key_finder, k->source, &src, err) != P11KMS_OK)
         return err->code;
     CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
     CK_ATTRIBUTE tmpl[] = {

@@ -216,8 +216,7 @@ static void make_copy(p11kms *svc, key_entry *entry, uint32_t version, keycache_
     } else if (version > entry->copies_len) {
         key_copy **grown = realloc(entry->copies, version * sizeof(*grown));
         if (grown != NULL) {
-            memset(grown + entry->copies_len, 0,
-                   (version - entry->copies_len) * sizeof(*grown));
+            memset(grown + entry->copies_len, 0, (version - entry->copies_len) * sizeof(*grown));
             entry->copies = grown;
             entry->copies_len = version;
         }
@@ -244,8 +243,8 @@ static void make_copy(p11kms *svc, key_entry *entry, uint32_t version, keycache_
     use->copy = c;
 }
 
-p11kms_err keycache_use_version(p11kms *svc, key_entry *entry, uint32_t version,
-                                keycache_use *use, p11kms_error *err)
+p11kms_err keycache_use_version(p11kms *svc, key_entry *entry, uint32_t version, keycache_use *use,
+                                p11kms_error *err)
 {
     use->copy = NULL;
     use->key = NULL;
@@ -254,10 +253,9 @@ p11kms_err keycache_use_version(p11kms *svc, key_entry *entry, uint32_t version,
         key_copy *c = entry->copies[version - 1];
         atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
         pthread_mutex_unlock(&entry->lock);
-        atomic_store_explicit(
-            &c->last_used,
-            atomic_fetch_add_explicit(&svc->copy_clock, 1, memory_order_relaxed),
-            memory_order_relaxed);
+        atomic_store_explicit(&c->last_used,
+                              atomic_fetch_add_explicit(&svc->copy_clock, 1, memory_order_relaxed),
+                              memory_order_relaxed);
         use->key = c->key;
         use->copy = c;
         return P11KMS_OK;

@@ -53,10 +53,10 @@ void keycache_release(p11kms *svc, keycache_use *use);
 
 /* What token info reports about session copies in this process. */
 typedef struct keycache_copy_report {
-    bool off;           /* token.key-cache: token-object, or the token refused copies */
-    size_t live;        /* copies now */
-    unsigned refusals;  /* keys using their token object because the token refused a copy */
-    char reason[256];   /* the first refusal, "" if none */
+    bool off;          /* token.key-cache: token-object, or the token refused copies */
+    size_t live;       /* copies now */
+    unsigned refusals; /* keys using their token object because the token refused a copy */
+    char reason[256];  /* the first refusal, "" if none */
 } keycache_copy_report;
 void keycache_copy_status(p11kms *svc, keycache_copy_report *out);
 /* The first refusal of a copy: keys using their token object from now on; a token that does

@@ -98,9 +98,9 @@ struct p11kms {
     key_copy **copies;           /* every live copy, at most cfg->session_keys */
     size_t copies_count;
     _Atomic uint64_t copy_clock;
-    _Atomic bool copies_off;     /* token.key-cache: token-object, or the token refused copies */
+    _Atomic bool copies_off;        /* token.key-cache: token-object, or the token refused copies */
     _Atomic unsigned copy_refusals; /* keys whose copy the token refused */
-    char copy_refusal[256];      /* the first refusal's reason (under copies_lock) */
+    char copy_refusal[256];         /* the first refusal's reason (under copies_lock) */
 };
 
 /* Opens and maps the lock file (called once by p11kms_open). */

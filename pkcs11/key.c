@@ -422,18 +422,18 @@ static p11kms_err copy_object(p11_token *t, p11_session *s, p11_key *k, CK_OBJEC
     CK_OBJECT_HANDLE src;
     if (p11_objref_handle(t, s, &k->source->ref, p11_key_finder, k->source, &src, err) != P11KMS_OK)
         return err->code;
-    CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
+    /* Only CKA_TOKEN: a copy inherits CKA_SENSITIVE and CKA_EXTRACTABLE, and tokens refuse to
+     * have them in the template (SoftHSM: CKR_ATTRIBUTE_READ_ONLY); checked below instead. */
+    CK_BBOOL no = CK_FALSE;
     CK_ATTRIBUTE tmpl[] = {
         {CKA_TOKEN, &no, sizeof(no)},
-        {CKA_SENSITIVE, &yes, sizeof(yes)},
-        {CKA_EXTRACTABLE, &no, sizeof(no)},
     };
     CK_SESSION_HANDLE login;
     if (p11_login_session_lock(t, &login, err) != P11KMS_OK)
         return err->code;
     uint64_t gen = atomic_load(&t->gen);
     CK_OBJECT_HANDLE copy;
-    p11kms_err rc = p11c_copy_object(t->calls, login, src, tmpl, 3, &copy, err);
+    p11kms_err rc = p11c_copy_object(t->calls, login, src, tmpl, 1, &copy, err);
     p11_login_session_unlock(t);
     if (rc != P11KMS_OK) {
         /* A stale source handle: find the source again when p11_run retries. */

@@ -122,8 +122,8 @@ P11KMS_MUST_CHECK p11kms_err p11_key_create_session_aes(p11_token *t, const uint
                                                         size_t len, p11_key **out,
                                                         p11kms_error *err);
 
-/* Copies a token key into a session object (C_CopyObject with CKA_TOKEN=FALSE, CKA_SENSITIVE
- * TRUE, CKA_EXTRACTABLE FALSE) made on the long-lived login session, so that it lives until
+/* Copies a token key into a session object (C_CopyObject with CKA_TOKEN=FALSE; sensitivity and
+ * extractability are inherited) made on the long-lived login session, so that it lives until
  * p11_key_destroy or the login ends; refused (TOKEN error, destroyed) unless the copy reads back
  * as a sensitive, non-extractable session object. Usable wherever source is, for the same
  * operations; if the token drops the login session the copy is made again on next use. The

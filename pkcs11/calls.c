@@ -193,6 +193,13 @@ p11kms_err p11c_create_object(p11_calls *c, CK_SESSION_HANDLE session, CK_ATTRIB
     P11C_CALL(c, err, C_CreateObject, session, tmpl, count, object);
 }
 
+p11kms_err p11c_copy_object(p11_calls *c, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
+                            CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_OBJECT_HANDLE *copy,
+                            p11kms_error *err)
+{
+    P11C_CALL(c, err, C_CopyObject, session, object, tmpl, count, copy);
+}
+
 p11kms_err p11c_destroy_object(p11_calls *c, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
                                p11kms_error *err)
 {

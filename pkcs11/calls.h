@@ -62,6 +62,9 @@ p11kms_err p11c_login(p11_calls *c, CK_SESSION_HANDLE session, CK_USER_TYPE user
                       size_t pin_len, p11kms_error *err);
 p11kms_err p11c_create_object(p11_calls *c, CK_SESSION_HANDLE session, CK_ATTRIBUTE *tmpl,
                               CK_ULONG count, CK_OBJECT_HANDLE *object, p11kms_error *err);
+p11kms_err p11c_copy_object(p11_calls *c, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
+                            CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_OBJECT_HANDLE *copy,
+                            p11kms_error *err);
 p11kms_err p11c_destroy_object(p11_calls *c, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
                                p11kms_error *err);
 p11kms_err p11c_get_attribute_value(p11_calls *c, CK_SESSION_HANDLE session,

@@ -48,7 +48,10 @@ typedef p11kms_err (*p11_finder)(p11_token *t, p11_session *s, void *arg, CK_OBJ
 
 struct p11_key {
     p11_objref ref;
-    bool session_object;       /* created by p11_key_create_session_aes (CKA_TOKEN=FALSE) */
+    bool session_object; /* created by p11_key_create_session_aes (CKA_TOKEN=FALSE) */
+    /* A session copy (p11_key_copy_session): the token key it copies. Its finder copies the
+     * source again, since the token destroyed the copy when it lost the login session. */
+    struct p11_key *source;
     _Atomic bool hmac_checked; /* p11_hmac_find saw an HMAC key's attributes (hmac.c) */
     size_t id_len;
     uint8_t *id;

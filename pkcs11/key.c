@@ -90,10 +90,15 @@ void p11_keys_free_all(p11_token *t)
     }
 }
 
+static p11kms_err copy_object(p11_token *t, p11_session *s, p11_key *k, CK_OBJECT_HANDLE *h,
+                              p11kms_error *err);
+
 p11kms_err p11_key_finder(p11_token *t, p11_session *s, void *arg, CK_OBJECT_HANDLE *h,
                           p11kms_error *err)
 {
     p11_key *k = arg;
+    if (k->source != NULL)
+        return copy_object(t, s, k, h, err);
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_BBOOL on_token = k->session_object ? CK_FALSE : CK_TRUE;
     CK_ATTRIBUTE tmpl[] = {
@@ -426,12 +431,103 @@ p11kms_err p11_key_generate_session_aes(p11_token *t, p11_key **out, p11kms_erro
     return session_aes(t, NULL, P11_AES256_KEY_LEN, out, err);
 }
 
+/* --- session copies of token keys ------------------------------------------------------------ */
+
+/* Copies k->source into a session object on the login session (session objects die with the
+ * session that created them; the login session lives as long as the login) and checks that the
+ * copy is as protected as its source. Also the finder of a copy: after the token lost the login
+ * session (every generation change) the copy is gone and is made again. */
+static p11kms_err copy_object(p11_token *t, p11_session *s, p11_key *k, CK_OBJECT_HANDLE *h,
+                              p11kms_error *err)
+{
+    CK_OBJECT_HANDLE src;
+    if (p11_objref_handle(t, s, &k->source->ref, p11_key_finder, k->source, &src, err) != P11KMS_OK)
+        return err->code;
+    /* Only CKA_TOKEN: a copy inherits CKA_SENSITIVE and CKA_EXTRACTABLE, and tokens refuse to
+     * have them in the template (SoftHSM: CKR_ATTRIBUTE_READ_ONLY); checked below instead. */
+    CK_BBOOL no = CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_TOKEN, &no, sizeof(no)},
+    };
+    CK_SESSION_HANDLE login;
+    if (p11_login_session_lock(t, &login, err) != P11KMS_OK)
+        return err->code;
+    uint64_t gen = atomic_load(&t->gen);
+    CK_OBJECT_HANDLE copy;
+    p11kms_err rc = p11c_copy_object(t->calls, login, src, tmpl, 1, &copy, err);
+    p11_login_session_unlock(t);
+    if (rc != P11KMS_OK) {
+        /* A stale source handle: find the source again when p11_run retries. */
+        if (err->ckr == CKR_OBJECT_HANDLE_INVALID)
+            p11_objref_invalidate(&k->source->ref);
+        return rc;
+    }
+    CK_BBOOL token = CK_TRUE, sensitive = CK_FALSE, extractable = CK_TRUE;
+    CK_ATTRIBUTE check[] = {
+        {CKA_TOKEN, &token, sizeof(token)},
+        {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
+        {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+    };
+    rc = p11c_get_attribute_value(t->calls, s->handle, copy, check, 3, err);
+    if (rc == P11KMS_OK && (token != CK_FALSE || sensitive != CK_TRUE || extractable != CK_FALSE)) {
+        P11KMS_RAISE(err, P11KMS_E_TOKEN,
+                     "the token's copy of a key is not protected as required (token %d, "
+                     "sensitive %d, extractable %d): destroyed it",
+                     token, sensitive, extractable);
+        err->ckr = 0;
+        rc = P11KMS_E_TOKEN;
+    }
+    if (rc != P11KMS_OK) {
+        p11kms_error ignored = {0};
+        (void)p11c_destroy_object(t->calls, s->handle, copy, &ignored);
+        return rc;
+    }
+    atomic_store(&k->ref.handle, copy);
+    atomic_store(&k->ref.gen, gen);
+    *h = copy;
+    return P11KMS_OK;
+}
+
+static p11kms_err copy_op(p11_token *t, p11_session *s, void *arg, p11kms_error *err)
+{
+    CK_OBJECT_HANDLE h;
+    return copy_object(t, s, arg, &h, err);
+}
+
+p11kms_err p11_key_copy_session(p11_token *t, p11_key *source, p11_key **out, p11kms_error *err)
+{
+    if (t == NULL || source == NULL || out == NULL || source->source != NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11_key_copy_session: bad argument");
+    *out = NULL;
+    p11_key *k = key_alloc(source->id, source->id_len, true);
+    if (k == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory for a key");
+    k->source = source;
+    pthread_mutex_lock(&t->create_lock);
+    p11kms_err rc = p11_run(t, &source->ref, copy_op, k, err);
+    pthread_mutex_unlock(&t->create_lock);
+    if (rc != P11KMS_OK) {
+        key_free(k);
+        return rc;
+    }
+    pthread_mutex_lock(&t->cache_lock);
+    own(t, k);
+    pthread_mutex_unlock(&t->cache_lock);
+    *out = k;
+    return P11KMS_OK;
+}
+
 /* --- destroy, usage, attributes --------------------------------------------------------------- */
 
 static p11kms_err destroy_op(p11_token *t, p11_session *s, void *arg, p11kms_error *err)
 {
     p11_key *k = arg;
     CK_OBJECT_HANDLE h;
+    /* A copy from an older generation died with the session it was made on: nothing to do
+     * (finding it would make a new copy). */
+    if (k->source != NULL &&
+        atomic_load(&k->ref.gen) != atomic_load_explicit(&t->gen, memory_order_relaxed))
+        return P11KMS_OK;
     if (p11_objref_handle(t, s, &k->ref, p11_key_finder, k, &h, err) != P11KMS_OK)
         return err->code;
     return p11c_destroy_object(t->calls, s->handle, h, err);

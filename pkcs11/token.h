@@ -148,6 +148,16 @@ P11KMS_MUST_CHECK p11kms_err p11_key_create_session_aes(p11_token *t, const uint
                                                         size_t len, p11_key **out,
                                                         p11kms_error *err);
 
+/* Copies a token key into a session object (C_CopyObject with CKA_TOKEN=FALSE; sensitivity and
+ * extractability are inherited) made on the long-lived login session, so that it lives until
+ * p11_key_destroy or the login ends; refused (TOKEN error, destroyed) unless the copy reads back
+ * as a sensitive, non-extractable session object. Usable wherever source is, for the same
+ * operations; if the token drops the login session the copy is made again on next use. The
+ * source must outlive the copy. A token that refuses copies answers with its CKR_* in err->ckr
+ * (CKR_ACTION_PROHIBITED for CKA_COPYABLE false, CKR_FUNCTION_NOT_SUPPORTED, ...). */
+P11KMS_MUST_CHECK p11kms_err p11_key_copy_session(p11_token *t, p11_key *source, p11_key **out,
+                                                  p11kms_error *err);
+
 /* Destroys the object and forgets the cached handle; *key is invalid afterwards. */
 p11kms_err p11_key_destroy(p11_token *t, p11_key *key, p11kms_error *err);
 

@@ -62,8 +62,64 @@ key_entry *keycache_entry(p11kms *svc, const char *id_text)
     return e;
 }
 
-/* Installs m as read at generation gen. */
-static void install_at(key_entry *entry, key_meta *m, uint64_t gen)
+/* --- session copies ----------------------------------------------------------------------- */
+
+static void copy_unref(p11kms *svc, key_copy *c)
+{
+    if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1) {
+        p11kms_error ignored = {0};
+        (void)p11_key_destroy(svc->token, c->key, &ignored);
+        free(c);
+    }
+}
+
+/* copies_lock and c->entry->lock held: takes c out of its entry and out of the service's list;
+ * the caller then drops the reference the lists held. */
+static void copy_detach_locked(p11kms *svc, key_copy *c)
+{
+    c->entry->copies[c->version - 1] = NULL;
+    size_t last = --svc->copies_count;
+    if (c->index != last) {
+        svc->copies[c->index] = svc->copies[last];
+        svc->copies[c->index]->index = c->index;
+    }
+    svc->copies[last] = NULL;
+}
+
+/* Destroys the entry's copies of version `only` (0: of every version except `keep`). */
+static void drop_copies(p11kms *svc, key_entry *entry, uint32_t only, uint32_t keep)
+{
+    for (;;) {
+        key_copy *victim = NULL;
+        pthread_mutex_lock(&svc->copies_lock);
+        pthread_mutex_lock(&entry->lock);
+        for (uint32_t i = 0; i < entry->copies_len && victim == NULL; i++) {
+            key_copy *c = entry->copies[i];
+            if (c != NULL && (only != 0 ? c->version == only : c->version != keep))
+                victim = c;
+        }
+        if (victim != NULL)
+            copy_detach_locked(svc, victim);
+        pthread_mutex_unlock(&entry->lock);
+        pthread_mutex_unlock(&svc->copies_lock);
+        if (victim == NULL)
+            return;
+        copy_unref(svc, victim);
+    }
+}
+
+static uint32_t current_version(const meta_snapshot *s)
+{
+    return s != NULL && s->meta->version_count > 0
+               ? s->meta->versions[s->meta->version_count - 1].number
+               : 0;
+}
+
+/* Installs m as read at generation gen. Copies go with what made them usable: all of them when
+ * the key is gone or leaves Enabled (disabled, pending deletion, material removed), those of
+ * the older versions when it was rotated. This is the path every state change of any process
+ * reaches (the state generation), so copies never outlive the bound of the cached state. */
+static void install_at(p11kms *svc, key_entry *entry, key_meta *m, uint64_t gen)
 {
     meta_snapshot *fresh = m ? snapshot_new(m) : NULL;
     pthread_mutex_lock(&entry->lock);
@@ -71,25 +127,182 @@ static void install_at(key_entry *entry, key_meta *m, uint64_t gen)
     entry->snap = fresh;
     entry->fetched_ms = service_monotonic_ms();
     entry->generation = gen;
+    bool has_copies = false;
+    for (uint32_t i = 0; i < entry->copies_len && !has_copies; i++)
+        has_copies = entry->copies[i] != NULL;
     pthread_mutex_unlock(&entry->lock);
+    if (has_copies) {
+        uint32_t was = current_version(old), now = current_version(fresh);
+        if (fresh == NULL || fresh->meta->state != P11KMS_KEY_ENABLED)
+            drop_copies(svc, entry, 0, 0);
+        else if (was != now)
+            drop_copies(svc, entry, 0, now);
+    }
     snapshot_unref(old);
+}
+
+void keycache_note_refusal(p11kms *svc, key_entry *entry, const p11kms_error *why)
+{
+    bool token_wide = why->ckr == CKR_FUNCTION_NOT_SUPPORTED ||
+                      (why->ckr == 0 && strstr(why->message, "does not provide") != NULL);
+    pthread_mutex_lock(&svc->copies_lock);
+    if (svc->copy_refusal[0] == '\0')
+        snprintf(svc->copy_refusal, sizeof(svc->copy_refusal), "key %s: %.200s", entry->id_text,
+                 why->message);
+    pthread_mutex_unlock(&svc->copies_lock);
+    if (token_wide) {
+        atomic_store(&svc->copies_off, true);
+        return;
+    }
+    pthread_mutex_lock(&entry->lock);
+    bool first = !entry->copy_refused;
+    entry->copy_refused = true;
+    pthread_mutex_unlock(&entry->lock);
+    if (first)
+        atomic_fetch_add(&svc->copy_refusals, 1);
+}
+
+/* The least recently used copy, detached (copies_lock held, no entry lock). */
+static key_copy *evict_locked(p11kms *svc)
+{
+    key_copy *victim = NULL;
+    uint64_t oldest = UINT64_MAX;
+    for (size_t i = 0; i < svc->copies_count; i++) {
+        uint64_t t = atomic_load_explicit(&svc->copies[i]->last_used, memory_order_relaxed);
+        if (t < oldest) {
+            oldest = t;
+            victim = svc->copies[i];
+        }
+    }
+    if (victim != NULL) {
+        pthread_mutex_lock(&victim->entry->lock);
+        copy_detach_locked(svc, victim);
+        pthread_mutex_unlock(&victim->entry->lock);
+    }
+    return victim;
+}
+
+/* Copies the token object and lists the copy, evicting the least recently used one at the
+ * bound. On any failure use->key stays the token object. */
+static void make_copy(p11kms *svc, key_entry *entry, uint32_t version, keycache_use *use)
+{
+    p11kms_error why = {0};
+    p11_key *copy = NULL;
+    if (p11_key_copy_session(svc->token, use->key, &copy, &why) != P11KMS_OK) {
+        keycache_note_refusal(svc, entry, &why);
+        return;
+    }
+    key_copy *c = calloc(1, sizeof(*c));
+    pthread_mutex_lock(&svc->copies_lock);
+    if (c != NULL && svc->copies == NULL)
+        svc->copies = calloc(svc->cfg->session_keys, sizeof(*svc->copies));
+    if (c == NULL || svc->copies == NULL) {
+        pthread_mutex_unlock(&svc->copies_lock);
+        free(c);
+        (void)p11_key_destroy(svc->token, copy, &why);
+        return;
+    }
+    c->key = copy;
+    c->entry = entry;
+    c->version = version;
+    atomic_init(&c->refs, 2); /* the lists' and this operation's */
+    atomic_init(&c->last_used, atomic_fetch_add(&svc->copy_clock, 1));
+    key_copy *evicted = svc->copies_count >= svc->cfg->session_keys ? evict_locked(svc) : NULL;
+    key_copy *have = NULL;
+    pthread_mutex_lock(&entry->lock);
+    if (version <= entry->copies_len && entry->copies[version - 1] != NULL) {
+        have = entry->copies[version - 1]; /* another thread was first */
+        atomic_fetch_add(&have->refs, 1);
+    } else if (version > entry->copies_len) {
+        key_copy **grown = realloc(entry->copies, version * sizeof(*grown));
+        if (grown != NULL) {
+            memset(grown + entry->copies_len, 0, (version - entry->copies_len) * sizeof(*grown));
+            entry->copies = grown;
+            entry->copies_len = version;
+        }
+    }
+    bool listed = have == NULL && version <= entry->copies_len;
+    if (listed) {
+        entry->copies[version - 1] = c;
+        c->index = svc->copies_count;
+        svc->copies[svc->copies_count++] = c;
+    }
+    pthread_mutex_unlock(&entry->lock);
+    pthread_mutex_unlock(&svc->copies_lock);
+    copy_unref(svc, evicted);
+    if (!listed) {
+        (void)p11_key_destroy(svc->token, copy, &why);
+        free(c);
+        if (have != NULL) {
+            use->key = have->key;
+            use->copy = have;
+        }
+        return;
+    }
+    use->key = copy;
+    use->copy = c;
+}
+
+p11kms_err keycache_use_version(p11kms *svc, key_entry *entry, uint32_t version, keycache_use *use,
+                                p11kms_error *err)
+{
+    use->copy = NULL;
+    use->key = NULL;
+    pthread_mutex_lock(&entry->lock);
+    if (version >= 1 && version <= entry->copies_len && entry->copies[version - 1] != NULL) {
+        key_copy *c = entry->copies[version - 1];
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&entry->lock);
+        atomic_store_explicit(&c->last_used,
+                              atomic_fetch_add_explicit(&svc->copy_clock, 1, memory_order_relaxed),
+                              memory_order_relaxed);
+        use->key = c->key;
+        use->copy = c;
+        return P11KMS_OK;
+    }
+    bool refused = entry->copy_refused;
+    pthread_mutex_unlock(&entry->lock);
+    p11kms_err rc = keycache_version_key(svc, entry, version, &use->key, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    if (!refused && !atomic_load_explicit(&svc->copies_off, memory_order_relaxed))
+        make_copy(svc, entry, version, use);
+    return P11KMS_OK;
+}
+
+void keycache_release(p11kms *svc, keycache_use *use)
+{
+    copy_unref(svc, use->copy);
+    use->copy = NULL;
+    use->key = NULL;
+}
+
+void keycache_copy_status(p11kms *svc, keycache_copy_report *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->off = atomic_load(&svc->copies_off);
+    out->refusals = atomic_load(&svc->copy_refusals);
+    pthread_mutex_lock(&svc->copies_lock);
+    out->live = svc->copies_count;
+    snprintf(out->reason, sizeof(out->reason), "%s", svc->copy_refusal);
+    pthread_mutex_unlock(&svc->copies_lock);
 }
 
 void keycache_install(p11kms *svc, key_entry *entry, key_meta *m)
 {
     /* Mostly called under the lock after a write, whose unlock bumps the generation. A
      * generation that turns out too new only costs one more read later; never a stale use. */
-    install_at(entry, m, service_generation(svc) + 1);
+    install_at(svc, entry, m, service_generation(svc) + 1);
 }
 
 void keycache_install_unannounced(p11kms *svc, key_entry *entry, key_meta *m)
 {
-    install_at(entry, m, service_generation(svc));
+    install_at(svc, entry, m, service_generation(svc));
 }
 
 void keycache_forget(p11kms *svc, key_entry *entry)
 {
-    keycache_install(svc, entry, NULL);
+    keycache_install(svc, entry, NULL); /* destroys the copies */
     pthread_mutex_lock(&entry->lock);
     entry->batch_left = 0;
     /* The objects are destroyed: their handles must never be used again. */
@@ -105,12 +318,12 @@ static p11kms_err load(p11kms *svc, key_entry *entry, p11kms_error *err)
     uint64_t gen = service_generation(svc); /* before the read: a later change re-triggers it */
     p11kms_err rc = keystore_meta_read(svc, entry->id_text, &m, err);
     if (rc == P11KMS_E_NOT_FOUND) {
-        install_at(entry, NULL, gen);
+        install_at(svc, entry, NULL, gen);
         return P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "key %s does not exist", entry->id_text);
     }
     if (rc != P11KMS_OK)
         return rc;
-    install_at(entry, m, gen);
+    install_at(svc, entry, m, gen);
     return P11KMS_OK;
 }
 
@@ -259,7 +472,8 @@ p11kms_err keycache_version_key(p11kms *svc, key_entry *entry, uint32_t version,
 
 void keycache_drop_version_key(p11kms *svc, key_entry *entry, uint32_t version)
 {
-    (void)svc;
+    if (version >= 1)
+        drop_copies(svc, entry, version, 0);
     pthread_mutex_lock(&entry->lock);
     if (version >= 1 && version <= entry->version_keys_len)
         entry->version_keys[version - 1] = NULL;
@@ -318,12 +532,20 @@ static void free_entry(void *value)
     key_entry *e = value;
     snapshot_unref(e->snap);
     free(e->version_keys);
+    free(e->copies);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
 
 void keycache_free_all(p11kms *svc)
 {
+    /* No operation is running: the session objects go when the token closes its sessions, and
+     * the token frees their p11_key. */
+    for (size_t i = 0; i < svc->copies_count; i++)
+        free(svc->copies[i]);
+    free(svc->copies);
+    svc->copies = NULL;
+    svc->copies_count = 0;
     hashmap_free(svc->keys, free_entry);
     hashmap_free(svc->aliases, free);
     svc->keys = NULL;

@@ -40,6 +40,29 @@ P11KMS_MUST_CHECK p11kms_err keycache_version_key(p11kms *svc, key_entry *entry,
 /* Drops a cached handle (after the object was destroyed). */
 void keycache_drop_version_key(p11kms *svc, key_entry *entry, uint32_t version);
 
+/* The object an operation on a version runs with: its session copy (made on first use, see
+ * token.key-cache) or, where copies are off or the token refused one, the token object. Never
+ * fails for the copy's sake: a refused copy falls back to the token object for good. */
+typedef struct keycache_use {
+    p11_key *key;
+    key_copy *copy; /* held until keycache_release */
+} keycache_use;
+P11KMS_MUST_CHECK p11kms_err keycache_use_version(p11kms *svc, key_entry *entry, uint32_t version,
+                                                  keycache_use *use, p11kms_error *err);
+void keycache_release(p11kms *svc, keycache_use *use);
+
+/* What token info reports about session copies in this process. */
+typedef struct keycache_copy_report {
+    bool off;          /* token.key-cache: token-object, or the token refused copies */
+    size_t live;       /* copies now */
+    unsigned refusals; /* keys using their token object because the token refused a copy */
+    char reason[256];  /* the first refusal, "" if none */
+} keycache_copy_report;
+void keycache_copy_status(p11kms *svc, keycache_copy_report *out);
+/* The first refusal of a copy: keys using their token object from now on; a token that does
+ * not implement C_CopyObject turns copies off for the process. */
+void keycache_note_refusal(p11kms *svc, key_entry *entry, const p11kms_error *why);
+
 /* Alias resolution, cached for state-refresh-ms. */
 P11KMS_MUST_CHECK p11kms_err keycache_resolve_alias(p11kms *svc, const char *alias,
                                                     char id_text[P11KMS_KEY_ID_LEN + 1],

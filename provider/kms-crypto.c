@@ -217,8 +217,8 @@ p11kms_err kms_encrypt_under(p11kms *svc, key_access *acc, const enc_context *ct
     p11kms_err rc = reserve_encryption(svc, acc, &version, err);
     if (rc != P11KMS_OK)
         return rc;
-    p11_key *key = NULL;
-    rc = keycache_version_key(svc, acc->entry, version, &key, err);
+    keycache_use use;
+    rc = keycache_use_version(svc, acc->entry, version, &use, err);
     if (rc != P11KMS_OK)
         return rc;
 
@@ -226,8 +226,10 @@ p11kms_err kms_encrypt_under(p11kms *svc, key_access *acc, const enc_context *ct
     memcpy(h.key_id, acc->meta->id, BLOB_KEY_ID_LEN);
     size_t total = blob_len(BLOB_TYPE_MASTER, pt_len);
     uint8_t *blob = malloc(total);
-    if (blob == NULL)
+    if (blob == NULL) {
+        keycache_release(svc, &use);
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    }
     uint8_t header[BLOB_HEADER_MAX];
     size_t header_len;
     rc = blob_header_encode(&h, header, &header_len, err);
@@ -251,12 +253,13 @@ p11kms_err kms_encrypt_under(p11kms *svc, key_access *acc, const enc_context *ct
             memset(iv, 0, BLOB_IV_LEN);
     }
     if (rc == P11KMS_OK) {
-        rc = p11_gcm_encrypt(svc->token, key, iv, BLOB_IV_LEN, aad, aad_len, pt, pt_len, ct,
+        rc = p11_gcm_encrypt(svc->token, use.key, iv, BLOB_IV_LEN, aad, aad_len, pt, pt_len, ct,
                              BLOB_TAG_LEN, err);
         if (rc != P11KMS_OK && token_refused_key(err))
             rc = explain_refusal(svc, acc, "Encrypt", err);
     }
     free_aad(aad, aad_stack);
+    keycache_release(svc, &use);
     if (rc != P11KMS_OK) {
         free(blob);
         return rc;
@@ -282,13 +285,9 @@ p11kms_err kms_decrypt_view(p11kms *svc, key_access *acc, const blob_view *v,
                                 "ciphertext names version %u of key %s, which does not exist",
                                 v->key_version, acc->meta->id_text);
     }
-    p11_key *key = NULL;
-    p11kms_err rc = keycache_version_key(svc, acc->entry, v->key_version, &key, err);
-    if (rc != P11KMS_OK)
-        return rc;
     uint8_t aad_stack[AAD_STACK], *aad = NULL;
     size_t aad_len = 0;
-    rc = write_aad(v->header, v->header_len, ctx, aad_stack, &aad, &aad_len, err);
+    p11kms_err rc = write_aad(v->header, v->header_len, ctx, aad_stack, &aad, &aad_len, err);
     if (rc != P11KMS_OK)
         return rc;
     uint8_t *pt = OPENSSL_secure_malloc(v->ciphertext_len ? v->ciphertext_len : 1);
@@ -296,8 +295,16 @@ p11kms_err kms_decrypt_view(p11kms *svc, key_access *acc, const blob_view *v,
         free_aad(aad, aad_stack);
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of secure memory");
     }
-    rc = p11_gcm_decrypt(svc->token, key, v->iv, BLOB_IV_LEN, aad, aad_len, v->ciphertext,
+    keycache_use use;
+    rc = keycache_use_version(svc, acc->entry, v->key_version, &use, err);
+    if (rc != P11KMS_OK) {
+        free_aad(aad, aad_stack);
+        OPENSSL_secure_free(pt);
+        return rc;
+    }
+    rc = p11_gcm_decrypt(svc->token, use.key, v->iv, BLOB_IV_LEN, aad, aad_len, v->ciphertext,
                          v->ciphertext_len + BLOB_TAG_LEN, BLOB_TAG_LEN, pt, err);
+    keycache_release(svc, &use);
     free_aad(aad, aad_stack);
     if (rc != P11KMS_OK && token_refused_key(err))
         rc = explain_refusal(svc, acc, op, err);

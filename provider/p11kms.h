@@ -452,6 +452,14 @@ typedef struct p11kms_token_report {
         bool passed;
         char detail[160];
     } capabilities[12];
+    /* token.key-cache in force: "session-copy" (hot key versions used through session copies
+     * made inside the token) or "token-object"; key_cache_reason says why when the token forced
+     * the latter (it refused a probe copy or a key's copy), "" otherwise. */
+    char key_cache[16];
+    char key_cache_reason[300];
+    unsigned session_keys; /* token.session-keys: at most this many copies per process */
+    size_t session_copies; /* copies this process holds now */
+    unsigned refused_keys; /* keys of this process that use their token object: copy refused */
 } p11kms_token_report;
 
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out,

@@ -132,6 +132,7 @@ static p11kms_err parse_insecure_pin_file(const yaml_doc *doc, const yaml_doc_no
     }
 
 UINT_FIELD(parse_sessions, sessions, 1, 1024)
+UINT_FIELD(parse_session_keys, session_keys, 1, 1000000)
 UINT_FIELD(parse_max_encryptions, max_encryptions_per_version, 1, UINT64_C(1) << 32)
 UINT_FIELD(parse_count_batch, count_batch, 1, 1u << 20)
 UINT_FIELD(parse_state_refresh, state_refresh_ms, 0, 3600000)
@@ -173,6 +174,17 @@ static p11kms_err parse_rng(const yaml_doc *doc, const yaml_doc_node *node, serv
     return rc;
 }
 
+static p11kms_err parse_key_cache(const yaml_doc *doc, const yaml_doc_node *node,
+                                  service_config *cfg, p11kms_error *err)
+{
+    static const char *const words[] = {"session-copy", "token-object"};
+    size_t i;
+    p11kms_err rc = take_choice(doc, node, words, 2, &i, err);
+    if (rc == P11KMS_OK)
+        cfg->key_cache_token_object = i == 1;
+    return rc;
+}
+
 static const config_field token_fields[] = {
     {"module", true, parse_module},
     {"uri", true, parse_uri},
@@ -182,6 +194,8 @@ static const config_field token_fields[] = {
     {"gcm-params", false, parse_gcm_params},
     {"rng", false, parse_rng},
     {"insecure-pin-file", false, parse_insecure_pin_file},
+    {"key-cache", false, parse_key_cache},
+    {"session-keys", false, parse_session_keys},
 };
 
 static const config_field keys_fields[] = {
@@ -350,6 +364,7 @@ static p11kms_err parse_store(const yaml_doc *doc, const yaml_doc_node *node, se
 static p11kms_err set_defaults(service_config *cfg)
 {
     cfg->sessions = 8;
+    cfg->session_keys = CONFIG_DEFAULT_SESSION_KEYS;
     cfg->iv_mode = P11_IV_HOST;
     cfg->gcm_layout = P11_GCM_V240;
     cfg->rng = P11_RNG_TOKEN;

@@ -23,6 +23,7 @@
 #define CONFIG_DEFAULT_STORE "sqlite:/var/lib/p11kms/p11kms.db"
 #define CONFIG_DEFAULT_ORPHAN_GRACE_S 3600u
 #define CONFIG_DEFAULT_PARTITION "aws"
+#define CONFIG_DEFAULT_SESSION_KEYS 512u
 
 typedef struct service_config {
     char *path; /* the file this came from */
@@ -36,6 +37,10 @@ typedef struct service_config {
     p11_gcm_layout gcm_layout;
     p11_rng_source rng;
     bool insecure_pin_file; /* development only */
+    /* key-cache: session-copy (default) uses session copies of hot key versions, at most
+     * session_keys of them; token-object always uses the token objects. */
+    bool key_cache_token_object;
+    unsigned session_keys;
 
     /* keys: ARNs are arn:PARTITION:kms:REGION:ACCOUNT:key/ID */
     char *partition;
@@ -66,12 +71,12 @@ typedef struct service_config {
 
     /* audit: audit_file NULL means no audit trail. */
     char *audit_file;
-    uint64_t audit_max_size;         /* rotate when a file would grow past this (0: never) */
-    bool audit_daily;                /* rotate at the first write of a new UTC day */
-    bool audit_continue;             /* on-failure: continue (default refuse) */
-    unsigned audit_sync_delay_ms;    /* how long a batch waits for more records */
-    unsigned audit_checkpoint_s;     /* checkpoint interval */
-    bool audit_syslog;               /* second, best-effort sink */
+    uint64_t audit_max_size;      /* rotate when a file would grow past this (0: never) */
+    bool audit_daily;             /* rotate at the first write of a new UTC day */
+    bool audit_continue;          /* on-failure: continue (default refuse) */
+    unsigned audit_sync_delay_ms; /* how long a batch waits for more records */
+    unsigned audit_checkpoint_s;  /* checkpoint interval */
+    bool audit_syslog;            /* second, best-effort sink */
 
     /* endpoint: a client configuration (p11kms --endpoint): where p11kmsd listens. Such a
      * configuration needs no token section and cannot open the service locally. */

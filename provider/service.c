@@ -3,7 +3,9 @@
 #include "provider/service.h"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +150,7 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
     pthread_rwlock_init(&svc->cache_lock, NULL);
     pthread_mutex_init(&svc->mutation_lock, NULL);
     pthread_mutex_init(&svc->integrity_lock, NULL);
+    pthread_mutex_init(&svc->copies_lock, NULL);
     svc->keys = hashmap_new();
     svc->aliases = hashmap_new();
     svc->verified = hashmap_new();
@@ -175,6 +178,8 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
                           "%s: keys.region and keys.account must have at "
                           "most %d characters",
                           config_path, REGION_ACCOUNT_MAX);
+    if (rc == P11KMS_OK && svc->cfg->key_cache_token_object)
+        atomic_store(&svc->copies_off, true);
     if (rc == P11KMS_OK)
         rc = service_open_lock(svc, err);
     if (rc == P11KMS_OK)
@@ -215,6 +220,7 @@ void p11kms_close(p11kms *svc)
         munmap(svc->generation, GENERATION_PAGE);
     if (svc->lock_fd >= 0)
         close(svc->lock_fd);
+    pthread_mutex_destroy(&svc->copies_lock);
     pthread_mutex_destroy(&svc->integrity_lock);
     pthread_mutex_destroy(&svc->mutation_lock);
     pthread_rwlock_destroy(&svc->cache_lock);
@@ -433,6 +439,55 @@ p11kms_err kms_op_list_key_rotations(p11kms *svc, const p11kms_principal *who, c
 
 /* --- token and policy tools ---------------------------------------------------------------- */
 
+/* Whether the token copies a key into a sensitive, non-extractable session object: tried on a
+ * throw-away session key (random value, wiped), since this process may not have used a key yet. */
+static bool probe_copy(p11kms *svc, p11kms_error *why)
+{
+    uint8_t value[P11_AES256_KEY_LEN];
+    if (RAND_bytes_ex(svc->libctx, value, sizeof(value), 0) != 1) {
+        ERR_clear_error();
+        P11KMS_RAISE(why, P11KMS_E_INTERNAL, "no random bytes for the probe key");
+        return false;
+    }
+    p11_key *probe = NULL, *copy = NULL;
+    p11kms_err rc = p11_key_create_session_aes(svc->token, value, sizeof(value), &probe, why);
+    OPENSSL_cleanse(value, sizeof(value));
+    if (rc == P11KMS_OK)
+        rc = p11_key_copy_session(svc->token, probe, &copy, why);
+    p11kms_error ignored = {0};
+    if (copy != NULL)
+        (void)p11_key_destroy(svc->token, copy, &ignored);
+    if (probe != NULL)
+        (void)p11_key_destroy(svc->token, probe, &ignored);
+    return rc == P11KMS_OK;
+}
+
+static void report_key_cache(p11kms *svc, p11kms_token_report *out)
+{
+    keycache_copy_report r;
+    keycache_copy_status(svc, &r);
+    out->session_keys = svc->cfg->session_keys;
+    out->session_copies = r.live;
+    out->refused_keys = r.refusals;
+    p11kms_error why = {0};
+    if (svc->cfg->key_cache_token_object) {
+        snprintf(out->key_cache, sizeof(out->key_cache), "token-object");
+    } else if (r.off) {
+        snprintf(out->key_cache, sizeof(out->key_cache), "token-object");
+        snprintf(out->key_cache_reason, sizeof(out->key_cache_reason),
+                 "the token refused to copy keys (%s)", r.reason);
+    } else if (!probe_copy(svc, &why)) {
+        snprintf(out->key_cache, sizeof(out->key_cache), "token-object");
+        snprintf(out->key_cache_reason, sizeof(out->key_cache_reason),
+                 "the token refused to copy a key into a session object: %.200s", why.message);
+    } else {
+        snprintf(out->key_cache, sizeof(out->key_cache), "session-copy");
+        if (r.refusals > 0)
+            snprintf(out->key_cache_reason, sizeof(out->key_cache_reason),
+                     "%u key(s) use their token object: %.200s", r.refusals, r.reason);
+    }
+}
+
 p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
@@ -482,6 +537,7 @@ p11kms_err p11kms_token_info(p11kms *svc, p11kms_token_report *out, p11kms_error
         snprintf(c->detail, sizeof(c->detail), "%s", caps[i].detail);
     }
     out->capability_count = nc;
+    report_key_cache(svc, out);
     return P11KMS_OK;
 }
 

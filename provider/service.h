@@ -26,6 +26,19 @@ typedef struct meta_snapshot {
     atomic_int refs;
 } meta_snapshot;
 
+/* A session copy of one key version (p11_key_copy_session), shared by the operations using it.
+ * It is in its entry's copies[] and in the service's copy list together (both changed under
+ * copies_lock and the entry's lock), and holds one reference for that; each operation using it
+ * holds another. The last reference destroys the session object. */
+typedef struct key_copy {
+    p11_key *key;
+    struct key_entry *entry;
+    uint32_t version;
+    atomic_int refs;
+    _Atomic uint64_t last_used; /* tick of svc->copy_clock: least recently used goes first */
+    size_t index;               /* position in svc->copies */
+} key_copy;
+
 /* What one process knows of one key. Entries live until the service closes, so a pointer to an
  * entry never dangles; a purged key keeps an entry whose snapshot is NULL. */
 typedef struct key_entry {
@@ -41,6 +54,9 @@ typedef struct key_entry {
     uint64_t next_batch;    /* size of the next reservation: grows to keys.count-batch */
     p11_key **version_keys; /* index = version number - 1; cached token handles */
     uint32_t version_keys_len;
+    key_copy **copies; /* index = version number - 1; session copies in use */
+    uint32_t copies_len;
+    bool copy_refused; /* the token refused to copy this key: use its token object */
 } key_entry;
 
 typedef struct alias_entry {
@@ -76,6 +92,15 @@ struct p11kms {
      * converge within keys.state-refresh-ms). */
     uint64_t *generation;
     struct audit_log *audit; /* NULL: no audit.file configured */
+
+    /* Session copies of hot key versions (token.key-cache, token.session-keys). */
+    pthread_mutex_t copies_lock; /* taken before any entry's lock */
+    key_copy **copies;           /* every live copy, at most cfg->session_keys */
+    size_t copies_count;
+    _Atomic uint64_t copy_clock;
+    _Atomic bool copies_off;        /* token.key-cache: token-object, or the token refused copies */
+    _Atomic unsigned copy_refusals; /* keys whose copy the token refused */
+    char copy_refusal[256];         /* the first refusal's reason (under copies_lock) */
 };
 
 /* Opens and maps the lock file (called once by p11kms_open). */

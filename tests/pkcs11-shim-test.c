@@ -17,6 +17,7 @@
 #include <p11-kit/p11-kit.h>
 
 #include "pkcs11-testutil.h"
+#include "pkcs11/internal.h" /* the copy's handle and the slot, to read CKA_VALUE directly */
 
 static p11kms_error e;
 
@@ -554,6 +555,63 @@ static void test_random_chunks(void)
     shim.reset();
 }
 
+/* Session copies: protected like their source, usable for the same operations, made again
+ * after the token lost the login session, and a refusal reported with its CKR_*. */
+static void test_session_copy(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = pt_open(&cfg);
+    const uint8_t id[] = "copy-source";
+    p11_key *src = NULL, *copy = NULL;
+    CHECK_OK(p11_key_generate(t, id, sizeof(id) - 1, "copy-source", &src, &e), &e);
+    CHECK_OK(p11_key_copy_session(t, src, &copy, &e), &e);
+    REQUIRE(copy != NULL);
+    CHECK(shim.count("C_CopyObject") == 1);
+    p11_key_attributes a;
+    CHECK_OK(p11_key_get_attributes(t, copy, &a, &e), &e);
+    CHECK(!a.token && a.sensitive && !a.extractable && a.private_ && a.encrypt && a.decrypt);
+
+    /* The key value cannot be read from the copy, from any session of the application. */
+    CK_FUNCTION_LIST *fl = NULL;
+    void *dl = dlopen(pt_shim_path(), RTLD_NOW | RTLD_NOLOAD);
+    REQUIRE(dl != NULL);
+    CK_C_GetFunctionList gfl = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList");
+    REQUIRE(gfl != NULL && gfl(&fl) == CKR_OK);
+    CK_SESSION_HANDLE s;
+    REQUIRE(fl->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK);
+    uint8_t value[32];
+    CK_ATTRIBUTE va = {CKA_VALUE, value, sizeof(value)};
+    CHECK(fl->C_GetAttributeValue(s, atomic_load(&copy->ref.handle), &va, 1) ==
+          CKR_ATTRIBUTE_SENSITIVE);
+    fl->C_CloseSession(s);
+    dlclose(dl);
+
+    /* Same key: what the copy encrypts the source decrypts. */
+    uint8_t iv[12] = {9}, pt[16] = "copy and source", ct[32], back[16];
+    CHECK_OK(p11_gcm_encrypt(t, copy, iv, 12, NULL, 0, pt, 16, ct, 16, &e), &e);
+    CHECK_OK(p11_gcm_decrypt(t, src, iv, 12, NULL, 0, ct, 32, 16, back, &e), &e);
+    CHECK(memcmp(back, pt, 16) == 0);
+
+    /* The token drops every session: the copy is made again on next use. */
+    CHECK_OK(p11_token_test_close_all_sessions(t, &e), &e);
+    CHECK(round_trip(t, copy));
+    CHECK(shim.count("C_CopyObject") == 2);
+    CHECK_OK(p11_key_destroy(t, copy, &e), &e);
+    CHECK(round_trip(t, src));
+
+    /* A token that refuses copies: the refusal and its code reach the caller, nothing is left. */
+    shim.fail("C_CopyObject", CKR_FUNCTION_NOT_SUPPORTED, 1);
+    copy = NULL;
+    CHECK_ERR(p11_key_copy_session(t, src, &copy, &e), P11KMS_E_TOKEN, &e);
+    CHECK(e.ckr == CKR_FUNCTION_NOT_SUPPORTED && copy == NULL);
+    shim.fail("C_CopyObject", CKR_ACTION_PROHIBITED, 1); /* CKA_COPYABLE false */
+    CHECK_ERR(p11_key_copy_session(t, src, &copy, &e), P11KMS_E_TOKEN, &e);
+    CHECK(e.ckr == CKR_ACTION_PROHIBITED && copy == NULL);
+    CHECK_OK(p11_key_destroy(t, src, &e), &e);
+    p11_token_close(t);
+}
+
 int main(void)
 {
     p11kit_config_here();
@@ -570,5 +628,6 @@ int main(void)
     test_p11kit_name();
     test_capability_check();
     test_random_chunks();
+    test_session_copy();
     return check_finish("pkcs11-shim-test");
 }

@@ -293,6 +293,13 @@ static CK_RV shim_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_UL
     return rv != CKR_OK ? rv : shim.real->C_FindObjectsInit(h, tmpl, n);
 }
 
+static CK_RV shim_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *tmpl,
+                             CK_ULONG n, CK_OBJECT_HANDLE *copy)
+{
+    CK_RV rv = injected("C_CopyObject");
+    return rv != CKR_OK ? rv : shim.real->C_CopyObject(h, obj, tmpl, n, copy);
+}
+
 static CK_RV shim_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                               CK_OBJECT_HANDLE *key)
 {
@@ -504,6 +511,7 @@ static void shim_load(void)
     shim.list.C_GetMechanismInfo = shim_GetMechanismInfo;
     shim.list.C_SignInit = shim_SignInit;
     shim.list.C_GenerateRandom = shim_GenerateRandom;
+    shim.list.C_CopyObject = shim_CopyObject;
     shim.list.C_EncryptInit = shim_EncryptInit;
     shim.list.C_Encrypt = shim_Encrypt;
     shim.list.C_DecryptInit = shim_DecryptInit;

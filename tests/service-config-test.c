@@ -194,6 +194,10 @@ static void test_malformed(void)
     refused(TOKEN "  sessions: many\npolicy: none\n", "test.yaml:5:13", "");
     refused(TOKEN "  sessions: 0\npolicy: none\n", "test.yaml:5:13", "");
     refused(TOKEN "  sessions: -1\npolicy: none\n", "test.yaml:5:13", "");
+    refused(TOKEN "  session-keys: -1\npolicy: none\n", "test.yaml:5:17", "");
+    refused(TOKEN "  session-keys: 0\npolicy: none\n", "test.yaml:5:17", "");
+    refused(TOKEN "  session-keys: lots\npolicy: none\n", "test.yaml:5:17", "");
+    refused(TOKEN "  key-cache: session\npolicy: none\n", "test.yaml:5:14", "session-copy, token-object");
     refused(TOKEN "  iv: random\npolicy: none\n", "test.yaml:5:7", "not one of: host, token");
     refused("token:\n  module: [a, b]\n  uri: u\n  pin-source: file:/p\npolicy: none\n",
             "test.yaml:2:11", "");

@@ -49,6 +49,13 @@ p11kms_err cli_cmd_token_info(cli *c, p11kms_error *err)
         TRIMMED(o, tok, "SerialNumber", t->token_serial);
         cli_json_int(o, tok, "SlotId", (int64_t)t->slot_id);
         cli_json_int(o, tok, "SessionPoolSize", t->pool_size);
+        json_object *kc = cli_json_object(o, root, "KeyCache");
+        cli_json_string(o, kc, "Mode", t->key_cache);
+        if (t->key_cache_reason[0] != '\0')
+            cli_json_string(o, kc, "Reason", t->key_cache_reason);
+        cli_json_int(o, kc, "SessionKeys", t->session_keys);
+        cli_json_int(o, kc, "SessionCopies", (int64_t)t->session_copies);
+        cli_json_int(o, kc, "RefusedKeys", t->refused_keys);
         json_object *mechs = cli_json_array(o, root, "Mechanisms");
         size_t n = t->mechanism_count;
         if (n > sizeof(t->mechanisms) / sizeof(t->mechanisms[0]))

@@ -109,8 +109,11 @@ static CK_OBJECT_HANDLE find_version1(bare_token *t, const char *key_id)
     uuid_bytes(key_id, id);
     id[16] = 0, id[17] = 0, id[18] = 0, id[19] = 1;
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_ID, id, sizeof(id)}};
-    ck(t->f->C_FindObjectsInit(t->login, tmpl, 2), "C_FindObjectsInit");
+    CK_BBOOL on_token = CK_TRUE; /* not p11kms's session copy of it (same CKA_ID, same process) */
+    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                           {CKA_TOKEN, &on_token, sizeof(on_token)},
+                           {CKA_ID, id, sizeof(id)}};
+    ck(t->f->C_FindObjectsInit(t->login, tmpl, 3), "C_FindObjectsInit");
     CK_OBJECT_HANDLE found[2];
     CK_ULONG n = 0;
     ck(t->f->C_FindObjects(t->login, found, 2, &n), "C_FindObjects");

@@ -301,7 +301,12 @@ static p11kms_err parse_expiration(const p11kms_import_input *in, expiration_mod
                                    p11kms_error *err)
 {
     const char *name = in->expiration_model;
-    if (name == NULL || strcmp(name, "KEY_MATERIAL_DOES_NOT_EXPIRE") == 0) {
+    /* AWS's default model is KEY_MATERIAL_EXPIRES, which needs a ValidTo: a ValidTo alone means
+     * that model. Neither given, AWS refuses the request; p11kms takes the material as
+     * non-expiring, the only reading left. */
+    if (name == NULL)
+        name = in->valid_to != 0 ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE";
+    if (strcmp(name, "KEY_MATERIAL_DOES_NOT_EXPIRE") == 0) {
         if (in->valid_to != 0)
             return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
                                 "ValidTo is allowed only with KEY_MATERIAL_EXPIRES");

@@ -160,8 +160,7 @@ call_error("import_key_material", "IncorrectKeyMaterialException", KeyId=key,
 expect(state(key) == "PendingImport", "other material refused: still PendingImport")
 valid_until = int(time.time()) + 30 * 86400
 call("import_key_material", KeyId=key, ImportToken=p2["ImportToken"],
-     EncryptedKeyMaterial=wrap(p2, material), ValidTo=valid_until,
-     ExpirationModel="KEY_MATERIAL_EXPIRES")
+     EncryptedKeyMaterial=wrap(p2, material), ValidTo=valid_until)  # AWS's default model: EXPIRES
 d = call("decrypt", CiphertextBlob=blob)
 expect(d and d["Plaintext"] == b"imported material at work",
        "the same material re-imported: old ciphertext decrypts again")

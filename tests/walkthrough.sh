@@ -229,10 +229,16 @@ demo_users=
 if [ "$(id -u)" -eq 0 ]; then
     admin_user=p11kms-demo-admin
     rds_user=p11kms-demo-rds
-    demo_users="$admin_user $rds_user"
-    for u in $demo_users; do
-        id "$u" >/dev/null 2>&1 ||
+    # Walkthroughs running at once (the test suite runs it on SQLite and PostgreSQL side by
+    # side) share these users: one at a time from here to the end, which removes them.
+    mkdir -p /run/lock
+    exec 9>>/run/lock/p11kms-demo-users.lock
+    flock 9
+    for u in $admin_user $rds_user; do
+        if ! id "$u" >/dev/null 2>&1; then
             useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
+            demo_users="$demo_users $u" # removed at the end: this run made them
+        fi
     done
     say "OS users $admin_user (key administrator) and $rds_user (the RDS service) created"
 else

@@ -170,7 +170,8 @@ static const cli_option import_material_options[] = {
     {"import-token", CLI_OPT_VALUE, true, "BLOB",
      "the ImportToken of get-parameters-for-import: fileb://PATH, file://PATH or base64"},
     {"expiration-model", CLI_OPT_VALUE, false, "MODEL",
-     "KEY_MATERIAL_DOES_NOT_EXPIRE (default) or KEY_MATERIAL_EXPIRES (with --valid-to)"},
+     "KEY_MATERIAL_EXPIRES (with --valid-to; the default when --valid-to is given) or "
+     "KEY_MATERIAL_DOES_NOT_EXPIRE (the default without --valid-to)"},
     {"valid-to", CLI_OPT_VALUE, false, "TIME",
      "when the material expires: ISO 8601 UTC (2027-01-31T12:00:00Z) or seconds since the epoch; "
      "at most 365 days ahead"},

@@ -153,7 +153,7 @@ static void sbuf_clear(sbuf *b)
 
 static bool sbuf_append(sbuf *b, const char *p, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
+    if (b->data == NULL || b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n + 1)
             cap *= 2;
@@ -167,7 +167,8 @@ static bool sbuf_append(sbuf *b, const char *p, size_t n)
         b->data = grown;
         b->cap = cap;
     }
-    memcpy(b->data + b->len, p, n);
+    if (n > 0) /* p may be NULL for an empty piece */
+        memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return true;

@@ -53,6 +53,7 @@ static const struct {
     [POLICY_ACTION_DELETE_CREDENTIALS] = {"delete-credentials", POLICY_CLASS_ADMIN, false, false},
     [POLICY_ACTION_LIST_CREDENTIALS] = {"list-credentials", POLICY_CLASS_READ, false, false},
     [POLICY_ACTION_MAINTAIN] = {"maintain", POLICY_CLASS_ADMIN, false, false},
+    [POLICY_ACTION_EXPLAIN_POLICY] = {"explain-policy", POLICY_CLASS_ADMIN, false, false},
 };
 
 static bool action_known(policy_action action)

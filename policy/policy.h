@@ -85,6 +85,9 @@ typedef enum policy_action {
     /* p11kms maintain: destroys key material whose deletion is due or that crashes left behind,
      * rotates due keys (account level administration) */
     POLICY_ACTION_MAINTAIN,
+    /* p11kms policy explain about another principal: learns what others may do (account level
+     * administration; anyone may ask about itself) */
+    POLICY_ACTION_EXPLAIN_POLICY,
     POLICY_ACTION__COUNT
 } policy_action;
 

@@ -470,13 +470,17 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_token_info(p11kms *svc, p11kms_to
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_policy_check_file(
     const char *path, void (*fn)(const char *line, void *arg), void *arg, p11kms_error *err);
 
-/* Decides whether principal may perform action on key_ref (resolved to its key id and aliases
+/* Decides whether subject may perform action on key_ref (resolved to its key id and aliases
  * when the key exists) with ctx, and writes a one-paragraph explanation naming the deciding
- * statement. *allowed receives the decision. */
+ * statement. *allowed receives the decision. caller is who asks: it may always ask about itself
+ * (subject NULL, or every name of subject one of caller's); asking about another principal
+ * needs the policy action "explain-policy" (an administrator's, account level), else
+ * P11KMS_E_ACCESS_DENIED that says nothing of the subject's decision. Only questions about
+ * another principal are audited (event ExplainPolicy). */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err
-p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const char *action,
-                      const char *key_ref, const p11kms_context *ctx, bool *allowed,
-                      char *explanation, size_t explanation_size, p11kms_error *err);
+p11kms_policy_explain(p11kms *svc, const p11kms_principal *caller, const p11kms_principal *subject,
+                      const char *action, const char *key_ref, const p11kms_context *ctx,
+                      bool *allowed, char *explanation, size_t explanation_size, p11kms_error *err);
 
 /* --- audit ---------------------------------------------------------------------------------- */
 

@@ -18,6 +18,7 @@
 
 #include "policy/policy.h"
 #include "provider/audit.h"
+#include "provider/context-api.h"
 #include "provider/gate.h"
 #include "provider/import.h"
 #include "provider/keycache.h"
@@ -550,11 +551,23 @@ p11kms_err p11kms_policy_check_file(const char *path, void (*fn)(const char *lin
     return policy_check_file(path, fn, arg, err);
 }
 
-p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const char *action,
-                                 const char *key_ref, const p11kms_context *ctx, bool *allowed,
-                                 char *explanation, size_t explanation_size, p11kms_error *err)
+/* Whether every name of subject is one of caller's: a caller may always ask about itself. */
+static bool principal_within(const p11kms_principal *subject, const p11kms_principal *caller)
 {
-    P11KMS_ERR_LOCAL(err);
+    for (size_t i = 0; i < subject->count; i++) {
+        bool found = false;
+        for (size_t j = 0; !found && j < caller->count; j++)
+            found = strcmp(subject->names[i], caller->names[j]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static p11kms_err explain_for(p11kms *svc, const p11kms_principal *subject, const char *action,
+                              const char *key_ref, const p11kms_context *ctx, bool *allowed,
+                              char *explanation, size_t explanation_size, p11kms_error *err)
+{
     key_access acc;
     memset(&acc, 0, sizeof(acc));
     if (key_ref != NULL) {
@@ -567,8 +580,42 @@ p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *who, const
             return rc;
         }
     }
-    p11kms_err rc = gate_explain(svc, who, action, key_ref, acc.meta, ctx, allowed, explanation,
+    p11kms_err rc = gate_explain(svc, subject, action, key_ref, acc.meta, ctx, allowed, explanation,
                                  explanation_size, err);
     key_access_end(&acc);
     return rc;
+}
+
+p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *caller,
+                                 const p11kms_principal *subject, const char *action,
+                                 const char *key_ref, const p11kms_context *ctx, bool *allowed,
+                                 char *explanation, size_t explanation_size, p11kms_error *err)
+{
+    P11KMS_ERR_LOCAL(err);
+    *allowed = false;
+    if (explanation_size > 0)
+        explanation[0] = '\0';
+    if (caller == NULL || caller->count == 0)
+        return P11KMS_RAISE(err, P11KMS_E_ACCESS_DENIED, "no principal: the caller is unknown");
+    /* About itself the caller learns only what trying would tell it: no right needed, and no
+     * record (the daemon asks so for DryRun and for hiding a missing key, inside a request
+     * that has its own record). */
+    if (subject == NULL || principal_within(subject, caller))
+        return explain_for(svc, subject != NULL ? subject : caller, action, key_ref, ctx, allowed,
+                           explanation, explanation_size, err);
+    /* About others: an administrator's action, decided before the key is even looked up, so
+     * that a refusal says the same whatever the subject or the key. */
+    audit_req a;
+    audit_begin(&a, svc, "ExplainPolicy", caller, key_ref, NULL);
+    p11kms_err rc = gate_check_global(svc, caller, "explain-policy", err);
+    if (rc == P11KMS_OK)
+        rc = explain_for(svc, subject, action, key_ref, ctx, allowed, explanation, explanation_size,
+                         err);
+    p11kms_err answer = audit_end(&a, rc, err);
+    if (audit_refused(rc, answer)) {
+        *allowed = false;
+        if (explanation_size > 0)
+            explanation[0] = '\0';
+    }
+    return answer;
 }

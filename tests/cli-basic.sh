@@ -264,7 +264,9 @@ expect_ok "policy explain (policy: none)" policy explain --principal unix:user:a
     --action decrypt --key-id "$key" --encryption-context a=b
 jq_check "explain gives a decision and an explanation" \
     '(.Decision == "Allowed" or .Decision == "Denied") and (.Explanation | length) > 0'
-expect_fail 1 ValidationException policy explain --action decrypt --key-id "$key"
+expect_ok "policy explain without --principal: for the caller" policy explain --action decrypt \
+    --key-id "$key"
+jq_check "a decision for the caller" '.Decision == "Allowed"'
 expect_fail 1 ValidationException policy explain --principal unix:user:alice --key-id "$key"
 
 echo "== a policy in force (conf/policy.yaml: alice administers, rds-svc uses alias/rds-*)"
@@ -282,21 +284,46 @@ expect_fail 7 AccessDeniedException --config with-policy.yaml describe-key --key
 expect_fail 7 AccessDeniedException --config with-policy.yaml encrypt --key-id alias/rds-orders \
     --plaintext aGVsbG8= --encryption-context aws:rds:db-id=db-1
 check "no policy: none warning with a policy" [ ! -s warn.txt ]
-expect_ok "explain: alice may disable the key" --config with-policy.yaml policy explain \
+echo "== policy explain under a policy: about yourself always, about others as an administrator"
+expect_ok "explain for yourself without rights: Denied" --config with-policy.yaml policy explain \
+    --action list-keys
+jq_check "Denied" '.Decision == "Denied"'
+expect_ok "explain for yourself, named: Denied" --config with-policy.yaml policy explain \
+    --principal "unix:user:$me" --action describe-key --key-id "$key"
+jq_check "Denied" '.Decision == "Denied"'
+# Refused the same way whatever the subject's decision and whether the key exists.
+refusal="p11kms: AccessDeniedException: unix:user:$me is not allowed to explain-policy"
+for q in "unix:user:alice --action disable-key --key-id $key" \
+    "unix:user:alice --action decrypt --key-id $key" \
+    "unix:user:rds-svc --action decrypt --key-id alias/no-such-key" \
+    "unix:user:$me unix:user:alice --action create-key"; do
+    # shellcheck disable=SC2086 # one question, split into its words
+    expect_fail 7 AccessDeniedException --config with-policy.yaml policy explain --principal $q
+    check "the refusal names only the caller and explain-policy" [ "$(cat err.txt)" = "$refusal" ]
+done
+# An administrator of conf/policy.yaml (you, added to key-admins) explains for anyone.
+sed "s|^  key-admins:\$|&\\n    - unix:user:$me|" good-policy.yaml >admin-policy.yaml
+check "you are one of the key administrators" grep -qx "    - unix:user:$me" admin-policy.yaml
+sed "s|^policy: none\$|policy: $P11KMS_TEST_ROOT/admin-policy.yaml|" "$P11KMS_CONFIG" >with-admin.yaml
+expect_ok "explain for yourself as an administrator" --config with-admin.yaml policy explain \
+    --action explain-policy
+jq_check "Allowed, naming admins-create-keys" \
+    '.Decision == "Allowed" and (.Explanation | test("admins-create-keys"))'
+expect_ok "explain: alice may disable the key" --config with-admin.yaml policy explain \
     --principal unix:user:alice --action disable-key --key-id "$key"
 jq_check "Allowed, naming admins-manage" '.Decision == "Allowed" and (.Explanation | test("admins-manage"))'
-expect_ok "explain: alice may not decrypt" --config with-policy.yaml policy explain \
+expect_ok "explain: alice may not decrypt" --config with-admin.yaml policy explain \
     --principal unix:user:alice --action decrypt --key-id "$key"
 jq_check "Denied" '.Decision == "Denied"'
-expect_ok "explain: rds-svc may decrypt with its context" --config with-policy.yaml policy explain \
+expect_ok "explain: rds-svc may decrypt with its context" --config with-admin.yaml policy explain \
     --principal unix:user:rds-svc --action decrypt --key-id alias/rds-orders \
     --encryption-context aws:rds:db-id=db-1
 jq_check "Allowed, naming rds-use" '.Decision == "Allowed" and (.Explanation | test("rds-use"))'
-expect_ok "explain: rds-svc may not decrypt with another context" --config with-policy.yaml \
+expect_ok "explain: rds-svc may not decrypt with another context" --config with-admin.yaml \
     policy explain --principal unix:user:rds-svc --action decrypt --key-id alias/rds-orders \
     --encryption-context aws:rds:db-id=other
 jq_check "Denied" '.Decision == "Denied"'
-expect_ok "explain --output text" --output text --config with-policy.yaml policy explain \
+expect_ok "explain --output text" --output text --config with-admin.yaml policy explain \
     --principal unix:user:rds-svc --action decrypt --key-id "$key"
 check "text: Decision then Explanation" grep -Eq '^(Allowed|Denied)	.+' out.json
 

@@ -1291,6 +1291,15 @@ static void check_good_files(void)
                              1, NULL, NULL, &d, &err),
              &err);
     CHECK(d.allowed && strcmp(d.sid, "admins-manage") == 0);
+    /* Explaining for others is the administrators' alone. */
+    CHECK_OK(policy_evaluate(pol, &alice, POLICY_ACTION_EXPLAIN_POLICY, NULL, NULL, 0, NULL, NULL,
+                             &d, &err),
+             &err);
+    CHECK(d.allowed && strcmp(d.sid, "admins-create-keys") == 0);
+    CHECK_OK(policy_evaluate(pol, &rds, POLICY_ACTION_EXPLAIN_POLICY, NULL, NULL, 0, NULL, NULL, &d,
+                             &err),
+             &err);
+    CHECK(!d.allowed);
     policy_free(pol);
 }
 
@@ -1543,7 +1552,7 @@ static void check_actions(void)
             other++;
         }
     }
-    CHECK(admin == 20 && usage == 6 && read == 7 && other == 1);
+    CHECK(admin == 21 && usage == 6 && read == 7 && other == 1);
     CHECK_ERR(policy_action_parse("Encrypt", &a, &err), P11KMS_E_VALIDATION, &err);
     CHECK_ERR(policy_action_parse("", &a, &err), P11KMS_E_VALIDATION, &err);
     CHECK_ERR(policy_action_parse(NULL, &a, &err), P11KMS_E_VALIDATION, &err);
@@ -1556,6 +1565,9 @@ static void check_actions(void)
     CHECK(policy_action_class_of(POLICY_ACTION_LIST_CREDENTIALS) == POLICY_CLASS_READ);
     CHECK(policy_action_class_of(POLICY_ACTION_MAINTAIN) == POLICY_CLASS_ADMIN);
     CHECK(!policy_action_is_key_bound(POLICY_ACTION_MAINTAIN));
+    CHECK(policy_action_class_of(POLICY_ACTION_EXPLAIN_POLICY) == POLICY_CLASS_ADMIN);
+    CHECK(!policy_action_is_key_bound(POLICY_ACTION_EXPLAIN_POLICY));
+    CHECK(!policy_action_takes_context(POLICY_ACTION_EXPLAIN_POLICY));
     CHECK(policy_action_is_key_bound(POLICY_ACTION_DESCRIBE_KEY));
     CHECK(policy_action_takes_context(POLICY_ACTION_RE_ENCRYPT_TO));
     CHECK(!policy_action_takes_context(POLICY_ACTION_DESCRIBE_KEY));

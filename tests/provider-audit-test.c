@@ -34,7 +34,7 @@ static const char *const policy_text =
     "    effect: allow\n"
     "    principals: [unix:user:admin1]\n"
     "    actions: [create-key, list-keys, list-aliases, create-credentials, delete-credentials,\n"
-    "              maintain]\n"
+    "              maintain, explain-policy]\n"
     "statements:\n"
     "  - sid: admin-manage\n"
     "    effect: allow\n"
@@ -325,6 +325,26 @@ static void test_every_operation(void)
     CHECK_REC(RECORD("Maintain"), "Allow", "admin-global", NULL);
     CHECK_OK(p11kms_store_migrate(svc, ignore_line, NULL, &e), &e);
     CHECK_REC(RECORD("MigrateStore"), NULL, NULL, NULL);
+
+    fx_say("policy explain: a question about another principal is recorded, one about oneself "
+           "is not (p11kmsd asks so inside requests that have their own record)");
+    bool allowed = false;
+    char why[512];
+    CHECK_OK(p11kms_policy_explain(svc, admin, app1, "encrypt", "alias/app-one", ctx, &allowed, why,
+                                   sizeof(why), &e),
+             &e);
+    r = RECORD("ExplainPolicy");
+    CHECK_REC(r, "Allow", "admin-global", NULL);
+    CHECK(str_is(r, "requestParameters.keyId", "alias/app-one"));
+    CHECK_ERR(p11kms_policy_explain(svc, app1, app2, "encrypt", "alias/app-one", ctx, &allowed, why,
+                                    sizeof(why), &e),
+              P11KMS_E_ACCESS_DENIED, &e);
+    CHECK_REC(RECORD("ExplainPolicy"), "Deny", NULL, "AccessDeniedException");
+    CHECK_OK(p11kms_policy_explain(svc, app1, NULL, "encrypt", "alias/app-one", ctx, &allowed, why,
+                                   sizeof(why), &e),
+             &e);
+    read_records();
+    CHECK(record_count == seen);
 
     fx_say("credentials: creation and deletion recorded, the secret never");
     p11kms_credential cred;

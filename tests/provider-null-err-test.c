@@ -144,8 +144,8 @@ int main(void)
     CHECK(p11kms_policy_check_file("/nonexistent/policy.yaml", no_line, NULL, NULL) != P11KMS_OK);
     bool allowed;
     char why[256];
-    CHECK(p11kms_policy_explain(svc, who, "no-such-action", id, NULL, &allowed, why, sizeof(why),
-                                NULL) != P11KMS_OK);
+    CHECK(p11kms_policy_explain(svc, who, NULL, "no-such-action", id, NULL, &allowed, why,
+                                sizeof(why), NULL) != P11KMS_OK);
 
     fx_say("audit and credentials");
     CHECK(p11kms_principal_set_source(who, "", NULL) == P11KMS_E_VALIDATION);

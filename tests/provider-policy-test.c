@@ -3,8 +3,8 @@
 /* Policy enforcement through the provider: administrators manage and cannot use, applications
  * use (with a required context key) and cannot manage, a statement on an alias applies however
  * the key is named, unknown principals learn nothing about which keys exist, listings show only
- * what the caller may describe, and a broken policy file on reload leaves the old policy in
- * force. */
+ * what the caller may describe, policy explain answers about other principals only to
+ * administrators, and a broken policy file on reload leaves the old policy in force. */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +24,7 @@ static const char *const policy_text =
     "  - sid: admin-global\n"
     "    effect: allow\n"
     "    principals: [unix:user:admin1]\n"
-    "    actions: [create-key, list-keys, list-aliases, maintain]\n"
+    "    actions: [create-key, list-keys, list-aliases, maintain, explain-policy]\n"
     "    create:\n"
     "      description: created under the test policy\n"
     "      tags:\n"
@@ -103,6 +103,31 @@ static p11kms_err decrypt_as(const p11kms_principal *who, const char *ref,
         CHECK(r.plaintext == NULL);
     p11kms_result_free(&r);
     return rc;
+}
+
+/* p11kms_policy_explain by caller about subject; why gets the explanation. */
+static p11kms_err explain_as(const p11kms_principal *caller, const p11kms_principal *subject,
+                             const char *action, const char *ref, const p11kms_context *ctx,
+                             bool *allowed, char *why, size_t size)
+{
+    return p11kms_policy_explain(svc, caller, subject, action, ref, ctx, allowed, why, size, &e);
+}
+
+/* A refused question about another principal: AccessDenied, nothing written, and the message
+ * names the caller and explain-policy only, whatever the subject's decision or the key. */
+static void check_explain_refused(const p11kms_principal *caller, const p11kms_principal *subject,
+                                  const char *action, const char *ref, const p11kms_context *ctx,
+                                  const char *want)
+{
+    bool allowed = true;
+    char why[1024] = "stale";
+    CHECK_ERR(explain_as(caller, subject, action, ref, ctx, &allowed, why, sizeof(why)),
+              P11KMS_E_ACCESS_DENIED, &e);
+    CHECK(!allowed && why[0] == '\0');
+    if (strcmp(e.message, want) != 0) {
+        fprintf(stderr, "   explain refusal: want \"%s\", got \"%s\"\n", want, e.message);
+        CHECK(strcmp(e.message, want) == 0);
+    }
 }
 
 static p11kms_key_state state_of(const char *id)
@@ -324,6 +349,61 @@ int main(void)
     CHECK_ERR(p11kms_list_aliases(svc, app2, NULL, collect_alias_name, &seen, &e),
               P11KMS_E_ACCESS_DENIED, &e);
     fx_list_free(&seen);
+
+    fx_say("policy explain: an administrator explains for anyone");
+    bool allowed = false;
+    char why[1024];
+    CHECK_OK(
+        explain_as(admin, app1, "encrypt", "alias/app-one", tenant, &allowed, why, sizeof(why)),
+        &e);
+    CHECK(allowed && strstr(why, "apps-use") != NULL);
+    CHECK_OK(explain_as(admin, app1, "encrypt", "alias/app-one", NULL, &allowed, why, sizeof(why)),
+             &e);
+    CHECK(!allowed);
+    CHECK_OK(explain_as(admin, nobody, "describe-key", one, NULL, &allowed, why, sizeof(why)), &e);
+    CHECK(!allowed);
+    CHECK_OK(explain_as(admin, NULL, "create-key", NULL, NULL, &allowed, why, sizeof(why)), &e);
+    CHECK(allowed && strstr(why, "admin-global") != NULL);
+
+    fx_say("policy explain: a service explains for itself, Allowed or Denied as before");
+    CHECK_OK(explain_as(app1, NULL, "encrypt", "alias/app-one", tenant, &allowed, why, sizeof(why)),
+             &e);
+    CHECK(allowed && strstr(why, "apps-use") != NULL);
+    CHECK_OK(explain_as(app1, app1, "encrypt", "alias/app-one", tenant, &allowed, why, sizeof(why)),
+             &e);
+    CHECK(allowed);
+    CHECK_OK(
+        explain_as(app1, app1, "disable-key", "alias/app-one", NULL, &allowed, why, sizeof(why)),
+        &e);
+    CHECK(!allowed);
+    CHECK_OK(explain_as(nobody, NULL, "describe-key", one, NULL, &allowed, why, sizeof(why)), &e);
+    CHECK(!allowed);
+    p11kms_principal *app1_groups = p11kms_principal_new();
+    REQUIRE(app1_groups != NULL);
+    CHECK_OK(p11kms_principal_add(app1_groups, "unix:user:app1", &e), &e);
+    CHECK_OK(p11kms_principal_add(app1_groups, "unix:group:apps", &e), &e);
+    fx_say("a subject made of some of the caller's names is the caller itself");
+    CHECK_OK(explain_as(app1_groups, app1, "encrypt", "alias/app-one", tenant, &allowed, why,
+                        sizeof(why)),
+             &e);
+    CHECK(allowed);
+
+    fx_say("policy explain about another principal without explain-policy: AccessDenied, and "
+           "the same message whatever the subject's decision or the key");
+    const char *app1_refused = "unix:user:app1 is not allowed to explain-policy";
+    check_explain_refused(app1, app2, "encrypt", "alias/app-one", tenant, app1_refused);
+    check_explain_refused(app1, app2, "encrypt", "alias/app-one", NULL, app1_refused);
+    check_explain_refused(app1, admin, "disable-key", one, NULL, app1_refused);
+    check_explain_refused(app1, admin, "disable-key", "alias/no-such-key", NULL, app1_refused);
+    check_explain_refused(app1, admin, "no-such-action", NULL, NULL, app1_refused);
+    fx_say("a subject with one name the caller lacks is another principal");
+    check_explain_refused(app1, app1_groups, "encrypt", "alias/app-one", tenant, app1_refused);
+    check_explain_refused(nobody, admin, "create-key", NULL, NULL,
+                          "unix:user:nobody is not allowed to explain-policy");
+    CHECK_ERR(
+        explain_as(NULL, app1, "encrypt", "alias/app-one", tenant, &allowed, why, sizeof(why)),
+        P11KMS_E_ACCESS_DENIED, &e);
+    p11kms_principal_free(app1_groups);
 
     fx_say("maintain is an administrator's action: services and strangers are refused");
     CHECK_OK(p11kms_maintain(svc, admin, NULL, NULL, &e), &e);

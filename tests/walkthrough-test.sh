@@ -14,6 +14,8 @@ failed=0
 expect() {
     if grep -q -- "$1" "$out"; then echo "ok: $2"; else echo "FAIL: $2"; failed=1; fi
 }
+expect '-> p11kms: AccessDeniedException: .* is not allowed to explain-policy' \
+    "explaining for others is refused to a non-administrator"
 expect '\$ aws kms --endpoint-url http://127.0.0.1:[0-9]* decrypt ' "aws kms decrypts through p11kmsd"
 expect 'the first instance key decrypts (32 bytes)' "the RDS service's decrypt gave 32 bytes"
 expect '-> An error occurred (AccessDeniedException)' "the service may not disable its key"

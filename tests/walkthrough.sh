@@ -10,8 +10,9 @@
 # The operator steps run as the current OS user with "policy: none", because a SoftHSM token's
 # files belong to one OS user. What the sample policy (conf/policy.yaml) decides for its admin
 # (alice) and its RDS and Redshift services is shown with `p11kms policy explain` on the same
-# keys; the test suite enforces the policy for real (tests/provider-policy-test.c,
-# tests/cli-basic.sh).
+# keys, asked as one of the sample's key administrators (explaining for others needs the
+# explain-policy action); the test suite enforces the policy for real
+# (tests/provider-policy-test.c, tests/cli-basic.sh).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -106,9 +107,13 @@ hierarchy:
   revocation-check-ms: 500
 policy: none
 EOF
-sed "s|^policy: none|policy: $src/conf/policy.yaml|" p11kms.yaml >policy-demo.yaml
+sed "s|^policy: none|policy: $src/conf/policy.yaml|" p11kms.yaml >sample-policy.yaml
+# Explaining for other principals is the administrators' (explain-policy): the demo makes you
+# one of the sample's key administrators.
+sed "s|^  key-admins:\$|&\n    - unix:user:$(id -un)|" "$src/conf/policy.yaml" >admin-policy.yaml
+sed "s|^policy: none|policy: $work/admin-policy.yaml|" p11kms.yaml >policy-demo.yaml
 # The configuration names the module to load: p11kms refuses it when others may change it.
-chmod 600 p11kms.yaml policy-demo.yaml
+chmod 600 p11kms.yaml sample-policy.yaml policy-demo.yaml
 export P11KMS_CONFIG=$work/p11kms.yaml
 say "PIN in a 0600 file, never on a command line; config $P11KMS_CONFIG"
 kms --output text token info
@@ -208,6 +213,10 @@ kms enable-key --key-id alias/rds-orders
 
 step "The sample policy: admins manage, services use (conf/policy.yaml)"
 "$P11KMS_CLI" policy check "$src/conf/policy.yaml" | sed 's/^/   /'
+say "what others may do is for administrators to ask; the sample does not name you ($(id -un)):"
+refused AccessDeniedException --config "$work/sample-policy.yaml" policy explain \
+    --principal unix:user:rds-svc --action decrypt --key-id alias/rds-orders
+say "with you among its key administrators ($work/admin-policy.yaml):"
 explain Allowed unix:user:alice create-key ""
 explain Allowed unix:user:alice disable-key alias/rds-orders
 explain Denied unix:user:alice decrypt alias/rds-orders aws:rds:db-id=db-orders-1

@@ -134,8 +134,8 @@ static const cli_option unwrap_child_options[] = {
     END};
 
 static const cli_option explain_options[] = {
-    {"principal", CLI_OPT_LIST, true, "NAME...",
-     "the principal's names, e.g. unix:user:alice unix:group:staff"},
+    {"principal", CLI_OPT_LIST, false, "NAME...",
+     "the principal's names, e.g. unix:user:alice unix:group:staff (default: you)"},
     {"action", CLI_OPT_VALUE, true, "ACTION", "policy action, e.g. decrypt or disable-key"},
     {"key-id", CLI_OPT_VALUE, false, "KEY",
      "key id, alias/NAME or ARN (not for account-level actions such as create-key)"},
@@ -272,7 +272,9 @@ const cli_command cli_commands[] = {
      cli_cmd_policy_check},
     {"policy explain", "Explain a policy decision (performs nothing)", NULL, 0,
      "Only explains: nothing is performed. Prints Decision (Allowed or Denied) and the\n"
-     "explanation; the exit status is 0 for either decision.\n",
+     "explanation; the exit status is 0 for either decision. Without --principal it\n"
+     "explains for you; explaining for another principal needs the policy action\n"
+     "explain-policy (an administrator's), else AccessDeniedException.\n",
      explain_options, cli_cmd_policy_explain},
     {"audit verify", "Verify audit log files: chain, seals, checkpoint", "FILE...", CLI_ONE_OR_MORE,
      "Give every file of the set (the current file and the rotated ones, any order). Reports\n"

@@ -184,26 +184,27 @@ p11kms_err cli_cmd_policy_check(cli *c, p11kms_error *err)
     return rc;
 }
 
+/* Without --principal the subject is the caller: the OS user as the CLI names itself. */
 p11kms_err cli_cmd_policy_explain(cli *c, p11kms_error *err)
 {
-    size_t n;
+    size_t n = 0;
     const char *const *names = cli_arg_list(&c->args, "principal", &n);
     p11kms_context *ctx = NULL;
     char explanation[4096] = "";
     bool allowed = false;
-    p11kms_principal *p = p11kms_principal_new();
-    if (p == NULL)
-        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    p11kms_principal *subject = NULL;
     p11kms_err rc = P11KMS_OK;
+    if (n > 0 && (subject = p11kms_principal_new()) == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     for (size_t i = 0; rc == P11KMS_OK && i < n; i++)
-        rc = p11kms_principal_add(p, names[i], err);
+        rc = p11kms_principal_add(subject, names[i], err);
     if (rc == P11KMS_OK)
         rc = cli_context_param("--encryption-context", cli_arg(&c->args, "encryption-context"),
                                &ctx, err);
     if (rc == P11KMS_OK)
         rc = cli_service(c, err);
     if (rc == P11KMS_OK)
-        rc = p11kms_policy_explain(c->svc, p, cli_arg(&c->args, "action"),
+        rc = p11kms_policy_explain(c->svc, c->who, subject, cli_arg(&c->args, "action"),
                                    cli_arg(&c->args, "key-id"), ctx, &allowed, explanation,
                                    sizeof(explanation), err);
     if (rc == P11KMS_OK) {
@@ -211,6 +212,6 @@ p11kms_err cli_cmd_policy_explain(cli *c, p11kms_error *err)
         cli_json_string(c->out, cli_out_root(c->out), "Explanation", explanation);
     }
     p11kms_context_free(ctx);
-    p11kms_principal_free(p);
+    p11kms_principal_free(subject);
     return rc;
 }

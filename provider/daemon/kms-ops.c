@@ -312,7 +312,7 @@ static p11kms_err dry_run(op_state *s, const char *action, const char *key_ref,
         return refuse(s, 400, "ValidationException", "DryRun needs KeyId for this operation");
     bool allowed = false;
     char explanation[1024];
-    p11kms_err rc = p11kms_policy_explain(s->svc, s->who, action, key_ref, ctx, &allowed,
+    p11kms_err rc = p11kms_policy_explain(s->svc, s->who, NULL, action, key_ref, ctx, &allowed,
                                           explanation, sizeof(explanation), &s->err);
     OPENSSL_cleanse(explanation, sizeof(explanation));
     if (rc != P11KMS_OK)
@@ -994,7 +994,7 @@ static void hide_existence(op_state *s, p11kms_err *rc)
         bool allowed = false;
         char explanation[1024];
         p11kms_error ignored = {0};
-        if (p11kms_policy_explain(s->svc, s->who, action, str(s, member), NULL, &allowed,
+        if (p11kms_policy_explain(s->svc, s->who, NULL, action, str(s, member), NULL, &allowed,
                                   explanation, sizeof(explanation), &ignored) != P11KMS_OK ||
             !allowed)
             *rc = P11KMS_E_ACCESS_DENIED;

@@ -74,7 +74,7 @@ static p11kms_err mechanism_op(p11_token *t, p11_session *s, void *arg, p11kms_e
     struct mech_args *a = arg;
     const mechanism_need *m = a->need;
     p11_capability *c = a->out;
-    CK_MECHANISM_INFO mi;
+    CK_MECHANISM_INFO mi = {0}; /* a token may leave fields it has no value for untouched */
     p11kms_error probe = {0};
     if (p11c_get_mechanism_info(t->calls, t->slot, m->mechanism, &mi, &probe) != P11KMS_OK) {
         /* CKR_MECHANISM_INVALID is the token's answer, not a failure of the check. */

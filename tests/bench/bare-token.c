@@ -25,6 +25,9 @@ struct bare_token {
      * copies, the cold-key baseline does not pay for destroying them while timed). */
     CK_OBJECT_HANDLE *cold;
     size_t cold_count, cold_cap;
+    /* Session copies of every AES key of the token (bare_copy_all), destroyed by bare_close. */
+    CK_OBJECT_HANDLE *all;
+    unsigned all_count;
 };
 
 struct bare_session {
@@ -208,6 +211,9 @@ void bare_close(bare_token *t)
     for (size_t i = 0; i < t->cold_count; i++)
         (void)t->f->C_DestroyObject(t->login, t->cold[i]);
     free(t->cold);
+    for (unsigned i = 0; i < t->all_count; i++)
+        (void)t->f->C_DestroyObject(t->login, t->all[i]);
+    free(t->all);
     t->f->C_CloseSession(t->login);
     /* p11-kit counts initializations of a managed module: this finalizes only our share. */
     t->f->C_Finalize(NULL);
@@ -342,6 +348,45 @@ void bare_cold_encrypt(bare_session *s, const char *key_id, const uint8_t iv[12]
     t->cold[t->cold_count++] = copy;
     CK_OBJECT_HANDLE was = s->key;
     s->key = copy;
+    bare_encrypt(s, iv, aad, aad_len, pt, pt_len, out);
+    s->key = was;
+}
+
+unsigned bare_copy_all(bare_token *t, unsigned max)
+{
+    /* One search for every AES token key (SoftHSM reads each object file once), then a session
+     * copy of each, at most max. */
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_AES;
+    CK_BBOOL on_token = CK_TRUE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                           {CKA_KEY_TYPE, &type, sizeof(type)},
+                           {CKA_TOKEN, &on_token, sizeof(on_token)}};
+    CK_OBJECT_HANDLE *found = calloc(max ? max : 1, sizeof(*found));
+    t->all = calloc(max ? max : 1, sizeof(*t->all));
+    if (found == NULL || t->all == NULL)
+        bench_die("out of memory");
+    CK_ULONG n = 0;
+    ck(t->f->C_FindObjectsInit(t->login, tmpl, 3), "C_FindObjectsInit");
+    ck(t->f->C_FindObjects(t->login, found, max, &n), "C_FindObjects");
+    ck(t->f->C_FindObjectsFinal(t->login), "C_FindObjectsFinal");
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_RV rv;
+        t->all[t->all_count] = copy_key(t, found[i], &rv);
+        ck(rv, "C_CopyObject");
+        t->all_count++;
+    }
+    free(found);
+    return t->all_count;
+}
+
+void bare_encrypt_copy(bare_session *s, unsigned index, const uint8_t iv[12], const uint8_t *aad,
+                       size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *out)
+{
+    if (index >= s->t->all_count)
+        bench_die("bare token: no session copy number %u", index);
+    CK_OBJECT_HANDLE was = s->key;
+    s->key = s->t->all[index];
     bare_encrypt(s, iv, aad, aad_len, pt, pt_len, out);
     s->key = was;
 }

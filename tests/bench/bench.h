@@ -15,7 +15,7 @@
 
 #define BENCH_MAX_ROUNDS 101
 #define BENCH_MAX_THREADS 64
-#define BENCH_MAX_FIGURES 16
+#define BENCH_MAX_FIGURES 24
 
 /* --- options ------------------------------------------------------------------------------- */
 
@@ -219,6 +219,11 @@ void bare_decrypt(bare_session *s, const uint8_t iv[12], const uint8_t *aad, siz
 void bare_cold_encrypt(bare_session *s, const char *key_id, const uint8_t iv[12],
                        const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
                        uint8_t *out);
+/* Session copies of the token's AES keys (at most max; one C_FindObjects, then C_CopyObject
+ * each, kept until bare_close); returns how many. bare_encrypt_copy encrypts with copy index. */
+unsigned bare_copy_all(bare_token *t, unsigned max);
+void bare_encrypt_copy(bare_session *s, unsigned index, const uint8_t iv[12], const uint8_t *aad,
+                       size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *out);
 /* C_GetInfo of the module: "SoftHSM 2.6" and the like. */
 void bare_module_name(bare_token *t, char *out, size_t size);
 

@@ -167,6 +167,94 @@ static void figure_cold_key(bench_env *env, const bench_opts *o, bench_results *
     bare_close(bare);
 }
 
+/* Figure 5-b, the bare ceiling of figure 5: the same random-key-of-N against one-key loop without
+ * p11kms, on session copies of the token's keys (what p11kms uses with session copies). */
+typedef struct bare_many {
+    bare_token *t;
+    unsigned n;
+    uint8_t aad[512];
+    size_t aad_len;
+} bare_many;
+
+typedef struct bare_many_worker {
+    bare_many *m;
+    bare_session *s;
+    uint64_t rng;
+    unsigned n;
+    uint8_t iv[12], pt[32], out[48];
+} bare_many_worker;
+
+static void *bare_many_setup(bare_many *m, unsigned thread, unsigned n)
+{
+    bare_many_worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        bench_die("out of memory");
+    w->m = m;
+    w->s = bare_session_open(m->t);
+    w->rng = 0x9e3779b97f4a7c15ull * (thread + 1);
+    w->n = n;
+    w->iv[0] = (uint8_t)thread;
+    w->iv[1] = n > 1 ? 0x5b : 0x51;
+    return w;
+}
+
+static void *bare_setup_many(void *arg, unsigned thread)
+{
+    bare_many *m = arg;
+    return bare_many_setup(m, thread, m->n);
+}
+
+static void *bare_setup_one(void *arg, unsigned thread)
+{
+    return bare_many_setup(arg, thread, 1);
+}
+
+static void bare_many_teardown(void *state)
+{
+    bare_many_worker *w = state;
+    bare_session_close(w->s);
+    free(w);
+}
+
+static void op_bare_many(void *state)
+{
+    bare_many_worker *w = state;
+    unsigned i = w->n > 1 ? (unsigned)(xorshift(&w->rng) % w->n) : 0;
+    for (int b = 11; b >= 4; b--)
+        if (++w->iv[b] != 0)
+            break;
+    bare_encrypt_copy(w->s, i, w->iv, w->m->aad, w->m->aad_len, w->pt, sizeof(w->pt), w->out);
+}
+
+static void figure_many_bare(bench_env *env, const bench_opts *o, bench_results *r)
+{
+    bare_many m = {.t = bare_login(env->module, env->many.label, env->pin)};
+    m.n = bare_copy_all(m.t, env->many_count);
+    if (m.n == 0)
+        bench_die("bare token: no AES key to copy in token %s", env->many.label);
+    const char *const k[] = {"aws:redshift:arn", "aws:redshift:createtime"};
+    const char *const v[] = {"arn:aws:redshift:us-east-1:123456789012:cluster:bench-cluster",
+                             "20240115T093000Z"};
+    uint8_t header[23] = {0x01};
+    m.aad_len = bench_aad(header, sizeof(header), k, v, 2, m.aad, sizeof(m.aad));
+    figure *f = results_add(r, "5-b");
+    snprintf(f->title, sizeof(f->title), "bare: random session copy of %u vs one", m.n);
+    snprintf(f->a_label, sizeof(f->a_label),
+             "bare C_EncryptInit + C_Encrypt 32 B, a random session copy of %u token keys", m.n);
+    snprintf(f->b_label, sizeof(f->b_label), "the same, always the same session copy");
+    f->goal = 0; /* the ceiling of figure 5 on this token, reported */
+    bench_side a = {.label = "bare many",
+                    .setup = bare_setup_many,
+                    .op = op_bare_many,
+                    .teardown = bare_many_teardown,
+                    .arg = &m};
+    bench_side b = a;
+    b.label = "bare one";
+    b.setup = bare_setup_one;
+    bench_compare(f, &a, &b, 1, o);
+    bare_close(m.t);
+}
+
 void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r)
 {
     bool want5 = bench_selected(o, "5"), want9 = bench_selected(o, "9");
@@ -217,4 +305,5 @@ void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r)
     snprintf(f->note, sizeof(f->note),
              "after one warm-up encryption per key, side A made %.1f encryptions per key", per_key);
     p11kms_close(x.svc);
+    figure_many_bare(env, o, r);
 }

@@ -9,6 +9,7 @@
 #include "policy/policy.h"
 #include "provider/audit.h"
 #include "provider/context-api.h"
+#include "provider/decision-cache.h"
 #include "provider/keyref.h"
 
 /* Contexts up to this many pairs are converted on the stack (the hot path). */
@@ -21,6 +22,10 @@ struct policy_gate {
     char *path; /* NULL: "policy: none" */
     pthread_rwlock_t lock;
     policy *current;
+    /* Counts policy loads (1 for the first): decisions are cached per generation, so a reload
+     * makes every cached decision a miss. */
+    uint64_t generation;
+    decision_cache *decisions; /* NULL with "policy: none" */
 };
 
 p11kms_err gate_open(const service_config *cfg, struct policy_gate **out, p11kms_error *err)
@@ -39,8 +44,11 @@ p11kms_err gate_open(const service_config *cfg, struct policy_gate **out, p11kms
         return P11KMS_OK;
     }
     g->path = strdup(cfg->policy_path);
-    p11kms_err rc = g->path ? policy_load_file(g->path, NULL, NULL, &g->current, err)
-                            : P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    g->generation = 1;
+    g->decisions = decision_cache_new();
+    p11kms_err rc = g->path && g->decisions
+                        ? policy_load_file(g->path, NULL, NULL, &g->current, err)
+                        : P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc != P11KMS_OK) {
         gate_close(g);
         return rc;
@@ -56,6 +64,7 @@ void gate_close(struct policy_gate *g)
     if (g->current != NULL)
         policy_free(g->current);
     pthread_rwlock_destroy(&g->lock);
+    decision_cache_free(g->decisions);
     free(g->path);
     free(g);
 }
@@ -73,17 +82,25 @@ p11kms_err gate_reload(struct policy_gate *g, p11kms_error *err)
     pthread_rwlock_wrlock(&g->lock);
     policy *old = g->current;
     g->current = fresh;
+    g->generation++;
     pthread_rwlock_unlock(&g->lock);
     policy_free(old);
     return P11KMS_OK;
 }
 
-static policy *current_policy(struct policy_gate *g)
+/* The policy in force and its generation, read together. */
+static policy *current_policy(struct policy_gate *g, uint64_t *generation)
 {
     pthread_rwlock_rdlock(&g->lock);
     policy *pol = g->current ? policy_ref(g->current) : NULL;
+    *generation = g->generation;
     pthread_rwlock_unlock(&g->lock);
     return pol;
+}
+
+void gate_decision_stats(p11kms *svc, uint64_t *hits, uint64_t *misses)
+{
+    decision_cache_stats(svc->gate->decisions, hits, misses);
 }
 
 /* The request as the policy layer takes it. */
@@ -154,17 +171,21 @@ static void audit_decision(const char *action, const policy_decision *d, const c
     audit_note_decision(action, d->allowed, d->sid, d->waiver, d->waiver_reason, key_id);
 }
 
-/* Evaluates one request; the decision is always filled (deny when it could not be made). */
-static p11kms_err decide(p11kms *svc, const p11kms_principal *who, const char *action,
-                         const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
-                         const p11kms_context *ctx2, policy_decision *d, p11kms_error *err)
+/* Evaluates one request; the decision is always filled (deny when it could not be made). With
+ * cached, a decision already made under the same policy generation for the same request is
+ * reused (its explanation is then empty: callers that show it pass false). */
+static p11kms_err decide_with(p11kms *svc, const p11kms_principal *who, const char *action,
+                              const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
+                              const p11kms_context *ctx2, bool cached, policy_decision *d,
+                              p11kms_error *err)
 {
     memset(d, 0, sizeof(*d));
     policy_action act;
     p11kms_err rc = policy_action_parse(action, &act, err);
     if (rc != P11KMS_OK)
         return rc;
-    policy *pol = current_policy(svc->gate);
+    uint64_t generation;
+    policy *pol = current_policy(svc->gate, &generation);
     if (pol == NULL) { /* policy: none */
         d->allowed = true;
         snprintf(d->explanation, sizeof(d->explanation), "no policy is configured (policy: none)");
@@ -198,14 +219,24 @@ static p11kms_err decide(p11kms *svc, const p11kms_principal *who, const char *a
                 }
             }
         }
-        p11kms_error why = {0};
-        rc = policy_evaluate(pol, &r.who, act, key_id, aliases, alias_count,
-                             r.ctx.count ? &r.ctx : NULL, r.ctx2.count ? &r.ctx2 : NULL, d, &why);
-        if (rc != P11KMS_OK) {
-            d->allowed = false;
-            snprintf(d->explanation, sizeof(d->explanation),
-                     "request refused by the policy: %.400s", why.message);
-            rc = P11KMS_OK;
+        const policy_context *c1 = r.ctx.count ? &r.ctx : NULL;
+        const policy_context *c2 = r.ctx2.count ? &r.ctx2 : NULL;
+        decision_key k;
+        if (cached)
+            decision_key_build(&k, act, &r.who, key_id, aliases, alias_count, c1, c2);
+        if (cached && decision_cache_get(svc->gate->decisions, generation, &k, d)) {
+            d->action = act;
+        } else {
+            p11kms_error why = {0};
+            rc = policy_evaluate(pol, &r.who, act, key_id, aliases, alias_count, c1, c2, d, &why);
+            if (rc == P11KMS_OK && cached)
+                decision_cache_put(svc->gate->decisions, generation, &k, d);
+            if (rc != P11KMS_OK) {
+                d->allowed = false;
+                snprintf(d->explanation, sizeof(d->explanation),
+                         "request refused by the policy: %.400s", why.message);
+                rc = P11KMS_OK;
+            }
         }
     }
     request_end(&r);
@@ -213,12 +244,19 @@ static p11kms_err decide(p11kms *svc, const p11kms_principal *who, const char *a
     return rc;
 }
 
+static p11kms_err decide(p11kms *svc, const p11kms_principal *who, const char *action,
+                         const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
+                         const p11kms_context *ctx2, policy_decision *d, p11kms_error *err)
+{
+    return decide_with(svc, who, action, key_ref, meta, ctx, ctx2, false, d, err);
+}
+
 p11kms_err gate_check(p11kms *svc, const p11kms_principal *who, const char *action,
                       const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
                       const p11kms_context *ctx2, p11kms_error *err)
 {
     policy_decision d;
-    p11kms_err rc = decide(svc, who, action, key_ref, meta, ctx, ctx2, &d, err);
+    p11kms_err rc = decide_with(svc, who, action, key_ref, meta, ctx, ctx2, true, &d, err);
     if (rc != P11KMS_OK)
         return rc;
     audit_decision(action, &d, meta != NULL ? meta->id_text : NULL);
@@ -234,7 +272,8 @@ p11kms_err gate_check_global(p11kms *svc, const p11kms_principal *who, const cha
 p11kms_err gate_check_alias(p11kms *svc, const p11kms_principal *who, const char *action,
                             const char *alias, p11kms_error *err)
 {
-    policy *pol = current_policy(svc->gate);
+    uint64_t generation;
+    policy *pol = current_policy(svc->gate, &generation);
     if (pol == NULL) {
         audit_note_decision(action, true, NULL, false, NULL, NULL);
         return P11KMS_OK;
@@ -277,7 +316,8 @@ p11kms_err gate_check_create(p11kms *svc, const p11kms_principal *who, gate_crea
     audit_decision("create-key", &d, NULL);
     if (!d.allowed)
         return deny(who, "create-key", NULL, &d, err);
-    out->pol = current_policy(svc->gate);
+    uint64_t generation;
+    out->pol = current_policy(svc->gate, &generation);
     if (out->pol == NULL)
         return P11KMS_OK;
     policy_create_defaults defaults;

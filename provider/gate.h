@@ -45,6 +45,8 @@ void gate_create_end(gate_create *c);
 p11kms_err gate_explain(p11kms *svc, const p11kms_principal *who, const char *action,
                         const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
                         bool *allowed, char *text, size_t size, p11kms_error *err);
+/* Decisions gate_check took from its cache (hits) and evaluated (misses) since gate_open. */
+void gate_decision_stats(p11kms *svc, uint64_t *hits, uint64_t *misses);
 /* Whether who may see key m in a listing (describe-key), without raising. */
 bool gate_may_list(p11kms *svc, const p11kms_principal *who, const key_meta *m);
 

@@ -10,6 +10,7 @@
 #include "provider/buf.h"
 #include "provider/context-api.h"
 #include "provider/gate.h"
+#include "provider/ivbuf.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
@@ -178,14 +179,12 @@ static p11kms_err explain_refusal(p11kms *svc, key_access *acc, const char *op, 
 }
 
 /* IVs must be unique, not secret: they come from the private OpenSSL DRBG (seeded by the OS),
- * which saves a token round trip per encryption; token.rng governs key material. */
+ * which saves a token round trip per encryption, in blocks per thread (provider/ivbuf.c);
+ * token.rng governs key material. */
 static p11kms_err random_iv(p11kms *svc, uint8_t iv[BLOB_IV_LEN], p11kms_error *err)
 {
-    if (RAND_bytes_ex(svc->libctx, iv, BLOB_IV_LEN, 0) != 1) {
-        ERR_clear_error();
-        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "no random IV from the DRBG");
-    }
-    return P11KMS_OK;
+    _Static_assert(BLOB_IV_LEN == IVBUF_IV_LEN, "blob IVs are GCM's 96 bits");
+    return ivbuf_take(svc->libctx, iv, err);
 }
 
 static p11kms_err write_aad(const uint8_t *header, size_t header_len, const enc_context *ctx,

@@ -16,7 +16,13 @@ fail() {
 if "$bench" --rounds 0 >/dev/null 2>&1; then fail "--rounds 0 accepted"; fi
 if "$bench" --no-such-option >/dev/null 2>&1; then fail "an unknown option accepted"; fi
 
-"$bench" --smoke --json "$P11KMS_TEST_ROOT/bench.json" || fail "smoke run failed"
+"$bench" --smoke --json "$P11KMS_TEST_ROOT/bench.json" >smoke.out || fail "smoke run failed"
+# Every figure has its line in the table, the baselines on the token object (-t) and the cold key
+# (9) included, and the key cache mode in force is stated.
+for id in 1a 1a-t 1b 1b-t 2 2-t 3 3-t 4 5 5-b 6 7 8a 8b 9; do
+    grep -qE "^$id +[A-Z]" smoke.out || fail "no table line for figure $id"
+done
+grep -q "^p11kms key cache in force: session-copy" smoke.out || fail "key cache mode not stated"
 "$bench" --check-json "$P11KMS_TEST_ROOT/bench.json" || fail "smoke run wrote an incomplete file"
 
 # The checker must refuse a truncated file and a run that lacks figures it claims to have.

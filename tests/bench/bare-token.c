@@ -17,11 +17,23 @@ struct bare_token {
     CK_SLOT_ID slot;
     CK_SESSION_HANDLE login; /* keeps the login alive */
     CK_OBJECT_HANDLE key;
+    /* A session copy of key (C_CopyObject with CKA_TOKEN=FALSE), the object form p11kms uses
+     * with token.key-cache: session-copy; CK_INVALID_HANDLE when the token refused it. */
+    CK_OBJECT_HANDLE copy;
+    CK_RV copy_rv;
+    /* Session copies made by bare_cold_encrypt, destroyed by bare_close (as p11kms keeps its
+     * copies, the cold-key baseline does not pay for destroying them while timed). */
+    CK_OBJECT_HANDLE *cold;
+    size_t cold_count, cold_cap;
+    /* Session copies of every AES key of the token (bare_copy_all), destroyed by bare_close. */
+    CK_OBJECT_HANDLE *all;
+    unsigned all_count;
 };
 
 struct bare_session {
     bare_token *t;
     CK_SESSION_HANDLE h;
+    CK_OBJECT_HANDLE key; /* the token object or its session copy */
 };
 
 static void ck(CK_RV rv, const char *what)
@@ -124,11 +136,30 @@ static CK_OBJECT_HANDLE find_version1(bare_token *t, const char *key_id)
     return found[0];
 }
 
+static CK_OBJECT_HANDLE copy_key(bare_token *t, CK_OBJECT_HANDLE key, CK_RV *rv)
+{
+    /* What p11kms asks for: only CKA_TOKEN=FALSE (the copy inherits CKA_SENSITIVE and
+     * CKA_EXTRACTABLE), made in the login session so that every session of the process sees it. */
+    CK_BBOOL no = CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}};
+    CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
+    *rv = t->f->C_CopyObject(t->login, key, tmpl, 1, &copy);
+    return *rv == CKR_OK ? copy : CK_INVALID_HANDLE;
+}
+
 bare_token *bare_open(const char *module, const char *label, const char *pin, const char *key_id)
 {
     bare_token *t = bare_login(module, label, pin);
     t->key = find_version1(t, key_id);
+    t->copy = copy_key(t, t->key, &t->copy_rv);
     return t;
+}
+
+bool bare_has_copy(const bare_token *t, unsigned long *why)
+{
+    if (why != NULL)
+        *why = (unsigned long)t->copy_rv;
+    return t->copy != CK_INVALID_HANDLE;
 }
 
 void bare_find_key(bare_token *t, const char *key_id)
@@ -175,6 +206,14 @@ void bare_close(bare_token *t)
 {
     if (t == NULL)
         return;
+    if (t->copy != CK_INVALID_HANDLE)
+        (void)t->f->C_DestroyObject(t->login, t->copy);
+    for (size_t i = 0; i < t->cold_count; i++)
+        (void)t->f->C_DestroyObject(t->login, t->cold[i]);
+    free(t->cold);
+    for (unsigned i = 0; i < t->all_count; i++)
+        (void)t->f->C_DestroyObject(t->login, t->all[i]);
+    free(t->all);
     t->f->C_CloseSession(t->login);
     /* p11-kit counts initializations of a managed module: this finalizes only our share. */
     t->f->C_Finalize(NULL);
@@ -193,10 +232,19 @@ void bare_module_name(bare_token *t, char *out, size_t size)
 
 bare_session *bare_session_open(bare_token *t)
 {
+    return bare_session_open_on(t, false);
+}
+
+bare_session *bare_session_open_on(bare_token *t, bool copy)
+{
+    if (copy && t->copy == CK_INVALID_HANDLE)
+        bench_die("bare token: no session copy of the key (C_CopyObject returned 0x%lx)",
+                  (unsigned long)t->copy_rv);
     bare_session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         bench_die("out of memory");
     s->t = t;
+    s->key = copy ? t->copy : t->key;
     ck(t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s->h),
        "C_OpenSession");
     return s;
@@ -229,7 +277,7 @@ void bare_encrypt(bare_session *s, const uint8_t iv[12], const uint8_t *aad, siz
     CK_GCM_PARAMS p;
     CK_MECHANISM m;
     gcm_params(&p, &m, iv, aad, aad_len);
-    ck(f->C_EncryptInit(s->h, &m, s->t->key), "C_EncryptInit");
+    ck(f->C_EncryptInit(s->h, &m, s->key), "C_EncryptInit");
     CK_ULONG out_len = pt_len + 16;
     ck(f->C_Encrypt(s->h, (CK_BYTE_PTR)pt, pt_len, out, &out_len), "C_Encrypt");
     if (out_len != pt_len + 16)
@@ -243,7 +291,7 @@ void bare_decrypt(bare_session *s, const uint8_t iv[12], const uint8_t *aad, siz
     CK_GCM_PARAMS p;
     CK_MECHANISM m;
     gcm_params(&p, &m, iv, aad, aad_len);
-    ck(f->C_DecryptInit(s->h, &m, s->t->key), "C_DecryptInit");
+    ck(f->C_DecryptInit(s->h, &m, s->key), "C_DecryptInit");
     CK_ULONG out_len = in_len; /* SoftHSM wants room for the whole input */
     ck(f->C_Decrypt(s->h, (CK_BYTE_PTR)in, in_len, pt, &out_len), "C_Decrypt");
     if (out_len != in_len - 16)
@@ -280,4 +328,65 @@ size_t bench_aad(const uint8_t *header, size_t header_len, const char *const *ke
     len[3] = (uint8_t)n;
     memcpy(len + 4, ctx, n);
     return total;
+}
+
+void bare_cold_encrypt(bare_session *s, const char *key_id, const uint8_t iv[12],
+                       const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
+                       uint8_t *out)
+{
+    bare_token *t = s->t;
+    if (t->cold_count == t->cold_cap) {
+        size_t cap = t->cold_cap ? 2 * t->cold_cap : 64;
+        CK_OBJECT_HANDLE *more = realloc(t->cold, cap * sizeof(*more));
+        if (more == NULL)
+            bench_die("out of memory");
+        t->cold = more, t->cold_cap = cap;
+    }
+    CK_RV rv;
+    CK_OBJECT_HANDLE copy = copy_key(t, find_version1(t, key_id), &rv);
+    ck(rv, "C_CopyObject");
+    t->cold[t->cold_count++] = copy;
+    CK_OBJECT_HANDLE was = s->key;
+    s->key = copy;
+    bare_encrypt(s, iv, aad, aad_len, pt, pt_len, out);
+    s->key = was;
+}
+
+unsigned bare_copy_all(bare_token *t, unsigned max)
+{
+    /* One search for every AES token key (SoftHSM reads each object file once), then a session
+     * copy of each, at most max. */
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_AES;
+    CK_BBOOL on_token = CK_TRUE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                           {CKA_KEY_TYPE, &type, sizeof(type)},
+                           {CKA_TOKEN, &on_token, sizeof(on_token)}};
+    CK_OBJECT_HANDLE *found = calloc(max ? max : 1, sizeof(*found));
+    t->all = calloc(max ? max : 1, sizeof(*t->all));
+    if (found == NULL || t->all == NULL)
+        bench_die("out of memory");
+    CK_ULONG n = 0;
+    ck(t->f->C_FindObjectsInit(t->login, tmpl, 3), "C_FindObjectsInit");
+    ck(t->f->C_FindObjects(t->login, found, max, &n), "C_FindObjects");
+    ck(t->f->C_FindObjectsFinal(t->login), "C_FindObjectsFinal");
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_RV rv;
+        t->all[t->all_count] = copy_key(t, found[i], &rv);
+        ck(rv, "C_CopyObject");
+        t->all_count++;
+    }
+    free(found);
+    return t->all_count;
+}
+
+void bare_encrypt_copy(bare_session *s, unsigned index, const uint8_t iv[12], const uint8_t *aad,
+                       size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *out)
+{
+    if (index >= s->t->all_count)
+        bench_die("bare token: no session copy number %u", index);
+    CK_OBJECT_HANDLE was = s->key;
+    s->key = s->t->all[index];
+    bare_encrypt(s, iv, aad, aad_len, pt, pt_len, out);
+    s->key = was;
 }

@@ -15,7 +15,7 @@
 
 #define BENCH_MAX_ROUNDS 101
 #define BENCH_MAX_THREADS 64
-#define BENCH_MAX_FIGURES 16
+#define BENCH_MAX_FIGURES 24
 
 /* --- options ------------------------------------------------------------------------------- */
 
@@ -32,9 +32,11 @@ typedef struct bench_opts {
     bool keep;             /* keep the work directory */
     const char *module;    /* the PKCS#11 module (SoftHSM) */
     const char *softhsm_util;
-    const char *only;     /* comma-separated figure numbers, NULL for all */
-    const char *rng;      /* token.rng of the configurations; NULL: the library's default */
-    unsigned count_batch; /* keys.count-batch; 0: the library's default */
+    const char *only;      /* comma-separated figure numbers, NULL for all */
+    const char *rng;       /* token.rng of the configurations; NULL: the library's default */
+    const char *key_cache; /* token.key-cache; NULL: the library's default */
+    unsigned session_keys; /* token.session-keys; 0: the library's default */
+    unsigned count_batch;  /* keys.count-batch; 0: the library's default */
     /* The scale figures (--scale N keys instead of figures 1-8), on SQLite and, with --pg
      * CONNINFO, PostgreSQL; --scale-stores LIST narrows them (NULL: both). */
     unsigned scale;
@@ -98,7 +100,8 @@ typedef struct figure {
     char a_label[160], b_label[160];
     unsigned threads;
     ratio_kind kind;
-    double goal; /* 0: no goal, report only */
+    double goal;     /* 0: no goal, report only */
+    double max_a_ms; /* a goal on side A's own time per operation (ms) instead; 0: none */
     unsigned rounds;
     double ratio[BENCH_MAX_ROUNDS];
     double a_ops[BENCH_MAX_ROUNDS], b_ops[BENCH_MAX_ROUNDS]; /* ops/s */
@@ -115,6 +118,16 @@ typedef struct figure {
  * goal are set by the caller) and computes the medians. */
 void bench_compare(figure *f, const bench_side *a, const bench_side *b, unsigned threads,
                    const bench_opts *o);
+/* The same with a second baseline c measured in the same rounds (A B C A B C ...): g receives
+ * A against C (its labels, kind and goal set by the caller). */
+void bench_compare2(figure *f, figure *g, const bench_side *a, const bench_side *b,
+                    const bench_side *c, unsigned threads, const bench_opts *o);
+/* Records round i of a figure whose sides the caller timed itself (ops operations each: wall
+ * and CPU seconds), and recomputes the medians over rounds 0..i. */
+void bench_set_round(figure *f, unsigned i, double a_seconds, double a_cpu, double b_seconds,
+                     double b_cpu, uint64_t ops);
+/* CPU seconds of the calling thread. */
+double bench_thread_cpu(void);
 bool figure_met(const figure *f);
 double bench_median(const double *v, unsigned n);
 
@@ -184,9 +197,15 @@ void bare_find_key(bare_token *t, const char *key_id);
  * seconds that took; then destroys them (not timed), so the token's object count is unchanged. */
 double bare_generate_keys(bare_token *t, unsigned count);
 
-/* One session of the bare token, for one thread. */
+/* Whether bare_open could make a session copy of the key (C_CopyObject with CKA_TOKEN=FALSE,
+ * what p11kms does with token.key-cache: session-copy); *why receives the CKR_* of the copy. */
+bool bare_has_copy(const bare_token *t, unsigned long *why);
+
+/* One session of the bare token, for one thread, using the token object (bare_session_open) or
+ * its session copy (bare_session_open_on(t, true)). */
 typedef struct bare_session bare_session;
 bare_session *bare_session_open(bare_token *t);
+bare_session *bare_session_open_on(bare_token *t, bool copy);
 void bare_session_close(bare_session *s);
 /* AES-256-GCM through C_EncryptInit + C_Encrypt / C_DecryptInit + C_Decrypt, 96-bit IV,
  * 128-bit tag. out receives ciphertext || tag; decrypt takes ciphertext || tag. */
@@ -194,6 +213,17 @@ void bare_encrypt(bare_session *s, const uint8_t iv[12], const uint8_t *aad, siz
                   const uint8_t *pt, size_t pt_len, uint8_t *out);
 void bare_decrypt(bare_session *s, const uint8_t iv[12], const uint8_t *aad, size_t aad_len,
                   const uint8_t *in, size_t in_len, uint8_t *pt);
+/* The first use of a cold key by an application that keeps session copies: C_FindObjects of
+ * version 1 of key_id by CKA_ID, C_CopyObject with CKA_TOKEN=FALSE, then one encryption with the
+ * copy (the copy is kept until bare_close, as p11kms keeps its copies). */
+void bare_cold_encrypt(bare_session *s, const char *key_id, const uint8_t iv[12],
+                       const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
+                       uint8_t *out);
+/* Session copies of the token's AES keys (at most max; one C_FindObjects, then C_CopyObject
+ * each, kept until bare_close); returns how many. bare_encrypt_copy encrypts with copy index. */
+unsigned bare_copy_all(bare_token *t, unsigned max);
+void bare_encrypt_copy(bare_session *s, unsigned index, const uint8_t iv[12], const uint8_t *aad,
+                       size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *out);
 /* C_GetInfo of the module: "SoftHSM 2.6" and the like. */
 void bare_module_name(bare_token *t, char *out, size_t size);
 
@@ -215,7 +245,8 @@ typedef struct bench_results {
     /* ms per key while the first and the last tenth of the keys were created: creation cost
      * that grows with the number of objects already in the token shows here */
     double create_ms_first, create_ms_last;
-    double warm_seconds; /* first use of each key in figure 5 */
+    double warm_seconds; /* first use of each key in figure 5 (those figure 9 did not use) */
+    unsigned warm_keys;  /* how many keys that was */
     double open_many_ms, open_one_ms;
 } bench_results;
 
@@ -225,9 +256,10 @@ void figures_token(bench_env *env, const bench_opts *o, bench_results *r);    /*
 void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r); /* 5 */
 void figure_policy(const bench_opts *o, bench_results *r);                    /* 6 */
 void figure_startup(bench_env *env, const bench_opts *o, bench_results *r);   /* 7 */
-void figure_audit(bench_env *env, const bench_opts *o, bench_results *r);     /* 8 */
-void figure_scale(bench_env *env, const bench_opts *o);  /* --scale, per store */
-void figure_daemon(bench_env *env, const bench_opts *o); /* --daemon */
+/* 9 (first operation on a cold key) runs inside figure_many_keys, on its keys. */
+void figure_audit(bench_env *env, const bench_opts *o, bench_results *r); /* 8 */
+void figure_scale(bench_env *env, const bench_opts *o);                   /* --scale, per store */
+void figure_daemon(bench_env *env, const bench_opts *o);                  /* --daemon */
 
 /* --- output -------------------------------------------------------------------------------- */
 

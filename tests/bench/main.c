@@ -31,6 +31,11 @@ static void usage(FILE *f)
         "  5  p11kms_encrypt, random key of --keys vs one key    goal >= 0.95x\n"
         "  6  policy_evaluate, 1000 statements vs 10            goal <= 2x time\n"
         "  7  p11kms_open+p11kms_close, --keys keys vs 1 key     reported\n"
+        "  9  first p11kms_encrypt on a cold key (record read, session copy, first\n"
+        "     reservation) vs bare C_FindObjects+C_CopyObject+C_Encrypt  goal A < 2 ms\n"
+        "  1a-t, 1b-t, 2-t, 3-t: figures 1-3 against the bare loop on the token object\n"
+        "     in the same rounds (figures 1-3 compare with the object form p11kms uses)\n"
+        "     goal on SoftHSM with session copies >= 2.5x (1b-t: 1.3x)\n"
         "\n"
         "Options:\n"
         "  --duration SECONDS  time per side per round (default 0.5)\n"
@@ -44,6 +49,9 @@ static void usage(FILE *f)
         "  --rng token|openssl set token.rng in p11kms's configuration (default: the\n"
         "                      library's default), to measure its effect\n"
         "  --count-batch N     set keys.count-batch likewise\n"
+        "  --key-cache MODE    set token.key-cache (session-copy or token-object) likewise\n"
+        "  --session-keys N    set token.session-keys likewise (figure 5 with more keys\n"
+        "                      than that measures copies being remade)\n"
         "  --scale N           instead of figures 1-8, the scale figures with N keys on\n"
         "                      fresh tokens: create-key vs bare C_GenerateKey at the same\n"
         "                      object count, maintain at N/4, N/2, N, p11kms_open vs bare\n"
@@ -118,6 +126,8 @@ int main(int argc, char **argv)
         OPT_BUDGET,
         OPT_RNG,
         OPT_COUNT_BATCH,
+        OPT_KEY_CACHE,
+        OPT_SESSION_KEYS,
         OPT_KEYS,
         OPT_ONLY,
         OPT_JSON,
@@ -141,6 +151,8 @@ int main(int argc, char **argv)
         {"only", required_argument, NULL, OPT_ONLY},
         {"rng", required_argument, NULL, OPT_RNG},
         {"count-batch", required_argument, NULL, OPT_COUNT_BATCH},
+        {"key-cache", required_argument, NULL, OPT_KEY_CACHE},
+        {"session-keys", required_argument, NULL, OPT_SESSION_KEYS},
         {"json", required_argument, NULL, OPT_JSON},
         {"smoke", no_argument, NULL, OPT_SMOKE},
         {"module", required_argument, NULL, OPT_MODULE},
@@ -181,6 +193,14 @@ int main(int argc, char **argv)
             break;
         case OPT_COUNT_BATCH:
             o.count_batch = (unsigned)number("--count-batch", optarg, 1, 1u << 20);
+            break;
+        case OPT_KEY_CACHE:
+            if (strcmp(optarg, "session-copy") != 0 && strcmp(optarg, "token-object") != 0)
+                bench_die("--key-cache: '%s' is not session-copy or token-object", optarg);
+            o.key_cache = optarg;
+            break;
+        case OPT_SESSION_KEYS:
+            o.session_keys = (unsigned)number("--session-keys", optarg, 1, 1000000);
             break;
         case OPT_ONLY:
             o.only = optarg;

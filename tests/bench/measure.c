@@ -74,6 +74,11 @@ static double thread_cpu(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double bench_thread_cpu(void)
+{
+    return thread_cpu();
+}
+
 static void *work(void *arg)
 {
     worker *w = arg;
@@ -156,32 +161,27 @@ static double ops_per_s(side_run r)
     return r.seconds > 0 ? (double)r.ops / r.seconds : 0;
 }
 
-void bench_compare(figure *f, const bench_side *a, const bench_side *b, unsigned threads,
-                   const bench_opts *o)
+/* Round i of f from the runs of its two sides. */
+static void record_round(figure *f, unsigned i, side_run ra, side_run rb)
 {
-    uint64_t max_ops = o->smoke ? o->smoke_ops : 0;
-    f->threads = threads;
-    f->rounds = o->rounds;
-    fprintf(stderr, "figure %s: %s (%u thread%s)\n", f->id, f->title, threads,
-            threads > 1 ? "s" : "");
-    for (unsigned i = 0; i < o->rounds; i++) {
-        side_run ra = bench_run_side(a, threads, o->duration, max_ops);
-        side_run rb = bench_run_side(b, threads, o->duration, max_ops);
-        f->a_ops[i] = ops_per_s(ra);
-        f->b_ops[i] = ops_per_s(rb);
-        /* Both kinds compare time per operation; throughput is its inverse. */
-        double ta = 1.0 / f->a_ops[i], tb = 1.0 / f->b_ops[i];
-        f->ratio[i] = f->kind == RATIO_THROUGHPUT ? tb / ta : ta / tb;
-        f->a_cpu_us[i] = ra.cpu_seconds * 1e6 / (double)ra.ops;
-        f->b_cpu_us[i] = rb.cpu_seconds * 1e6 / (double)rb.ops;
-        f->cpu_ratio[i] = f->kind == RATIO_THROUGHPUT ? f->b_cpu_us[i] / f->a_cpu_us[i]
-                                                      : f->a_cpu_us[i] / f->b_cpu_us[i];
-        fprintf(stderr,
-                "  round %u: A %.0f ops/s (%llu ops, %.2f us CPU/op), B %.0f ops/s (%llu ops, "
-                "%.2f us CPU/op), ratio %.3f (CPU %.3f)\n",
-                i + 1, f->a_ops[i], (unsigned long long)ra.ops, f->a_cpu_us[i], f->b_ops[i],
-                (unsigned long long)rb.ops, f->b_cpu_us[i], f->ratio[i], f->cpu_ratio[i]);
-    }
+    f->a_ops[i] = ops_per_s(ra);
+    f->b_ops[i] = ops_per_s(rb);
+    /* Both kinds compare time per operation; throughput is its inverse. */
+    double ta = 1.0 / f->a_ops[i], tb = 1.0 / f->b_ops[i];
+    f->ratio[i] = f->kind == RATIO_THROUGHPUT ? tb / ta : ta / tb;
+    f->a_cpu_us[i] = ra.cpu_seconds * 1e6 / (double)ra.ops;
+    f->b_cpu_us[i] = rb.cpu_seconds * 1e6 / (double)rb.ops;
+    f->cpu_ratio[i] = f->kind == RATIO_THROUGHPUT ? f->b_cpu_us[i] / f->a_cpu_us[i]
+                                                  : f->a_cpu_us[i] / f->b_cpu_us[i];
+    fprintf(stderr,
+            "  %s round %u: A %.0f ops/s (%llu ops, %.2f us CPU/op), B %.0f ops/s (%llu ops, "
+            "%.2f us CPU/op), ratio %.3f (CPU %.3f)\n",
+            f->id, i + 1, f->a_ops[i], (unsigned long long)ra.ops, f->a_cpu_us[i], f->b_ops[i],
+            (unsigned long long)rb.ops, f->b_cpu_us[i], f->ratio[i], f->cpu_ratio[i]);
+}
+
+static void finish(figure *f)
+{
     f->median_ratio = bench_median(f->ratio, f->rounds);
     f->median_a = bench_median(f->a_ops, f->rounds);
     f->median_b = bench_median(f->b_ops, f->rounds);
@@ -190,8 +190,49 @@ void bench_compare(figure *f, const bench_side *a, const bench_side *b, unsigned
     f->median_b_cpu_us = bench_median(f->b_cpu_us, f->rounds);
 }
 
+void bench_compare(figure *f, const bench_side *a, const bench_side *b, unsigned threads,
+                   const bench_opts *o)
+{
+    bench_compare2(f, NULL, a, b, NULL, threads, o);
+}
+
+void bench_compare2(figure *f, figure *g, const bench_side *a, const bench_side *b,
+                    const bench_side *c, unsigned threads, const bench_opts *o)
+{
+    uint64_t max_ops = o->smoke ? o->smoke_ops : 0;
+    figure *fig[2] = {f, g};
+    for (int k = 0; k < 2 && fig[k] != NULL; k++) {
+        fig[k]->threads = threads;
+        fig[k]->rounds = o->rounds;
+        fprintf(stderr, "figure %s: %s (%u thread%s)\n", fig[k]->id, fig[k]->title, threads,
+                threads > 1 ? "s" : "");
+    }
+    for (unsigned i = 0; i < o->rounds; i++) {
+        side_run ra = bench_run_side(a, threads, o->duration, max_ops);
+        side_run rb = bench_run_side(b, threads, o->duration, max_ops);
+        record_round(f, i, ra, rb);
+        if (g != NULL)
+            record_round(g, i, ra, bench_run_side(c, threads, o->duration, max_ops));
+    }
+    finish(f);
+    if (g != NULL)
+        finish(g);
+}
+
+void bench_set_round(figure *f, unsigned i, double a_seconds, double a_cpu, double b_seconds,
+                     double b_cpu, uint64_t ops)
+{
+    if (i >= BENCH_MAX_ROUNDS)
+        bench_die("round %u out of range", i);
+    record_round(f, i, (side_run){ops, a_seconds, a_cpu}, (side_run){ops, b_seconds, b_cpu});
+    f->rounds = i + 1;
+    finish(f);
+}
+
 bool figure_met(const figure *f)
 {
+    if (f->max_a_ms > 0)
+        return f->median_a > 0 && 1e3 / f->median_a <= f->max_a_ms;
     if (f->goal <= 0)
         return true;
     return f->kind == RATIO_THROUGHPUT ? f->median_ratio >= f->goal : f->median_ratio <= f->goal;

@@ -101,9 +101,14 @@ static void write_config_store(const bench_env *env, const bench_opts *o, const 
                                size_t size)
 {
     path_in(path, size, env->dir, name);
-    char rng[64] = "", batch[64] = "";
+    char rng[160] = "", batch[64] = "";
+    int n = 0;
     if (o->rng != NULL)
-        snprintf(rng, sizeof(rng), "  rng: %s\n", o->rng);
+        n += snprintf(rng + n, sizeof(rng) - (size_t)n, "  rng: %s\n", o->rng);
+    if (o->key_cache != NULL)
+        n += snprintf(rng + n, sizeof(rng) - (size_t)n, "  key-cache: %s\n", o->key_cache);
+    if (o->session_keys != 0)
+        snprintf(rng + n, sizeof(rng) - (size_t)n, "  session-keys: %u\n", o->session_keys);
     if (o->count_batch != 0)
         snprintf(batch, sizeof(batch), "  count-batch: %u\n", o->count_batch);
     char text[4096];

@@ -1,0 +1,175 @@
+#include "config.h"
+
+#include "provider/decision-cache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Slots are guarded by striped locks: threads deciding different requests rarely meet. */
+#define STRIPES 64
+
+typedef struct slot {
+    uint64_t generation; /* 0: empty (generations start at 1) */
+    uint64_t hash;
+    size_t len;
+    uint8_t key[DECISION_KEY_MAX];
+    bool allowed, explicit_deny, duty_conflict;
+    long statement;
+    char sid[POLICY_SID_MAX + 1];
+} slot;
+
+struct decision_cache {
+    pthread_mutex_t locks[STRIPES];
+    slot slots[DECISION_CACHE_SLOTS];
+    _Atomic uint64_t hits, misses;
+};
+
+static void put_bytes(decision_key *k, const void *p, size_t n)
+{
+    if (!k->usable || n > DECISION_KEY_MAX - k->len) {
+        k->usable = false;
+        return;
+    }
+    memcpy(k->bytes + k->len, p, n);
+    k->len += n;
+}
+
+/* A string as u16 length || bytes. */
+static void put_str(decision_key *k, const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n > 0xffff) {
+        k->usable = false;
+        return;
+    }
+    uint8_t len[2] = {(uint8_t)(n >> 8), (uint8_t)n};
+    put_bytes(k, len, 2);
+    put_bytes(k, s, n);
+}
+
+static void put_count(decision_key *k, size_t n)
+{
+    uint8_t b[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    if (n > 0xffffffffu)
+        k->usable = false;
+    put_bytes(k, b, 4);
+}
+
+static void put_context(decision_key *k, const policy_context *c)
+{
+    /* NULL and an empty context decide alike in policy_evaluate (the gate passes NULL for
+     * both), but keep them apart anyway: 0xffffffff marks NULL. */
+    if (c == NULL) {
+        put_count(k, 0xffffffffu);
+        return;
+    }
+    put_count(k, c->count);
+    for (size_t i = 0; i < c->count; i++) {
+        put_str(k, c->pairs[i].key);
+        put_str(k, c->pairs[i].value);
+    }
+}
+
+void decision_key_build(decision_key *k, policy_action action, const policy_principals *who,
+                        const char *key_id, const char *const *aliases, size_t alias_count,
+                        const policy_context *ctx, const policy_context *ctx2)
+{
+    k->len = 0;
+    k->usable = true;
+    put_count(k, (size_t)action);
+    put_count(k, who->count);
+    for (size_t i = 0; i < who->count; i++)
+        put_str(k, who->names[i]);
+    uint8_t has_key = key_id != NULL;
+    put_bytes(k, &has_key, 1);
+    put_str(k, key_id);
+    put_count(k, alias_count);
+    for (size_t i = 0; i < alias_count; i++)
+        put_str(k, aliases[i]);
+    put_context(k, ctx);
+    put_context(k, ctx2);
+    /* FNV-1a: an index, not a check (slots compare the whole key). */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; k->usable && i < k->len; i++)
+        h = (h ^ k->bytes[i]) * 0x100000001b3ull;
+    k->hash = h;
+}
+
+decision_cache *decision_cache_new(void)
+{
+    decision_cache *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&c->locks[i], NULL);
+    atomic_init(&c->hits, 0);
+    atomic_init(&c->misses, 0);
+    return c;
+}
+
+void decision_cache_free(decision_cache *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_destroy(&c->locks[i]);
+    free(c);
+}
+
+static size_t index_of(const decision_key *k)
+{
+    return (size_t)(k->hash % DECISION_CACHE_SLOTS);
+}
+
+bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_key *k,
+                        policy_decision *out)
+{
+    if (c == NULL || !k->usable || generation == 0)
+        return false;
+    size_t i = index_of(k);
+    pthread_mutex_t *lock = &c->locks[i % STRIPES];
+    pthread_mutex_lock(lock);
+    const slot *s = &c->slots[i];
+    bool hit = s->generation == generation && s->hash == k->hash && s->len == k->len &&
+               memcmp(s->key, k->bytes, k->len) == 0;
+    if (hit) {
+        memset(out, 0, sizeof(*out));
+        out->allowed = s->allowed;
+        out->explicit_deny = s->explicit_deny;
+        out->duty_conflict = s->duty_conflict;
+        out->statement = s->statement;
+        memcpy(out->sid, s->sid, sizeof(out->sid));
+    }
+    pthread_mutex_unlock(lock);
+    atomic_fetch_add_explicit(hit ? &c->hits : &c->misses, 1, memory_order_relaxed);
+    return hit;
+}
+
+void decision_cache_put(decision_cache *c, uint64_t generation, const decision_key *k,
+                        const policy_decision *d)
+{
+    if (c == NULL || !k->usable || generation == 0 || d->waiver)
+        return;
+    size_t i = index_of(k);
+    pthread_mutex_t *lock = &c->locks[i % STRIPES];
+    pthread_mutex_lock(lock);
+    slot *s = &c->slots[i];
+    s->generation = generation;
+    s->hash = k->hash;
+    s->len = k->len;
+    memcpy(s->key, k->bytes, k->len);
+    s->allowed = d->allowed;
+    s->explicit_deny = d->explicit_deny;
+    s->duty_conflict = d->duty_conflict;
+    s->statement = d->statement;
+    memcpy(s->sid, d->sid, sizeof(s->sid));
+    pthread_mutex_unlock(lock);
+}
+
+void decision_cache_stats(decision_cache *c, uint64_t *hits, uint64_t *misses)
+{
+    *hits = c != NULL ? atomic_load(&c->hits) : 0;
+    *misses = c != NULL ? atomic_load(&c->misses) : 0;
+}

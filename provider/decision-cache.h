@@ -1,0 +1,42 @@
+/* A bounded cache of policy decisions for the hot path: a decision depends only on the policy
+ * (its generation), the principal set, the action, the key (id and aliases) and the encryption
+ * context(s), so the same request under the same policy is decided once. */
+#ifndef P11KMS_PROVIDER_DECISION_CACHE_H
+#define P11KMS_PROVIDER_DECISION_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/policy.h"
+
+/* Entries of the cache (direct-mapped: a colliding request replaces the older one). */
+#define DECISION_CACHE_SLOTS 1024
+/* Requests whose key would be longer are decided every time, never cached. */
+#define DECISION_KEY_MAX 448
+
+/* Everything policy_evaluate reads, serialized with lengths (no two requests share bytes). */
+typedef struct decision_key {
+    uint8_t bytes[DECISION_KEY_MAX];
+    size_t len;
+    uint64_t hash;
+    bool usable; /* false: too long to cache */
+} decision_key;
+
+void decision_key_build(decision_key *k, policy_action action, const policy_principals *who,
+                        const char *key_id, const char *const *aliases, size_t alias_count,
+                        const policy_context *ctx, const policy_context *ctx2);
+
+typedef struct decision_cache decision_cache;
+
+decision_cache *decision_cache_new(void);
+void decision_cache_free(decision_cache *c);
+/* A hit fills out with the cached decision (its explanation is not kept: empty). */
+bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_key *k,
+                        policy_decision *out);
+/* Keeps d for (generation, k); decisions under a waiver are not kept (their reason is long). */
+void decision_cache_put(decision_cache *c, uint64_t generation, const decision_key *k,
+                        const policy_decision *d);
+void decision_cache_stats(decision_cache *c, uint64_t *hits, uint64_t *misses);
+
+#endif

@@ -67,6 +67,7 @@ typedef struct p11_dataref {
 struct p11_token {
     /* configuration, own copies */
     char *module;
+    char *module_args;
     char *token_uri;
     char *pin_source;
     bool insecure_pin_file;

@@ -13,7 +13,8 @@ struct p11_calls {
     CK_FUNCTION_LIST *module; /* p11-kit's handle: load, initialize, finalize, release */
     CK_FUNCTION_LIST *ops;    /* every other call */
     bool debug;               /* P11KMS_PKCS11_DEBUG set: trace calls on stderr */
-    const char *init_reserved; /* CK_C_INITIALIZE_ARGS pReserved (token.module-args), or NULL */
+    /* CK_C_INITIALIZE_ARGS pReserved (token.module-args), or NULL */
+    const char *init_reserved;
 };
 
 p11_calls *p11c_bind(CK_FUNCTION_LIST *module, CK_FUNCTION_LIST *ops)

@@ -72,13 +72,13 @@ static struct {
     CK_MECHANISM_TYPE hidden[8];
     int n_hidden;
     CK_ULONG random_max; /* C_GenerateRandom refuses more (CKR_DATA_LEN_RANGE); 0: no limit */
-    /* with lack_attribute set: an attribute no object has */
-    CK_ATTRIBUTE_TYPE lacked;
-    int lack_attribute;
     char env_fn[32];     /* $P11KMS_SHIM_FAIL: not cleared by p11kms_shim_reset */
     CK_RV env_rv;
     long env_skip;
     char init_reserved[256];
+    /* with lack_attribute set: an attribute no object has */
+    CK_ATTRIBUTE_TYPE lacked;
+    int lack_attribute;
     /* TOKEN IV emulation: the IV generated for a session's pending C_Encrypt */
     struct {
         CK_SESSION_HANDLE h;

@@ -13,6 +13,8 @@ struct p11_calls {
     CK_FUNCTION_LIST *module; /* p11-kit's handle: load, initialize, finalize, release */
     CK_FUNCTION_LIST *ops;    /* every other call */
     bool debug;               /* P11KMS_PKCS11_DEBUG set: trace calls on stderr */
+    /* CK_C_INITIALIZE_ARGS pReserved (token.module-args), or NULL */
+    const char *init_reserved;
 };
 
 p11_calls *p11c_bind(CK_FUNCTION_LIST *module, CK_FUNCTION_LIST *ops)
@@ -107,9 +109,23 @@ p11kms_err p11c_get_interface(p11_ck_get_interface_fn fn, CK_FUNCTION_LIST **lis
     return P11KMS_OK;
 }
 
+void p11c_set_init_reserved(p11_calls *c, const char *reserved)
+{
+    c->init_reserved = reserved;
+}
+
 p11kms_err p11c_initialize(p11_calls *c, p11kms_error *err)
 {
-    CK_RV rv = p11_kit_module_initialize(c->module);
+    CK_RV rv;
+    if (c->init_reserved != NULL) {
+        /* p11-kit's managed C_Initialize passes the caller's arguments on instead of its own:
+         * NSS softokn, for one, takes its database parameters in pReserved. */
+        CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK,
+                                     .pReserved = (void *)c->init_reserved};
+        rv = c->module->C_Initialize(&args);
+    } else {
+        rv = p11_kit_module_initialize(c->module);
+    }
     if (rv != CKR_OK)
         return failed(c, err, "C_Initialize", rv);
     trace(c, "C_Initialize");

@@ -40,6 +40,9 @@ void p11c_release_module(p11_calls *c);
 p11kms_err p11c_get_interface(p11_ck_get_interface_fn fn, CK_FUNCTION_LIST **list,
                               p11kms_error *err);
 
+/* The string C_Initialize passes in CK_C_INITIALIZE_ARGS.pReserved (with CKF_OS_LOCKING_OK);
+ * NULL (the default) initializes through p11-kit with its own arguments. Not copied. */
+void p11c_set_init_reserved(p11_calls *c, const char *reserved);
 p11kms_err p11c_initialize(p11_calls *c, p11kms_error *err);
 p11kms_err p11c_finalize(p11_calls *c, p11kms_error *err);
 p11kms_err p11c_get_info(p11_calls *c, CK_INFO *info, p11kms_error *err);

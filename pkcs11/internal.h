@@ -67,6 +67,7 @@ typedef struct p11_dataref {
 struct p11_token {
     /* configuration, own copies */
     char *module;
+    char *module_args;
     char *token_uri;
     char *pin_source;
     bool insecure_pin_file;
@@ -222,6 +223,13 @@ p11kms_err p11_find_one(p11_token *t, p11_session *s, CK_ATTRIBUTE *tmpl, CK_ULO
 p11kms_err p11_find_all(p11_token *t, p11_session *s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                         CK_OBJECT_HANDLE **handles, size_t *count, p11kms_error *err);
 /* One attribute of any length (two-call pattern); *value is malloc'ed plus a NUL byte. */
+/* C_GetAttributeValue of several attributes where the object may lack some of them: a token
+ * that fails the whole read when one is missing (NSS softokn, CKR_ATTRIBUTE_TYPE_INVALID) or
+ * sensitive is asked again one attribute at a time. An attribute the token refuses that way
+ * keeps the caller's default value and gets ulValueLen = CK_UNAVAILABLE_INFORMATION; any other
+ * failure is returned. */
+p11kms_err p11_get_attrs(p11_token *t, p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE *tmpl,
+                         CK_ULONG count, p11kms_error *err);
 p11kms_err p11_get_attr_alloc(p11_token *t, p11_session *s, CK_OBJECT_HANDLE h,
                               CK_ATTRIBUTE_TYPE type, uint8_t **value, size_t *len,
                               p11kms_error *err);

@@ -604,8 +604,12 @@ static p11kms_err attributes_op(p11_token *t, p11_session *s, void *arg, p11kms_
     }
     tmpl[NB] = (CK_ATTRIBUTE){CKA_KEY_TYPE, &key_type, sizeof(key_type)};
     tmpl[NB + 1] = (CK_ATTRIBUTE){CKA_VALUE_LEN, &value_len, sizeof(value_len)};
-    if (p11c_get_attribute_value(t->calls, s->handle, h, tmpl, NB + 2, err) != P11KMS_OK)
+    /* A missing attribute reads as false (or 0): the report of a token that lacks one. */
+    if (p11_get_attrs(t, s, h, tmpl, NB + 2, err) != P11KMS_OK)
         return err->code;
+    for (size_t i = 0; i < NB; i++)
+        if (tmpl[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+            b[i] = CK_FALSE;
     uint8_t *label = NULL;
     size_t label_len = 0;
     if (p11_get_attr_alloc(t, s, h, CKA_LABEL, &label, &label_len, err) != P11KMS_OK)
@@ -703,7 +707,7 @@ static p11kms_err list_op(p11_token *t, p11_session *s, void *arg, p11kms_error 
             {CKA_EXTRACTABLE, &b[3], sizeof(CK_BBOOL)},
         };
         if (rc == P11KMS_OK)
-            rc = p11c_get_attribute_value(t->calls, s->handle, hs[i], usage, 4, err);
+            rc = p11_get_attrs(t, s, hs[i], usage, 4, err);
         if (rc == P11KMS_E_TOKEN && err->ckr == CKR_OBJECT_HANDLE_INVALID) {
             free(id);
             id = NULL;

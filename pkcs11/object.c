@@ -118,6 +118,39 @@ p11kms_err p11_find_all(p11_token *t, p11_session *s, CK_ATTRIBUTE *tmpl, CK_ULO
     return P11KMS_OK;
 }
 
+static bool attribute_refused(CK_RV rv)
+{
+    return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE;
+}
+
+p11kms_err p11_get_attrs(p11_token *t, p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE *tmpl,
+                         CK_ULONG count, p11kms_error *err)
+{
+    p11kms_error whole = {0};
+    if (p11c_get_attribute_value(t->calls, s->handle, h, tmpl, count, &whole) == P11KMS_OK)
+        return P11KMS_OK;
+    if (!attribute_refused(whole.ckr)) {
+        *err = whole;
+        return whole.code;
+    }
+    /* Which attribute is missing, and whether the others were filled, differs between tokens:
+     * ask for each on its own. */
+    for (CK_ULONG i = 0; i < count; i++) {
+        CK_ATTRIBUTE one = tmpl[i];
+        p11kms_error e = {0};
+        if (p11c_get_attribute_value(t->calls, s->handle, h, &one, 1, &e) == P11KMS_OK) {
+            tmpl[i].ulValueLen = one.ulValueLen;
+            continue;
+        }
+        if (!attribute_refused(e.ckr)) {
+            *err = e;
+            return e.code;
+        }
+        tmpl[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+    }
+    return P11KMS_OK;
+}
+
 p11kms_err p11_get_attr_alloc(p11_token *t, p11_session *s, CK_OBJECT_HANDLE h,
                               CK_ATTRIBUTE_TYPE type, uint8_t **value, size_t *len,
                               p11kms_error *err)

@@ -50,6 +50,7 @@ static p11kms_err load_by_path(p11_token *t, p11kms_error *err)
         p11_kit_module_release(m);
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory binding the module");
     }
+    p11c_set_init_reserved(t->calls, t->module_args);
     return P11KMS_OK;
 }
 
@@ -57,6 +58,11 @@ static p11kms_err load_by_path(p11_token *t, p11kms_error *err)
  * log-calls, remoting), so every call goes through p11-kit's own function list. */
 static p11kms_err load_by_name(p11_token *t, p11kms_error *err)
 {
+    if (t->module_args != NULL)
+        return P11KMS_RAISE(err, P11KMS_E_CONFIG,
+                            "module-args is for a module given by path: module '%s' is "
+                            "registered with p11-kit, give its arguments there (x-init-reserved)",
+                            t->module);
     CK_FUNCTION_LIST **mods = p11_kit_modules_load(NULL, 0);
     if (mods == NULL) {
         const char *why = p11_kit_message();

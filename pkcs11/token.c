@@ -55,6 +55,7 @@ p11kms_err p11_token_open(const p11_token_config *cfg, p11_token **out, p11kms_e
 
     bool ok = true;
     t->module = dup_or_null(cfg->module, &ok);
+    t->module_args = dup_or_null(cfg->module_args, &ok);
     t->token_uri = dup_or_null(cfg->token_uri, &ok);
     t->pin_source = dup_or_null(cfg->pin_source, &ok);
     t->insecure_pin_file = cfg->insecure_pin_file;
@@ -97,6 +98,7 @@ void p11_token_close(p11_token *t)
     if (t->uri != NULL)
         p11_kit_uri_free(t->uri);
     free(t->module);
+    free(t->module_args);
     free(t->token_uri);
     free(t->pin_source);
     pthread_cond_destroy(&t->cond_state);

@@ -33,6 +33,10 @@ typedef struct p11_token_config {
     /* Absolute path of a module, or the name of a module registered in p11-kit's
      * configuration (so that its options, e.g. x-init-reserved, apply). */
     const char *module;
+    /* A string C_Initialize passes to a module given by path, in CK_C_INITIALIZE_ARGS.pReserved
+     * (NSS softokn takes its database parameters there); NULL for none. A module named in
+     * p11-kit's configuration takes it from there instead (x-init-reserved). */
+    const char *module_args;
     /* RFC 7512 URI selecting exactly one token (token, serial, manufacturer, model, slot-id). */
     const char *token_uri;
     /* "file:/path" (first line is the PIN); NULL takes the URI's pin-source attribute. */

@@ -73,6 +73,7 @@ static p11kms_err take_choice(const yaml_doc *doc, const yaml_doc_node *node,
     }
 
 STRING_FIELD(parse_module, module)
+STRING_FIELD(parse_module_args, module_args)
 STRING_FIELD(parse_uri, token_uri)
 STRING_FIELD(parse_pin_source, pin_source)
 STRING_FIELD(parse_region, region)
@@ -187,6 +188,7 @@ static p11kms_err parse_key_cache(const yaml_doc *doc, const yaml_doc_node *node
 
 static const config_field token_fields[] = {
     {"module", true, parse_module},
+    {"module-args", false, parse_module_args},
     {"uri", true, parse_uri},
     {"pin-source", true, parse_pin_source},
     {"sessions", false, parse_sessions},
@@ -490,6 +492,7 @@ void config_free(service_config *cfg)
     free(cfg->path);
     free(cfg->endpoint);
     free(cfg->module);
+    free(cfg->module_args);
     free(cfg->token_uri);
     free(cfg->pin_source);
     free(cfg->partition);

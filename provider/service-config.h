@@ -30,6 +30,7 @@ typedef struct service_config {
 
     /* token: */
     char *module;
+    char *module_args; /* CK_C_INITIALIZE_ARGS pReserved, or NULL */
     char *token_uri;
     char *pin_source;
     unsigned sessions;

@@ -78,6 +78,7 @@ static p11kms_err open_token(p11kms *svc, unsigned flags, p11kms_error *err)
     const service_config *cfg = svc->cfg;
     p11_token_config tc = {
         .module = cfg->module,
+        .module_args = cfg->module_args,
         .token_uri = cfg->token_uri,
         .pin_source = cfg->pin_source,
         .insecure_pin_file = cfg->insecure_pin_file || (flags & P11KMS_OPEN_INSECURE_PIN_FILE) != 0,

@@ -6,6 +6,12 @@
 # (exit 77) when it cannot mount; in CI (CI=true) that is a failure.
 . "$P11KMS_SRCDIR/tests/cli-lib.sh"
 
+# It makes a SoftHSM token of its own (C_InitToken through softhsm2-util): SoftHSM only.
+if [ "${P11KMS_TEST_TOKEN:-softhsm}" != softhsm ]; then
+    echo "SKIP: initializes a SoftHSM token of its own; not run on the $P11KMS_TEST_TOKEN token"
+    exit 77
+fi
+
 mnt="$P11KMS_TEST_ROOT/tokfs"
 mkdir -p "$mnt"
 if ! mount -t tmpfs -o size=128k,mode=0700 tmpfs "$mnt" 2>mount.err; then

@@ -32,6 +32,7 @@ static struct {
     const char *(*init_reserved)(void);
     void (*hide)(CK_MECHANISM_TYPE mechanism);
     void (*random_max)(CK_ULONG max);
+    void (*lack_attribute)(CK_ATTRIBUTE_TYPE type);
 } shim;
 
 static void shim_bind(void)
@@ -52,9 +53,10 @@ static void shim_bind(void)
     shim.init_reserved = (const char *(*)(void))dlsym(dl, "p11kms_shim_init_reserved");
     shim.hide = (void (*)(CK_MECHANISM_TYPE))dlsym(dl, "p11kms_shim_hide");
     shim.random_max = (void (*)(CK_ULONG))dlsym(dl, "p11kms_shim_random_max");
+    shim.lack_attribute = (void (*)(CK_ATTRIBUTE_TYPE))dlsym(dl, "p11kms_shim_lack_attribute");
     REQUIRE(shim.fail && shim.count && shim.reset && shim.token_flags && shim.max_rw &&
             shim.iv_mode && shim.accept_legacy && shim.init_reserved && shim.hide &&
-            shim.random_max);
+            shim.random_max && shim.lack_attribute);
 }
 
 static p11_token_config shim_config(void)
@@ -445,6 +447,36 @@ static void test_p11kit_name(void)
     p11_token_close(t);
 }
 
+/* token.module-args: a module given by path gets the string in C_Initialize's pReserved (NSS
+ * softokn reads its database parameters there), also when the layer re-initializes; a module
+ * named in p11-kit's configuration takes its arguments from there, so the two are refused
+ * together. */
+static void test_module_args(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    cfg.module_args = "configdir='sql:/nowhere' flags=readOnly";
+    p11_token *t = pt_open(&cfg);
+    CHECK(strcmp(shim.init_reserved(), "configdir='sql:/nowhere' flags=readOnly") == 0);
+    p11_key *k = session_key(t, 6);
+    CHECK(round_trip(t, k));
+    p11_token_close(t);
+
+    shim.reset();
+    cfg = shim_config();
+    t = pt_open(&cfg);
+    /* none configured: p11-kit's own arguments (its configuration's, for this module) */
+    CHECK(strstr(shim.init_reserved(), "configdir") == NULL);
+    p11_token_close(t);
+
+    cfg.module = "p11kms-shim";
+    cfg.module_args = "flags=readOnly";
+    t = NULL;
+    CHECK_ERR(p11_token_open(&cfg, &t, &e), P11KMS_E_CONFIG, &e);
+    CHECK(t == NULL);
+    CHECK(pt_contains(e.message, "x-init-reserved"));
+}
+
 static void p11kit_config_here(void)
 {
     /* p11-kit keeps these pointers: they must outlive every later load */
@@ -555,6 +587,52 @@ static void test_random_chunks(void)
     shim.reset();
 }
 
+static int count_scanned(const p11_key_listing *k, void *arg)
+{
+    if (k->encrypt && k->decrypt && k->sensitive && !k->extractable)
+        ++*(int *)arg;
+    return 0;
+}
+
+/* A token that fails a whole C_GetAttributeValue when the object lacks one of the attributes
+ * asked for (NSS softokn): the others are read one at a time, the missing one reads as false;
+ * a key missing one of the protection attributes p11kms requires is refused and destroyed. */
+static void test_missing_attribute(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = pt_open(&cfg);
+    static const uint8_t id[] = "missing-attribute-key";
+    p11_key *k = NULL;
+    CHECK_OK(p11_key_generate(t, id, sizeof(id) - 1, "p11kms-attr-test", &k, &e), &e);
+    shim.lack_attribute(CKA_DERIVE);
+    unsigned long reads = shim.count("C_GetAttributeValue");
+    p11_key_attributes attrs;
+    CHECK_OK(p11_key_get_attributes(t, k, &attrs, &e), &e);
+    CHECK(shim.count("C_GetAttributeValue") - reads > 16); /* one at a time after the refusal */
+    CHECK(attrs.token && attrs.private_ && attrs.sensitive && !attrs.extractable);
+    CHECK(attrs.always_sensitive && attrs.never_extractable && attrs.encrypt && attrs.decrypt);
+    CHECK(!attrs.derive && !attrs.wrap && !attrs.sign);
+    CHECK(attrs.key_type == CKK_AES && attrs.value_len == 32);
+    CHECK(strcmp(attrs.label, "p11kms-attr-test") == 0);
+    shim.lack_attribute(CKA_EXTRACTABLE);
+    int good = 0;
+    CHECK_OK(p11_key_scan(t, "p11kms-attr-", count_scanned, &good, &e), &e);
+    CHECK(good == 1); /* a lacking CKA_EXTRACTABLE reads as false */
+    CHECK_OK(p11_key_destroy(t, k, &e), &e);
+
+    /* No CKA_ALWAYS_SENSITIVE: the generated key cannot be shown to be protected. */
+    shim.lack_attribute(CKA_ALWAYS_SENSITIVE);
+    static const uint8_t id2[] = "missing-always-sensitive";
+    k = NULL;
+    CHECK_ERR(p11_key_generate(t, id2, sizeof(id2) - 1, "p11kms-attr-test2", &k, &e),
+              P11KMS_E_TOKEN, &e);
+    CHECK(pt_contains(e.message, "not protected as required"));
+    shim.reset();
+    CHECK_ERR(p11_key_find(t, id2, sizeof(id2) - 1, &k, &e), P11KMS_E_NOT_FOUND, &e);
+    p11_token_close(t);
+}
+
 /* Session copies: protected like their source, usable for the same operations, made again
  * after the token lost the login session, and a refusal reported with its CKR_*. */
 static void test_session_copy(void)
@@ -626,8 +704,10 @@ int main(void)
     test_token_iv(2);
     test_legacy_layout();
     test_p11kit_name();
+    test_module_args();
     test_capability_check();
     test_random_chunks();
+    test_missing_attribute();
     test_session_copy();
     return check_finish("pkcs11-shim-test");
 }

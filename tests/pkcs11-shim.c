@@ -11,7 +11,9 @@
  *     tests that run a program): not listed, CKR_MECHANISM_INVALID from C_GetMechanismInfo and
  *     from every *Init and C_GenerateKey that asks for them, as a token without them answers;
  *     a C_GenerateRandom length limit (p11kms_shim_random_max);
- *     and $P11KMS_SHIM_FAIL="C_Fn:0xRV:N" (one function failing with one CK_RV after N calls).
+ *     and $P11KMS_SHIM_FAIL="C_Fn:0xRV:N" (one function failing with one CK_RV after N calls);
+ *   - an attribute every object lacks, read as NSS softokn answers: a C_GetAttributeValue that
+ *     asks for it fails as a whole with CKR_ATTRIBUTE_TYPE_INVALID (p11kms_shim_lack_attribute).
  * The test reaches the control functions with dlopen(RTLD_NOLOAD) + dlsym. */
 #include "config.h"
 
@@ -74,6 +76,9 @@ static struct {
     CK_RV env_rv;
     long env_skip;
     char init_reserved[256];
+    /* with lack_attribute set: an attribute no object has */
+    CK_ATTRIBUTE_TYPE lacked;
+    int lack_attribute;
     /* TOKEN IV emulation: the IV generated for a session's pending C_Encrypt */
     struct {
         CK_SESSION_HANDLE h;
@@ -132,6 +137,7 @@ SHIM_API void p11kms_shim_accept_legacy(int on);
 SHIM_API const char *p11kms_shim_init_reserved(void);
 SHIM_API void p11kms_shim_hide(CK_MECHANISM_TYPE mechanism);
 SHIM_API void p11kms_shim_random_max(CK_ULONG max);
+SHIM_API void p11kms_shim_lack_attribute(CK_ATTRIBUTE_TYPE type);
 
 void p11kms_shim_fail(const char *fn, CK_RV rv, int times)
 {
@@ -169,6 +175,7 @@ void p11kms_shim_reset(void)
     shim.accept_legacy = 0;
     shim.n_hidden = 0;
     shim.random_max = 0;
+    shim.lack_attribute = 0;
     shim.init_reserved[0] = '\0';
     pthread_mutex_unlock(&shim.lock);
 }
@@ -291,6 +298,28 @@ static CK_RV shim_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_UL
 {
     CK_RV rv = injected("C_FindObjectsInit");
     return rv != CKR_OK ? rv : shim.real->C_FindObjectsInit(h, tmpl, n);
+}
+
+void p11kms_shim_lack_attribute(CK_ATTRIBUTE_TYPE type)
+{
+    shim.lacked = type;
+    shim.lack_attribute = 1;
+}
+
+/* NSS softokn fails the whole read, without filling the other attributes. */
+static CK_RV shim_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *tmpl,
+                                    CK_ULONG n)
+{
+    CK_RV rv = injected("C_GetAttributeValue");
+    if (rv != CKR_OK)
+        return rv;
+    for (CK_ULONG i = 0; shim.lack_attribute && i < n; i++) {
+        if (tmpl[i].type == shim.lacked) {
+            tmpl[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+            return CKR_ATTRIBUTE_TYPE_INVALID;
+        }
+    }
+    return shim.real->C_GetAttributeValue(h, obj, tmpl, n);
 }
 
 static CK_RV shim_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *tmpl,
@@ -512,6 +541,7 @@ static void shim_load(void)
     shim.list.C_SignInit = shim_SignInit;
     shim.list.C_GenerateRandom = shim_GenerateRandom;
     shim.list.C_CopyObject = shim_CopyObject;
+    shim.list.C_GetAttributeValue = shim_GetAttributeValue;
     shim.list.C_EncryptInit = shim_EncryptInit;
     shim.list.C_Encrypt = shim_Encrypt;
     shim.list.C_DecryptInit = shim_DecryptInit;

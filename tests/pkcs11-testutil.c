@@ -12,6 +12,7 @@ p11_token_config pt_config(void)
     p11_token_config cfg;
     memset(&cfg, 0, sizeof(cfg));
     cfg.module = test_env("P11KMS_TEST_MODULE");
+    cfg.module_args = getenv("P11KMS_TEST_MODULE_ARGS"); /* NSS softokn's database parameters */
     cfg.token_uri = test_env("P11KMS_TEST_URI");
     static char *source;
     if (source == NULL)

@@ -18,16 +18,21 @@ static void test_info(p11_token *t)
 {
     p11_token_info info;
     CHECK_OK(p11_token_get_info(t, &info, &e), &e);
-    CHECK(strcmp(info.token_label, "p11kms-test") == 0);
+    CHECK(strcmp(info.token_label, test_env("P11KMS_TEST_TOKEN_LABEL")) == 0);
     CHECK(strcmp(info.module, test_env("P11KMS_TEST_MODULE")) == 0);
-    CHECK(pt_contains(info.library_manufacturer, "SoftHSM"));
-    CHECK(pt_contains(info.token_manufacturer, "SoftHSM"));
     CHECK(info.token_serial[0] != '\0');
-    CHECK(info.cryptoki_major == 2);
-    /* SoftHSM 2.6.1 has no C_GetInterface: the function list came from C_GetFunctionList. */
-    CHECK(!info.via_get_interface);
-    CHECK(info.pool_size == 8); /* default; SoftHSM reports no session limit */
-    CHECK(info.max_rw_sessions == CK_EFFECTIVELY_INFINITE);
+    CHECK(info.cryptoki_major >= 2);
+    CHECK(info.pool_size >= 1 && info.pool_size <= 8); /* default 8, capped by the token */
+    const char *kind = getenv("P11KMS_TEST_TOKEN");
+    if (kind == NULL || strcmp(kind, "softhsm") == 0) {
+        CHECK(pt_contains(info.library_manufacturer, "SoftHSM"));
+        CHECK(pt_contains(info.token_manufacturer, "SoftHSM"));
+        CHECK(info.cryptoki_major == 2);
+        /* SoftHSM 2.6.1 has no C_GetInterface: the function list came from C_GetFunctionList. */
+        CHECK(!info.via_get_interface);
+        CHECK(info.pool_size == 8); /* SoftHSM reports no session limit */
+        CHECK(info.max_rw_sessions == CK_EFFECTIVELY_INFINITE);
+    }
     fprintf(stderr, "token '%s' serial %s slot %lu, module %s %u.%u (cryptoki %u.%u)\n",
             info.token_label, info.token_serial, info.slot_id, info.library_description,
             info.library_version_major, info.library_version_minor, info.cryptoki_major,
@@ -140,15 +145,16 @@ static void test_usage(p11_token *t, p11_key *k)
     p11kms_error_clear(&e);
     CHECK_ERR(p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, sizeof(pt), ct, 16, &e), P11KMS_E_TOKEN,
               &e);
-    CHECK(e.ckr == CKR_KEY_FUNCTION_NOT_PERMITTED);
-    CHECK(pt_contains(e.message, "CKR_KEY_FUNCTION_NOT_PERMITTED"));
+    /* SoftHSM's refusal; NSS softokn answers CKR_KEY_TYPE_INCONSISTENT */
+    CHECK(e.ckr == CKR_KEY_FUNCTION_NOT_PERMITTED || e.ckr == CKR_KEY_TYPE_INCONSISTENT);
+    CHECK(pt_contains(e.message, "CKR_KEY_"));
     CHECK_OK(p11_key_set_usage(t, k, true, &e), &e);
     CHECK_OK(p11_gcm_encrypt(t, k, iv, 12, NULL, 0, pt, sizeof(pt), ct, 16, &e), &e);
     CHECK_OK(p11_key_set_usage(t, k, false, &e), &e);
     p11kms_error_clear(&e);
     CHECK_ERR(p11_gcm_decrypt(t, k, iv, 12, NULL, 0, ct, sizeof(ct), 16, back, &e), P11KMS_E_TOKEN,
               &e);
-    CHECK(e.ckr == CKR_KEY_FUNCTION_NOT_PERMITTED);
+    CHECK(e.ckr == CKR_KEY_FUNCTION_NOT_PERMITTED || e.ckr == CKR_KEY_TYPE_INCONSISTENT);
     CHECK_OK(p11_key_set_usage(t, k, true, &e), &e);
     CHECK_OK(p11_gcm_decrypt(t, k, iv, 12, NULL, 0, ct, sizeof(ct), 16, back, &e), &e);
     CHECK(memcmp(back, pt, sizeof(pt)) == 0);

@@ -63,7 +63,23 @@ static void test_minimal_and_defaults(void)
     CHECK(strcmp(cfg->lock_file, CONFIG_DEFAULT_LOCK_FILE) == 0);
     CHECK(strcmp(cfg->store, CONFIG_DEFAULT_STORE) == 0);
     CHECK(cfg->orphan_grace_s == CONFIG_DEFAULT_ORPHAN_GRACE_S);
+    CHECK(cfg->module_args == NULL); /* p11-kit's own C_Initialize arguments */
     config_free(cfg);
+}
+
+/* token.module-args: the string NSS softokn reads from C_Initialize, quotes and all. */
+static void test_module_args(void)
+{
+    p11kms_error e;
+    service_config *cfg = load(
+        TOKEN "  module-args: 'configdir=''sql:/var/lib/nss'' flags=readOnly'\npolicy: none\n", &e);
+    CHECK(cfg != NULL && cfg->module_args != NULL &&
+          strcmp(cfg->module_args, "configdir='sql:/var/lib/nss' flags=readOnly") == 0);
+    config_free(cfg);
+    refused(TOKEN "  module-args: [a, b]\npolicy: none\n", "test.yaml:5:16", "");
+    refused(TOKEN "  module-args: \"\"\npolicy: none\n", "test.yaml:5:16", "must not be empty");
+    refused(TOKEN "  module-args: a\n  module-args: b\npolicy: none\n", "test.yaml:6:3",
+            "duplicate");
 }
 
 static void test_store(void)
@@ -308,6 +324,7 @@ int main(void)
 {
     test_samples();
     test_minimal_and_defaults();
+    test_module_args();
     test_partition();
     test_every_key();
     test_malformed();

@@ -14,6 +14,8 @@ packages="$packages clang-14 clang-tools-14 clang-format-14"
 packages="$packages python3-cryptography"
 # the CLI's client mode (p11kms --endpoint)
 packages="$packages libcurl4-openssl-dev"
+# NSS softokn, the second token the suite runs on (TEST.nsstest, tests/nss.am)
+packages="$packages libnss3 libnss3-tools"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,7 +1,16 @@
 #!/bin/sh
-# Test wrapper (automake LOG_COMPILER): gives every test its own fresh SoftHSM token under the
-# build directory, with a private SOFTHSM2_CONF, PIN file and p11kms config. No test touches a
-# system token or /etc. A missing tool is a hard error (exit 99), never a skip.
+# Test wrapper (automake LOG_COMPILER): gives every test its own token and p11kms config under
+# the build directory. No test touches a system token or /etc. A missing tool is a hard error
+# (exit 99), never a skip. Which token, by P11KMS_TEST_TOKEN:
+#   softhsm (default)  a fresh SoftHSM token with a private SOFTHSM2_CONF
+#   nss                a fresh NSS softokn database (certutil -N), loaded by path with its
+#                      parameters in token.module-args (TEST.nsstest runs TEST this way)
+#   external           a token the harness did not make: P11KMS_TEST_TOKEN_MODULE (path or p11-kit
+#                      name), P11KMS_TEST_TOKEN_URI, P11KMS_TEST_TOKEN_PIN_FILE and optionally
+#                      P11KMS_TEST_TOKEN_MODULE_ARGS. Keys the tests create are left on it.
+# Tests see P11KMS_TEST_TOKEN (the kind) and P11KMS_TEST_OWN_TOKEN: 1 when the harness made the
+# token, so that it may burn PIN tries or re-initialize it; 0 for an external token, where such
+# tests must not run (and say so).
 set -eu
 test_path=$1
 shift
@@ -17,7 +26,13 @@ case "$test_path" in
     [ -e "$real" ] || real="$P11KMS_SRCDIR/tests/$(basename "$real")"
     exec /bin/sh "$(dirname "$0")/with-postgres.sh" "$real" "$@"
     ;;
+*.nsstest)
+    real=${test_path%.nsstest}
+    [ -e "$real" ] || real="$P11KMS_SRCDIR/tests/$(basename "$real")"
+    P11KMS_TEST_TOKEN=nss exec /bin/sh "$0" "$real" "$@"
+    ;;
 esac
+kind=${P11KMS_TEST_TOKEN:-softhsm}
 name=$(basename "$test_path")
 name=${name%.*}
 
@@ -30,50 +45,94 @@ if [ "${P11KMS_TEST_STORE:-sqlite}" = postgresql ]; then
     [ -n "${P11KMS_TEST_STORE_SPEC:-}" ] || die "P11KMS_TEST_STORE=postgresql needs with-postgres.sh"
     name="$name-pg"
 fi
+[ "$kind" = softhsm ] || name="$name-$kind"
 root="$(pwd)/tests/run/$name"
 store="sqlite:$root/p11kms.db"
 [ "${P11KMS_TEST_STORE:-sqlite}" = postgresql ] && store=$P11KMS_TEST_STORE_SPEC
-[ -n "${SOFTHSM_MODULE:-}" ] && [ -f "$SOFTHSM_MODULE" ] ||
-    die "SoftHSMv2 module not found (apt-get install softhsm2, then re-run configure)"
-[ -n "${SOFTHSM2_UTIL:-}" ] && [ -x "$SOFTHSM2_UTIL" ] ||
-    die "softhsm2-util not found (apt-get install softhsm2, then re-run configure)"
-
 rm -rf "$root"
 mkdir -p "$root/tokens"
 chmod 700 "$root"
-cat >"$root/softhsm2.conf" <<CONF
+umask 077
+module_args=
+own_token=1
+case "$kind" in
+softhsm)
+    [ -n "${SOFTHSM_MODULE:-}" ] && [ -f "$SOFTHSM_MODULE" ] ||
+        die "SoftHSMv2 module not found (apt-get install softhsm2, then re-run configure)"
+    [ -n "${SOFTHSM2_UTIL:-}" ] && [ -x "$SOFTHSM2_UTIL" ] ||
+        die "softhsm2-util not found (apt-get install softhsm2, then re-run configure)"
+    cat >"$root/softhsm2.conf" <<CONF
 directories.tokendir = $root/tokens
 objectstore.backend = file
 log.level = ERROR
 slots.removable = false
 CONF
-export SOFTHSM2_CONF="$root/softhsm2.conf"
+    export SOFTHSM2_CONF="$root/softhsm2.conf"
+    label="p11kms-test"
+    printf '%s\n' 12345678 >"$root/pin"
+    "$SOFTHSM2_UTIL" --init-token --free --label "$label" --so-pin 87654321 --pin 12345678 \
+        >"$root/init.log" 2>&1 || die "softhsm2-util --init-token failed: $(cat "$root/init.log")"
+    module=$SOFTHSM_MODULE
+    uri="pkcs11:token=$label"
+    export P11KMS_TEST_SO_PIN=87654321
+    ;;
+nss)
+    [ -n "${NSS_SOFTOKN:-}" ] && [ -f "$NSS_SOFTOKN" ] ||
+        die "NSS softokn module not found (apt-get install libnss3, then re-run configure)"
+    [ -n "${NSS_CERTUTIL:-}" ] && [ -x "$NSS_CERTUTIL" ] ||
+        die "certutil not found (apt-get install libnss3-tools, then re-run configure)"
+    # The user PIN of NSS's key database is its password (certutil -N -f).
+    printf '%s\n' 12345678 >"$root/pin"
+    mkdir "$root/tokens/nssdb"
+    "$NSS_CERTUTIL" -N -d "sql:$root/tokens/nssdb" -f "$root/pin" >"$root/init.log" 2>&1 ||
+        die "certutil -N failed: $(cat "$root/init.log")"
+    module=$NSS_SOFTOKN
+    module_args="configdir='sql:$root/tokens/nssdb' certPrefix='' keyPrefix='' secmod='secmod.db' flags=optimizeSpace"
+    uri="pkcs11:token=NSS%20Certificate%20DB"
+    ;;
+external)
+    module=${P11KMS_TEST_TOKEN_MODULE:-}
+    uri=${P11KMS_TEST_TOKEN_URI:-}
+    [ -n "$module" ] && [ -n "$uri" ] && [ -n "${P11KMS_TEST_TOKEN_PIN_FILE:-}" ] ||
+        die "P11KMS_TEST_TOKEN=external needs P11KMS_TEST_TOKEN_MODULE, _URI and _PIN_FILE"
+    cp "$P11KMS_TEST_TOKEN_PIN_FILE" "$root/pin" || die "cannot read $P11KMS_TEST_TOKEN_PIN_FILE"
+    module_args=${P11KMS_TEST_TOKEN_MODULE_ARGS:-}
+    own_token=0
+    ;;
+*) die "P11KMS_TEST_TOKEN=$kind: not one of softhsm, nss, external" ;;
+esac
 
-label="p11kms-test"
-umask 077
-printf '%s\n' 12345678 >"$root/pin"
-"$SOFTHSM2_UTIL" --init-token --free --label "$label" --so-pin 87654321 --pin 12345678 \
-    >"$root/init.log" 2>&1 || die "softhsm2-util --init-token failed: $(cat "$root/init.log")"
+{
+    echo "# Generated by tests/lib/with-token.sh for test $name ($kind token)"
+    echo "token:"
+    echo "  module: $module"
+    # YAML single quotes: the module arguments carry single quotes of their own
+    [ -z "$module_args" ] || printf "  module-args: '%s'\n" "$(printf '%s' "$module_args" | sed "s/'/''/g")"
+    echo "  uri: \"$uri\""
+    echo "  pin-source: \"file:$root/pin\""
+    echo "  sessions: 8"
+    echo "keys:"
+    echo "  lock-file: $root/p11kms.lock"
+    echo "store: \"$store\""
+    echo "policy: none"
+} >"$root/p11kms.yaml"
 
-cat >"$root/p11kms.yaml" <<CONF
-# Generated by tests/lib/with-token.sh for test $name
-token:
-  module: $SOFTHSM_MODULE
-  uri: "pkcs11:token=$label"
-  pin-source: "file:$root/pin"
-  sessions: 8
-keys:
-  lock-file: $root/p11kms.lock
-store: "$store"
-policy: none
-CONF
-
-export P11KMS_TEST_ROOT="$root"
-export P11KMS_TEST_MODULE="$SOFTHSM_MODULE"
-export P11KMS_TEST_URI="pkcs11:token=$label"
+export P11KMS_TEST_TOKEN="$kind"
+export P11KMS_TEST_OWN_TOKEN="$own_token"
+export P11KMS_TEST_MODULE="$module"
+if [ -n "$module_args" ]; then
+    export P11KMS_TEST_MODULE_ARGS="$module_args"
+else
+    unset P11KMS_TEST_MODULE_ARGS
+fi
+export P11KMS_TEST_URI="$uri"
+# The token label the URI names (percent-decoded), for tests that check what they are shown.
+label_enc=$(printf '%s' "$uri" | sed -n 's/.*[:;]token=\([^;?]*\).*/\1/p')
+P11KMS_TEST_TOKEN_LABEL=$(env printf "$(printf '%s' "$label_enc" | sed 's/\\/\\\\/g; s/%/\\x/g')")
+export P11KMS_TEST_TOKEN_LABEL
 export P11KMS_TEST_PIN_FILE="$root/pin"
-export P11KMS_TEST_SO_PIN=87654321
 export P11KMS_CONFIG="$root/p11kms.yaml"
+export P11KMS_TEST_ROOT="$root"
 cd "$root"
 case "$test_path" in
 *.sh) exec /bin/sh "$test_path" "$@" ;;

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "provider/keymeta.h"
+#include "common/hex.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -53,17 +54,6 @@ const char *expiration_model_name(expiration_model e)
     return NULL;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool uuid_parse(const char *text, uint8_t out[KEY_UUID_LEN])
 {
     if (strlen(text) != P11KMS_KEY_ID_LEN)
@@ -76,7 +66,7 @@ bool uuid_parse(const char *text, uint8_t out[KEY_UUID_LEN])
             i++;
             continue;
         }
-        int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
+        int hi = hex_nibble(text[i]), lo = hex_nibble(text[i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[n++] = (uint8_t)(hi << 4 | lo);
@@ -320,8 +310,7 @@ p11kms_err keymeta_encode(const key_meta *m, char **out, size_t *len, p11kms_err
         json_object_object_add(o, "valid_to", json_object_new_int64(m->valid_to));
     if (m->material_kcv_len > 0) {
         char hex[2 * KEYMETA_KCV_MAX + 1];
-        for (size_t i = 0; i < m->material_kcv_len; i++)
-            snprintf(hex + 2 * i, 3, "%02x", m->material_kcv[i]);
+        hex_encode(m->material_kcv, m->material_kcv_len, hex);
         json_object_object_add(o, "material_kcv", json_object_new_string(hex));
     }
 
@@ -424,13 +413,8 @@ static void decode_import_fields(decoder *d, key_meta *m)
     if (!d->failed && json_object_object_get_ex(d->obj, "material_kcv", &v)) {
         const char *hex = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
         size_t n = strlen(hex);
-        bool ok = n > 0 && n % 2 == 0 && n / 2 <= KEYMETA_KCV_MAX;
-        for (size_t i = 0; ok && i < n / 2; i++) {
-            int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-            ok = hi >= 0 && lo >= 0;
-            if (ok)
-                m->material_kcv[i] = (uint8_t)(hi << 4 | lo);
-        }
+        bool ok = n > 0 && n % 2 == 0 && n / 2 <= KEYMETA_KCV_MAX &&
+                  hex_decode(hex, n, m->material_kcv, n / 2, 0);
         if (!ok) {
             d->failed = true;
             P11KMS_RAISE(d->err, P11KMS_E_INTERNAL, "key metadata: bad material_kcv");

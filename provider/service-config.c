@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/yaml-doc.h"
+#include "common/yaml-doc.h"
 
 /* One table row per accepted key of a section: unknown keys are errors, so every accepted key
  * must be listed here. */

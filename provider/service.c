@@ -132,6 +132,25 @@ p11kms_err p11kms_config_endpoint(const char *config_path, char **endpoint, p11k
     return rc;
 }
 
+p11kms_err p11kms_config_memory_lock(const char *config_path, bool *lock, p11kms_error *err)
+{
+    P11KMS_ERR_LOCAL(err);
+    if (lock == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_config_memory_lock: lock is NULL");
+    *lock = true;
+    if (config_path == NULL)
+        config_path = getenv("P11KMS_CONFIG");
+    if (config_path == NULL || *config_path == '\0')
+        config_path = P11KMS_DEFAULT_CONFIG;
+    service_config *cfg;
+    p11kms_err rc = config_load(config_path, &cfg, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    *lock = !cfg->memory_lock_disabled;
+    config_free(cfg);
+    return P11KMS_OK;
+}
+
 p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **out,
                             p11kms_error *err)
 {

@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "provider/audit.h"
+#include "common/threads.h"
 
 typedef struct pending {
     const char *body;
@@ -534,9 +535,16 @@ p11kms_err audit_log_open(p11kms *svc, audit_log **out, p11kms_error *err)
     log->cfg = svc->cfg;
     log->fd = log->lock_fd = -1;
     log->last_checkpoint_ms = now_ms();
-    pthread_mutex_init(&log->mu, NULL);
-    pthread_cond_init(&log->wake, NULL);
-    pthread_cond_init(&log->done, NULL);
+    const sync_obj locks[] = {
+        {SYNC_MUTEX, &log->mu, "the audit log lock"},
+        {SYNC_COND, &log->wake, "the audit writer's wake condition"},
+        {SYNC_COND, &log->done, "the audit writer's done condition"},
+    };
+    p11kms_err sync_rc = sync_init_all(locks, sizeof(locks) / sizeof(locks[0]), err);
+    if (sync_rc != P11KMS_OK) {
+        free(log);
+        return sync_rc;
+    }
     p11kms_err rc = P11KMS_OK;
     if (asprintf(&log->lock_path, "%s.lock", svc->cfg->audit_file) < 0) {
         log->lock_path = NULL;

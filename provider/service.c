@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/threads.h"
 #include "policy/policy.h"
 #include "provider/audit.h"
 #include "provider/gate.h"
@@ -166,10 +167,17 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
     if (svc == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     svc->lock_fd = -1;
-    pthread_rwlock_init(&svc->cache_lock, NULL);
-    pthread_mutex_init(&svc->mutation_lock, NULL);
-    pthread_mutex_init(&svc->integrity_lock, NULL);
-    pthread_mutex_init(&svc->copies_lock, NULL);
+    const sync_obj locks[] = {
+        {SYNC_RWLOCK, &svc->cache_lock, "the key cache lock"},
+        {SYNC_MUTEX, &svc->mutation_lock, "the key mutation lock"},
+        {SYNC_MUTEX, &svc->integrity_lock, "the integrity lock"},
+        {SYNC_MUTEX, &svc->copies_lock, "the session copies lock"},
+    };
+    p11kms_err sync_rc = sync_init_all(locks, sizeof(locks) / sizeof(locks[0]), err);
+    if (sync_rc != P11KMS_OK) {
+        free(svc);
+        return sync_rc;
+    }
     svc->keys = hashmap_new();
     svc->aliases = hashmap_new();
     svc->verified = hashmap_new();

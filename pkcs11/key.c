@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "pkcs11/internal.h"
+#include "common/hex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,18 +15,11 @@ static _Atomic unsigned long session_key_counter;
 
 static void id_hex(char *out, size_t size, const uint8_t *id, size_t len)
 {
-    static const char digits[] = "0123456789abcdef";
     size_t max = (size - 3) / 2; /* room for ".." and the NUL */
-    size_t n = len < max ? len : max, o = 0;
-    for (size_t i = 0; i < n; i++) {
-        out[o++] = digits[id[i] >> 4];
-        out[o++] = digits[id[i] & 15];
-    }
-    if (n < len) {
-        out[o++] = '.';
-        out[o++] = '.';
-    }
-    out[o] = '\0';
+    size_t n = len < max ? len : max;
+    hex_encode(id, n, out);
+    if (n < len)
+        memcpy(out + 2 * n, "..", 3);
 }
 
 static p11_key *key_alloc(const uint8_t *id, size_t id_len, bool session_object)

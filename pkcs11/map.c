@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "pkcs11/map.h"
+#include "common/hashmap.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +16,7 @@ struct p11_map_entry {
 
 static uint64_t hash_bytes(const void *key, size_t len)
 {
-    /* FNV-1a: keys are short labels and ids chosen by p11kms, not by an attacker. */
-    const unsigned char *p = key;
-    uint64_t h = 14695981039346656037ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return hash_fnv1a(key, len);
 }
 
 void p11_map_init(p11_map *m)

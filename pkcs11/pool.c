@@ -733,8 +733,14 @@ static void fork_child(void)
         t->reinit_busy = false;
         t->exclusive = false;
         t->login_session_open = false;
-        pthread_cond_init(&t->cond_free, NULL);
-        pthread_cond_init(&t->cond_state, NULL);
+        /* An atfork handler cannot report: a token whose conditions could not be made anew is
+         * final in the child (every use fails with the error state, nothing waits on them). */
+        if (pthread_cond_init(&t->cond_free, NULL) != 0 ||
+            pthread_cond_init(&t->cond_state, NULL) != 0) {
+            t->state = P11_STATE_ERROR;
+            t->error_code = P11KMS_E_INTERNAL;
+            t->error_ckr = 0;
+        }
         unlock_token(t);
     }
     pthread_mutex_unlock(&registry_lock);

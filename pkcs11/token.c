@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "pkcs11/internal.h"
+#include "common/threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,12 +43,19 @@ p11kms_err p11_token_open(const p11_token_config *cfg, p11_token **out, p11kms_e
     p11_token *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory opening the token");
-    pthread_mutex_init(&t->login_lock, NULL);
-    pthread_mutex_init(&t->pool_lock, NULL);
-    pthread_mutex_init(&t->cache_lock, NULL);
-    pthread_mutex_init(&t->create_lock, NULL);
-    pthread_cond_init(&t->cond_free, NULL);
-    pthread_cond_init(&t->cond_state, NULL);
+    const sync_obj locks[] = {
+        {SYNC_MUTEX, &t->login_lock, "the token's login lock"},
+        {SYNC_MUTEX, &t->pool_lock, "the token's session pool lock"},
+        {SYNC_MUTEX, &t->cache_lock, "the token's handle cache lock"},
+        {SYNC_MUTEX, &t->create_lock, "the token's create lock"},
+        {SYNC_COND, &t->cond_free, "the token's free-session condition"},
+        {SYNC_COND, &t->cond_state, "the token's state condition"},
+    };
+    p11kms_err sync_rc = sync_init_all(locks, sizeof(locks) / sizeof(locks[0]), err);
+    if (sync_rc != P11KMS_OK) {
+        free(t);
+        return sync_rc;
+    }
     p11_map_init(&t->keys);
     p11_map_init(&t->data);
     atomic_init(&t->gen, 1);

@@ -6,7 +6,7 @@
  * refused unless a waiver covers it; then the first allow in file order decides. */
 
 #include "policy/model.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 #include "config.h"
 
 #include "policy/glob.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>

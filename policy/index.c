@@ -1,20 +1,15 @@
 #include "config.h"
 
 #include "policy/index.h"
+#include "common/hashmap.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* FNV-1a: short keys, no adversary choosing them at run time (the policy file is the
- * deployment's own), so a simple hash is enough. */
 static size_t hash_text(const char *s)
 {
-    uint64_t h = UINT64_C(14695981039346656037);
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= UINT64_C(1099511628211);
-    }
+    uint64_t h = hash_fnv1a(s, strlen(s));
     return (size_t)(h ^ (h >> 32));
 }
 

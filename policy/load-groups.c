@@ -4,7 +4,7 @@
  * groups and statements hold sets of pointers to them, expanded through nested groups. */
 
 #include "policy/load.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>

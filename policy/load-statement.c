@@ -3,7 +3,7 @@
 /* One statement of the policy: its fields, their cross-field rules, and its cleanup. */
 
 #include "policy/load.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
 /* Error collection and typed access to the YAML tree for the policy loader. */
 
 #include "policy/load.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <stdarg.h>
 #include <stdint.h>

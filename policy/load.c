@@ -4,7 +4,7 @@
  * duties check, and the policy object's life cycle. */
 
 #include "policy/load.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #define P11KMS_POLICY_LOAD_H
 
 #include "policy/model.h"
-#include "policy/yaml-doc.h"
+#include "common/yaml-doc.h"
 
 #define MAX_REPORTED_ERRORS 1000
 #define GROUP_MAX_NESTING 16

@@ -1,7 +1,7 @@
 #include "config.h"
 
 #include "policy/model.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <string.h>
 

@@ -9,7 +9,7 @@
  * check for the caller's actual principal set. */
 
 #include "policy/model.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <stdint.h>
 #include <stdio.h>

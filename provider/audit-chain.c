@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "provider/audit.h"
+#include "common/threads.h"
 
 typedef struct pending {
     const char *body;
@@ -93,7 +94,7 @@ static bool parse_seal(const char *line, size_t len, uint64_t *seq,
         ok = false;
     if (ok)
         ok = json_object_object_get_ex(o, "chain", &v) &&
-             audit_unhex(json_object_get_string(v), chain, AUDIT_CHAIN_ID_LEN);
+             hex_decode_str(json_object_get_string(v), chain, AUDIT_CHAIN_ID_LEN, HEX_LOWER_ONLY);
     json_object_put(o);
     json_tokener_free(tok);
     return ok;
@@ -105,8 +106,8 @@ static bool read_lock_state(audit_log *log)
     char text[160] = {0}, hash[2 * AUDIT_HASH_LEN + 2], chain[2 * AUDIT_CHAIN_ID_LEN + 2];
     ssize_t n = pread(log->lock_fd, text, sizeof(text) - 1, 0);
     if (n <= 0 || sscanf(text, "%" SCNu64 " %65s %33s", &log->seq, hash, chain) != 3 ||
-        !audit_unhex(hash, log->hash, AUDIT_HASH_LEN) ||
-        !audit_unhex(chain, log->chain, AUDIT_CHAIN_ID_LEN))
+        !hex_decode_str(hash, log->hash, AUDIT_HASH_LEN, HEX_LOWER_ONLY) ||
+        !hex_decode_str(chain, log->chain, AUDIT_CHAIN_ID_LEN, HEX_LOWER_ONLY))
         return false;
     return true;
 }
@@ -114,8 +115,8 @@ static bool read_lock_state(audit_log *log)
 static p11kms_err write_lock_state(audit_log *log, p11kms_error *err)
 {
     char hash[2 * AUDIT_HASH_LEN + 1], chain[2 * AUDIT_CHAIN_ID_LEN + 1], text[160];
-    audit_hex(log->hash, AUDIT_HASH_LEN, hash);
-    audit_hex(log->chain, AUDIT_CHAIN_ID_LEN, chain);
+    hex_encode(log->hash, AUDIT_HASH_LEN, hash);
+    hex_encode(log->chain, AUDIT_CHAIN_ID_LEN, chain);
     int n = snprintf(text, sizeof(text), "%" PRIu64 " %s %s\n", log->seq, hash, chain);
     if (ftruncate(log->lock_fd, 0) != 0 || pwrite(log->lock_fd, text, (size_t)n, 0) != n ||
         fsync(log->lock_fd) != 0)
@@ -360,7 +361,7 @@ static p11kms_err write_batch(audit_log *log, pending *batch, textbuf *out, p11k
     out->len = 0;
     for (pending *p = batch; p != NULL; p = p->next) {
         char head[128], prev[2 * AUDIT_HASH_LEN + 1];
-        audit_hex(hash, AUDIT_HASH_LEN, prev);
+        hex_encode(hash, AUDIT_HASH_LEN, prev);
         int hn = snprintf(head, sizeof(head), "{\"seq\":%" PRIu64 ",\"prev\":\"%s\",", ++seq, prev);
         size_t start = out->len;
         if (!text_add(out, head, (size_t)hn) || !text_add(out, p->body, strlen(p->body)) ||
@@ -377,9 +378,9 @@ static p11kms_err write_batch(audit_log *log, pending *batch, textbuf *out, p11k
         return rc;
     char seal[400], prev[2 * AUDIT_HASH_LEN + 1], mac_hex[2 * P11_HMAC_SHA256_LEN + 1];
     char chain[2 * AUDIT_CHAIN_ID_LEN + 1];
-    audit_hex(hash, AUDIT_HASH_LEN, prev);
-    audit_hex(mac, P11_HMAC_SHA256_LEN, mac_hex);
-    audit_hex(log->chain, AUDIT_CHAIN_ID_LEN, chain);
+    hex_encode(hash, AUDIT_HASH_LEN, prev);
+    hex_encode(mac, P11_HMAC_SHA256_LEN, mac_hex);
+    hex_encode(log->chain, AUDIT_CHAIN_ID_LEN, chain);
     int sn = snprintf(seal, sizeof(seal),
                       "{\"seal\":%" PRIu64 ",\"prev\":\"%s\",\"chain\":\"%s\",\"token\":\"%s\","
                       "\"mac\":\"%s\"}",
@@ -534,9 +535,16 @@ p11kms_err audit_log_open(p11kms *svc, audit_log **out, p11kms_error *err)
     log->cfg = svc->cfg;
     log->fd = log->lock_fd = -1;
     log->last_checkpoint_ms = now_ms();
-    pthread_mutex_init(&log->mu, NULL);
-    pthread_cond_init(&log->wake, NULL);
-    pthread_cond_init(&log->done, NULL);
+    const sync_obj locks[] = {
+        {SYNC_MUTEX, &log->mu, "the audit log lock"},
+        {SYNC_COND, &log->wake, "the audit writer's wake condition"},
+        {SYNC_COND, &log->done, "the audit writer's done condition"},
+    };
+    p11kms_err sync_rc = sync_init_all(locks, sizeof(locks) / sizeof(locks[0]), err);
+    if (sync_rc != P11KMS_OK) {
+        free(log);
+        return sync_rc;
+    }
     p11kms_err rc = P11KMS_OK;
     if (asprintf(&log->lock_path, "%s.lock", svc->cfg->audit_file) < 0) {
         log->lock_path = NULL;

@@ -18,14 +18,14 @@
 
 static void chain_name(const uint8_t chain[AUDIT_CHAIN_ID_LEN], char *out)
 {
-    audit_hex(chain, AUDIT_CHAIN_ID_LEN, out);
+    hex_encode(chain, AUDIT_CHAIN_ID_LEN, out);
 }
 
 static int format(const audit_checkpoint *c, char text[CHECKPOINT_TEXT_MAX])
 {
     char hash[2 * AUDIT_HASH_LEN + 1], mac[2 * P11_HMAC_SHA256_LEN + 1];
-    audit_hex(c->hash, AUDIT_HASH_LEN, hash);
-    audit_hex(c->mac, P11_HMAC_SHA256_LEN, mac);
+    hex_encode(c->hash, AUDIT_HASH_LEN, hash);
+    hex_encode(c->mac, P11_HMAC_SHA256_LEN, mac);
     return snprintf(text, CHECKPOINT_TEXT_MAX, "%" PRIu64 " %s %s %" PRId64 "\n", c->seq, hash, mac,
                     c->time);
 }
@@ -38,8 +38,8 @@ static bool parse(const uint8_t *value, size_t len, audit_checkpoint *c)
     memcpy(text, value, len);
     text[len] = '\0';
     return sscanf(text, "%" SCNu64 " %65s %65s %" SCNd64, &c->seq, hash, mac, &c->time) == 4 &&
-           audit_unhex(hash, c->hash, AUDIT_HASH_LEN) &&
-           audit_unhex(mac, c->mac, P11_HMAC_SHA256_LEN);
+           hex_decode_str(hash, c->hash, AUDIT_HASH_LEN, HEX_LOWER_ONLY) &&
+           hex_decode_str(mac, c->mac, P11_HMAC_SHA256_LEN, HEX_LOWER_ONLY);
 }
 
 p11kms_err audit_checkpoint_store(p11kms *svc, const audit_checkpoint *c, p11kms_error *err)
@@ -101,7 +101,8 @@ static int migrate_one(const char *label, const uint8_t *value, size_t len, void
     size_t prefix = strlen(AUDIT_CHECKPOINT_LABEL) + 1;
     audit_checkpoint old = {0}, now = {0};
     if (strlen(label) != prefix + 2 * AUDIT_CHAIN_ID_LEN ||
-        !audit_unhex(label + prefix, old.chain, AUDIT_CHAIN_ID_LEN) || !parse(value, len, &old))
+        !hex_decode_str(label + prefix, old.chain, AUDIT_CHAIN_ID_LEN, HEX_LOWER_ONLY) ||
+        !parse(value, len, &old))
         return 0; /* not one of ours: left alone */
     char name[2 * AUDIT_CHAIN_ID_LEN + 1];
     chain_name(old.chain, name);

@@ -26,38 +26,6 @@ size_t audit_mac_input(const char *domain, const uint8_t chain[AUDIT_CHAIN_ID_LE
     return n + AUDIT_HASH_LEN;
 }
 
-void audit_hex(const uint8_t *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
-
-static int nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-bool audit_unhex(const char *in, uint8_t *out, size_t len)
-{
-    if (in == NULL || strlen(in) != 2 * len)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        int hi = nibble(in[2 * i]), lo = nibble(in[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
-}
-
 p11kms_err audit_key_get(p11_token *t, bool create, p11_key **out, p11kms_error *err)
 {
     const uint8_t *id = (const uint8_t *)AUDIT_KEY_ID;

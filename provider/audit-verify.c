@@ -152,7 +152,7 @@ static void fail(verifier *v, const char *path, size_t line, const char *fmt, ..
 static bool check_prev(verifier *v, json_object *o, const char *path, size_t line, const char *what)
 {
     uint8_t prev[AUDIT_HASH_LEN];
-    if (!audit_unhex(get_str(o, "prev"), prev, sizeof(prev))) {
+    if (!hex_decode_str(get_str(o, "prev"), prev, sizeof(prev), HEX_LOWER_ONLY)) {
         fail(v, path, line, "%s has no valid \"prev\" hash (edited)", what);
         return false;
     }
@@ -219,7 +219,7 @@ static void walk_seal(verifier *v, json_object *o, uint64_t seq, const uint8_t *
     if (!check_prev(v, o, path, line, what))
         return;
     uint8_t chain[AUDIT_CHAIN_ID_LEN];
-    if (!audit_unhex(get_str(o, "chain"), chain, sizeof(chain))) {
+    if (!hex_decode_str(get_str(o, "chain"), chain, sizeof(chain), HEX_LOWER_ONLY)) {
         fail(v, path, line, "%s has no valid chain id (edited)", what);
         return;
     }
@@ -234,7 +234,7 @@ static void walk_seal(verifier *v, json_object *o, uint64_t seq, const uint8_t *
     uint8_t mac[P11_HMAC_SHA256_LEN], want[P11_HMAC_SHA256_LEN], in[AUDIT_MAC_INPUT_MAX];
     size_t n = audit_mac_input(AUDIT_SEAL_DOMAIN, chain, seq, v->hash, in);
     p11kms_error err = {0};
-    if (!audit_unhex(get_str(o, "mac"), mac, sizeof(mac))) {
+    if (!hex_decode_str(get_str(o, "mac"), mac, sizeof(mac), HEX_LOWER_ONLY)) {
         fail(v, path, line, "%s has no valid MAC (edited)", what);
         return;
     }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "p11kms.h"
+#include "common/hex.h"
 #include "pkcs11/hmac.h"
 #include "provider/service.h"
 
@@ -81,8 +82,6 @@ size_t audit_mac_input(const char *domain, const uint8_t chain[AUDIT_CHAIN_ID_LE
 #define AUDIT_SEAL_DOMAIN "p11kms-audit-seal-v1"
 #define AUDIT_CHECKPOINT_DOMAIN "p11kms-audit-checkpoint-v1"
 #define AUDIT_MAC_INPUT_MAX 128
-void audit_hex(const uint8_t *in, size_t len, char *out);
-bool audit_unhex(const char *in, uint8_t *out, size_t len);
 /* The audit key, created in the token on first use. */
 P11KMS_MUST_CHECK p11kms_err audit_key_get(p11_token *t, bool create, p11_key **out,
                                            p11kms_error *err);

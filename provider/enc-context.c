@@ -1,7 +1,7 @@
 #include "config.h"
 
 #include "enc-context.h"
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <json-c/json.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "provider/gate.h"
+#include "common/threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,12 @@ p11kms_err gate_open(const service_config *cfg, struct policy_gate **out, p11kms
     struct policy_gate *g = calloc(1, sizeof(*g));
     if (g == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    pthread_rwlock_init(&g->lock, NULL);
+    const sync_obj lock = {SYNC_RWLOCK, &g->lock, "the policy lock"};
+    p11kms_err sync_rc = sync_init_all(&lock, 1, err);
+    if (sync_rc != P11KMS_OK) {
+        free(g);
+        return sync_rc;
+    }
     if (cfg->policy_none) {
         fprintf(stderr,
                 "p11kms: WARNING: %s says \"policy: none\": every caller may manage and "

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/threads.h"
 #include "provider/blob.h"
 #include "provider/context-api.h"
 #include "provider/keycache.h"
@@ -135,7 +136,13 @@ static p11kms_err opened_new(lineage *line, const uint8_t *key, size_t len, int6
         return rc;
     }
     memcpy(k->kcv, blob_key_kcv(k->key), BLOB_KCV_LEN);
-    pthread_mutex_init(&k->lock, NULL);
+    const sync_obj lock = {SYNC_MUTEX, &k->lock, "an opened key's lock"};
+    rc = sync_init_all(&lock, 1, err);
+    if (rc != P11KMS_OK) {
+        blob_key_free(k->key);
+        free(k);
+        return rc;
+    }
     k->line = lineage_ref(line);
     int64_t expiry = service_monotonic_ms() + (int64_t)svc->cfg->hierarchy_ttl_s * 1000;
     k->expires_ms = expiry < max_expiry ? expiry : max_expiry;
@@ -160,13 +167,20 @@ p11kms_err kms_op_open_key(p11kms *svc, const p11kms_principal *who, const p11km
     if (rc == P11KMS_OK && (line = calloc(1, sizeof(*line))) == NULL)
         rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc == P11KMS_OK) {
+        const sync_obj lock = {SYNC_MUTEX, &line->lock, "an opened key's lineage lock"};
+        rc = sync_init_all(&lock, 1, err);
+        if (rc != P11KMS_OK) {
+            free(line);
+            line = NULL;
+        }
+    }
+    if (rc == P11KMS_OK) {
         char id_text[P11KMS_KEY_ID_LEN + 1];
         uuid_format(v.key_id, id_text);
         line->svc = svc;
         line->root = keycache_entry(svc, id_text);
         line->checked_ms = service_monotonic_ms(); /* decrypt just proved it usable */
         line->generation = service_generation(svc);
-        pthread_mutex_init(&line->lock, NULL);
         atomic_init(&line->refs, 1);
         if (line->root == NULL)
             rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");

@@ -51,8 +51,11 @@ key_entry *keycache_entry(p11kms *svc, const char *id_text)
     if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL) {
         snprintf(e->id_text, sizeof(e->id_text), "%s", id_text);
         uuid_parse(id_text, e->id);
-        pthread_mutex_init(&e->lock, NULL);
-        if (!hashmap_put(svc->keys, id_text, e, NULL)) {
+        /* NULL tells the caller "out of memory"; a lock that cannot be made is that too. */
+        if (pthread_mutex_init(&e->lock, NULL) != 0) {
+            free(e);
+            e = NULL;
+        } else if (!hashmap_put(svc->keys, id_text, e, NULL)) {
             pthread_mutex_destroy(&e->lock);
             free(e);
             e = NULL;

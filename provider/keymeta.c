@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "provider/keymeta.h"
+#include "common/hex.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -53,17 +54,6 @@ const char *expiration_model_name(expiration_model e)
     return NULL;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool uuid_parse(const char *text, uint8_t out[KEY_UUID_LEN])
 {
     if (strlen(text) != P11KMS_KEY_ID_LEN)
@@ -76,7 +66,7 @@ bool uuid_parse(const char *text, uint8_t out[KEY_UUID_LEN])
             i++;
             continue;
         }
-        int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
+        int hi = hex_nibble(text[i]), lo = hex_nibble(text[i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[n++] = (uint8_t)(hi << 4 | lo);
@@ -266,68 +256,125 @@ key_meta *keymeta_clone(const key_meta *m)
 
 /* --- JSON codec ---------------------------------------------------------------------------- */
 
-static json_object *strings_to_json(char *const *items, size_t n)
+/* json-c reports every allocation failure (a NULL object, a non-zero add), and each one is
+ * checked: a field silently missing or null would make a record that cannot be read back. */
+
+/* Adds value under key; false when value is NULL (its allocation failed) or the object could not
+ * grow, value then released. */
+static bool put_field(json_object *o, const char *key, json_object *value)
 {
-    json_object *a = json_object_new_array();
-    for (size_t i = 0; a && i < n; i++)
-        json_object_array_add(a, json_object_new_string(items[i]));
-    return a;
+    if (value == NULL)
+        return false;
+    if (json_object_object_add(o, key, value) != 0) {
+        json_object_put(value);
+        return false;
+    }
+    return true;
+}
+
+/* The same for an array item. */
+static bool put_item(json_object *a, json_object *value)
+{
+    if (value == NULL)
+        return false;
+    if (json_object_array_add(a, value) != 0) {
+        json_object_put(value);
+        return false;
+    }
+    return true;
+}
+
+static bool put_string(json_object *o, const char *key, const char *text)
+{
+    return put_field(o, key, json_object_new_string(text));
+}
+
+static bool put_int(json_object *o, const char *key, int64_t v)
+{
+    return put_field(o, key, json_object_new_int64(v));
+}
+
+static bool put_versions(json_object *o, const key_meta *m)
+{
+    json_object *versions = json_object_new_array();
+    if (!put_field(o, "versions", versions))
+        return false;
+    for (size_t i = 0; i < m->version_count; i++) {
+        const key_version *v = &m->versions[i];
+        json_object *jv = json_object_new_object();
+        if (!put_item(versions, jv) || !put_int(jv, "number", v->number) ||
+            !put_int(jv, "created", v->created) ||
+            !put_string(jv, "type", rotation_type_name(v->type)) ||
+            !put_int(jv, "reserved", (int64_t)v->reserved))
+            return false;
+    }
+    return true;
+}
+
+static bool put_aliases_and_tags(json_object *o, const key_meta *m)
+{
+    json_object *aliases = json_object_new_array();
+    if (!put_field(o, "aliases", aliases))
+        return false;
+    for (size_t i = 0; i < m->alias_count; i++)
+        if (!put_item(aliases, json_object_new_string(m->aliases[i])))
+            return false;
+    json_object *tags = json_object_new_object();
+    if (!put_field(o, "tags", tags))
+        return false;
+    for (size_t i = 0; i < m->tag_count; i++)
+        if (!put_string(tags, m->tags[i].key, m->tags[i].value))
+            return false;
+    return true;
+}
+
+/* Every field, in the order of the records written so far (json-c keeps insertion order). */
+static bool put_record(json_object *o, const key_meta *m)
+{
+    if (!put_field(o, "format", json_object_new_int(KEYMETA_FORMAT)) ||
+        !put_string(o, "id", m->id_text) ||
+        !put_string(o, "state", p11kms_key_state_name(m->state)) ||
+        !put_string(o, "origin", p11kms_key_origin_name(m->origin)) ||
+        !put_string(o, "description", m->description ? m->description : "") ||
+        !put_int(o, "created", m->created) || !put_int(o, "deletion_date", m->deletion_date) ||
+        !put_int(o, "pending_window_days", m->pending_window_days) ||
+        !put_field(o, "rotation_enabled", json_object_new_boolean(m->rotation_enabled)) ||
+        !put_int(o, "rotation_period_days", m->rotation_period_days) ||
+        !put_int(o, "next_rotation", m->next_rotation) || !put_versions(o, m) ||
+        !put_aliases_and_tags(o, m))
+        return false;
+    /* Written only for imported keys: records of other keys keep their earlier form. */
+    if (m->expiration != EXPIRATION_NONE &&
+        !put_string(o, "expiration_model", expiration_model_name(m->expiration)))
+        return false;
+    if (m->valid_to != 0 && !put_int(o, "valid_to", m->valid_to))
+        return false;
+    if (m->material_kcv_len > 0) {
+        char hex[2 * KEYMETA_KCV_MAX + 1];
+        hex_encode(m->material_kcv, m->material_kcv_len, hex);
+        if (!put_string(o, "material_kcv", hex))
+            return false;
+    }
+    return true;
 }
 
 p11kms_err keymeta_encode(const key_meta *m, char **out, size_t *len, p11kms_error *err)
 {
+    *out = NULL;
     json_object *o = json_object_new_object();
-    json_object *versions = json_object_new_array();
-    json_object *tags = json_object_new_object();
-    if (o == NULL || versions == NULL || tags == NULL) {
+    if (o == NULL || !put_record(o, m)) {
         json_object_put(o);
-        json_object_put(versions);
-        json_object_put(tags);
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory encoding key metadata");
     }
-    json_object_object_add(o, "format", json_object_new_int(KEYMETA_FORMAT));
-    json_object_object_add(o, "id", json_object_new_string(m->id_text));
-    json_object_object_add(o, "state", json_object_new_string(p11kms_key_state_name(m->state)));
-    json_object_object_add(o, "origin", json_object_new_string(p11kms_key_origin_name(m->origin)));
-    json_object_object_add(o, "description",
-                           json_object_new_string(m->description ? m->description : ""));
-    json_object_object_add(o, "created", json_object_new_int64(m->created));
-    json_object_object_add(o, "deletion_date", json_object_new_int64(m->deletion_date));
-    json_object_object_add(o, "pending_window_days", json_object_new_int64(m->pending_window_days));
-    json_object_object_add(o, "rotation_enabled", json_object_new_boolean(m->rotation_enabled));
-    json_object_object_add(o, "rotation_period_days",
-                           json_object_new_int64(m->rotation_period_days));
-    json_object_object_add(o, "next_rotation", json_object_new_int64(m->next_rotation));
-    for (size_t i = 0; i < m->version_count; i++) {
-        const key_version *v = &m->versions[i];
-        json_object *jv = json_object_new_object();
-        json_object_object_add(jv, "number", json_object_new_int64(v->number));
-        json_object_object_add(jv, "created", json_object_new_int64(v->created));
-        json_object_object_add(jv, "type", json_object_new_string(rotation_type_name(v->type)));
-        json_object_object_add(jv, "reserved", json_object_new_int64((int64_t)v->reserved));
-        json_object_array_add(versions, jv);
-    }
-    json_object_object_add(o, "versions", versions);
-    json_object_object_add(o, "aliases", strings_to_json(m->aliases, m->alias_count));
-    for (size_t i = 0; i < m->tag_count; i++)
-        json_object_object_add(tags, m->tags[i].key, json_object_new_string(m->tags[i].value));
-    json_object_object_add(o, "tags", tags);
-    /* Written only for imported keys: records of other keys keep their earlier form. */
-    if (m->expiration != EXPIRATION_NONE)
-        json_object_object_add(o, "expiration_model",
-                               json_object_new_string(expiration_model_name(m->expiration)));
-    if (m->valid_to != 0)
-        json_object_object_add(o, "valid_to", json_object_new_int64(m->valid_to));
-    if (m->material_kcv_len > 0) {
-        char hex[2 * KEYMETA_KCV_MAX + 1];
-        for (size_t i = 0; i < m->material_kcv_len; i++)
-            snprintf(hex + 2 * i, 3, "%02x", m->material_kcv[i]);
-        json_object_object_add(o, "material_kcv", json_object_new_string(hex));
-    }
-
     const char *text =
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    *out = text ? strdup(text) : NULL;
+    /* json-c's serializer does not report a failed buffer growth: it leaves text out (an empty
+     * key, a missing quote). The text is therefore read back and compared with what was meant;
+     * records are written rarely (key changes), so the cost is small. */
+    json_object *back = text != NULL ? json_tokener_parse(text) : NULL;
+    bool same = back != NULL && json_object_equal(o, back);
+    json_object_put(back);
+    *out = same ? strdup(text) : NULL;
     json_object_put(o);
     if (*out == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory encoding key metadata");
@@ -424,13 +471,8 @@ static void decode_import_fields(decoder *d, key_meta *m)
     if (!d->failed && json_object_object_get_ex(d->obj, "material_kcv", &v)) {
         const char *hex = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
         size_t n = strlen(hex);
-        bool ok = n > 0 && n % 2 == 0 && n / 2 <= KEYMETA_KCV_MAX;
-        for (size_t i = 0; ok && i < n / 2; i++) {
-            int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-            ok = hi >= 0 && lo >= 0;
-            if (ok)
-                m->material_kcv[i] = (uint8_t)(hi << 4 | lo);
-        }
+        bool ok = n > 0 && n % 2 == 0 && n / 2 <= KEYMETA_KCV_MAX &&
+                  hex_decode(hex, n, m->material_kcv, n / 2, 0);
         if (!ok) {
             d->failed = true;
             P11KMS_RAISE(d->err, P11KMS_E_INTERNAL, "key metadata: bad material_kcv");

@@ -72,6 +72,10 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_protect_process(unsigned flags, p
  * only: no token module is loaded and no PIN is read. */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_config_endpoint(const char *config_path,
                                                                char **endpoint, p11kms_error *err);
+/* Whether the configuration (config_path NULL as in p11kms_open) asks p11kmsd to lock its memory
+ * with mlockall: "memory-lock: enabled" (the default) or "disabled". Reads the file only. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_config_memory_lock(const char *config_path,
+                                                                  bool *lock, p11kms_error *err);
 /* Close every opened key (p11kms_opened_key_close) first. NULL is a no-op. */
 P11KMS_API void p11kms_close(p11kms *svc);
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/yaml-doc.h"
+#include "common/yaml-doc.h"
 
 /* One table row per accepted key of a section: unknown keys are errors, so every accepted key
  * must be listed here. */
@@ -341,6 +341,17 @@ static p11kms_err parse_core_dumps(const yaml_doc *doc, const yaml_doc_node *nod
     return rc;
 }
 
+static p11kms_err parse_memory_lock(const yaml_doc *doc, const yaml_doc_node *node,
+                                    service_config *cfg, p11kms_error *err)
+{
+    static const char *const words[] = {"enabled", "disabled"};
+    size_t i;
+    p11kms_err rc = take_choice(doc, node, words, 2, &i, err);
+    if (rc == P11KMS_OK)
+        cfg->memory_lock_disabled = i == 1;
+    return rc;
+}
+
 static p11kms_err parse_store(const yaml_doc *doc, const yaml_doc_node *node, service_config *cfg,
                               p11kms_error *err)
 {
@@ -415,6 +426,8 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
             rc = parse_secure_memory(doc, value, cfg, err);
         else if (strcmp(name, "core-dumps") == 0)
             rc = parse_core_dumps(doc, value, cfg, err);
+        else if (strcmp(name, "memory-lock") == 0)
+            rc = parse_memory_lock(doc, value, cfg, err);
         else if (strcmp(name, "store") == 0)
             rc = parse_store(doc, value, cfg, err);
         else if (strcmp(name, "audit") == 0)

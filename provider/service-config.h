@@ -62,6 +62,8 @@ typedef struct service_config {
     /* secure-memory: required (refuse an unlocked secure heap); core-dumps: disabled. */
     bool secure_memory_required;
     bool core_dumps_disabled;
+    /* memory-lock: disabled: p11kmsd does not mlockall (and warns at start). */
+    bool memory_lock_disabled;
     /* store: where key records, aliases and counters live (provider/store.h): "sqlite:/path"
      * or a PostgreSQL URI / conninfo string. */
     char *store;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/threads.h"
 #include "policy/policy.h"
 #include "provider/audit.h"
 #include "provider/context-api.h"
@@ -134,6 +135,25 @@ p11kms_err p11kms_config_endpoint(const char *config_path, char **endpoint, p11k
     return rc;
 }
 
+p11kms_err p11kms_config_memory_lock(const char *config_path, bool *lock, p11kms_error *err)
+{
+    P11KMS_ERR_LOCAL(err);
+    if (lock == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_config_memory_lock: lock is NULL");
+    *lock = true;
+    if (config_path == NULL)
+        config_path = getenv("P11KMS_CONFIG");
+    if (config_path == NULL || *config_path == '\0')
+        config_path = P11KMS_DEFAULT_CONFIG;
+    service_config *cfg;
+    p11kms_err rc = config_load(config_path, &cfg, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    *lock = !cfg->memory_lock_disabled;
+    config_free(cfg);
+    return P11KMS_OK;
+}
+
 p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **out,
                             p11kms_error *err)
 {
@@ -149,10 +169,17 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
     if (svc == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     svc->lock_fd = -1;
-    pthread_rwlock_init(&svc->cache_lock, NULL);
-    pthread_mutex_init(&svc->mutation_lock, NULL);
-    pthread_mutex_init(&svc->integrity_lock, NULL);
-    pthread_mutex_init(&svc->copies_lock, NULL);
+    const sync_obj locks[] = {
+        {SYNC_RWLOCK, &svc->cache_lock, "the key cache lock"},
+        {SYNC_MUTEX, &svc->mutation_lock, "the key mutation lock"},
+        {SYNC_MUTEX, &svc->integrity_lock, "the integrity lock"},
+        {SYNC_MUTEX, &svc->copies_lock, "the session copies lock"},
+    };
+    p11kms_err sync_rc = sync_init_all(locks, sizeof(locks) / sizeof(locks[0]), err);
+    if (sync_rc != P11KMS_OK) {
+        free(svc);
+        return sync_rc;
+    }
     svc->keys = hashmap_new();
     svc->aliases = hashmap_new();
     svc->verified = hashmap_new();

@@ -12,7 +12,7 @@
 
 #include "p11kms.h"
 #include "pkcs11/token.h"
-#include "provider/hashmap.h"
+#include "common/hashmap.h"
 #include "provider/keymeta.h"
 #include "provider/service-config.h"
 #include "provider/audit-ops.h"

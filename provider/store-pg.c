@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/threads.h"
 #include "provider/store.h"
 
 /* PostgreSQL store: several p11kms processes on several hosts sharing one HSM and one database.
@@ -548,11 +549,13 @@ p11kms_err store_pg_open(const char *conninfo, store **out, p11kms_error *err)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory opening the store");
     }
     s->base.ops = &pg_ops;
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&s->lock, &attr);
-    pthread_mutexattr_destroy(&attr);
+    const sync_obj lock = {SYNC_MUTEX_RECURSIVE, &s->lock, "the PostgreSQL store lock"};
+    p11kms_err sync_rc = sync_init_all(&lock, 1, err);
+    if (sync_rc != P11KMS_OK) {
+        free(s->conninfo);
+        free(s);
+        return sync_rc;
+    }
     s->conn = PQconnectdb(conninfo);
     p11kms_err rc = P11KMS_OK;
     if (PQstatus(s->conn) != CONNECTION_OK)

@@ -10,6 +10,7 @@
 
 #include <sqlite3.h>
 
+#include "common/threads.h"
 #include "provider/store.h"
 
 /* SQLite store: one file in WAL mode with synchronous=FULL, so that a write is acknowledged
@@ -448,11 +449,13 @@ p11kms_err store_sqlite_open(const char *path, store **out, p11kms_error *err)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory opening %s", path);
     }
     s->base.ops = &sqlite_ops;
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&s->lock, &attr);
-    pthread_mutexattr_destroy(&attr);
+    const sync_obj lock = {SYNC_MUTEX_RECURSIVE, &s->lock, "the SQLite store lock"};
+    p11kms_err sync_rc = sync_init_all(&lock, 1, err);
+    if (sync_rc != P11KMS_OK) {
+        free(s->path);
+        free(s);
+        return sync_rc;
+    }
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
     p11kms_err prc = P11KMS_OK;

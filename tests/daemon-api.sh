@@ -41,6 +41,26 @@ else
     pass "--check-config refuses a configuration whose policy is missing"
 fi
 
+echo "== memory-lock: disabled"
+cp p11kms.yaml nolock.yaml
+printf 'memory-lock: disabled\n' >>nolock.yaml
+chmod 600 nolock.yaml
+daemon_start nolock.log --config nolock.yaml --socket "$sock"
+grep -q "^p11kmsd: warning: memory not locked: disabled by the configuration (memory-lock: disabled)" \
+    nolock.log && pass "memory-lock: disabled warns at start" || fail "nolock: $(cat nolock.log)"
+# Only OpenSSL's secure heap is locked then; mlockall would lock every mapping (VmLck = VmSize).
+awk '/^VmLck:/ { l = $2 } /^VmSize:/ { s = $2 } END { exit !(l * 2 < s) }' /proc/$daemon_pid/status &&
+    ! grep -q "^p11kmsd: memory locked$" nolock.log && pass "and leaves its memory unlocked" ||
+    fail "locked with memory-lock: disabled: $(grep -E 'VmLck|VmSize' /proc/$daemon_pid/status)"
+daemon_stop
+sed -i 's/^memory-lock: disabled$/memory-lock: off/' nolock.yaml
+if "$P11KMSD" --check-config --config nolock.yaml 2>badlock.log; then
+    fail "memory-lock accepts only enabled or disabled"
+else
+    grep -q "off" badlock.log && pass "memory-lock: off is refused" ||
+        fail "badlock: $(cat badlock.log)"
+fi
+
 daemon_start daemon.log --socket "$sock" --listen-http "127.0.0.1:$port" --threads 2 --timeout 3
 grep -q "^Max core file size *0 *0 " /proc/$daemon_pid/limits && pass "core dumps disabled" ||
     fail "core limit: $(grep core /proc/$daemon_pid/limits)"

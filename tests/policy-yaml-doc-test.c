@@ -4,7 +4,7 @@
  * must give the tree it describes. */
 
 #include "tests/lib/check.h"
-#include "policy/yaml-doc.h"
+#include "common/yaml-doc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

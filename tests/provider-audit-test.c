@@ -468,7 +468,7 @@ static void rechain(lines *l)
         json_object *o = json_tokener_parse(l->v[i]);
         REQUIRE(o != NULL);
         char prev[2 * AUDIT_HASH_LEN + 1];
-        audit_hex(hash, AUDIT_HASH_LEN, prev);
+        hex_encode(hash, AUDIT_HASH_LEN, prev);
         json_object *v;
         if (json_object_object_get_ex(o, "seq", &v))
             json_object_object_add(o, "seq", json_object_new_int64((int64_t)++seq));

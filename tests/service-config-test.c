@@ -143,7 +143,8 @@ static void test_every_key(void)
                                      "  revocation-check-ms: 250\n"
                                      "policy: /etc/p11kms/policy.yaml\n"
                                      "secure-memory: required\n"
-                                     "core-dumps: disabled\n",
+                                     "core-dumps: disabled\n"
+                                     "memory-lock: disabled\n",
                                &e);
     CHECK(cfg != NULL);
     if (cfg == NULL) {
@@ -162,6 +163,7 @@ static void test_every_key(void)
     CHECK(cfg->revocation_check_ms == 250);
     CHECK(!cfg->policy_none && strcmp(cfg->policy_path, "/etc/p11kms/policy.yaml") == 0);
     CHECK(cfg->insecure_pin_file && cfg->secure_memory_required && cfg->core_dumps_disabled);
+    CHECK(cfg->memory_lock_disabled);
     config_free(cfg);
 }
 
@@ -239,6 +241,8 @@ static void test_malformed(void)
             "not one of: preferred, required");
     refused(TOKEN "policy: none\ncore-dumps: yes\n", "test.yaml:6:13",
             "not one of: allowed, disabled");
+    refused(TOKEN "policy: none\nmemory-lock: off\n", "test.yaml:6:14",
+            "not one of: enabled, disabled");
     refused(TOKEN "  insecure-pin-file: sure\npolicy: none\n", "test.yaml:5:22", "");
 }
 

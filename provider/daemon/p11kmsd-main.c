@@ -337,7 +337,16 @@ int main(int argc, char **argv)
 
     if (!forbid_core_dumps() || !config_private(o.config))
         return 1;
-    if (!o.check_config)
+    bool lock = true;
+    p11kms_error lock_err = {0};
+    if (p11kms_config_memory_lock(o.config, &lock, &lock_err) != P11KMS_OK) {
+        report_error("cannot read the configuration", &lock_err);
+        return 1;
+    }
+    if (!lock)
+        log_line("warning: memory not locked: disabled by the configuration (memory-lock: "
+                 "disabled); pages other than OpenSSL's secure heap may be swapped to disk");
+    else if (!o.check_config)
         lock_memory();
     p11kms_error err = {0};
     p11kms *svc = NULL;

@@ -1,7 +1,7 @@
 #include "config.h"
 
-#include "policy/yaml-doc.h"
-#include "policy/utf8.h"
+#include "common/yaml-doc.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>

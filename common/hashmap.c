@@ -1,6 +1,6 @@
 #include "config.h"
 
-#include "provider/hashmap.h"
+#include "common/hashmap.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,15 +22,20 @@ struct hashmap {
 static char tombstone_marker;
 #define TOMBSTONE (&tombstone_marker)
 
-/* FNV-1a: keys are short (UUIDs, alias names) and not attacker-chosen in bulk. */
-static uint64_t hash_key(const char *key)
+uint64_t hash_fnv1a(const void *data, size_t len)
 {
+    const unsigned char *p = data;
     uint64_t h = UINT64_C(14695981039346656037);
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
         h *= UINT64_C(1099511628211);
     }
     return h;
+}
+
+static uint64_t hash_key(const char *key)
+{
+    return hash_fnv1a(key, strlen(key));
 }
 
 hashmap *hashmap_new(void)

@@ -1,7 +1,7 @@
 /* UTF-8 decoding shared by the YAML loader, the glob matcher and request checks: one definition
  * of "well-formed" (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF). */
-#ifndef P11KMS_POLICY_UTF8_H
-#define P11KMS_POLICY_UTF8_H
+#ifndef P11KMS_COMMON_UTF8_H
+#define P11KMS_COMMON_UTF8_H
 
 #include <stdbool.h>
 #include <stddef.h>

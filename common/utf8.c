@@ -1,6 +1,6 @@
 #include "config.h"
 
-#include "policy/utf8.h"
+#include "common/utf8.h"
 
 #include <string.h>
 

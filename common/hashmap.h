@@ -1,10 +1,16 @@
 /* String-keyed hash map (open addressing) for the provider's caches. Not thread-safe: the owner
  * holds its own lock. Keys are copied; values are opaque pointers owned by the caller. */
-#ifndef P11KMS_PROVIDER_HASHMAP_H
-#define P11KMS_PROVIDER_HASHMAP_H
+#ifndef P11KMS_COMMON_HASHMAP_H
+#define P11KMS_COMMON_HASHMAP_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* FNV-1a (64 bits), the one hash function of p11kms's tables: keys are short (UUIDs, alias and
+ * principal names, token labels and ids) and chosen by the deployment, not by an attacker in
+ * bulk, so a simple hash is enough. */
+uint64_t hash_fnv1a(const void *data, size_t len);
 
 typedef struct hashmap hashmap;
 

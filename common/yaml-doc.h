@@ -10,8 +10,8 @@
  * that would contain a NUL (a "\0" escape), non-scalar mapping keys. Columns count characters,
  * not bytes. Every error is raised with the caller's error_code (also for a file that cannot be
  * opened), except running out of memory (P11KMS_E_NO_MEMORY). */
-#ifndef P11KMS_POLICY_YAML_DOC_H
-#define P11KMS_POLICY_YAML_DOC_H
+#ifndef P11KMS_COMMON_YAML_DOC_H
+#define P11KMS_COMMON_YAML_DOC_H
 
 #include <stdbool.h>
 #include <stddef.h>

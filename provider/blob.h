@@ -34,8 +34,9 @@
 #include "p11kms-error.h"
 
 #define BLOB_VERSION_1 0x01 /* MASTER blobs; CHILD blobs sealed under the parent key itself */
-#define BLOB_VERSION_2 0x02 /* CHILD blobs sealed under a key derived from the parent and a salt   \
-                             */
+#define BLOB_VERSION_2                                                                             \
+    0x02 /* CHILD blobs sealed under a key derived from the parent and a salt                      \
+          */
 #define BLOB_TYPE_MASTER 0x01
 #define BLOB_TYPE_CHILD 0x02
 #define BLOB_ALG_AES_256_GCM 0x01
@@ -48,8 +49,8 @@
 #define BLOB_SALT_LEN 16
 #define BLOB_MAX_PLAINTEXT 4096
 
-#define BLOB_MASTER_HEADER_LEN (3 + BLOB_KEY_ID_LEN + 4) /* 23 */
-#define BLOB_CHILD_V1_HEADER_LEN (3 + BLOB_KCV_LEN)      /* 11 */
+#define BLOB_MASTER_HEADER_LEN (3 + BLOB_KEY_ID_LEN + 4)         /* 23 */
+#define BLOB_CHILD_V1_HEADER_LEN (3 + BLOB_KCV_LEN)              /* 11 */
 #define BLOB_CHILD_HEADER_LEN (3 + BLOB_KCV_LEN + BLOB_SALT_LEN) /* 27, version 2 */
 #define BLOB_HEADER_MAX BLOB_CHILD_HEADER_LEN
 /* Bytes a blob adds to its plaintext, by header length. */

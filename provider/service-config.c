@@ -89,8 +89,8 @@ static p11kms_err parse_partition(const yaml_doc *doc, const yaml_doc_node *node
     if (rc != P11KMS_OK)
         return rc;
     size_t n = node->scalar_len;
-    bool ok = n > 0 && n <= PARTITION_MAX && strlen(node->scalar) == n &&
-              node->scalar[0] != '-' && node->scalar[n - 1] != '-';
+    bool ok = n > 0 && n <= PARTITION_MAX && strlen(node->scalar) == n && node->scalar[0] != '-' &&
+              node->scalar[n - 1] != '-';
     for (size_t i = 0; ok && i < n; i++) {
         char c = node->scalar[i];
         ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';

@@ -276,8 +276,7 @@ static void test_references(const char *id, const char *other)
     CHECK(fx_msg_has(&e, "not a KMS ARN"));
     snprintf(ref, sizeof(ref), "arn:p11kms:local:000000000000:key/%s", id);
     CHECK_ERR(p11kms_describe_key(svc, who, ref, &md, &e), P11KMS_E_INVALID_ARN, &e);
-    CHECK(fx_msg_has(&e, "malformed") &&
-          fx_msg_has(&e, "arn:aws:kms:local:000000000000:key/ID"));
+    CHECK(fx_msg_has(&e, "malformed") && fx_msg_has(&e, "arn:aws:kms:local:000000000000:key/ID"));
     CHECK_ERR(p11kms_describe_key(svc, who, "arn:aws:kms:local:000000000000:bucket/x", &md, &e),
               P11KMS_E_INVALID_ARN, &e);
     CHECK_ERR(
@@ -287,8 +286,9 @@ static void test_references(const char *id, const char *other)
               P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, who, "alias/no-such-alias", &md, &e), P11KMS_E_NOT_FOUND,
               &e);
-    CHECK_ERR(p11kms_describe_key(svc, who, "arn:aws:kms:local:000000000000:alias/no-such", &md, &e),
-              P11KMS_E_NOT_FOUND, &e);
+    CHECK_ERR(
+        p11kms_describe_key(svc, who, "arn:aws:kms:local:000000000000:alias/no-such", &md, &e),
+        P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, who, "not-a-key", &md, &e), P11KMS_E_NOT_FOUND, &e);
     CHECK_ERR(p11kms_describe_key(svc, who, "alias/bad name!", &md, &e), P11KMS_E_NOT_FOUND, &e);
     bool readable =

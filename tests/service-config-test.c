@@ -108,14 +108,16 @@ static void test_partition(void)
     service_config *cfg = load(TOKEN "keys:\n  partition: aws-us-gov\npolicy: none\n", &e);
     CHECK(cfg != NULL && strcmp(cfg->partition, "aws-us-gov") == 0);
     config_free(cfg);
-    const char *bad[] = {"\"\"", "\"aws:x\"", "AWS", "-aws", "aws-", "aws/cn", "\"a w s\"",
-                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "\"aws\\0x\"", "[aws]", "{a: b}"};
+    const char *bad[] = {
+        "\"\"",        "\"aws:x\"", "AWS",       "-aws",
+        "aws-",        "aws/cn",    "\"a w s\"", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "\"aws\\0x\"", "[aws]",     "{a: b}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[512];
         snprintf(text, sizeof(text), TOKEN "keys:\n  partition: %s\npolicy: none\n", bad[i]);
         const char *why = bad[i][0] == '[' || bad[i][0] == '{' ? "a string"
-                          : strstr(bad[i], "\\0") != NULL       ? "NUL"
-                                                                 : "partition must be";
+                          : strstr(bad[i], "\\0") != NULL      ? "NUL"
+                                                               : "partition must be";
         refused(text, "test.yaml:6:14", why);
     }
 }
@@ -215,7 +217,8 @@ static void test_malformed(void)
     refused(TOKEN "  session-keys: -1\npolicy: none\n", "test.yaml:5:17", "");
     refused(TOKEN "  session-keys: 0\npolicy: none\n", "test.yaml:5:17", "");
     refused(TOKEN "  session-keys: lots\npolicy: none\n", "test.yaml:5:17", "");
-    refused(TOKEN "  key-cache: session\npolicy: none\n", "test.yaml:5:14", "session-copy, token-object");
+    refused(TOKEN "  key-cache: session\npolicy: none\n", "test.yaml:5:14",
+            "session-copy, token-object");
     refused(TOKEN "  iv: random\npolicy: none\n", "test.yaml:5:7", "not one of: host, token");
     refused("token:\n  module: [a, b]\n  uri: u\n  pin-source: file:/p\npolicy: none\n",
             "test.yaml:2:11", "");

@@ -12,8 +12,7 @@
 #include "provider/keymeta.h"
 #include "provider/keyref.h"
 
-static service_config cfg = {
-    .partition = "aws", .region = "eu-west-3", .account = "111122223333"};
+static service_config cfg = {.partition = "aws", .region = "eu-west-3", .account = "111122223333"};
 
 static void check_accepted(keyref_kind kind, const char *out)
 {

@@ -32,7 +32,8 @@ static void put_bytes(decision_key *k, const void *p, size_t n)
         k->usable = false;
         return;
     }
-    memcpy(k->bytes + k->len, p, n);
+    if (n > 0) /* p may be NULL for an absent (empty) string */
+        memcpy(k->bytes + k->len, p, n);
     k->len += n;
 }
 

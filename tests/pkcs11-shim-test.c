@@ -269,7 +269,9 @@ static void test_pin_never_retried(void)
     CHECK(strstr(recorded, "12345678") == NULL && strstr(recorded, "ckr=CKR_PIN_INCORRECT"));
     /* the same identity with another modification time is another file */
     struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
-    CHECK(utimensat(AT_FDCWD, getenv("P11KMS_TEST_PIN_FILE"), times, 0) == 0);
+    const char *pin_file = getenv("P11KMS_TEST_PIN_FILE");
+    REQUIRE(pin_file != NULL);
+    CHECK(utimensat(AT_FDCWD, pin_file, times, 0) == 0);
     t = pt_open(&cfg);
     CHECK(shim.count("C_Login") == 2);
     CHECK(stat(marker, &st) != 0); /* a successful login forgets the refusal */

@@ -201,7 +201,7 @@ void bench_compare2(figure *f, figure *g, const bench_side *a, const bench_side 
 {
     uint64_t max_ops = o->smoke ? o->smoke_ops : 0;
     figure *fig[2] = {f, g};
-    for (int k = 0; k < 2 && fig[k] != NULL; k++) {
+    for (int k = 0; k < (g != NULL ? 2 : 1); k++) {
         fig[k]->threads = threads;
         fig[k]->rounds = o->rounds;
         fprintf(stderr, "figure %s: %s (%u thread%s)\n", fig[k]->id, fig[k]->title, threads,

@@ -54,6 +54,10 @@ chmod 600 daemon.yaml policy.yaml pin
 chmod 711 "$root"
 chmod 755 run
 sock="$root/run/p11kmsd.sock"
+# The service user runs the build's p11kmsd, the callers its p11kms.
+. "$P11KMS_SRCDIR/tests/lib/grant-search.sh"
+grant_search cli-remote-users "$(cd "$(dirname "$P11KMSD")" && pwd)" \
+    "$(cd "$(dirname "$P11KMS")" && pwd)" "$root"
 "$P11KMSD" --version >/dev/null
 "$P11KMS" --version >/dev/null
 setpriv --reuid=p11kmsc-daemon --regid=p11kmsc-daemon --init-groups --reset-env -- \

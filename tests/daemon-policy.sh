@@ -67,21 +67,9 @@ chown -R p11kmst-daemon: "$root"
 chmod 600 daemon.yaml policy.yaml pin
 chmod 711 "$root"
 chmod 755 run
-# The service user runs the build's p11kmsd and the callers reach the socket: every directory
-# above the build and the test root must be searchable by others. A checkout in a private
-# directory (mktemp -d makes 0700) is not; grant search only (o+x), never read, and say so.
-grant_search() {
-    d=$1
-    while [ "$d" != / ] && [ -n "$d" ]; do
-        if [ -z "$(find "$d" -maxdepth 0 -perm -o=x)" ]; then
-            echo "daemon-policy: granting o+x on $d so that test users can reach the build"
-            chmod o+x "$d"
-        fi
-        d=$(dirname "$d")
-    done
-}
-grant_search "$(cd "$(dirname "$P11KMSD")" && pwd)"
-grant_search "$root"
+# The service user runs the build's p11kmsd and the callers reach the socket.
+. "$P11KMS_SRCDIR/tests/lib/grant-search.sh"
+grant_search daemon-policy "$(cd "$(dirname "$P11KMSD")" && pwd)" "$root"
 sock="$root/run/p11kmsd.sock"
 as() {
     u=$1

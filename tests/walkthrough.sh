@@ -250,6 +250,9 @@ if [ "$(id -u)" -eq 0 ]; then
         fi
     done
     say "OS users $admin_user (key administrator) and $rds_user (the RDS service) created"
+    # They run this build's p11kms: its directories must be searchable by them.
+    . "$src/tests/lib/grant-search.sh"
+    grant_search walkthrough "$(cd "$(dirname "$P11KMS_CLI")" && pwd)"
 else
     admin_user=
     rds_user=$(id -un)

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/threads.h"
+
 /* Slots are guarded by striped locks: threads deciding different requests rarely meet. */
 #define STRIPES 64
 
@@ -103,8 +105,14 @@ decision_cache *decision_cache_new(void)
     decision_cache *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
+    sync_obj locks[STRIPES];
     for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_init(&c->locks[i], NULL);
+        locks[i] = (sync_obj){SYNC_MUTEX, &c->locks[i], "a decision cache lock"};
+    p11kms_error err = {0};
+    if (sync_init_all(locks, STRIPES, &err) != P11KMS_OK) {
+        free(c); /* the caller reports it as out of memory, as for calloc */
+        return NULL;
+    }
     atomic_init(&c->hits, 0);
     atomic_init(&c->misses, 0);
     return c;

@@ -66,7 +66,9 @@ wait $pid 2>/dev/null || true
 acked=$(answered)
 [ "$acked" -ge 200 ] && pass "load was running when killed ($acked answered)" ||
     fail "load too slow ($acked answered)"
-expect_ok "the killed writer's log verifies" audit verify audit.log audit.log.2*
+# A kill between a rotation's rename and the new file's creation leaves no audit.log: a state a
+# crash may leave, which the next writer repairs (below). Verify the files that exist.
+expect_ok "the killed writer's log verifies" audit verify $(ls audit.log audit.log.2* 2>/dev/null)
 acked_are_sealed load2.txt "after kill -9"
 
 echo "== the next writer carries on the chain"

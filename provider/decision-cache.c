@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashmap.h"
 #include "common/threads.h"
 
 /* Slots are guarded by striped locks: threads deciding different requests rarely meet. */
@@ -94,10 +95,7 @@ void decision_key_build(decision_key *k, policy_action action, const policy_prin
     put_context(k, ctx);
     put_context(k, ctx2);
     /* FNV-1a: an index, not a check (slots compare the whole key). */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; k->usable && i < k->len; i++)
-        h = (h ^ k->bytes[i]) * 0x100000001b3ull;
-    k->hash = h;
+    k->hash = k->usable ? hash_fnv1a(k->bytes, k->len) : 0;
 }
 
 decision_cache *decision_cache_new(void)

@@ -159,6 +159,13 @@ call_error("import_key_material", "IncorrectKeyMaterialException", KeyId=key,
            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
 expect(state(key) == "PendingImport", "other material refused: still PendingImport")
 valid_until = int(time.time()) + 30 * 86400
+# The expiration model and ValidTo must agree; neither refusal uses up the import token.
+call_error("import_key_material", "ValidationException", KeyId=key, ImportToken=p2["ImportToken"],
+           EncryptedKeyMaterial=wrap(p2, material), ValidTo=valid_until,
+           ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+call_error("import_key_material", "ValidationException", KeyId=key, ImportToken=p2["ImportToken"],
+           EncryptedKeyMaterial=wrap(p2, material), ExpirationModel="KEY_MATERIAL_EXPIRES")
+expect(state(key) == "PendingImport", "inconsistent expiry refused: still PendingImport")
 call("import_key_material", KeyId=key, ImportToken=p2["ImportToken"],
      EncryptedKeyMaterial=wrap(p2, material), ValidTo=valid_until)  # AWS's default model: EXPIRES
 d = call("decrypt", CiphertextBlob=blob)

@@ -93,14 +93,23 @@ static void put_number(out *o, const char *name, unsigned long long v)
 static char *write_yaml(const service_config *c, size_t *len)
 {
     out o = {0};
-    puts_(&o, "token:\n");
-    put_field(&o, "module", c->module);
-    put_field(&o, "uri", c->token_uri);
-    put_field(&o, "pin-source", c->pin_source);
-    put_number(&o, "sessions", c->sessions);
-    put_field(&o, "iv", c->iv_mode == P11_IV_HOST ? "host" : "token");
-    put_field(&o, "gcm-params", c->gcm_layout == P11_GCM_V240 ? "v2.40" : "legacy");
-    put_field(&o, "rng", c->rng == P11_RNG_TOKEN ? "token" : "openssl");
+    if (c->endpoint != NULL) {
+        puts_(&o, "endpoint: ");
+        put_quoted(&o, c->endpoint);
+        puts_(&o, "\n");
+    }
+    /* A client configuration (endpoint:) may leave out the token section; one that has it has
+     * every required key, so the module stands for the section. */
+    if (c->module != NULL) {
+        puts_(&o, "token:\n");
+        put_field(&o, "module", c->module);
+        put_field(&o, "uri", c->token_uri);
+        put_field(&o, "pin-source", c->pin_source);
+        put_number(&o, "sessions", c->sessions);
+        put_field(&o, "iv", c->iv_mode == P11_IV_HOST ? "host" : "token");
+        put_field(&o, "gcm-params", c->gcm_layout == P11_GCM_V240 ? "v2.40" : "legacy");
+        put_field(&o, "rng", c->rng == P11_RNG_TOKEN ? "token" : "openssl");
+    }
     puts_(&o, "keys:\n");
     put_field(&o, "region", c->region);
     put_field(&o, "account", c->account);
@@ -112,9 +121,11 @@ static char *write_yaml(const service_config *c, size_t *len)
     put_number(&o, "ttl-seconds", c->hierarchy_ttl_s);
     put_number(&o, "max-uses", c->hierarchy_max_uses);
     put_number(&o, "revocation-check-ms", c->revocation_check_ms);
-    puts_(&o, "policy: ");
-    put_quoted(&o, c->policy_none ? "none" : c->policy_path);
-    puts_(&o, "\n");
+    if (c->policy_none || c->policy_path != NULL) {
+        puts_(&o, "policy: ");
+        put_quoted(&o, c->policy_none ? "none" : c->policy_path);
+        puts_(&o, "\n");
+    }
     *len = o.len;
     return o.text;
 }
@@ -126,9 +137,16 @@ static bool str_eq(const char *a, const char *b)
 
 static void check_bounds(const service_config *c)
 {
-    FUZZ_ASSERT(c->module != NULL && c->module[0] != '\0');
-    FUZZ_ASSERT(c->token_uri != NULL && c->token_uri[0] != '\0');
-    FUZZ_ASSERT(c->pin_source != NULL && c->pin_source[0] != '\0');
+    /* Only a client configuration (endpoint:) may leave out the token and the policy; a token
+     * section, where there is one, has every required key. */
+    bool client = c->endpoint != NULL;
+    FUZZ_ASSERT(!client || c->endpoint[0] != '\0');
+    FUZZ_ASSERT(client || c->module != NULL);
+    if (c->module != NULL) {
+        FUZZ_ASSERT(c->module[0] != '\0');
+        FUZZ_ASSERT(c->token_uri != NULL && c->token_uri[0] != '\0');
+        FUZZ_ASSERT(c->pin_source != NULL && c->pin_source[0] != '\0');
+    }
     FUZZ_ASSERT(c->region != NULL && c->account != NULL && c->lock_file != NULL);
     FUZZ_ASSERT(c->sessions >= 1 && c->sessions <= 1024);
     FUZZ_ASSERT(c->max_encryptions_per_version >= 1 && c->max_encryptions_per_version <= UINT64_C(1)
@@ -139,17 +157,18 @@ static void check_bounds(const service_config *c)
     FUZZ_ASSERT(c->hierarchy_max_uses >= 1 && c->hierarchy_max_uses <= UINT64_MAX >> 1);
     FUZZ_ASSERT(c->revocation_check_ms <= 60000);
     FUZZ_ASSERT(c->policy_none ? c->policy_path == NULL
-                               : c->policy_path != NULL && c->policy_path[0] == '/');
+                               : (client && c->policy_path == NULL) ||
+                                     (c->policy_path != NULL && c->policy_path[0] == '/'));
     FUZZ_ASSERT(c->path != NULL && strcmp(c->path, "fuzz.yaml") == 0);
 }
 
 static bool config_equal(const service_config *a, const service_config *b)
 {
-    return str_eq(a->module, b->module) && str_eq(a->token_uri, b->token_uri) &&
-           str_eq(a->pin_source, b->pin_source) && a->sessions == b->sessions &&
-           a->iv_mode == b->iv_mode && a->gcm_layout == b->gcm_layout && a->rng == b->rng &&
-           str_eq(a->region, b->region) && str_eq(a->account, b->account) &&
-           str_eq(a->lock_file, b->lock_file) &&
+    return str_eq(a->endpoint, b->endpoint) && str_eq(a->module, b->module) &&
+           str_eq(a->token_uri, b->token_uri) && str_eq(a->pin_source, b->pin_source) &&
+           a->sessions == b->sessions && a->iv_mode == b->iv_mode &&
+           a->gcm_layout == b->gcm_layout && a->rng == b->rng && str_eq(a->region, b->region) &&
+           str_eq(a->account, b->account) && str_eq(a->lock_file, b->lock_file) &&
            a->max_encryptions_per_version == b->max_encryptions_per_version &&
            a->count_batch == b->count_batch && a->state_refresh_ms == b->state_refresh_ms &&
            a->hierarchy_ttl_s == b->hierarchy_ttl_s &&

@@ -9,11 +9,12 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "cli-base64.h"
+#include "secret-marker.h"
 
-#define MARKER_LEN 46 /* "p11kms-secret-" + 32 hex digits */
+#define MARKER_PREFIX "p11kms-secret-"
+#define MARKER_LEN (SECRET_MARKER_SIZE(MARKER_PREFIX) - 1)
 
 struct cli_out {
     json_object *root;
@@ -130,8 +131,7 @@ void cli_json_secret(cli_out *o, json_object *obj, const char *key, const uint8_
                      size_t len)
 {
     p11kms_error ignored;
-    unsigned char nonce[16];
-    if (o->secret != NULL || RAND_bytes(nonce, sizeof(nonce)) != 1) {
+    if (o->secret != NULL || !secret_marker_new(MARKER_PREFIX, o->marker, sizeof(o->marker))) {
         o->failed = true; /* one secret per result, and the marker must be unguessable */
         return;
     }
@@ -139,17 +139,14 @@ void cli_json_secret(cli_out *o, json_object *obj, const char *key, const uint8_
         o->failed = true;
         return;
     }
-    int n = snprintf(o->marker, sizeof(o->marker), "p11kms-secret-");
-    for (size_t i = 0; i < sizeof(nonce); i++)
-        n += snprintf(o->marker + n, sizeof(o->marker) - (size_t)n, "%02x", nonce[i]);
     cli_json_string(o, obj, key, o->marker);
 }
 
 void cli_json_secret_text(cli_out *o, json_object *obj, const char *key, const char *text)
 {
-    unsigned char nonce[16];
     size_t n = text != NULL ? strlen(text) : 0;
-    if (o->secret != NULL || text == NULL || RAND_bytes(nonce, sizeof(nonce)) != 1) {
+    if (o->secret != NULL || text == NULL ||
+        !secret_marker_new(MARKER_PREFIX, o->marker, sizeof(o->marker))) {
         o->failed = true; /* one secret per result, and the marker must be unguessable */
         return;
     }
@@ -160,9 +157,6 @@ void cli_json_secret_text(cli_out *o, json_object *obj, const char *key, const c
         return;
     }
     memcpy(o->secret, text, n + 1);
-    int m = snprintf(o->marker, sizeof(o->marker), "p11kms-secret-");
-    for (size_t i = 0; i < sizeof(nonce); i++)
-        m += snprintf(o->marker + m, sizeof(o->marker) - (size_t)m, "%02x", nonce[i]);
     cli_json_string(o, obj, key, o->marker);
 }
 

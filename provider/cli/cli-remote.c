@@ -12,9 +12,9 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "cli-base64.h"
+#include "secret-marker.h"
 
 /* KMS responses are small; a bigger one is not from p11kmsd. */
 #define MAX_RESPONSE ((size_t)1 << 20)
@@ -191,7 +191,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 typedef struct request {
     json_object *root;
     char *secret_b64; /* the request's one secret (Encrypt's Plaintext), secure heap */
-    char marker[48];  /* stands in for it in the JSON tree */
+    char marker[SECRET_MARKER_SIZE("p11kms-secret-")]; /* stands in for it in the JSON tree */
     bool failed;
 } request;
 
@@ -277,15 +277,12 @@ static p11kms_err put_blob(request *r, const cli_args *a, const char *option, co
         cli_base64_free(b64, false);
         return P11KMS_OK;
     }
-    unsigned char nonce[16];
-    if (r->secret_b64 != NULL || RAND_bytes(nonce, sizeof(nonce)) != 1) {
+    if (r->secret_b64 != NULL ||
+        !secret_marker_new("p11kms-secret-", r->marker, sizeof(r->marker))) {
         cli_base64_free(b64, true);
         return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "cannot build the request");
     }
     r->secret_b64 = b64;
-    int n = snprintf(r->marker, sizeof(r->marker), "p11kms-secret-");
-    for (size_t i = 0; i < sizeof(nonce); i++)
-        n += snprintf(r->marker + n, sizeof(r->marker) - (size_t)n, "%02x", nonce[i]);
     put_str(r, key, r->marker);
     return P11KMS_OK;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cmd-common.h"
+#include "common/hex.h"
 
 #define MAX_CHAIN 16
 
@@ -83,8 +84,7 @@ static void parent_check_value(cli *c, const p11kms_opened_key *parent)
     uint8_t kcv[8];
     char hex[2 * sizeof(kcv) + 1];
     p11kms_opened_key_check_value(parent, kcv);
-    for (size_t i = 0; i < sizeof(kcv); i++)
-        snprintf(hex + 2 * i, sizeof(hex) - 2 * i, "%02x", kcv[i]);
+    hex_encode(kcv, sizeof(kcv), hex);
     cli_json_string(c->out, cli_out_root(c->out), "ParentKeyCheckValue", hex);
 }
 

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "cli/cli-base64.h"
+#include "cli/secret-marker.h"
 
 #define ALGORITHM "SYMMETRIC_DEFAULT"
 #define LIST_DEFAULT_LIMIT 100 /* AWS's default page size */
@@ -23,7 +23,7 @@ typedef struct out {
     bool failed;
     const uint8_t *secret;
     size_t secret_len;
-    char marker[48];
+    char marker[SECRET_MARKER_SIZE("p11kmsd-secret-")];
 } out;
 
 static void add(out *o, json_object *obj, const char *key, json_object *value)
@@ -80,14 +80,10 @@ static void add_blob(out *o, json_object *obj, const char *key, const uint8_t *b
 
 static void add_secret(out *o, json_object *obj, const char *key, const uint8_t *bytes, size_t len)
 {
-    unsigned char nonce[16];
-    if (o->secret != NULL || RAND_bytes(nonce, sizeof(nonce)) != 1) {
+    if (o->secret != NULL || !secret_marker_new("p11kmsd-secret-", o->marker, sizeof(o->marker))) {
         o->failed = true;
         return;
     }
-    int n = snprintf(o->marker, sizeof(o->marker), "p11kmsd-secret-");
-    for (size_t i = 0; i < sizeof(nonce); i++)
-        n += snprintf(o->marker + n, sizeof(o->marker) - (size_t)n, "%02x", nonce[i]);
     o->secret = bytes;
     o->secret_len = len;
     add_string(o, obj, key, o->marker);

@@ -12,6 +12,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "common/hex.h"
+
 #define ALGORITHM "AWS4-HMAC-SHA256"
 #define TERMINATOR "aws4_request"
 
@@ -136,27 +138,6 @@ static bool is_space_c(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static void hex_encode(char *out, const uint8_t *in, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Printable ASCII only (for quoting client input in messages). */
 static void printable(char *out, size_t size, const char *s, size_t n)
 {
@@ -275,13 +256,8 @@ static sigv4_status parse_signature(const char *v, size_t n, sigv4_authorization
 {
     if (n != 64)
         return parse_fail(why, ws, "Signature must be 64 lowercase hex digits");
-    for (size_t i = 0; i < 32; i++) {
-        unsigned char hi = (unsigned char)v[2 * i], lo = (unsigned char)v[2 * i + 1];
-        if ((hi >= 'A' && hi <= 'F') || (lo >= 'A' && lo <= 'F') || hex_value(hi) < 0 ||
-            hex_value(lo) < 0)
-            return parse_fail(why, ws, "Signature must be 64 lowercase hex digits");
-        out->signature[i] = (uint8_t)(hex_value(hi) << 4 | hex_value(lo));
-    }
+    if (!hex_decode(v, n, out->signature, sizeof(out->signature), HEX_LOWER_ONLY))
+        return parse_fail(why, ws, "Signature must be 64 lowercase hex digits");
     return SIGV4_OK;
 }
 
@@ -519,8 +495,8 @@ static bool reencode(sbuf *out, const char *s, size_t n)
     sbuf raw = {0};
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 2 < n ? hex_value((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_value((unsigned char)s[i + 2]) : -1;
+            int hi = i + 2 < n ? hex_nibble(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hex_nibble(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 free(raw.p);
                 return false;
@@ -840,7 +816,7 @@ sigv4_status sigv4_verify(const sigv4_request *req, const sigv4_expect *ex, sigv
         free(a);
         return fail(res, SIGV4_INTERNAL, "SHA-256 is not available");
     }
-    hex_encode(payload_hex, digest, 32);
+    hex_encode(digest, 32, payload_hex);
     const sigv4_header *ch;
     if (count_headers(req, "x-amz-content-sha256", &ch) > 0) {
         const sigv4_header *other;
@@ -869,7 +845,7 @@ sigv4_status sigv4_verify(const sigv4_request *req, const sigv4_expect *ex, sigv
         free(a);
         return fail(res, SIGV4_INTERNAL, "SHA-256 is not available");
     }
-    hex_encode(cr_hex, cr_hash, 32);
+    hex_encode(cr_hash, 32, cr_hex);
     char sts[256];
     int sts_len = snprintf(sts, sizeof(sts), "%s\n%s\n%s/%s/%s/%s\n%s", ALGORITHM, amz_date,
                            a->date, a->region, a->service, TERMINATOR, cr_hex);

@@ -199,15 +199,51 @@ generated=$(field .KeyMetadata.KeyId)
 expect_fail 8 UnsupportedOperationException get-parameters-for-import --key-id "$generated" \
     --wrapping-algorithm RSAES_OAEP_SHA_1 --wrapping-key-spec RSA_2048
 expect_fail 8 UnsupportedOperationException delete-imported-key-material --key-id "$generated"
-# SoftHSM 2.6.1 performs CKM_RSA_PKCS_OAEP with SHA-1 only: both SHA-256 algorithms must be
-# refused at get-parameters-for-import, naming the token.
+# Whether the token performs CKM_RSA_PKCS_OAEP with SHA-256 is the token's business (SoftHSM
+# 2.6.1: SHA-1 only; NSS softokn: both). Either get-parameters-for-import refuses it, naming the
+# token, or the parameters it hands out work end to end: never an offer that cannot be used.
+for alg in RSAES_OAEP_SHA_256 RSA_AES_KEY_WRAP_SHA_256; do
+    expect_ok "create an EXTERNAL key for $alg" create-key --origin EXTERNAL
+    key_sha256=$(field .KeyMetadata.KeyId)
+    p11kms get-parameters-for-import --key-id "$key_sha256" --wrapping-algorithm "$alg" \
+        --wrapping-key-spec RSA_2048
+    if [ "$status" -ne 0 ]; then
+        check "$alg refused with exit 8 UnsupportedOperationException" sh -c \
+            "[ $status -eq 8 ] && grep -q '^p11kms: UnsupportedOperationException: ' err.txt"
+        check "the refusal of $alg names the token ($P11KMS_TEST_URI)" \
+            grep -qF "$P11KMS_TEST_URI" err.txt
+        continue
+    fi
+    pass "$alg offered by the token"
+    field .PublicKey | base64 -d >WrappingPublicKey.bin
+    field .ImportToken | base64 -d >ImportToken.bin
+    openssl rand -out PlaintextKeyMaterial256.bin 32
+    oaep="-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256"
+    if [ "$alg" = RSAES_OAEP_SHA_256 ]; then
+        # shellcheck disable=SC2086 # $oaep is a list of options
+        openssl pkeyutl -encrypt -in PlaintextKeyMaterial256.bin -out Encrypted256.bin \
+            -inkey WrappingPublicKey.bin -keyform DER -pubin $oaep
+    else
+        openssl rand -out aes-key256.bin 32
+        openssl enc -id-aes256-wrap-pad -K "$(od -An -tx1 aes-key256.bin | tr -d ' \n')" \
+            -iv A65959A6 -in PlaintextKeyMaterial256.bin -out material256-wrapped.bin
+        # shellcheck disable=SC2086
+        openssl pkeyutl -encrypt -in aes-key256.bin -out aes-key256-wrapped.bin \
+            -inkey WrappingPublicKey.bin -keyform DER -pubin $oaep
+        cat aes-key256-wrapped.bin material256-wrapped.bin >Encrypted256.bin
+    fi
+    expect_ok "import $alg material" import-key-material --key-id "$key_sha256" \
+        --encrypted-key-material fileb://Encrypted256.bin --import-token fileb://ImportToken.bin \
+        --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE
+    expect_ok "encrypt under $alg material" encrypt --key-id "$key_sha256" \
+        --plaintext fileb://data.txt
+    b64_to_file .CiphertextBlob data256.ct
+    check "OpenSSL alone opens it with the $alg material" sh -c \
+        "/usr/bin/python3 '$P11KMS_SRCDIR/tests/import-check.py' PlaintextKeyMaterial256.bin \
+         data256.ct >independent256.out && cmp -s data.txt independent256.out"
+done
 expect_ok "create a third EXTERNAL key" create-key --origin EXTERNAL
 key3=$(field .KeyMetadata.KeyId)
-for alg in RSAES_OAEP_SHA_256 RSA_AES_KEY_WRAP_SHA_256; do
-    expect_fail 8 UnsupportedOperationException get-parameters-for-import --key-id "$key3" \
-        --wrapping-algorithm "$alg" --wrapping-key-spec RSA_2048
-    check "the refusal of $alg names the token" grep -q "token=p11kms-test" err.txt
-done
 
 echo "== RSA_AES_KEY_WRAP_SHA_1: the AWS-documented openssl commands"
 get_params "$key3" RSA_AES_KEY_WRAP_SHA_1

@@ -61,7 +61,7 @@ grant_search cli-remote-users "$(cd "$(dirname "$P11KMSD")" && pwd)" \
 "$P11KMSD" --version >/dev/null
 "$P11KMS" --version >/dev/null
 setpriv --reuid=p11kmsc-daemon --regid=p11kmsc-daemon --init-groups --reset-env -- \
-    env SOFTHSM2_CONF="$SOFTHSM2_CONF" "$P11KMSD" --config "$root/daemon.yaml" --socket "$sock" \
+    env ${SOFTHSM2_CONF:+"SOFTHSM2_CONF=$SOFTHSM2_CONF"} "$P11KMSD" --config "$root/daemon.yaml" --socket "$sock" \
     2>daemon.log &
 daemon_pid=$!
 i=0

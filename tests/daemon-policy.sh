@@ -81,7 +81,7 @@ as() {
 # A simple command (not the function), so that $! is p11kmsd itself: setpriv, env and libtool's
 # wrapper all exec.
 setpriv --reuid=p11kmst-daemon --regid=p11kmst-daemon --init-groups --reset-env -- \
-    env SOFTHSM2_CONF="$SOFTHSM2_CONF" "$P11KMSD" --config "$root/daemon.yaml" --socket "$sock" \
+    env ${SOFTHSM2_CONF:+"SOFTHSM2_CONF=$SOFTHSM2_CONF"} "$P11KMSD" --config "$root/daemon.yaml" --socket "$sock" \
     2>daemon.log &
 daemon_pid=$!
 i=0

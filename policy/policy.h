@@ -34,6 +34,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "p11kms-error.h"
 
@@ -209,12 +210,16 @@ P11KMS_MUST_CHECK p11kms_err policy_store_new(policy *initial, policy_store **ou
                                               p11kms_error *err);
 void policy_store_free(policy_store *store);
 /* A new reference to the policy in force (NULL if none); release it with policy_free. Holding it
- * keeps that policy alive across a reload, so one request sees one policy. */
-policy *policy_store_acquire(policy_store *store);
-/* Puts pol in force, taking ownership; the previous policy is released. */
+ * keeps that policy alive across a reload, so one request sees one policy. generation (may be
+ * NULL) receives, read together with the policy, the number of policies the store has put in
+ * force: 1 for the initial one, one more for every replace and successful reload, never 0 for a
+ * store (0 for a NULL store). A cache of decisions keyed on it misses after a reload. */
+policy *policy_store_acquire(policy_store *store, uint64_t *generation);
+/* Puts pol in force, taking ownership, and starts a new generation; the previous policy is
+ * released. */
 void policy_store_replace(policy_store *store, policy *pol);
-/* Loads path and puts it in force. On any error the policy in force is unchanged, on_error gets
- * every error line and err says why. */
+/* Loads path and puts it in force. On any error the policy in force and the generation are
+ * unchanged, on_error gets every error line and err says why. */
 p11kms_err policy_store_reload(policy_store *store, const char *path, policy_error_fn on_error,
                                void *arg, p11kms_error *err);
 

@@ -7,11 +7,19 @@
 #include "policy/model.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
+#include "common/threads.h"
+
 struct policy_store {
-    pthread_mutex_t lock;
+    /* A read-write lock: every request of the hot path takes it to acquire the policy, a reload
+     * only to swap the pointer, so readers must not queue behind each other. */
+    pthread_rwlock_t lock;
     policy *current;
+    /* Counts the policies put in force (1 for the initial one), read with current under the lock:
+     * a cache of decisions keyed on it can never pair a decision with another policy. */
+    uint64_t generation;
 };
 
 p11kms_err policy_store_new(policy *initial, policy_store **out, p11kms_error *err)
@@ -24,12 +32,15 @@ p11kms_err policy_store_new(policy *initial, policy_store **out, p11kms_error *e
         policy_free(initial);
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "policy store: out of memory");
     }
-    if (pthread_mutex_init(&store->lock, NULL) != 0) {
+    const sync_obj lock = {SYNC_RWLOCK, &store->lock, "the policy store's lock"};
+    p11kms_err rc = sync_init_all(&lock, 1, err);
+    if (rc != P11KMS_OK) {
         free(store);
         policy_free(initial);
-        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "policy store: cannot create its lock");
+        return rc;
     }
     store->current = initial;
+    store->generation = 1;
     *out = store;
     return P11KMS_OK;
 }
@@ -39,17 +50,22 @@ void policy_store_free(policy_store *store)
     if (store == NULL)
         return;
     policy_free(store->current);
-    pthread_mutex_destroy(&store->lock);
+    pthread_rwlock_destroy(&store->lock);
     free(store);
 }
 
-policy *policy_store_acquire(policy_store *store)
+policy *policy_store_acquire(policy_store *store, uint64_t *generation)
 {
-    if (store == NULL)
+    if (store == NULL) {
+        if (generation != NULL)
+            *generation = 0;
         return NULL;
-    pthread_mutex_lock(&store->lock);
+    }
+    pthread_rwlock_rdlock(&store->lock);
     policy *pol = policy_ref(store->current);
-    pthread_mutex_unlock(&store->lock);
+    if (generation != NULL)
+        *generation = store->generation;
+    pthread_rwlock_unlock(&store->lock);
     return pol;
 }
 
@@ -59,10 +75,11 @@ void policy_store_replace(policy_store *store, policy *pol)
         policy_free(pol);
         return;
     }
-    pthread_mutex_lock(&store->lock);
+    pthread_rwlock_wrlock(&store->lock);
     policy *old = store->current;
     store->current = pol;
-    pthread_mutex_unlock(&store->lock);
+    store->generation++;
+    pthread_rwlock_unlock(&store->lock);
     /* Requests still holding the old policy keep it alive until they finish. */
     policy_free(old);
 }
@@ -75,7 +92,7 @@ p11kms_err policy_store_reload(policy_store *store, const char *path, policy_err
     policy *pol = NULL;
     p11kms_err rc = policy_load_file(path, on_error, arg, &pol, err);
     if (rc != P11KMS_OK)
-        return rc; /* the policy in force stays */
+        return rc; /* the policy in force, and its generation, stay */
     policy_store_replace(store, pol);
     return P11KMS_OK;
 }

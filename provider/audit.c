@@ -39,7 +39,7 @@ void audit_begin(audit_req *a, p11kms *svc, const char *event, const p11kms_prin
         current = a;
 }
 
-void audit_note_decision(const char *action, bool allowed, const char *sid, bool waiver,
+void audit_note_decision(bool dest_key, bool allowed, const char *sid, bool waiver,
                          const char *waiver_reason, const char *key_id)
 {
     audit_req *a = current;
@@ -47,8 +47,7 @@ void audit_note_decision(const char *action, bool allowed, const char *sid, bool
         return;
     a->decisions++;
     if (key_id != NULL) {
-        bool dest = action != NULL && strcmp(action, "re-encrypt-to") == 0;
-        char *slot = dest ? a->dest_key_id : a->key_id;
+        char *slot = dest_key ? a->dest_key_id : a->key_id;
         if (slot[0] == '\0')
             copy(slot, P11KMS_KEY_ID_LEN + 1, key_id);
     }

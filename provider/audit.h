@@ -59,8 +59,9 @@ static inline bool audit_refused(p11kms_err before, p11kms_err after)
 {
     return before == P11KMS_OK && after != P11KMS_OK;
 }
-/* Called by the gate for every decision of the request this thread is running. */
-void audit_note_decision(const char *action, bool allowed, const char *sid, bool waiver,
+/* Called by the gate for every decision of the request this thread is running. dest_key: the
+ * decision was about the destination key of a re-encrypt (key_id goes to its own resource). */
+void audit_note_decision(bool dest_key, bool allowed, const char *sid, bool waiver,
                          const char *waiver_reason, const char *key_id);
 
 /* --- the log (audit-chain.c) ---------------------------------------------------------------- */

@@ -112,7 +112,7 @@ p11kms_err kms_op_credentials_create(p11kms *svc, const p11kms_principal *who,
                             "a principal name is 1 to %d characters: letters, digits and "
                             "+ = , . @ _ -",
                             P11KMS_PRINCIPAL_NAME_MAX);
-    p11kms_err rc = gate_check_global(svc, who, "create-credentials", err);
+    p11kms_err rc = gate_check_global(svc, who, POLICY_ACTION_CREATE_CREDENTIALS, err);
     if (rc != P11KMS_OK)
         return rc;
 
@@ -191,7 +191,7 @@ p11kms_err p11kms_credentials_list(p11kms *svc, const p11kms_principal *who,
     P11KMS_ERR_LOCAL(err);
     if (svc == NULL || fn == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_credentials_list: missing argument");
-    p11kms_err rc = gate_check_global(svc, who, "list-credentials", err);
+    p11kms_err rc = gate_check_global(svc, who, POLICY_ACTION_LIST_CREDENTIALS, err);
     if (rc != P11KMS_OK)
         return rc;
     struct list_state s = {fn, arg};
@@ -232,7 +232,7 @@ p11kms_err kms_op_credentials_delete(p11kms *svc, const p11kms_principal *who,
     if (svc == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
                             "p11kms_credentials_delete: missing argument");
-    p11kms_err rc = gate_check_global(svc, who, "delete-credentials", err);
+    p11kms_err rc = gate_check_global(svc, who, POLICY_ACTION_DELETE_CREDENTIALS, err);
     if (rc != P11KMS_OK)
         return rc;
     p11_key *key = NULL;

@@ -1,7 +1,6 @@
 #include "config.h"
 
 #include "provider/gate.h"
-#include "common/threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +18,13 @@
  * a denied principal gets AccessDenied whether or not the key exists. */
 #define NO_KEY_ID "00000000-0000-0000-0000-000000000000"
 
+/* Which policy is in force, and its generation, is the policy layer's policy_store; the gate
+ * adds what the provider needs around it: the file to reload from, the decision cache (keyed on
+ * the store's generation, so a reload makes every cached decision a miss) and the conversions of
+ * requests. */
 struct policy_gate {
-    char *path; /* NULL: "policy: none" */
-    pthread_rwlock_t lock;
-    policy *current;
-    /* Counts policy loads (1 for the first): decisions are cached per generation, so a reload
-     * makes every cached decision a miss. */
-    uint64_t generation;
+    char *path;                /* NULL: "policy: none" */
+    policy_store *store;       /* NULL with "policy: none" */
     decision_cache *decisions; /* NULL with "policy: none" */
 };
 
@@ -35,12 +34,6 @@ p11kms_err gate_open(const service_config *cfg, struct policy_gate **out, p11kms
     struct policy_gate *g = calloc(1, sizeof(*g));
     if (g == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    const sync_obj lock = {SYNC_RWLOCK, &g->lock, "the policy lock"};
-    p11kms_err sync_rc = sync_init_all(&lock, 1, err);
-    if (sync_rc != P11KMS_OK) {
-        free(g);
-        return sync_rc;
-    }
     if (cfg->policy_none) {
         fprintf(stderr,
                 "p11kms: WARNING: %s says \"policy: none\": every caller may manage and "
@@ -50,11 +43,13 @@ p11kms_err gate_open(const service_config *cfg, struct policy_gate **out, p11kms
         return P11KMS_OK;
     }
     g->path = strdup(cfg->policy_path);
-    g->generation = 1;
     g->decisions = decision_cache_new();
+    policy *initial = NULL;
     p11kms_err rc = g->path && g->decisions
-                        ? policy_load_file(g->path, NULL, NULL, &g->current, err)
+                        ? policy_load_file(g->path, NULL, NULL, &initial, err)
                         : P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    if (rc == P11KMS_OK)
+        rc = policy_store_new(initial, &g->store, err); /* takes initial, even on failure */
     if (rc != P11KMS_OK) {
         gate_close(g);
         return rc;
@@ -67,9 +62,7 @@ void gate_close(struct policy_gate *g)
 {
     if (g == NULL)
         return;
-    if (g->current != NULL)
-        policy_free(g->current);
-    pthread_rwlock_destroy(&g->lock);
+    policy_store_free(g->store);
     decision_cache_free(g->decisions);
     free(g->path);
     free(g);
@@ -80,28 +73,11 @@ p11kms_err gate_reload(struct policy_gate *g, p11kms_error *err)
     if (g->path == NULL)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
                             "no policy file is configured (policy: none): nothing to reload");
-    policy *fresh = NULL;
-    p11kms_err rc = policy_load_file(g->path, NULL, NULL, &fresh, err);
+    p11kms_err rc = policy_store_reload(g->store, g->path, NULL, NULL, err);
     if (rc != P11KMS_OK)
         return P11KMS_RAISE(err, rc, "policy reload failed, the previous policy stays in force: %s",
                             err ? err->message : "");
-    pthread_rwlock_wrlock(&g->lock);
-    policy *old = g->current;
-    g->current = fresh;
-    g->generation++;
-    pthread_rwlock_unlock(&g->lock);
-    policy_free(old);
     return P11KMS_OK;
-}
-
-/* The policy in force and its generation, read together. */
-static policy *current_policy(struct policy_gate *g, uint64_t *generation)
-{
-    pthread_rwlock_rdlock(&g->lock);
-    policy *pol = g->current ? policy_ref(g->current) : NULL;
-    *generation = g->generation;
-    pthread_rwlock_unlock(&g->lock);
-    return pol;
 }
 
 void gate_decision_stats(p11kms *svc, uint64_t *hits, uint64_t *misses)
@@ -160,40 +136,51 @@ static void request_end(request *r)
 /* A caller without rights learns nothing: the message names only what the caller wrote, never
  * the resolved key, its aliases or the policy's reasoning (which differ between an existing and
  * a missing key). Why is for `p11kms policy explain` and the audit trail. */
-static p11kms_err deny(const p11kms_principal *who, const char *action, const char *key_ref,
+static p11kms_err deny(const p11kms_principal *who, policy_action action, const char *key_ref,
                        const policy_decision *d, p11kms_error *err)
 {
     (void)d;
     if (key_ref == NULL)
         return P11KMS_RAISE(err, P11KMS_E_ACCESS_DENIED, "%s is not allowed to %s", who->names[0],
-                            action);
+                            policy_action_name(action));
     return P11KMS_RAISE(err, P11KMS_E_ACCESS_DENIED, "%s is not allowed to %s %s", who->names[0],
-                        action, key_ref);
+                        policy_action_name(action), key_ref);
 }
 
 /* The audit record of the request in progress learns every decision the gate makes for it. */
-static void audit_decision(const char *action, const policy_decision *d, const char *key_id)
+static void audit_decision(policy_action action, const policy_decision *d, const char *key_id)
 {
-    audit_note_decision(action, d->allowed, d->sid, d->waiver, d->waiver_reason, key_id);
+    audit_note_decision(action == POLICY_ACTION_RE_ENCRYPT_TO, d->allowed, d->sid, d->waiver,
+                        d->waiver_reason, key_id);
 }
 
-/* Evaluates one request; the decision is always filled (deny when it could not be made). With
- * cached, a decision already made under the same policy generation for the same request is
- * reused (its explanation is then empty: callers that show it pass false). */
-static p11kms_err decide_with(p11kms *svc, const p11kms_principal *who, const char *action,
-                              const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
-                              const p11kms_context *ctx2, bool cached, policy_decision *d,
-                              p11kms_error *err)
+/* The actions are the provider's own constants: a value outside the enum is a bug of the
+ * caller, refused (fail closed) even under "policy: none". */
+static p11kms_err known_action(policy_action act, p11kms_error *err)
+{
+    if (policy_action_name(act) == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "the gate was asked about no action (%d)",
+                            (int)act);
+    return P11KMS_OK;
+}
+
+/* Evaluates one request under pol (NULL: "policy: none"), which the caller acquired with its
+ * generation; the decision is always filled (deny when it could not be made). With cached, a
+ * decision already made under the same policy generation for the same request is reused (its
+ * explanation is then empty: callers that show it pass false). */
+static p11kms_err decide_under(p11kms *svc, const policy *pol, uint64_t generation,
+                               const p11kms_principal *who, policy_action act, const char *key_ref,
+                               const key_meta *meta, const p11kms_context *ctx,
+                               const p11kms_context *ctx2, bool cached, policy_decision *d,
+                               p11kms_error *err)
 {
     memset(d, 0, sizeof(*d));
-    policy_action act;
-    p11kms_err rc = policy_action_parse(action, &act, err);
+    p11kms_err rc = known_action(act, err);
     if (rc != P11KMS_OK)
         return rc;
-    uint64_t generation;
-    policy *pol = current_policy(svc->gate, &generation);
     if (pol == NULL) { /* policy: none */
         d->allowed = true;
+        d->action = act;
         snprintf(d->explanation, sizeof(d->explanation), "no policy is configured (policy: none)");
         return P11KMS_OK;
     }
@@ -246,59 +233,64 @@ static p11kms_err decide_with(p11kms *svc, const p11kms_principal *who, const ch
         }
     }
     request_end(&r);
+    return rc;
+}
+
+/* One request decided under the policy in force, which it holds for the whole decision. */
+static p11kms_err decide(p11kms *svc, const p11kms_principal *who, policy_action act,
+                         const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
+                         const p11kms_context *ctx2, bool cached, policy_decision *d,
+                         p11kms_error *err)
+{
+    uint64_t generation;
+    policy *pol = policy_store_acquire(svc->gate->store, &generation);
+    p11kms_err rc =
+        decide_under(svc, pol, generation, who, act, key_ref, meta, ctx, ctx2, cached, d, err);
     policy_free(pol);
     return rc;
 }
 
-static p11kms_err decide(p11kms *svc, const p11kms_principal *who, const char *action,
-                         const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
-                         const p11kms_context *ctx2, policy_decision *d, p11kms_error *err)
-{
-    return decide_with(svc, who, action, key_ref, meta, ctx, ctx2, false, d, err);
-}
-
-p11kms_err gate_check(p11kms *svc, const p11kms_principal *who, const char *action,
+p11kms_err gate_check(p11kms *svc, const p11kms_principal *who, policy_action action,
                       const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
                       const p11kms_context *ctx2, p11kms_error *err)
 {
     policy_decision d;
-    p11kms_err rc = decide_with(svc, who, action, key_ref, meta, ctx, ctx2, true, &d, err);
+    p11kms_err rc = decide(svc, who, action, key_ref, meta, ctx, ctx2, true, &d, err);
     if (rc != P11KMS_OK)
         return rc;
     audit_decision(action, &d, meta != NULL ? meta->id_text : NULL);
     return d.allowed ? P11KMS_OK : deny(who, action, key_ref, &d, err);
 }
 
-p11kms_err gate_check_global(p11kms *svc, const p11kms_principal *who, const char *action,
+p11kms_err gate_check_global(p11kms *svc, const p11kms_principal *who, policy_action action,
                              p11kms_error *err)
 {
     return gate_check(svc, who, action, NULL, NULL, NULL, NULL, err);
 }
 
-p11kms_err gate_check_alias(p11kms *svc, const p11kms_principal *who, const char *action,
+p11kms_err gate_check_alias(p11kms *svc, const p11kms_principal *who, policy_action action,
                             const char *alias, p11kms_error *err)
 {
-    uint64_t generation;
-    policy *pol = current_policy(svc->gate, &generation);
+    p11kms_err rc = known_action(action, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    policy *pol = policy_store_acquire(svc->gate->store, NULL);
     if (pol == NULL) {
-        audit_note_decision(action, true, NULL, false, NULL, NULL);
+        audit_note_decision(false, true, NULL, false, NULL, NULL);
         return P11KMS_OK;
     }
-    policy_action act;
     policy_decision d;
     request r;
-    p11kms_err rc = policy_action_parse(action, &act, err);
-    if (rc == P11KMS_OK)
-        rc = request_init(&r, who, NULL, NULL, err);
+    rc = request_init(&r, who, NULL, NULL, err);
     if (rc == P11KMS_OK) {
         p11kms_error why = {0};
-        if (policy_evaluate_alias(pol, &r.who, act, alias, &d, &why) != P11KMS_OK)
+        if (policy_evaluate_alias(pol, &r.who, action, alias, &d, &why) != P11KMS_OK)
             d.allowed = false;
         audit_decision(action, &d, NULL);
         if (!d.allowed)
             rc = deny(who, action, alias, &d, err);
-        request_end(&r);
     }
+    request_end(&r);
     policy_free(pol);
     return rc;
 }
@@ -307,7 +299,8 @@ bool gate_may_list(p11kms *svc, const p11kms_principal *who, const key_meta *m)
 {
     policy_decision d;
     p11kms_error ignored = {0};
-    return decide(svc, who, "describe-key", m->id_text, m, NULL, NULL, &d, &ignored) == P11KMS_OK &&
+    return decide(svc, who, POLICY_ACTION_DESCRIBE_KEY, m->id_text, m, NULL, NULL, false, &d,
+                  &ignored) == P11KMS_OK &&
            d.allowed;
 }
 
@@ -315,15 +308,23 @@ p11kms_err gate_check_create(p11kms *svc, const p11kms_principal *who, gate_crea
                              p11kms_error *err)
 {
     memset(out, 0, sizeof(*out));
-    policy_decision d;
-    p11kms_err rc = decide(svc, who, "create-key", NULL, NULL, NULL, NULL, &d, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    audit_decision("create-key", &d, NULL);
-    if (!d.allowed)
-        return deny(who, "create-key", NULL, &d, err);
+    /* The decision and the defaults of its deciding statement come from the same policy: a
+     * reload in between must not pair a statement index with another policy's statements. */
     uint64_t generation;
-    out->pol = current_policy(svc->gate, &generation);
+    policy *pol = policy_store_acquire(svc->gate->store, &generation);
+    policy_decision d;
+    p11kms_err rc = decide_under(svc, pol, generation, who, POLICY_ACTION_CREATE_KEY, NULL, NULL,
+                                 NULL, NULL, false, &d, err);
+    if (rc == P11KMS_OK) {
+        audit_decision(POLICY_ACTION_CREATE_KEY, &d, NULL);
+        if (!d.allowed)
+            rc = deny(who, POLICY_ACTION_CREATE_KEY, NULL, &d, err);
+    }
+    if (rc != P11KMS_OK) {
+        policy_free(pol);
+        return rc;
+    }
+    out->pol = pol;
     if (out->pol == NULL)
         return P11KMS_OK;
     policy_create_defaults defaults;
@@ -353,17 +354,17 @@ void gate_create_end(gate_create *c)
     memset(c, 0, sizeof(*c));
 }
 
-p11kms_err gate_explain(p11kms *svc, const p11kms_principal *who, const char *action,
+p11kms_err gate_explain(p11kms *svc, const p11kms_principal *who, policy_action action,
                         const char *key_ref, const key_meta *meta, const p11kms_context *ctx,
                         bool *allowed, char *text, size_t size, p11kms_error *err)
 {
     policy_decision d;
-    p11kms_err rc = decide(svc, who, action, key_ref, meta, ctx, NULL, &d, err);
+    p11kms_err rc = decide(svc, who, action, key_ref, meta, ctx, NULL, false, &d, err);
     if (rc != P11KMS_OK)
         return rc;
     *allowed = d.allowed;
     if (svc->gate->path == NULL)
-        snprintf(text, size, "ALLOW %s: %s", action, d.explanation);
+        snprintf(text, size, "ALLOW %s: %s", policy_action_name(action), d.explanation);
     else
         policy_explain(&d, text, size);
     return P11KMS_OK;

@@ -228,7 +228,7 @@ static p11kms_err parse_wrapping(const char *alg_name, const char *spec, p11_wra
 }
 
 /* Resolves the key, asks the policy and checks what every import operation requires. */
-static p11kms_err begin(p11kms *svc, const p11kms_principal *who, const char *action,
+static p11kms_err begin(p11kms *svc, const p11kms_principal *who, policy_action action,
                         const char *op, const char *key_ref, key_entry **entry, p11kms_error *err)
 {
     key_access acc;
@@ -254,8 +254,8 @@ p11kms_err p11kms_get_parameters_for_import(p11kms *svc, const p11kms_principal 
     key_entry *entry = NULL;
     p11kms_err rc = parse_wrapping(wrapping_algorithm, wrapping_key_spec, &alg, &bits, err);
     if (rc == P11KMS_OK)
-        rc = begin(svc, who, "get-parameters-for-import", "GetParametersForImport", key_ref, &entry,
-                   err);
+        rc = begin(svc, who, POLICY_ACTION_GET_PARAMETERS_FOR_IMPORT, "GetParametersForImport",
+                   key_ref, &entry, err);
     if (rc != P11KMS_OK)
         return rc;
     import_token tok;
@@ -401,7 +401,8 @@ p11kms_err p11kms_import_key_material(p11kms *svc, const p11kms_principal *who, 
     key_entry *entry = NULL;
     p11kms_err rc = parse_expiration(in, &model, err);
     if (rc == P11KMS_OK)
-        rc = begin(svc, who, "import-key-material", "ImportKeyMaterial", key_ref, &entry, err);
+        rc = begin(svc, who, POLICY_ACTION_IMPORT_KEY_MATERIAL, "ImportKeyMaterial", key_ref,
+                   &entry, err);
     if (rc != P11KMS_OK)
         return rc;
     import_token tok;
@@ -444,8 +445,8 @@ p11kms_err p11kms_delete_imported_key_material(p11kms *svc, const p11kms_princip
                                                const char *key_ref, p11kms_error *err)
 {
     key_entry *entry = NULL;
-    p11kms_err rc = begin(svc, who, "delete-imported-key-material", "DeleteImportedKeyMaterial",
-                          key_ref, &entry, err);
+    p11kms_err rc = begin(svc, who, POLICY_ACTION_DELETE_IMPORTED_KEY_MATERIAL,
+                          "DeleteImportedKeyMaterial", key_ref, &entry, err);
     if (rc != P11KMS_OK)
         return rc;
     rc = keystore_lock(svc, err);

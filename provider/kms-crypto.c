@@ -322,7 +322,7 @@ p11kms_err kms_decrypt_view(p11kms *svc, key_access *acc, const blob_view *v,
 
 /* --- public operations --------------------------------------------------------------------- */
 
-p11kms_err kms_begin(p11kms *svc, const p11kms_principal *who, const char *action,
+p11kms_err kms_begin(p11kms *svc, const p11kms_principal *who, policy_action action,
                      const char *key_ref, const p11kms_context *ctx, const p11kms_context *ctx2,
                      key_access *acc, p11kms_error *err)
 {
@@ -354,7 +354,7 @@ p11kms_err kms_op_encrypt(p11kms *svc, const p11kms_principal *who, const char *
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "plaintext must have 1 to %d bytes",
                             P11KMS_MAX_PLAINTEXT);
     key_access acc;
-    p11kms_err rc = kms_begin(svc, who, "encrypt", key_ref, ctx, NULL, &acc, err);
+    p11kms_err rc = kms_begin(svc, who, POLICY_ACTION_ENCRYPT, key_ref, ctx, NULL, &acc, err);
     if (rc != P11KMS_OK)
         return rc;
     rc = check_usable(svc, &acc, "Encrypt", err);
@@ -365,7 +365,7 @@ p11kms_err kms_op_encrypt(p11kms *svc, const p11kms_principal *who, const char *
 }
 
 /* Parses a master-key blob and finds its key, checking an optional expected key reference. */
-static p11kms_err open_master_blob(p11kms *svc, const p11kms_principal *who, const char *action,
+static p11kms_err open_master_blob(p11kms *svc, const p11kms_principal *who, policy_action action,
                                    const char *key_ref, const p11kms_context *ctx,
                                    const p11kms_context *ctx2, const uint8_t *blob, size_t blob_len,
                                    blob_view *v, key_access *acc, p11kms_error *err)
@@ -405,8 +405,8 @@ p11kms_err kms_op_decrypt(p11kms *svc, const p11kms_principal *who, const char *
     memset(out, 0, sizeof(*out));
     blob_view v;
     key_access acc;
-    p11kms_err rc =
-        open_master_blob(svc, who, "decrypt", key_ref, ctx, NULL, blob, blob_len, &v, &acc, err);
+    p11kms_err rc = open_master_blob(svc, who, POLICY_ACTION_DECRYPT, key_ref, ctx, NULL, blob,
+                                     blob_len, &v, &acc, err);
     if (rc != P11KMS_OK)
         return rc;
     rc = check_usable(svc, &acc, "Decrypt", err);
@@ -429,14 +429,14 @@ p11kms_err kms_op_re_encrypt(p11kms *svc, const p11kms_principal *who, const cha
     P11KMS_ERR_LOCAL(err);
     memset(out, 0, sizeof(*out));
     key_access dest;
-    p11kms_err rc =
-        kms_begin(svc, who, "re-encrypt-to", dest_key_ref, dest_ctx, source_ctx, &dest, err);
+    p11kms_err rc = kms_begin(svc, who, POLICY_ACTION_RE_ENCRYPT_TO, dest_key_ref, dest_ctx,
+                              source_ctx, &dest, err);
     if (rc != P11KMS_OK)
         return rc;
     blob_view v;
     key_access src;
-    rc = open_master_blob(svc, who, "re-encrypt-from", source_key_ref, source_ctx, dest_ctx, blob,
-                          blob_len, &v, &src, err);
+    rc = open_master_blob(svc, who, POLICY_ACTION_RE_ENCRYPT_FROM, source_key_ref, source_ctx,
+                          dest_ctx, blob, blob_len, &v, &src, err);
     if (rc != P11KMS_OK) {
         key_access_end(&dest);
         return rc;
@@ -521,8 +521,8 @@ p11kms_err kms_op_generate_data_key(p11kms *svc, const p11kms_principal *who, co
     p11kms_err rc = data_key_length(key_spec, number_of_bytes, &len, err);
     if (rc != P11KMS_OK)
         return rc;
-    const char *action =
-        want_plaintext ? "generate-data-key" : "generate-data-key-without-plaintext";
+    policy_action action = want_plaintext ? POLICY_ACTION_GENERATE_DATA_KEY
+                                          : POLICY_ACTION_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT;
     key_access acc;
     rc = kms_begin(svc, who, action, key_ref, ctx, NULL, &acc, err);
     if (rc != P11KMS_OK)
@@ -559,7 +559,7 @@ p11kms_err kms_op_generate_random(p11kms *svc, const p11kms_principal *who, size
     if (number_of_bytes < 1 || number_of_bytes > P11KMS_MAX_DATA_KEY)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "number of bytes must be 1 to %d",
                             P11KMS_MAX_DATA_KEY);
-    p11kms_err rc = gate_check_global(svc, who, "generate-random", err);
+    p11kms_err rc = gate_check_global(svc, who, POLICY_ACTION_GENERATE_RANDOM, err);
     if (rc != P11KMS_OK)
         return rc;
     uint8_t *bytes = OPENSSL_secure_malloc(number_of_bytes);

@@ -3,14 +3,15 @@
 #define P11KMS_PROVIDER_KMS_CRYPTO_H
 
 #include "provider/blob.h"
+#include "policy/policy.h"
 #include "provider/keycache.h"
 
 /* Resolves key_ref and asks the policy; a key the principal may not use is AccessDenied whether
  * or not it exists. On success acc must be ended by the caller. */
-P11KMS_MUST_CHECK p11kms_err kms_begin(p11kms *svc, const p11kms_principal *who, const char *action,
-                                       const char *key_ref, const p11kms_context *ctx,
-                                       const p11kms_context *ctx2, key_access *acc,
-                                       p11kms_error *err);
+P11KMS_MUST_CHECK p11kms_err kms_begin(p11kms *svc, const p11kms_principal *who,
+                                       policy_action action, const char *key_ref,
+                                       const p11kms_context *ctx, const p11kms_context *ctx2,
+                                       key_access *acc, p11kms_error *err);
 
 /* Encrypts under the key's current version (charging its encryption budget). */
 P11KMS_MUST_CHECK p11kms_err kms_encrypt_under(p11kms *svc, key_access *acc, const enc_context *ctx,

@@ -70,7 +70,7 @@ static void install_copy(p11kms *svc, const char *id_text, const key_meta *m)
 typedef p11kms_err (*mutator)(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
                               p11kms_error *err);
 
-static p11kms_err mutate_key(p11kms *svc, const p11kms_principal *who, const char *action,
+static p11kms_err mutate_key(p11kms *svc, const p11kms_principal *who, policy_action action,
                              const char *key_ref, mutator fn, void *arg, p11kms_key_metadata *out,
                              p11kms_error *err)
 {
@@ -303,7 +303,7 @@ p11kms_err kms_op_enable_key(p11kms *svc, const p11kms_principal *who, const cha
 {
     P11KMS_ERR_LOCAL(err);
     p11kms_key_state want = P11KMS_KEY_ENABLED;
-    return mutate_key(svc, who, "enable-key", key_ref, do_toggle, &want, NULL, err);
+    return mutate_key(svc, who, POLICY_ACTION_ENABLE_KEY, key_ref, do_toggle, &want, NULL, err);
 }
 
 p11kms_err kms_op_disable_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
@@ -311,7 +311,7 @@ p11kms_err kms_op_disable_key(p11kms *svc, const p11kms_principal *who, const ch
 {
     P11KMS_ERR_LOCAL(err);
     p11kms_key_state want = P11KMS_KEY_DISABLED;
-    return mutate_key(svc, who, "disable-key", key_ref, do_toggle, &want, NULL, err);
+    return mutate_key(svc, who, POLICY_ACTION_DISABLE_KEY, key_ref, do_toggle, &want, NULL, err);
 }
 
 static p11kms_err do_schedule(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
@@ -335,7 +335,8 @@ p11kms_err kms_op_schedule_key_deletion(p11kms *svc, const p11kms_principal *who
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
                             "pending window must be %d to %d days, not %u", DELETION_WINDOW_MIN,
                             DELETION_WINDOW_MAX, days);
-    return mutate_key(svc, who, "schedule-key-deletion", key_ref, do_schedule, &days, out, err);
+    return mutate_key(svc, who, POLICY_ACTION_SCHEDULE_KEY_DELETION, key_ref, do_schedule, &days,
+                      out, err);
 }
 
 static p11kms_err do_cancel(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
@@ -355,7 +356,8 @@ p11kms_err kms_op_cancel_key_deletion(p11kms *svc, const p11kms_principal *who, 
                                       p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
-    return mutate_key(svc, who, "cancel-key-deletion", key_ref, do_cancel, NULL, NULL, err);
+    return mutate_key(svc, who, POLICY_ACTION_CANCEL_KEY_DELETION, key_ref, do_cancel, NULL, NULL,
+                      err);
 }
 
 /* --- description and tags ------------------------------------------------------------------ */
@@ -384,7 +386,7 @@ p11kms_err kms_op_update_key_description(p11kms *svc, const p11kms_principal *wh
     if (description == NULL || strlen(description) > P11KMS_DESCRIPTION_MAX)
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "description must have at most %d characters",
                             P11KMS_DESCRIPTION_MAX);
-    return mutate_key(svc, who, "update-key-description", key_ref, do_describe_update,
+    return mutate_key(svc, who, POLICY_ACTION_UPDATE_KEY_DESCRIPTION, key_ref, do_describe_update,
                       (void *)description, NULL, err);
 }
 
@@ -420,7 +422,7 @@ p11kms_err kms_op_tag_resource(p11kms *svc, const p11kms_principal *who, const c
     if (rc != P11KMS_OK)
         return rc;
     tag_change c = {tags, NULL, count};
-    return mutate_key(svc, who, "tag-resource", key_ref, do_tag, &c, NULL, err);
+    return mutate_key(svc, who, POLICY_ACTION_TAG_RESOURCE, key_ref, do_tag, &c, NULL, err);
 }
 
 static p11kms_err do_untag(p11kms *svc, key_entry *entry, key_meta *m, void *arg, p11kms_error *err)
@@ -445,7 +447,7 @@ p11kms_err kms_op_untag_resource(p11kms *svc, const p11kms_principal *who, const
             return P11KMS_RAISE(err, P11KMS_E_TAG, "tag keys must not be empty");
     }
     tag_change c = {NULL, tag_keys, count};
-    return mutate_key(svc, who, "untag-resource", key_ref, do_untag, &c, NULL, err);
+    return mutate_key(svc, who, POLICY_ACTION_UNTAG_RESOURCE, key_ref, do_untag, &c, NULL, err);
 }
 
 /* --- rotation ------------------------------------------------------------------------------- */
@@ -507,7 +509,8 @@ p11kms_err kms_op_rotate_key_on_demand(p11kms *svc, const p11kms_principal *who,
                                        p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
-    return mutate_key(svc, who, "rotate-key-on-demand", key_ref, do_rotate, NULL, out, err);
+    return mutate_key(svc, who, POLICY_ACTION_ROTATE_KEY_ON_DEMAND, key_ref, do_rotate, NULL, out,
+                      err);
 }
 
 static p11kms_err do_rotation_setting(p11kms *svc, key_entry *entry, key_meta *m, void *arg,
@@ -536,8 +539,8 @@ p11kms_err kms_op_enable_key_rotation(p11kms *svc, const p11kms_principal *who, 
         return P11KMS_RAISE(err, P11KMS_E_VALIDATION,
                             "rotation period must be %d to %d days, not %u", ROTATION_PERIOD_MIN,
                             ROTATION_PERIOD_MAX, period);
-    return mutate_key(svc, who, "enable-key-rotation", key_ref, do_rotation_setting, &period, NULL,
-                      err);
+    return mutate_key(svc, who, POLICY_ACTION_ENABLE_KEY_ROTATION, key_ref, do_rotation_setting,
+                      &period, NULL, err);
 }
 
 p11kms_err kms_op_disable_key_rotation(p11kms *svc, const p11kms_principal *who,
@@ -545,8 +548,8 @@ p11kms_err kms_op_disable_key_rotation(p11kms *svc, const p11kms_principal *who,
 {
     P11KMS_ERR_LOCAL(err);
     unsigned off = 0;
-    return mutate_key(svc, who, "disable-key-rotation", key_ref, do_rotation_setting, &off, NULL,
-                      err);
+    return mutate_key(svc, who, POLICY_ACTION_DISABLE_KEY_ROTATION, key_ref, do_rotation_setting,
+                      &off, NULL, err);
 }
 
 /* --- aliases ------------------------------------------------------------------------------- */
@@ -626,17 +629,18 @@ p11kms_err kms_op_create_alias(p11kms *svc, const p11kms_principal *who, const c
     P11KMS_ERR_LOCAL(err);
     p11kms_err rc = keyref_check_alias_name(alias_name, err);
     if (rc == P11KMS_OK)
-        rc = gate_check_alias(svc, who, "create-alias", alias_name, err);
+        rc = gate_check_alias(svc, who, POLICY_ACTION_CREATE_ALIAS, alias_name, err);
     if (rc != P11KMS_OK)
         return rc;
     alias_change c = {alias_name, NULL};
-    return mutate_key(svc, who, "create-alias", target_key_ref, do_alias_add, &c, NULL, err);
+    return mutate_key(svc, who, POLICY_ACTION_CREATE_ALIAS, target_key_ref, do_alias_add, &c, NULL,
+                      err);
 }
 
 /* The key an existing alias points to, after asking the policy for action on it. */
-static p11kms_err alias_target_checked(p11kms *svc, const p11kms_principal *who, const char *action,
-                                       const char *alias, char target[P11KMS_KEY_ID_LEN + 1],
-                                       p11kms_error *err)
+static p11kms_err alias_target_checked(p11kms *svc, const p11kms_principal *who,
+                                       policy_action action, const char *alias,
+                                       char target[P11KMS_KEY_ID_LEN + 1], p11kms_error *err)
 {
     p11kms_err rc = keyref_check_alias_name(alias, err);
     if (rc == P11KMS_OK)
@@ -667,11 +671,13 @@ p11kms_err kms_op_update_alias(p11kms *svc, const p11kms_principal *who, const c
 {
     P11KMS_ERR_LOCAL(err);
     char old_target[P11KMS_KEY_ID_LEN + 1];
-    p11kms_err rc = alias_target_checked(svc, who, "update-alias", alias_name, old_target, err);
+    p11kms_err rc =
+        alias_target_checked(svc, who, POLICY_ACTION_UPDATE_ALIAS, alias_name, old_target, err);
     if (rc != P11KMS_OK)
         return rc;
     alias_change c = {alias_name, old_target};
-    return mutate_key(svc, who, "update-alias", target_key_ref, do_alias_add, &c, NULL, err);
+    return mutate_key(svc, who, POLICY_ACTION_UPDATE_ALIAS, target_key_ref, do_alias_add, &c, NULL,
+                      err);
 }
 
 p11kms_err kms_op_delete_alias(p11kms *svc, const p11kms_principal *who, const char *alias_name,
@@ -679,7 +685,8 @@ p11kms_err kms_op_delete_alias(p11kms *svc, const p11kms_principal *who, const c
 {
     P11KMS_ERR_LOCAL(err);
     char target[P11KMS_KEY_ID_LEN + 1];
-    p11kms_err rc = alias_target_checked(svc, who, "delete-alias", alias_name, target, err);
+    p11kms_err rc =
+        alias_target_checked(svc, who, POLICY_ACTION_DELETE_ALIAS, alias_name, target, err);
     if (rc != P11KMS_OK)
         return rc;
     rc = keystore_lock(svc, err);

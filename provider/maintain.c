@@ -432,7 +432,7 @@ p11kms_err kms_op_maintain(p11kms *svc, const p11kms_principal *who,
 {
     P11KMS_ERR_LOCAL(err);
     /* maintain destroys key material (due deletions, leftovers): administration. */
-    p11kms_err rc0 = gate_check_global(svc, who, "maintain", err);
+    p11kms_err rc0 = gate_check_global(svc, who, POLICY_ACTION_MAINTAIN, err);
     if (rc0 != P11KMS_OK)
         return rc0;
     maintenance mt = {svc,           fn,   arg, hashmap_new(), hashmap_new(), hashmap_new(),

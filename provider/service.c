@@ -296,7 +296,7 @@ p11kms_err kms_op_describe_key(p11kms *svc, const p11kms_principal *who, const c
 {
     P11KMS_ERR_LOCAL(err);
     key_access acc;
-    p11kms_err rc = kms_begin(svc, who, "describe-key", key_ref, NULL, NULL, &acc, err);
+    p11kms_err rc = kms_begin(svc, who, POLICY_ACTION_DESCRIBE_KEY, key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
         return rc;
     lifecycle_fill_metadata(svc, acc.meta, out);
@@ -327,7 +327,7 @@ p11kms_err kms_op_list_keys(p11kms *svc, const p11kms_principal *who,
                             p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
-    p11kms_err rc = gate_check_global(svc, who, "list-keys", err);
+    p11kms_err rc = gate_check_global(svc, who, POLICY_ACTION_LIST_KEYS, err);
     if (rc != P11KMS_OK)
         return rc;
     list_keys_ctx c = {svc, who, fn, arg};
@@ -412,14 +412,14 @@ p11kms_err kms_op_list_aliases(p11kms *svc, const p11kms_principal *who, const c
                                void *arg, p11kms_error *err)
 {
     P11KMS_ERR_LOCAL(err);
-    p11kms_err rc = gate_check_global(svc, who, "list-aliases", err);
+    p11kms_err rc = gate_check_global(svc, who, POLICY_ACTION_LIST_ALIASES, err);
     if (rc != P11KMS_OK)
         return rc;
     list_aliases_ctx c = {svc, fn, arg};
     if (key_ref == NULL)
         return list_visible_aliases(svc, who, &c, err);
     key_access acc;
-    rc = kms_begin(svc, who, "describe-key", key_ref, NULL, NULL, &acc, err);
+    rc = kms_begin(svc, who, POLICY_ACTION_DESCRIBE_KEY, key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
         return rc;
     for (size_t i = 0; i < acc.meta->alias_count; i++) {
@@ -436,7 +436,8 @@ p11kms_err kms_op_list_resource_tags(p11kms *svc, const p11kms_principal *who, c
 {
     P11KMS_ERR_LOCAL(err);
     key_access acc;
-    p11kms_err rc = kms_begin(svc, who, "list-resource-tags", key_ref, NULL, NULL, &acc, err);
+    p11kms_err rc =
+        kms_begin(svc, who, POLICY_ACTION_LIST_RESOURCE_TAGS, key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
         return rc;
     for (size_t i = 0; i < acc.meta->tag_count; i++) {
@@ -453,7 +454,8 @@ p11kms_err kms_op_list_key_rotations(p11kms *svc, const p11kms_principal *who, c
 {
     P11KMS_ERR_LOCAL(err);
     key_access acc;
-    p11kms_err rc = kms_begin(svc, who, "list-key-rotations", key_ref, NULL, NULL, &acc, err);
+    p11kms_err rc =
+        kms_begin(svc, who, POLICY_ACTION_LIST_KEY_ROTATIONS, key_ref, NULL, NULL, &acc, err);
     if (rc != P11KMS_OK)
         return rc;
     for (size_t i = 0; i < acc.meta->version_count; i++) {
@@ -592,10 +594,17 @@ static bool principal_within(const p11kms_principal *subject, const p11kms_princ
     return true;
 }
 
-static p11kms_err explain_for(p11kms *svc, const p11kms_principal *subject, const char *action,
+/* action is the name the caller wrote: the one place of the provider that parses one. It is
+ * parsed only after a question about others was allowed, so a refusal says the same whatever
+ * the action. */
+static p11kms_err explain_for(p11kms *svc, const p11kms_principal *subject, const char *action_name,
                               const char *key_ref, const p11kms_context *ctx, bool *allowed,
                               char *explanation, size_t explanation_size, p11kms_error *err)
 {
+    policy_action action;
+    p11kms_err parsed = policy_action_parse(action_name, &action, err);
+    if (parsed != P11KMS_OK)
+        return parsed;
     key_access acc;
     memset(&acc, 0, sizeof(acc));
     if (key_ref != NULL) {
@@ -635,7 +644,7 @@ p11kms_err p11kms_policy_explain(p11kms *svc, const p11kms_principal *caller,
      * that a refusal says the same whatever the subject or the key. */
     audit_req a;
     audit_begin(&a, svc, "ExplainPolicy", caller, key_ref, NULL);
-    p11kms_err rc = gate_check_global(svc, caller, "explain-policy", err);
+    p11kms_err rc = gate_check_global(svc, caller, POLICY_ACTION_EXPLAIN_POLICY, err);
     if (rc == P11KMS_OK)
         rc = explain_for(svc, subject, action, key_ref, ctx, allowed, explanation, explanation_size,
                          err);

@@ -1365,7 +1365,7 @@ static void write_file(const char *path, const char *text)
 
 static bool store_allows(policy_store *store, const char *principal, policy_action action)
 {
-    policy *pol = policy_store_acquire(store);
+    policy *pol = policy_store_acquire(store, NULL);
     const char *names[] = {principal};
     policy_principals who = {names, 1};
     policy_decision d;
@@ -1406,11 +1406,20 @@ static void check_store(void)
     CHECK_OK(policy_store_new(pol, &store, &err), &err);
     REQUIRE(store != NULL);
     CHECK(store_allows(store, "unix:user:alice", POLICY_ACTION_ENABLE_KEY));
+    /* The generation comes with the policy: the initial one is 1 (0 would mean "no
+     * generation" to a decision cache) and every policy put in force makes a new one. */
+    uint64_t gen = 0, held_gen = 0;
+    policy *again = policy_store_acquire(store, &gen);
+    CHECK(again != NULL && gen == 1);
+    policy_free(again);
 
     /* A request holding the old policy keeps it through a reload. */
-    policy *held = policy_store_acquire(store);
+    policy *held = policy_store_acquire(store, &held_gen);
     write_file("policy.yaml", v2);
     CHECK_OK(policy_store_reload(store, "policy.yaml", NULL, NULL, &err), &err);
+    again = policy_store_acquire(store, &gen);
+    CHECK(again != NULL && again != held && gen == held_gen + 1);
+    policy_free(again);
     CHECK(!store_allows(store, "unix:user:alice", POLICY_ACTION_ENABLE_KEY));
     CHECK(store_allows(store, "unix:user:bob", POLICY_ACTION_ENABLE_KEY));
     CHECK(policy_statement_count(held) == 1);
@@ -1444,23 +1453,34 @@ static void check_store(void)
     CHECK(got.count == 1 && strncmp(got.items[0], "policy.yaml:3:1: YAML", 21) == 0);
     lines_free(&got);
     CHECK(store_allows(store, "unix:user:bob", POLICY_ACTION_ENABLE_KEY));
+    /* Failed reloads start no generation: decisions cached under the policy in force stay
+     * valid. */
+    uint64_t after_failures = 0;
+    policy_free(policy_store_acquire(store, &after_failures));
+    CHECK(after_failures == held_gen + 1);
 
-    /* Replace with nothing: everything denied. */
+    /* Replace with nothing: everything denied, under a generation of its own. */
     policy_store_replace(store, NULL);
-    CHECK(policy_store_acquire(store) == NULL);
+    CHECK(policy_store_acquire(store, &gen) == NULL);
+    CHECK(gen == after_failures + 1);
     CHECK(!store_allows(store, "unix:user:bob", POLICY_ACTION_ENABLE_KEY));
     policy_store_free(store);
 
-    /* An empty store, and freeing NULLs. */
+    /* An empty store, no store, and freeing NULLs. */
     CHECK_OK(policy_store_new(NULL, &store, &err), &err);
-    CHECK(policy_store_acquire(store) == NULL);
+    CHECK(policy_store_acquire(store, &gen) == NULL && gen == 1);
     policy_store_free(store);
+    gen = 7;
+    CHECK(policy_store_acquire(NULL, &gen) == NULL && gen == 0);
     policy_store_free(NULL);
     policy_free(NULL);
 }
 
 /* Readers evaluate while the main thread reloads: each reader must always see one whole policy
- * (v1 allows alice, v2 allows bob, never both or neither), and nothing may be freed under it. */
+ * (v1 allows alice, v2 allows bob, never both or neither), and nothing may be freed under it.
+ * The generation must be the policy's own: the odd ones are v1 (1 is the initial policy, and
+ * every round puts the other version in force), so a decision cache keyed on it never pairs a
+ * decision with another policy. */
 typedef struct reader_state {
     policy_store *store;
     atomic_int stop;
@@ -1474,14 +1494,15 @@ static void *reader(void *arg)
     const char *alice[] = {"unix:user:alice"}, *bob[] = {"unix:user:bob"};
     policy_principals a = {alice, 1}, b = {bob, 1};
     while (!atomic_load(&rs->stop)) {
-        policy *pol = policy_store_acquire(rs->store);
+        uint64_t gen = 0;
+        policy *pol = policy_store_acquire(rs->store, &gen);
         policy_decision da, db;
         p11kms_error err = {0};
         if (policy_evaluate(pol, &a, POLICY_ACTION_ENABLE_KEY, KEY_OTHER, NULL, 0, NULL, NULL, &da,
                             &err) != P11KMS_OK ||
             policy_evaluate(pol, &b, POLICY_ACTION_ENABLE_KEY, KEY_OTHER, NULL, 0, NULL, NULL, &db,
                             &err) != P11KMS_OK ||
-            da.allowed == db.allowed)
+            da.allowed == db.allowed || da.allowed != (gen % 2 == 1))
             atomic_store(&rs->inconsistent, 1);
         policy_free(pol);
         atomic_fetch_add(&rs->decisions, 1);

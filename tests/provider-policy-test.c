@@ -194,9 +194,12 @@ int main(void)
     CHECK_ERR(
         p11kms_generate_data_key(svc, app1, "alias/app-one", tenant, "AES_256", 0, false, &r, &e),
         P11KMS_E_ACCESS_DENIED, &e);
+    CHECK(strcmp(e.message, "unix:user:app1 is not allowed to "
+                            "generate-data-key-without-plaintext alias/app-one") == 0);
     CHECK_ERR(p11kms_re_encrypt(svc, app1, NULL, tenant, ct.ciphertext, ct.ciphertext_len,
                                 "alias/app-two", tenant, &r, &e),
               P11KMS_E_ACCESS_DENIED, &e);
+    CHECK(strcmp(e.message, "unix:user:app1 is not allowed to re-encrypt-to alias/app-two") == 0);
     CHECK(r.ciphertext == NULL);
 
     fx_say("the alias statement applies when app1 names the key by id, key ARN or alias ARN");
@@ -232,8 +235,10 @@ int main(void)
     CHECK(state_of(one) == P11KMS_KEY_ENABLED);
     CHECK_ERR(p11kms_rotate_key_on_demand(svc, app1, one, &md, &e), P11KMS_E_ACCESS_DENIED, &e);
     CHECK_ERR(p11kms_create_key(svc, app1, NULL, &md, &e), P11KMS_E_ACCESS_DENIED, &e);
+    CHECK(strcmp(e.message, "unix:user:app1 is not allowed to create-key") == 0);
     CHECK_ERR(p11kms_create_alias(svc, app1, "alias/app-mine", one, &e), P11KMS_E_ACCESS_DENIED,
               &e);
+    CHECK(strcmp(e.message, "unix:user:app1 is not allowed to create-alias alias/app-mine") == 0);
     CHECK_ERR(p11kms_update_alias(svc, app1, "alias/app-one", two, &e), P11KMS_E_ACCESS_DENIED, &e);
     CHECK_ERR(p11kms_delete_alias(svc, app1, "alias/app-one", &e), P11KMS_E_ACCESS_DENIED, &e);
     CHECK_OK(p11kms_describe_key(svc, admin, "alias/app-one", &md, &e), &e);
@@ -378,6 +383,16 @@ int main(void)
     CHECK(!allowed);
     CHECK_OK(explain_as(nobody, NULL, "describe-key", one, NULL, &allowed, why, sizeof(why)), &e);
     CHECK(!allowed);
+    fx_say("policy explain names the action as the policy does; an unknown name is invalid");
+    CHECK_OK(explain_as(admin, app1, "re-encrypt-from", one, tenant, &allowed, why, sizeof(why)),
+             &e);
+    CHECK(!allowed && strncmp(why, "DENY re-encrypt-from", 20) == 0);
+    CHECK_ERR(explain_as(app1, NULL, "Encrypt", one, NULL, &allowed, why, sizeof(why)),
+              P11KMS_E_VALIDATION, &e);
+    CHECK(strcmp(e.message, "unknown policy action 'Encrypt'") == 0 && !allowed);
+    CHECK_ERR(explain_as(admin, app1, NULL, NULL, NULL, &allowed, why, sizeof(why)),
+              P11KMS_E_VALIDATION, &e);
+    CHECK(fx_msg_has(&e, "unknown policy action"));
     p11kms_principal *app1_groups = p11kms_principal_new();
     REQUIRE(app1_groups != NULL);
     CHECK_OK(p11kms_principal_add(app1_groups, "unix:user:app1", &e), &e);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "provider/import.h"
+#include "provider/import-material.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
 #include "provider/lifecycle.h"

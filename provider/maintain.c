@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "provider/gate.h"
+#include "provider/import-material.h"
 #include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"

@@ -21,6 +21,7 @@
 #include "provider/audit.h"
 #include "provider/context-api.h"
 #include "provider/gate.h"
+#include "provider/import-material.h"
 #include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"

@@ -15,7 +15,8 @@
 #include "provider/keyref.h"
 #include "provider/keystore.h"
 #include "provider/kms-crypto.h"
-#include "provider/lifecycle.h"
+#include "provider/lifecycle-report.h"
+#include "provider/lifecycle-state.h"
 
 /* Imported key material (BYOK), as AWS KMS: GetParametersForImport, ImportKeyMaterial,
  * DeleteImportedKeyMaterial. The material is unwrapped by C_UnwrapKey straight into a token

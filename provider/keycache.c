@@ -9,7 +9,7 @@
 #include "provider/import-material.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
-#include "provider/lifecycle.h"
+#include "provider/lifecycle-purge.h"
 
 meta_snapshot *snapshot_new(key_meta *meta)
 {

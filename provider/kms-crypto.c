@@ -15,6 +15,7 @@
 #include "provider/keyref.h"
 #include "provider/keystore.h"
 #include "provider/kms-crypto.h"
+#include "provider/lifecycle-state.h"
 #include "provider/lifecycle.h"
 
 /* AAD buffers up to this size live on the stack; larger contexts are rare. */

@@ -10,6 +10,8 @@
 #include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"
+#include "provider/lifecycle-purge.h"
+#include "provider/lifecycle-report.h"
 #include "provider/lifecycle.h"
 
 /* `p11kms maintain` performs only what key states and dates already decided (deletions whose

@@ -11,6 +11,7 @@
 #include "pkcs11/rsa-wrap.h"
 #include "provider/import-material.h"
 #include "provider/import-token.h"
+#include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"

@@ -11,6 +11,7 @@
 #include "provider/context-api.h"
 #include "provider/gate.h"
 #include "provider/ivbuf.h"
+#include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"

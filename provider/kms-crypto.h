@@ -3,7 +3,7 @@
 #define P11KMS_PROVIDER_KMS_CRYPTO_H
 
 #include "provider/blob.h"
-#include "provider/keycache.h"
+#include "provider/keyaccess.h"
 
 /* Resolves key_ref and asks the policy; a key the principal may not use is AccessDenied whether
  * or not it exists. On success acc must be ended by the caller. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "provider/gate.h"
+#include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"

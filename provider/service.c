@@ -22,6 +22,7 @@
 #include "provider/context-api.h"
 #include "provider/gate.h"
 #include "provider/import.h"
+#include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"

@@ -9,12 +9,15 @@
 #include <string.h>
 
 #include "pkcs11/rsa-wrap.h"
+#include "provider/import-material.h"
 #include "provider/import-token.h"
+#include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
 #include "provider/kms-crypto.h"
-#include "provider/lifecycle.h"
+#include "provider/lifecycle-report.h"
+#include "provider/lifecycle-state.h"
 
 /* Imported key material (BYOK), as AWS KMS: GetParametersForImport, ImportKeyMaterial,
  * DeleteImportedKeyMaterial. The material is unwrapped by C_UnwrapKey straight into a token
@@ -27,7 +30,6 @@
 #define VALID_TO_MAX_DAYS 365           /* AWS: ValidTo at most 365 days ahead */
 #define MATERIAL_LEN 32                 /* SYMMETRIC_DEFAULT: AES-256 */
 #define ENCRYPTED_MATERIAL_MAX 4096
-#define MATERIAL_VERSION 1
 #define VERSION_ID_LEN (KEY_UUID_LEN + 4)
 #define WRAP_LABEL_PREFIX "p11kms-import/wrap/"
 
@@ -99,20 +101,7 @@ static void version_id(const uint8_t id[KEY_UUID_LEN], uint8_t out[VERSION_ID_LE
 {
     memcpy(out, id, KEY_UUID_LEN);
     out[16] = out[17] = out[18] = 0;
-    out[19] = MATERIAL_VERSION;
-}
-
-void import_fill_metadata(const key_meta *m, p11kms_key_metadata *out)
-{
-    const char *name = expiration_model_name(m->expiration);
-    snprintf(out->expiration_model, sizeof(out->expiration_model), "%s", name ? name : "");
-    out->valid_to = m->expiration == EXPIRATION_EXPIRES ? m->valid_to : 0;
-}
-
-bool import_material_due(const key_meta *m, int64_t now)
-{
-    return m->origin == P11KMS_ORIGIN_EXTERNAL && m->expiration == EXPIRATION_EXPIRES &&
-           m->version_count > 0 && m->valid_to <= now && m->state != P11KMS_KEY_PENDING_DELETION;
+    out[19] = IMPORT_MATERIAL_VERSION;
 }
 
 static p11kms_err refuse_not_external(const key_meta *m, const char *op, p11kms_error *err)
@@ -123,67 +112,6 @@ static p11kms_err refuse_not_external(const key_meta *m, const char *op, p11kms_
                         "%s refused: key %s has origin AWS_KMS; key material can only be "
                         "imported into keys created with origin EXTERNAL",
                         op, m->id_text);
-}
-
-/* Destroys the material object of a key if one exists (NOT_FOUND is success). */
-static p11kms_err destroy_material(p11kms *svc, key_entry *entry, const uint8_t id[KEY_UUID_LEN],
-                                   bool *destroyed, p11kms_error *err)
-{
-    p11_key *key = NULL;
-    p11kms_error probe = {0};
-    if (destroyed != NULL)
-        *destroyed = false;
-    if (entry != NULL)
-        keycache_drop_version_key(svc, entry, MATERIAL_VERSION);
-    p11kms_err rc = keystore_version_find(svc, id, MATERIAL_VERSION, &key, &probe);
-    if (rc == P11KMS_E_NOT_FOUND)
-        return P11KMS_OK;
-    if (rc == P11KMS_OK) {
-        rc = p11_key_destroy(svc->token, key, &probe);
-        if (rc == P11KMS_E_NOT_FOUND)
-            return P11KMS_OK; /* a cached handle of an object another process destroyed */
-    }
-    if (rc == P11KMS_OK && destroyed != NULL)
-        *destroyed = true;
-    if (rc != P11KMS_OK && err != NULL)
-        *err = probe;
-    return rc;
-}
-
-/* Writes the record and installs a copy in this process's cache. */
-static p11kms_err commit(p11kms *svc, key_entry *entry, key_meta *m, p11kms_error *err)
-{
-    p11kms_err rc = keystore_meta_write(svc, m, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    key_meta *copy = keymeta_clone(m);
-    if (copy == NULL)
-        keycache_forget(svc, entry);
-    else
-        keycache_install(svc, entry, copy);
-    return P11KMS_OK;
-}
-
-/* The record first (the key is unusable in every process from the next generation on), then the
- * object. A crash between the two leaves a material object no record names; the record is
- * PendingImport, so nothing can use it, and import_sweep destroys it on the next access, import
- * or maintain. */
-static p11kms_err remove_material_locked(p11kms *svc, key_entry *entry, key_meta *m,
-                                         p11kms_error *err)
-{
-    m->version_count = 0;
-    m->state = P11KMS_KEY_PENDING_IMPORT;
-    m->expiration = EXPIRATION_NONE;
-    m->valid_to = 0;
-    m->rotation_enabled = false;
-    m->next_rotation = 0;
-    p11kms_err rc = commit(svc, entry, m, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    pthread_mutex_lock(&entry->lock);
-    entry->batch_left = 0; /* the next material starts a fresh encryption budget record */
-    pthread_mutex_unlock(&entry->lock);
-    return destroy_material(svc, entry, m->id, NULL, err);
 }
 
 /* --- GetParametersForImport ------------------------------------------------------------------- */
@@ -343,13 +271,13 @@ static p11kms_err import_locked(p11kms *svc, key_entry *entry, key_meta *m, cons
 {
     /* A leftover object (an interrupted import or deletion) would make the new one ambiguous:
      * the record lists no material, so no ciphertext depends on it. */
-    p11kms_err rc = destroy_material(svc, entry, m->id, NULL, err);
+    p11kms_err rc = import_destroy_material(svc, entry, m->id, NULL, err);
     if (rc != P11KMS_OK)
         return rc;
     uint8_t vid[VERSION_ID_LEN];
     char label[KEYSTORE_LABEL_MAX];
     version_id(m->id, vid);
-    snprintf(label, sizeof(label), "p11kms/%s/v%u", m->id_text, MATERIAL_VERSION);
+    snprintf(label, sizeof(label), "p11kms/%s/v%u", m->id_text, IMPORT_MATERIAL_VERSION);
     p11_unwrap_target target = {vid, sizeof(vid), label, MATERIAL_LEN, false, NULL};
     p11_key *key = NULL;
     rc = p11_rsa_wrap_unwrap(svc->token, j->tok->wrap_id, sizeof(j->tok->wrap_id), j->tok->alg,
@@ -369,18 +297,18 @@ static p11kms_err import_locked(p11kms *svc, key_entry *entry, key_meta *m, cons
     else
         rc = kcv_compute(svc, key, next, err);
     if (rc == P11KMS_OK &&
-        !keymeta_add_version(next, MATERIAL_VERSION, service_now(), ROTATION_INITIAL))
+        !keymeta_add_version(next, IMPORT_MATERIAL_VERSION, service_now(), ROTATION_INITIAL))
         rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
     if (rc == P11KMS_OK) {
         next->state = P11KMS_KEY_ENABLED;
         next->expiration = j->model;
         next->valid_to = j->model == EXPIRATION_EXPIRES ? j->in->valid_to : 0;
-        rc = commit(svc, entry, next, err);
+        rc = import_commit(svc, entry, next, err);
     }
     keymeta_free(next);
     if (rc != P11KMS_OK) {
         p11kms_error ignored = {0};
-        keycache_drop_version_key(svc, entry, MATERIAL_VERSION);
+        keycache_drop_version_key(svc, entry, IMPORT_MATERIAL_VERSION);
         if (p11_key_destroy(svc->token, key, &ignored) != P11KMS_OK)
             return rc; /* the record lists no material: import_sweep destroys the object */
     }
@@ -457,40 +385,19 @@ p11kms_err p11kms_delete_imported_key_material(p11kms *svc, const p11kms_princip
     if (rc == P11KMS_OK)
         rc = refuse_not_external(m, "DeleteImportedKeyMaterial", err);
     if (rc == P11KMS_OK && m->state == P11KMS_KEY_PENDING_IMPORT &&
-        keymeta_version(m, MATERIAL_VERSION) == NULL)
-        rc = destroy_material(svc, entry, m->id, NULL, err); /* an interrupted import's object */
+        keymeta_version(m, IMPORT_MATERIAL_VERSION) == NULL)
+        rc = import_destroy_material(svc, entry, m->id, NULL, err); /* an interrupted import's */
     if (rc == P11KMS_OK &&
         (m->state == P11KMS_KEY_PENDING_IMPORT || m->state == P11KMS_KEY_PENDING_DELETION))
         rc = lifecycle_refuse_state(m, "DeleteImportedKeyMaterial", err);
     if (rc == P11KMS_OK)
-        rc = remove_material_locked(svc, entry, m, err);
+        rc = import_remove_material_locked(svc, entry, m, err);
     keystore_unlock(svc);
     keymeta_free(m);
     return rc;
 }
 
-/* --- expiry, maintenance, recovery ------------------------------------------------------------ */
-
-p11kms_err import_expire_if_due(p11kms *svc, key_entry *entry, p11kms_error *err)
-{
-    p11kms_err rc = keystore_lock(svc, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    key_meta *m = NULL;
-    rc = keystore_meta_read(svc, entry->id_text, &m, err);
-    if (rc == P11KMS_E_NOT_FOUND) {
-        keycache_forget(svc, entry);
-        rc = P11KMS_OK;
-    } else if (rc == P11KMS_OK) {
-        if (import_material_due(m, service_now()))
-            rc = remove_material_locked(svc, entry, m, err);
-        else
-            keycache_install(svc, entry, keymeta_clone(m));
-    }
-    keystore_unlock(svc);
-    keymeta_free(m);
-    return rc;
-}
+/* --- maintenance ------------------------------------------------------------------------------ */
 
 typedef struct due_scan {
     char (*ids)[P11KMS_KEY_ID_LEN + 1];
@@ -565,26 +472,4 @@ p11kms_err import_maintain(p11kms *svc, void (*fn)(const char *line, void *arg),
     wrap_scan w = {svc, fn, arg, service_now(), P11KMS_OK, err};
     rc = p11_rsa_wrap_list(svc->token, WRAP_LABEL_PREFIX, destroy_if_expired, &w, err);
     return rc != P11KMS_OK ? rc : w.rc;
-}
-
-p11kms_err import_sweep(p11kms *svc, const char *id_text, bool *destroyed, p11kms_error *err)
-{
-    uint8_t id[KEY_UUID_LEN];
-    *destroyed = false;
-    if (!uuid_parse(id_text, id))
-        return P11KMS_RAISE(err, P11KMS_E_INTERNAL, "malformed key id %s", id_text);
-    p11kms_err rc = keystore_lock(svc, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    key_meta *m = NULL;
-    rc = keystore_meta_read(svc, id_text, &m, err);
-    /* Under the lock no import is half done: an object the record does not name is left over. */
-    if (rc == P11KMS_OK && m->origin == P11KMS_ORIGIN_EXTERNAL &&
-        keymeta_version(m, MATERIAL_VERSION) == NULL)
-        rc = destroy_material(svc, keycache_entry(svc, id_text), id, destroyed, err);
-    else if (rc == P11KMS_E_NOT_FOUND)
-        rc = P11KMS_OK; /* no record: maintain's orphan rules apply */
-    keystore_unlock(svc);
-    keymeta_free(m);
-    return rc;
 }

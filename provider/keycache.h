@@ -1,29 +1,9 @@
-/* The per-process view of keys: resolves references, keeps metadata snapshots fresh within
- * state-refresh-ms, and caches token handles of key versions. */
+/* The per-process cache of keys: metadata snapshots, alias resolutions, and the token handles
+ * and session copies of key versions (key_access in keyaccess.h keeps them fresh). */
 #ifndef P11KMS_PROVIDER_KEYCACHE_H
 #define P11KMS_PROVIDER_KEYCACHE_H
 
 #include "provider/service.h"
-
-/* A key being used by one operation: the entry and a snapshot that stays valid until
- * key_access_end, whatever other threads install meanwhile. */
-typedef struct key_access {
-    key_entry *entry;
-    meta_snapshot *snap;
-    const key_meta *meta; /* snap->meta */
-} key_access;
-
-/* Resolves a key reference (id, alias, ARN) to an existing key. NOT_FOUND when it names no key
- * (including a key purged because its deletion date passed). */
-P11KMS_MUST_CHECK p11kms_err key_access_begin(p11kms *svc, const char *key_ref, key_access *acc,
-                                              p11kms_error *err);
-/* Same for a key id taken from a ciphertext blob. */
-P11KMS_MUST_CHECK p11kms_err key_access_by_id(p11kms *svc, const uint8_t id[KEY_UUID_LEN],
-                                              key_access *acc, p11kms_error *err);
-/* Re-reads the metadata from the token now (used when the token refuses a key, or when the
- * cached state refuses an operation: a refusal must never rest on stale data). */
-P11KMS_MUST_CHECK p11kms_err key_access_refresh(p11kms *svc, key_access *acc, p11kms_error *err);
-void key_access_end(key_access *acc);
 
 /* Installs metadata just written to the token by this process (takes ownership of m). */
 void keycache_install(p11kms *svc, key_entry *entry, key_meta *m);
@@ -31,6 +11,8 @@ void keycache_install(p11kms *svc, key_entry *entry, key_meta *m);
 void keycache_install_unannounced(p11kms *svc, key_entry *entry, key_meta *m);
 /* Marks the key gone (after a purge). */
 void keycache_forget(p11kms *svc, key_entry *entry);
+/* Reads the record from the token and installs it; NOT_FOUND when the key does not exist. */
+P11KMS_MUST_CHECK p11kms_err keycache_load(p11kms *svc, key_entry *entry, p11kms_error *err);
 /* Entry for an id, created empty if needed (never NULL unless out of memory). */
 key_entry *keycache_entry(p11kms *svc, const char *id_text);
 

@@ -11,10 +11,12 @@
 #include "provider/context-api.h"
 #include "provider/gate.h"
 #include "provider/ivbuf.h"
+#include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
 #include "provider/kms-crypto.h"
+#include "provider/lifecycle-state.h"
 #include "provider/lifecycle.h"
 
 /* AAD buffers up to this size live on the stack; larger contexts are rare. */

@@ -4,7 +4,7 @@
 
 #include "provider/blob.h"
 #include "policy/policy.h"
-#include "provider/keycache.h"
+#include "provider/keyaccess.h"
 
 /* Resolves key_ref and asks the policy; a key the principal may not use is AccessDenied whether
  * or not it exists. On success acc must be ended by the caller. */

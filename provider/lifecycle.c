@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include "provider/gate.h"
-#include "provider/import.h"
+#include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
+#include "provider/lifecycle-state.h"
 
 #define DAY_SECONDS INT64_C(86400)
 #define DELETION_WINDOW_MIN 7
@@ -21,19 +22,6 @@
 #define ROTATION_PERIOD_DEFAULT 365
 #define TAG_KEY_MAX 128
 #define TAG_VALUE_MAX 256
-
-p11kms_err lifecycle_refuse_state(const key_meta *m, const char *operation, p11kms_error *err)
-{
-    return P11KMS_RAISE(err, P11KMS_E_INVALID_STATE, "%s refused: key %s is %s", operation,
-                        m->id_text, p11kms_key_state_name(m->state));
-}
-
-p11kms_err lifecycle_refuse_crypto(const key_meta *m, const char *operation, p11kms_error *err)
-{
-    p11kms_err code = m->state == P11KMS_KEY_DISABLED ? P11KMS_E_DISABLED : P11KMS_E_INVALID_STATE;
-    return P11KMS_RAISE(err, code, "%s refused: key %s is %s", operation, m->id_text,
-                        p11kms_key_state_name(m->state));
-}
 
 /* --- steps shared by every mutation -------------------------------------------------------- */
 
@@ -735,80 +723,4 @@ p11kms_err kms_op_delete_alias(p11kms *svc, const p11kms_principal *who, const c
     keymeta_free(m);
     keystore_unlock(svc);
     return rc;
-}
-
-/* --- deletion ------------------------------------------------------------------------------ */
-
-p11kms_err lifecycle_purge_locked(p11kms *svc, const key_meta *m, p11kms_error *err)
-{
-    /* One transaction removes the record and its aliases; the version objects go afterwards. A
-     * crash before they are all destroyed leaves claimed objects no record names, which maintain
-     * destroys (their claims are older than any grace period: deletion waits at least 7 days). */
-    key_entry *entry = keycache_entry(svc, m->id_text);
-    p11kms_err rc = keystore_begin(svc, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    for (size_t i = 0; rc == P11KMS_OK && i < m->alias_count; i++) {
-        p11kms_error probe = {0};
-        p11kms_err arc = keystore_alias_delete(svc, m->aliases[i], &probe);
-        if (arc != P11KMS_OK && arc != P11KMS_E_NOT_FOUND) {
-            rc = arc;
-            if (err != NULL)
-                *err = probe;
-        }
-    }
-    if (rc == P11KMS_OK)
-        rc = keystore_meta_delete(svc, m->id_text, err);
-    if (rc == P11KMS_OK)
-        rc = keystore_commit(svc, err);
-    else
-        keystore_rollback(svc);
-    if (rc != P11KMS_OK)
-        return rc;
-    for (size_t i = 0; i < m->alias_count; i++)
-        keycache_alias_forget(svc, m->aliases[i]);
-    if (entry != NULL)
-        keycache_forget(svc, entry);
-    for (size_t i = 0; i < m->version_count; i++) {
-        uint32_t v = m->versions[i].number;
-        if (entry != NULL)
-            keycache_drop_version_key(svc, entry, v);
-        keystore_version_discard(svc, m->id, v);
-    }
-    return P11KMS_OK;
-}
-
-p11kms_err lifecycle_purge_if_due(p11kms *svc, key_entry *entry, p11kms_error *err)
-{
-    p11kms_err rc = keystore_lock(svc, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    key_meta *m = NULL;
-    rc = keystore_meta_read(svc, entry->id_text, &m, err);
-    if (rc == P11KMS_E_NOT_FOUND) {
-        keycache_forget(svc, entry);
-        rc = P11KMS_OK;
-    } else if (rc == P11KMS_OK) {
-        if (m->state == P11KMS_KEY_PENDING_DELETION && m->deletion_date <= service_now())
-            rc = lifecycle_purge_locked(svc, m, err);
-        else
-            keycache_install(svc, entry, keymeta_clone(m));
-    }
-    keystore_unlock(svc);
-    keymeta_free(m);
-    return rc;
-}
-
-/* --- reports ------------------------------------------------------------------------------- */
-
-void lifecycle_report(void (*fn)(const char *line, void *arg), void *arg, const char *fmt, ...)
-{
-    if (fn == NULL)
-        return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    fn(line, arg);
 }

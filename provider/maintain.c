@@ -6,9 +6,12 @@
 #include <string.h>
 
 #include "provider/gate.h"
+#include "provider/import-material.h"
 #include "provider/import.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"
+#include "provider/lifecycle-purge.h"
+#include "provider/lifecycle-report.h"
 #include "provider/lifecycle.h"
 
 /* `p11kms maintain` performs only what key states and dates already decided (deletions whose

@@ -7,7 +7,7 @@
 #include "provider/audit-ops.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"
-#include "provider/lifecycle.h"
+#include "provider/lifecycle-report.h"
 
 /* `p11kms store migrate`: moves what format 1 kept in the token as CKO_DATA objects (key
  * records, aliases, the journal) into the configured store, verifies what it wrote, then

@@ -22,10 +22,12 @@
 #include "provider/context-api.h"
 #include "provider/gate.h"
 #include "provider/import.h"
+#include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"
 #include "provider/keystore.h"
 #include "provider/kms-crypto.h"
+#include "provider/lifecycle-state.h"
 #include "provider/lifecycle.h"
 #include "provider/protect.h"
 #include "provider/store.h"
@@ -268,28 +270,6 @@ const char *p11kms_region(const p11kms *svc)
 }
 
 /* --- metadata reads ------------------------------------------------------------------------ */
-
-void lifecycle_fill_metadata(p11kms *svc, const key_meta *m, p11kms_key_metadata *out)
-{
-    memset(out, 0, sizeof(*out));
-    memcpy(out->key_id, m->id_text, sizeof(out->key_id));
-    keyref_key_arn(svc->cfg, m->id_text, out->arn);
-    out->state = m->state;
-    out->origin = m->origin;
-    snprintf(out->description, sizeof(out->description), "%s",
-             m->description ? m->description : "");
-    out->creation_date = m->created;
-    out->deletion_date = m->state == P11KMS_KEY_PENDING_DELETION ? m->deletion_date : 0;
-    out->pending_window_days = m->state == P11KMS_KEY_PENDING_DELETION ? m->pending_window_days : 0;
-    out->rotation_enabled = m->rotation_enabled;
-    out->rotation_period_days = m->rotation_period_days;
-    out->next_rotation_date = m->rotation_enabled ? m->next_rotation : 0;
-    const key_version *cur = keymeta_current(m);
-    out->current_version = cur ? cur->number : 0;
-    out->version_count = (uint32_t)m->version_count;
-    out->current_version_encryptions = cur ? cur->reserved : 0;
-    import_fill_metadata(m, out);
-}
 
 p11kms_err kms_op_describe_key(p11kms *svc, const p11kms_principal *who, const char *key_ref,
                                p11kms_key_metadata *out, p11kms_error *err)

@@ -39,5 +39,27 @@ for folder in provider/cli provider/daemon; do
     own=$(cd "$src/$folder" && ls *.h | sed 's/\./\\./' | paste -sd '|' -)
     check "$folder" "$front|$own"
 done
-[ $status -eq 0 ] && echo "layering: common <- {pkcs11, policy} <- provider <- front ends holds"
+# Within the provider, modules (x.c including "provider/y.h") must not include each other in a
+# cycle: a cycle means no piece can be understood, tested or changed without the others. The
+# service hub (service.c opens and closes everything, service.h defines struct p11kms) is left
+# out: every module includes it and it includes every module by design.
+edges=$(for f in "$src"/provider/*.c; do
+    b=$(basename "$f" .c)
+    sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"provider\/\([a-z0-9_-]*\)\.h".*/\1/p' "$f" |
+        while read -r d; do
+            if [ "$d" != "$b" ]; then echo "$b $d"; fi
+        done
+done | sort -u | grep -v '^service \| service$' || true)
+# tsort names each loop it breaks on stderr: "input contains a loop:", then one member a line.
+loops=$(printf '%s\n' "$edges" | tsort 2>&1 >/dev/null || true)
+if [ -n "$loops" ]; then
+    echo "layering: provider modules include each other in a cycle:" >&2
+    printf '%s\n' "$loops" | awk '
+        function flush() { if (cycle != "") print "  " cycle " -> " first; cycle = "" }
+        /input contains a loop/ { flush(); next }
+        { sub(/^tsort: /, ""); if (cycle == "") { first = $0; cycle = $0 } else cycle = cycle " -> " $0 }
+        END { flush() }' >&2
+    status=1
+fi
+[ $status -eq 0 ] && echo "layering: common <- {pkcs11, policy} <- provider <- front ends holds; provider modules form no include cycle"
 exit $status

@@ -11,8 +11,6 @@
 #include "provider/context-api.h"
 #include "provider/keycache.h"
 #include "provider/keystore.h"
-#include "provider/kms-crypto.h"
-#include "provider/lifecycle.h"
 
 /* What every key opened below one master key shares: the master key's entry and whether it was
  * last seen usable. Revocation of the master key reaches every opened key through it within

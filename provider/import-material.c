@@ -46,20 +46,6 @@ p11kms_err import_destroy_material(p11kms *svc, key_entry *entry, const uint8_t 
     return rc;
 }
 
-/* Writes the record and installs a copy in this process's cache. */
-p11kms_err import_commit(p11kms *svc, key_entry *entry, key_meta *m, p11kms_error *err)
-{
-    p11kms_err rc = keystore_meta_write(svc, m, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    key_meta *copy = keymeta_clone(m);
-    if (copy == NULL)
-        keycache_forget(svc, entry);
-    else
-        keycache_install(svc, entry, copy);
-    return P11KMS_OK;
-}
-
 /* The record first (the key is unusable in every process from the next generation on), then the
  * object. A crash between the two leaves a material object no record names; the record is
  * PendingImport, so nothing can use it, and import_sweep destroys it on the next access, import
@@ -73,7 +59,7 @@ p11kms_err import_remove_material_locked(p11kms *svc, key_entry *entry, key_meta
     m->valid_to = 0;
     m->rotation_enabled = false;
     m->next_rotation = 0;
-    p11kms_err rc = import_commit(svc, entry, m, err);
+    p11kms_err rc = keycache_commit(svc, entry, m, err);
     if (rc != P11KMS_OK)
         return rc;
     pthread_mutex_lock(&entry->lock);
@@ -96,7 +82,7 @@ p11kms_err import_expire_if_due(p11kms *svc, key_entry *entry, p11kms_error *err
         if (import_material_due(m, service_now()))
             rc = import_remove_material_locked(svc, entry, m, err);
         else
-            keycache_install(svc, entry, keymeta_clone(m));
+            keycache_install_copy(svc, entry, m);
     }
     keystore_unlock(svc);
     keymeta_free(m);

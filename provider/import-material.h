@@ -28,9 +28,6 @@ p11kms_err import_sweep(p11kms *svc, const char *id_text, bool *destroyed, p11km
 p11kms_err import_destroy_material(p11kms *svc, key_entry *entry, const uint8_t id[KEY_UUID_LEN],
                                    bool *destroyed, p11kms_error *err);
 
-/* Writes the record and installs a copy in this process's cache. */
-p11kms_err import_commit(p11kms *svc, key_entry *entry, key_meta *m, p11kms_error *err);
-
 /* Makes the key PendingImport without material: the record, then the object (caller holds the
  * lock). */
 p11kms_err import_remove_material_locked(p11kms *svc, key_entry *entry, key_meta *m,

@@ -303,7 +303,7 @@ static p11kms_err import_locked(p11kms *svc, key_entry *entry, key_meta *m, cons
         next->state = P11KMS_KEY_ENABLED;
         next->expiration = j->model;
         next->valid_to = j->model == EXPIRATION_EXPIRES ? j->in->valid_to : 0;
-        rc = import_commit(svc, entry, next, err);
+        rc = keycache_commit(svc, entry, next, err);
     }
     keymeta_free(next);
     if (rc != P11KMS_OK) {

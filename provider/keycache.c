@@ -295,6 +295,25 @@ void keycache_install(p11kms *svc, key_entry *entry, key_meta *m)
     install_at(svc, entry, m, service_generation(svc) + 1);
 }
 
+void keycache_install_copy(p11kms *svc, key_entry *entry, const key_meta *m)
+{
+    if (entry == NULL)
+        return;
+    key_meta *copy = keymeta_clone(m);
+    if (copy == NULL)
+        keycache_forget(svc, entry);
+    else
+        keycache_install(svc, entry, copy);
+}
+
+p11kms_err keycache_commit(p11kms *svc, key_entry *entry, key_meta *m, p11kms_error *err)
+{
+    p11kms_err rc = keystore_meta_write(svc, m, err);
+    if (rc == P11KMS_OK)
+        keycache_install_copy(svc, entry, m);
+    return rc;
+}
+
 void keycache_install_unannounced(p11kms *svc, key_entry *entry, key_meta *m)
 {
     install_at(svc, entry, m, service_generation(svc));

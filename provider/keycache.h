@@ -7,6 +7,13 @@
 
 /* Installs metadata just written to the token by this process (takes ownership of m). */
 void keycache_install(p11kms *svc, key_entry *entry, key_meta *m);
+/* Installs a copy of m (the caller keeps m). Out of memory it forgets the entry instead: the next
+ * access re-reads the store, never a missing key or a stale record. entry may be NULL. */
+void keycache_install_copy(p11kms *svc, key_entry *entry, const key_meta *m);
+/* Writes the record (the caller holds the keystore lock) and installs a copy in this process's
+ * cache. */
+P11KMS_MUST_CHECK p11kms_err keycache_commit(p11kms *svc, key_entry *entry, key_meta *m,
+                                             p11kms_error *err);
 /* Same, for a write whose unlock does not bump the generation (encryption reservations). */
 void keycache_install_unannounced(p11kms *svc, key_entry *entry, key_meta *m);
 /* Marks the key gone (after a purge). */

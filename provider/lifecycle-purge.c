@@ -59,7 +59,7 @@ p11kms_err lifecycle_purge_if_due(p11kms *svc, key_entry *entry, p11kms_error *e
         if (m->state == P11KMS_KEY_PENDING_DELETION && m->deletion_date <= service_now())
             rc = lifecycle_purge_locked(svc, m, err);
         else
-            keycache_install(svc, entry, keymeta_clone(m));
+            keycache_install_copy(svc, entry, m);
     }
     keystore_unlock(svc);
     keymeta_free(m);

@@ -25,32 +25,10 @@
 
 /* --- steps shared by every mutation -------------------------------------------------------- */
 
-/* Writes the record and installs a copy in this process's cache. */
-static p11kms_err commit(p11kms *svc, key_entry *entry, key_meta *m, p11kms_error *err)
-{
-    p11kms_err rc = keystore_meta_write(svc, m, err);
-    if (rc != P11KMS_OK)
-        return rc;
-    key_meta *copy = keymeta_clone(m);
-    if (copy == NULL) {
-        keycache_forget(svc, entry); /* next access re-reads the token */
-        return P11KMS_OK;
-    }
-    keycache_install(svc, entry, copy);
-    return P11KMS_OK;
-}
-
 /* Installs a record written inside a transaction, once the transaction committed. */
 static void install_copy(p11kms *svc, const char *id_text, const key_meta *m)
 {
-    key_entry *entry = keycache_entry(svc, id_text);
-    if (entry == NULL)
-        return;
-    key_meta *copy = keymeta_clone(m);
-    if (copy == NULL)
-        keycache_forget(svc, entry); /* next access re-reads the store */
-    else
-        keycache_install(svc, entry, copy);
+    keycache_install_copy(svc, keycache_entry(svc, id_text), m);
 }
 
 /* A key-scoped mutation: resolve, ask the policy, then under the lock re-read the record (the
@@ -272,7 +250,7 @@ static p11kms_err change_state(p11kms *svc, key_entry *entry, key_meta *m, p11km
                                p11kms_error *err)
 {
     m->state = state;
-    return commit(svc, entry, m, err);
+    return keycache_commit(svc, entry, m, err);
 }
 
 /* EnableKey and DisableKey: only between Enabled and Disabled; the other states refuse. */
@@ -363,7 +341,7 @@ static p11kms_err do_describe_update(p11kms *svc, key_entry *entry, key_meta *m,
         return rc;
     if (!keymeta_set_description(m, arg))
         return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
-    return commit(svc, entry, m, err);
+    return keycache_commit(svc, entry, m, err);
 }
 
 p11kms_err kms_op_update_key_description(p11kms *svc, const p11kms_principal *who,
@@ -397,7 +375,7 @@ static p11kms_err do_tag(p11kms *svc, key_entry *entry, key_meta *m, void *arg, 
     if (m->tag_count > P11KMS_MAX_TAGS_PER_KEY)
         return P11KMS_RAISE(err, P11KMS_E_LIMIT_EXCEEDED, "key %s would have %zu tags (limit %d)",
                             m->id_text, m->tag_count, P11KMS_MAX_TAGS_PER_KEY);
-    return commit(svc, entry, m, err);
+    return keycache_commit(svc, entry, m, err);
 }
 
 p11kms_err kms_op_tag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
@@ -421,7 +399,7 @@ static p11kms_err do_untag(p11kms *svc, key_entry *entry, key_meta *m, void *arg
         return rc;
     for (size_t i = 0; i < c->count; i++)
         keymeta_remove_tag(m, c->remove[i]);
-    return commit(svc, entry, m, err);
+    return keycache_commit(svc, entry, m, err);
 }
 
 p11kms_err kms_op_untag_resource(p11kms *svc, const p11kms_principal *who, const char *key_ref,
@@ -474,7 +452,7 @@ p11kms_err lifecycle_rotate_locked(p11kms *svc, key_meta *m, rotation_type type,
     int64_t previous_rotation = m->next_rotation;
     if (m->rotation_enabled)
         m->next_rotation = now + (int64_t)m->rotation_period_days * DAY_SECONDS;
-    rc = commit(svc, entry, m, err);
+    rc = keycache_commit(svc, entry, m, err);
     if (rc != P11KMS_OK) {
         m->version_count--;
         m->next_rotation = previous_rotation;
@@ -515,7 +493,7 @@ static p11kms_err do_rotation_setting(p11kms *svc, key_entry *entry, key_meta *m
     } else {
         m->next_rotation = 0;
     }
-    return commit(svc, entry, m, err);
+    return keycache_commit(svc, entry, m, err);
 }
 
 p11kms_err kms_op_enable_key_rotation(p11kms *svc, const p11kms_principal *who, const char *key_ref,

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "provider/audit-ops.h"
-#include "provider/keycache.h"
 #include "provider/keystore.h"
 #include "provider/lifecycle-report.h"
 

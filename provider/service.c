@@ -21,7 +21,6 @@
 #include "provider/audit.h"
 #include "provider/context-api.h"
 #include "provider/gate.h"
-#include "provider/import.h"
 #include "provider/keyaccess.h"
 #include "provider/keycache.h"
 #include "provider/keyref.h"

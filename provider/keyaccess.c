@@ -108,6 +108,13 @@ p11kms_err key_access_refresh(p11kms *svc, key_access *acc, p11kms_error *err)
     return fill(svc, entry, true, acc, err);
 }
 
+p11kms_err key_access_renew(p11kms *svc, key_access *acc, p11kms_error *err)
+{
+    key_entry *entry = acc->entry;
+    key_access_end(acc);
+    return fill(svc, entry, false, acc, err);
+}
+
 void key_access_end(key_access *acc)
 {
     snapshot_unref(acc->snap);

@@ -22,6 +22,10 @@ P11KMS_MUST_CHECK p11kms_err key_access_by_id(p11kms *svc, const uint8_t id[KEY_
 /* Re-reads the metadata from the token now (used when the token refuses a key, or when the
  * cached state refuses an operation: a refusal must never rest on stale data). */
 P11KMS_MUST_CHECK p11kms_err key_access_refresh(p11kms *svc, key_access *acc, p11kms_error *err);
+/* Takes the cache's current snapshot again, re-reading the store only when it is stale: after
+ * this process itself installed a record it just wrote (an encryption reservation), so that the
+ * first use of a key reads its record twice (access, reservation), not three times. */
+P11KMS_MUST_CHECK p11kms_err key_access_renew(p11kms *svc, key_access *acc, p11kms_error *err);
 void key_access_end(key_access *acc);
 
 #endif

@@ -142,7 +142,7 @@ static p11kms_err reserve_encryption(p11kms *svc, key_access *acc, uint32_t *ver
         }
         p11kms_err rc = refill_batch(svc, acc->entry, err);
         if (rc == P11KMS_OK)
-            rc = key_access_refresh(svc, acc, err);
+            rc = key_access_renew(svc, acc, err); /* refill_batch installed what it wrote */
         if (rc == P11KMS_OK)
             rc = usable_for_crypto(acc->meta, "Encrypt", err);
         if (rc != P11KMS_OK)

@@ -3,110 +3,17 @@
  * go (it must not grow without bound), iteration and freeing. Then every allocation of
  * hashmap_new and hashmap_put made to fail in turn: the call must report the failure, leave the
  * map as it was and leak nothing; replacing, looking up and removing must not allocate at all.
- * The program replaces malloc, calloc and free for that (as tests/service-keymeta-oom-test.c
- * does), so the allocation checks are left out under AddressSanitizer, and the test is not in
- * MEMCHECK_TESTS: it counts its own leaks. */
+ * The allocations fail through tests/lib/failalloc.c, so those checks are left out under
+ * AddressSanitizer, and the test is not in MEMCHECK_TESTS: it counts its own leaks. */
 #include "config.h"
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "check.h"
 #include "common/hashmap.h"
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HASHMAP_TEST_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define HASHMAP_TEST_ASAN 1
-#endif
-
-#ifndef HASHMAP_TEST_ASAN
-/* glibc's own allocator, which the replacements below call. */
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t size);
-extern void __libc_free(void *p);
-
-#define REPLACEMENT __attribute__((visibility("default")))
-
-static bool armed;        /* counting: only around the calls under test */
-static long allocations;  /* made while armed */
-static long fail_at = -1; /* the allocation number that fails; -1: none */
-static long live;         /* allocations made while armed, minus frees while armed */
-static size_t largest;    /* largest calloc while armed, in bytes */
-
-static bool fail_now(void)
-{
-    return armed && allocations++ == fail_at;
-}
-
-REPLACEMENT void *malloc(size_t size)
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    void *p = __libc_malloc(size);
-    if (armed && p != NULL)
-        live++;
-    return p;
-}
-
-REPLACEMENT void *calloc(size_t n, size_t size)
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    void *p = __libc_calloc(n, size);
-    if (armed && p != NULL) {
-        live++;
-        if (n * size > largest)
-            largest = n * size;
-    }
-    return p;
-}
-
-/* Not used by the map; replaced so that a future use of it is counted (and can fail) too. */
-REPLACEMENT void *realloc(void *p, size_t size)
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    void *q = __libc_realloc(p, size);
-    if (armed && p == NULL && q != NULL)
-        live++;
-    return q;
-}
-
-REPLACEMENT void free(void *p)
-{
-    if (armed && p != NULL)
-        live--;
-    __libc_free(p);
-}
-
-static void arm(long fail)
-{
-    allocations = 0;
-    live = 0;
-    largest = 0;
-    fail_at = fail;
-    armed = true;
-}
-
-static void disarm(void)
-{
-    armed = false;
-    fail_at = -1;
-}
-#endif
+#include "failalloc.h"
 
 static char values[4096]; /* distinct value pointers: &values[i] */
 #define VAL(i) ((void *)&values[(i)])
@@ -291,25 +198,25 @@ static void test_each_and_free(void)
     CHECK(freed == 7);
 }
 
-#ifndef HASHMAP_TEST_ASAN
+#ifdef FAILALLOC_AVAILABLE
 static void test_allocation_failures(void)
 {
     /* hashmap_new: each of its allocations fails in turn. */
     long n;
     for (n = 0;; n++) {
-        arm(n);
+        failalloc_arm(n);
         hashmap *m = hashmap_new();
-        bool failed = allocations > n;
+        bool failed = failalloc_attempts() > n;
         if (m != NULL) {
             hashmap_free(m, NULL);
-            disarm();
+            failalloc_disarm();
             CHECK(!failed);
-            CHECK(live == 0);
+            CHECK(failalloc_live() == 0);
             break;
         }
-        disarm();
+        failalloc_disarm();
         CHECK(failed);
-        CHECK(live == 0);
+        CHECK(failalloc_live() == 0);
         REQUIRE(n < 10);
     }
     CHECK(n == 2); /* the map and its slots */
@@ -326,10 +233,10 @@ static void test_allocation_failures(void)
     for (uint64_t i = 0; i < 200; i++) {
         num_key(i, k);
         for (n = 0;; n++) {
-            arm(n);
+            failalloc_arm(n);
             bool put = hashmap_put_bytes(m, k, sizeof(k), VAL(i), NULL);
-            long made = allocations, held = live;
-            disarm();
+            long made = failalloc_attempts(), held = failalloc_live();
+            failalloc_disarm();
             if (put) {
                 ok &= made == n && (held == 1);
                 break;
@@ -353,14 +260,14 @@ static void test_allocation_failures(void)
 
     /* Replacing, looking up and removing allocate nothing, so they cannot fail: every
      * allocation would fail here. */
-    arm(0);
+    failalloc_arm(0);
     void *old = NULL;
     num_key(5, k);
     bool replaced = hashmap_put_bytes(m, k, sizeof(k), VAL(500), &old);
     void *got = hashmap_get_bytes(m, k, sizeof(k));
     void *removed = hashmap_remove_bytes(m, k, sizeof(k));
-    long made = allocations, held = live;
-    disarm();
+    long made = failalloc_attempts(), held = failalloc_live();
+    failalloc_disarm();
     CHECK(replaced && old == VAL(5) && got == VAL(500) && removed == VAL(500));
     CHECK(made == 0);
     CHECK(held == -1); /* the removed key's copy */
@@ -369,7 +276,7 @@ static void test_allocation_failures(void)
     /* A map whose keys come and go keeps its size: 100,000 distinct keys, at most 8 live. */
     m = hashmap_new();
     REQUIRE(m != NULL);
-    arm(-1);
+    failalloc_arm(-1);
     ok = true;
     for (uint64_t i = 0; i < 100000; i++) {
         num_key(i, k);
@@ -379,8 +286,8 @@ static void test_allocation_failures(void)
             ok &= hashmap_remove_bytes(m, k, sizeof(k)) == VAL((i - 8) % 4096);
         }
     }
-    size_t biggest = largest;
-    disarm();
+    size_t biggest = failalloc_largest();
+    failalloc_disarm();
     CHECK(ok);
     CHECK(hashmap_count(m) == 8);
     /* Tombstones are dropped without doubling: the table settles at 32 slots of 4 words (9
@@ -397,7 +304,7 @@ int main(void)
     test_bytes();
     test_growth_and_reinsert();
     test_each_and_free();
-#ifndef HASHMAP_TEST_ASAN
+#ifdef FAILALLOC_AVAILABLE
     test_allocation_failures();
 #else
     fprintf(stderr, "common-hashmap-test: allocation failures not tested under AddressSanitizer\n");

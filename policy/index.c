@@ -12,20 +12,34 @@ typedef struct index_list {
     size_t values[];
 } index_list;
 
+/* A failed first add takes its map back, so that a failure leaves the index as it was. */
+static bool undo_first(policy_index *idx, bool created)
+{
+    if (created) {
+        hashmap_free(idx->map, NULL);
+        idx->map = NULL;
+    }
+    return false;
+}
+
 bool policy_index_add(policy_index *idx, const char *key, size_t value)
 {
-    if (idx->map == NULL && (idx->map = hashmap_new()) == NULL)
-        return false;
+    bool created = false;
+    if (idx->map == NULL) {
+        if ((idx->map = hashmap_new()) == NULL)
+            return false;
+        created = true;
+    }
     index_list *list = hashmap_get(idx->map, key);
     if (list == NULL) {
         list = malloc(sizeof(*list) + 2 * sizeof(size_t));
         if (list == NULL)
-            return false;
+            return undo_first(idx, created);
         list->count = 0;
         list->cap = 2;
         if (!hashmap_put(idx->map, key, list, NULL)) {
             free(list);
-            return false;
+            return undo_first(idx, created);
         }
     } else if (list->count == list->cap) {
         if (list->cap > (SIZE_MAX - sizeof(*list)) / sizeof(size_t) / 2)

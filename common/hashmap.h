@@ -1,5 +1,9 @@
-/* String-keyed hash map (open addressing) for the provider's caches. Not thread-safe: the owner
- * holds its own lock. Keys are copied; values are opaque pointers owned by the caller. */
+/* Hash map from byte-string keys to pointers (open addressing), the one table of p11kms: the
+ * provider's caches, the token's handle caches and the policy's indexes. Not thread-safe: the
+ * owner holds its own lock. Readers that only call hashmap_get, hashmap_get_bytes,
+ * hashmap_count and hashmap_each may share a map without a lock, since none of them writes
+ * (the policy shares its indexes this way once loaded). Keys are copied; values are opaque
+ * pointers owned by the caller. */
 #ifndef P11KMS_COMMON_HASHMAP_H
 #define P11KMS_COMMON_HASHMAP_H
 
@@ -15,16 +19,27 @@ uint64_t hash_fnv1a(const void *data, size_t len);
 typedef struct hashmap hashmap;
 
 hashmap *hashmap_new(void);
-/* free_value (may be NULL) is called on every remaining value. */
+/* free_value (may be NULL) is called on every remaining value. map may be NULL. */
 void hashmap_free(hashmap *map, void (*free_value)(void *value));
-void *hashmap_get(const hashmap *map, const char *key);
+
+/* Byte-string keys: any len bytes, NUL bytes included (key may be NULL when len is 0). Two keys
+ * are equal when they have the same length and bytes. */
+void *hashmap_get_bytes(const hashmap *map, const void *key, size_t len);
 /* Inserts or replaces; returns the replaced value (or NULL) through *old when old != NULL.
- * Returns false on allocation failure (the map is unchanged). */
-bool hashmap_put(hashmap *map, const char *key, void *value, void **old);
+ * Returns false on allocation failure (the map is unchanged). Replacing the value of a key
+ * already present never allocates, so it cannot fail. */
+bool hashmap_put_bytes(hashmap *map, const void *key, size_t len, void *value, void **old);
 /* Removes and returns the value, or NULL. */
+void *hashmap_remove_bytes(hashmap *map, const void *key, size_t len);
+
+/* The same for NUL-terminated string keys (the key is its bytes without the NUL). */
+void *hashmap_get(const hashmap *map, const char *key);
+bool hashmap_put(hashmap *map, const char *key, void *value, void **old);
 void *hashmap_remove(hashmap *map, const char *key);
+
 size_t hashmap_count(const hashmap *map);
-/* Calls fn for each entry; a non-zero return stops. */
+/* Calls fn for each entry; a non-zero return stops. The key is the stored copy, always followed
+ * by a NUL: a byte key that holds NUL bytes is seen only up to the first of them. */
 int hashmap_each(const hashmap *map, int (*fn)(const char *key, void *value, void *arg), void *arg);
 
 #endif

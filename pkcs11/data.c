@@ -205,9 +205,8 @@ static p11kms_err check_label(const char *label, p11kms_error *err)
     return P11KMS_OK;
 }
 
-static void dataref_free(void *value, void *arg)
+static void dataref_free(void *value)
 {
-    (void)arg;
     p11_dataref *d = value;
     free(d->label);
     free(d);
@@ -216,8 +215,8 @@ static void dataref_free(void *value, void *arg)
 void p11_data_free_all(p11_token *t)
 {
     pthread_mutex_lock(&t->cache_lock);
-    p11_map_each(&t->data, dataref_free, NULL);
-    p11_map_clear(&t->data);
+    hashmap_free(t->data, dataref_free);
+    t->data = NULL;
     pthread_mutex_unlock(&t->cache_lock);
 }
 
@@ -225,11 +224,11 @@ static p11_dataref *dataref_get(p11_token *t, const char *label, p11kms_error *e
 {
     size_t len = strlen(label);
     pthread_mutex_lock(&t->cache_lock);
-    p11_dataref *d = p11_map_get(&t->data, label, len);
+    p11_dataref *d = hashmap_get_bytes(t->data, label, len);
     if (d == NULL) {
         d = calloc(1, sizeof(*d));
         if (d != NULL && (d->label = strdup(label)) != NULL &&
-            p11_map_put(&t->data, label, len, d)) {
+            hashmap_put_bytes(t->data, label, len, d, NULL)) {
             atomic_init(&d->ref.handle, CK_INVALID_HANDLE);
             atomic_init(&d->ref.gen, 0);
         } else {

@@ -14,7 +14,7 @@
 #include <p11-kit/uri.h>
 
 #include "pkcs11/calls.h"
-#include "pkcs11/map.h"
+#include "common/hashmap.h"
 #include "pkcs11/token.h"
 
 /* Module state machine. A fork or a fatal token error moves READY to NEEDS_REINIT; the next
@@ -120,8 +120,8 @@ struct p11_token {
 
     /* caches (cache_lock) */
     pthread_mutex_t cache_lock;
-    p11_map keys; /* CKA_ID -> p11_key (token keys) */
-    p11_map data; /* label -> p11_dataref */
+    hashmap *keys; /* CKA_ID -> p11_key (token keys; the keys belong to the owned list) */
+    hashmap *data; /* label -> p11_dataref (owned by the map) */
     p11_key *owned;
 
     /* object creation is serialized: SoftHSM fails spuriously on concurrent creation */
@@ -239,6 +239,7 @@ p11kms_err p11_get_attr_alloc(p11_token *t, p11_session *s, CK_OBJECT_HANDLE h,
 /* The p11_finder of a p11_key (arg is the key): its CKA_ID among secret keys. */
 p11kms_err p11_key_finder(p11_token *t, p11_session *s, void *arg, CK_OBJECT_HANDLE *h,
                           p11kms_error *err);
+/* At close: the caches go, with every key and data object reference. */
 void p11_keys_free_all(p11_token *t);
 /* For the other kinds of secret key (hmac.c): a key object not yet cached, and its adoption
  * into the cache once its token object exists (a stale entry for the same CKA_ID gives way, as

@@ -75,7 +75,8 @@ void p11_keys_free_all(p11_token *t)
     pthread_mutex_lock(&t->cache_lock);
     p11_key *k = t->owned;
     t->owned = NULL;
-    p11_map_clear(&t->keys);
+    hashmap_free(t->keys, NULL);
+    t->keys = NULL;
     pthread_mutex_unlock(&t->cache_lock);
     while (k != NULL) {
         p11_key *next = k->next;
@@ -120,9 +121,9 @@ static p11kms_err check_id(const uint8_t *id, size_t id_len, p11kms_error *err)
 static p11_key *cache_key(p11_token *t, p11_key *k, p11kms_error *err)
 {
     pthread_mutex_lock(&t->cache_lock);
-    p11_key *have = p11_map_get(&t->keys, k->id, k->id_len);
+    p11_key *have = hashmap_get_bytes(t->keys, k->id, k->id_len);
     if (have == NULL) {
-        if (!p11_map_put(&t->keys, k->id, k->id_len, k)) {
+        if (!hashmap_put_bytes(t->keys, k->id, k->id_len, k, NULL)) {
             pthread_mutex_unlock(&t->cache_lock);
             key_free(k);
             P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory caching a key");
@@ -155,7 +156,7 @@ p11kms_err p11_key_find(p11_token *t, const uint8_t *id, size_t id_len, p11_key 
     if (check_id(id, id_len, err) != P11KMS_OK)
         return err->code;
     pthread_mutex_lock(&t->cache_lock);
-    p11_key *k = p11_map_get(&t->keys, id, id_len);
+    p11_key *k = hashmap_get_bytes(t->keys, id, id_len);
     pthread_mutex_unlock(&t->cache_lock);
     if (k != NULL) {
         *out = k;
@@ -296,7 +297,7 @@ p11kms_err p11_key_generate(p11_token *t, const uint8_t *id, size_t id_len, cons
     }
     /* A stale cache entry for this id (key deleted elsewhere) gives way to the new key. */
     pthread_mutex_lock(&t->cache_lock);
-    p11_key *old = p11_map_get(&t->keys, id, id_len);
+    p11_key *old = hashmap_get_bytes(t->keys, id, id_len);
     if (old != NULL)
         p11_objref_invalidate(&old->ref);
     pthread_mutex_unlock(&t->cache_lock);
@@ -323,7 +324,7 @@ void p11_key_free(p11_key *k)
 p11_key *p11_key_adopt(p11_token *t, p11_key *k, p11kms_error *err)
 {
     pthread_mutex_lock(&t->cache_lock);
-    p11_key *old = p11_map_get(&t->keys, k->id, k->id_len);
+    p11_key *old = hashmap_get_bytes(t->keys, k->id, k->id_len);
     if (old != NULL) {
         p11_objref_invalidate(&old->ref);
         atomic_store(&old->hmac_checked, false); /* the kind is checked again on next use */
@@ -535,8 +536,8 @@ p11kms_err p11_key_destroy(p11_token *t, p11_key *key, p11kms_error *err)
     p11kms_err rc = p11_run(t, &key->ref, destroy_op, key, err);
     pthread_mutex_unlock(&t->create_lock);
     pthread_mutex_lock(&t->cache_lock);
-    if (!key->session_object && p11_map_get(&t->keys, key->id, key->id_len) == key)
-        p11_map_remove(&t->keys, key->id, key->id_len);
+    if (!key->session_object && hashmap_get_bytes(t->keys, key->id, key->id_len) == key)
+        hashmap_remove_bytes(t->keys, key->id, key->id_len);
     disown(t, key);
     pthread_mutex_unlock(&t->cache_lock);
     key_free(key);

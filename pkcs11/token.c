@@ -56,12 +56,12 @@ p11kms_err p11_token_open(const p11_token_config *cfg, p11_token **out, p11kms_e
         free(t);
         return sync_rc;
     }
-    p11_map_init(&t->keys);
-    p11_map_init(&t->data);
     atomic_init(&t->gen, 1);
     t->state = P11_STATE_UNINITIALIZED;
 
-    bool ok = true;
+    t->keys = hashmap_new();
+    t->data = hashmap_new();
+    bool ok = t->keys != NULL && t->data != NULL;
     t->module = dup_or_null(cfg->module, &ok);
     t->module_args = dup_or_null(cfg->module_args, &ok);
     t->token_uri = dup_or_null(cfg->token_uri, &ok);

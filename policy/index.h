@@ -1,25 +1,22 @@
-/* A string-keyed hash index from exact names (key ids, aliases, principals, sids) to lists of
+/* A string-keyed index from exact names (key ids, aliases, principals, sids) to lists of
  * statement numbers, so that evaluating a request looks at the statements that name its key
- * instead of scanning them all. Built once at load, then read-only: safe to share. */
+ * instead of scanning them all: a common/hashmap whose values are growable arrays of size_t.
+ * Built once at load, then read-only: policy_index_find writes nothing, so the loaded policy
+ * shares its indexes between threads without a lock. A zeroed policy_index is an empty index. */
 #ifndef P11KMS_POLICY_INDEX_H
 #define P11KMS_POLICY_INDEX_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef struct policy_index_slot {
-    const char *key; /* borrowed: must outlive the index; NULL: empty slot */
-    size_t *values;
-    size_t count, cap;
-} policy_index_slot;
+#include "common/hashmap.h"
 
 typedef struct policy_index {
-    policy_index_slot *slots;
-    size_t mask; /* slot count - 1 (a power of two), 0 when empty */
-    size_t used;
+    hashmap *map; /* NULL until the first policy_index_add */
 } policy_index;
 
-/* Adds value under key (keys are compared by content). Returns false when out of memory. */
+/* Adds value under key (keys are compared by content and copied). Returns false when out of
+ * memory; the index is then as it was. */
 bool policy_index_add(policy_index *idx, const char *key, size_t value);
 /* Values under key in insertion order, or NULL with *count 0. */
 const size_t *policy_index_find(const policy_index *idx, const char *key, size_t *count);

@@ -7,7 +7,6 @@
 #include "config.h"
 
 #include <dlfcn.h>
-#include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -16,69 +15,20 @@
 #include "check.h"
 #include "provider/keymeta.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KEYMETA_OOM_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define KEYMETA_OOM_ASAN 1
-#endif
+#include "failalloc.h"
 
-#ifdef KEYMETA_OOM_ASAN
+#ifndef FAILALLOC_AVAILABLE
 int main(void)
 {
-    /* AddressSanitizer owns malloc and cannot share it with this replacement; the normal and
+    /* AddressSanitizer owns malloc and cannot share it with the replacement; the normal and
      * valgrind builds run the test. */
     fprintf(stderr, "service-keymeta-oom-test: skipped under AddressSanitizer\n");
     return 77;
 }
 #else
 
-/* glibc's own allocator, which the replacements below call. */
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t size);
-
-/* The build hides symbols by default; these must be seen by libc and json-c. */
+/* The build hides symbols by default; the replacement must be seen by libc and json-c. */
 #define REPLACEMENT __attribute__((visibility("default")))
-
-static long allocations;  /* counted while armed */
-static long fail_at = -1; /* the allocation number that fails; -1: none */
-
-static bool fail_now(void)
-{
-    if (fail_at < 0)
-        return false;
-    return allocations++ == fail_at;
-}
-
-REPLACEMENT void *malloc(size_t size)
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __libc_malloc(size);
-}
-
-REPLACEMENT void *calloc(size_t n, size_t size)
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __libc_calloc(n, size);
-}
-
-REPLACEMENT void *realloc(void *p, size_t size)
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __libc_realloc(p, size);
-}
 
 /* keymeta_encode reads its text back with json_tokener_parse to catch what json-c's serializer
  * does not report. json-c's tokener itself crashes on some allocation failures (a NULL key
@@ -90,10 +40,9 @@ REPLACEMENT json_object *json_tokener_parse(const char *text)
     if (real == NULL)
         *(void **)&real = dlsym(RTLD_NEXT, "json_tokener_parse");
     REQUIRE(real != NULL);
-    long saved = fail_at;
-    fail_at = -1;
+    failalloc_pause();
     json_object *o = real(text);
-    fail_at = saved;
+    failalloc_resume();
     return o;
 }
 
@@ -136,10 +85,10 @@ int main(void)
     for (long n = 0; n < 100000; n++) {
         char *text = (char *)"untouched";
         size_t len = 0;
-        allocations = 0;
-        fail_at = n;
+        failalloc_arm(n);
         p11kms_err rc = keymeta_encode(m, &text, &len, &e);
-        fail_at = -1;
+        long attempts = failalloc_attempts();
+        failalloc_disarm();
         if (rc == P11KMS_OK) {
             /* Success, whether or not allocation n was one of the encoding's (json-c copes with
              * some failures): the record must be the full one. */
@@ -153,7 +102,7 @@ int main(void)
             CHECK(rc == P11KMS_E_NO_MEMORY);
             CHECK(text == NULL);
         }
-        if (allocations <= n)
+        if (attempts <= n)
             break; /* every allocation of the encoding has been made to fail once */
     }
     /* The sample needs dozens of allocations: a loop that stopped early tested nothing. */

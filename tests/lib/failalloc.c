@@ -17,14 +17,20 @@ extern void __libc_free(void *p);
 #define REPLACEMENT __attribute__((visibility("default")))
 
 static bool armed;
+static bool paused; /* armed, but a call the test does not count runs */
 static long attempts;
 static long fail_at = -1;
 static long live;
 static size_t largest;
 
+static bool counting(void)
+{
+    return armed && !paused;
+}
+
 static bool fail_now(void)
 {
-    return armed && attempts++ == fail_at;
+    return armed && !paused && attempts++ == fail_at;
 }
 
 REPLACEMENT void *malloc(size_t size)
@@ -34,7 +40,7 @@ REPLACEMENT void *malloc(size_t size)
         return NULL;
     }
     void *p = __libc_malloc(size);
-    if (armed && p != NULL)
+    if (counting() && p != NULL)
         live++;
     return p;
 }
@@ -46,7 +52,7 @@ REPLACEMENT void *calloc(size_t n, size_t size)
         return NULL;
     }
     void *p = __libc_calloc(n, size);
-    if (armed && p != NULL) {
+    if (counting() && p != NULL) {
         live++;
         if (n * size > largest)
             largest = n * size;
@@ -62,14 +68,14 @@ REPLACEMENT void *realloc(void *p, size_t size)
     }
     void *q = __libc_realloc(p, size);
     /* Moving a block keeps the balance; only realloc(NULL, n) is a new one. */
-    if (armed && p == NULL && q != NULL)
+    if (counting() && p == NULL && q != NULL)
         live++;
     return q;
 }
 
 REPLACEMENT void free(void *p)
 {
-    if (armed && p != NULL)
+    if (counting() && p != NULL)
         live--;
     __libc_free(p);
 }
@@ -83,9 +89,20 @@ void failalloc_arm(long fail)
     armed = true;
 }
 
+void failalloc_pause(void)
+{
+    paused = true;
+}
+
+void failalloc_resume(void)
+{
+    paused = false;
+}
+
 void failalloc_disarm(void)
 {
     armed = false;
+    paused = false;
     fail_at = -1;
 }
 

@@ -25,6 +25,10 @@
 /* Starts counting from zero; allocation number fail (from 0) fails, -1: none fails. */
 void failalloc_arm(long fail);
 void failalloc_disarm(void);
+/* Between these, allocations are neither counted nor failed (a library call the test does not
+ * cover); arming state and counts are kept. */
+void failalloc_pause(void);
+void failalloc_resume(void);
 /* Since the last failalloc_arm: allocations attempted (the failed one included), allocations
  * minus frees (of any block; blocks allocated before arming count when freed), and the largest
  * calloc in bytes. */

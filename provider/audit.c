@@ -99,11 +99,8 @@ static void random_request_id(p11kms *svc, char *out)
     uint8_t b[16];
     if (RAND_bytes_ex(svc->libctx, b, sizeof(b), 0) != 1)
         memset(b, 0, sizeof(b));
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    uuid_mark_v4(b);
+    uuid_format(b, out);
 }
 
 static void add_str(json_object *o, const char *name, const char *value)

@@ -54,40 +54,6 @@ const char *expiration_model_name(expiration_model e)
     return NULL;
 }
 
-bool uuid_parse(const char *text, uint8_t out[KEY_UUID_LEN])
-{
-    if (strlen(text) != P11KMS_KEY_ID_LEN)
-        return false;
-    size_t n = 0;
-    for (size_t i = 0; i < P11KMS_KEY_ID_LEN;) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (text[i] != '-')
-                return false;
-            i++;
-            continue;
-        }
-        int hi = hex_nibble(text[i]), lo = hex_nibble(text[i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[n++] = (uint8_t)(hi << 4 | lo);
-        i += 2;
-    }
-    return n == KEY_UUID_LEN;
-}
-
-void uuid_format(const uint8_t id[KEY_UUID_LEN], char out[P11KMS_KEY_ID_LEN + 1])
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < KEY_UUID_LEN; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[id[i] >> 4];
-        out[o++] = hex[id[i] & 15];
-    }
-    out[o] = '\0';
-}
-
 const key_version *keymeta_current(const key_meta *m)
 {
     return m->version_count ? &m->versions[m->version_count - 1] : NULL;

@@ -6,9 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/uuid.h"
 #include "p11kms.h"
 
-#define KEY_UUID_LEN 16
+#define KEY_UUID_LEN UUID_LEN
+_Static_assert(P11KMS_KEY_ID_LEN == UUID_TEXT_LEN, "key ids are UUIDs in text form");
 
 typedef enum rotation_type {
     ROTATION_INITIAL,
@@ -88,7 +90,5 @@ const char *rotation_type_name(rotation_type t);
 const char *expiration_model_name(expiration_model e);
 
 /* UUID text <-> 16 bytes; text is lower-case canonical 8-4-4-4-12. */
-bool uuid_parse(const char *text, uint8_t out[KEY_UUID_LEN]);
-void uuid_format(const uint8_t id[KEY_UUID_LEN], char out[P11KMS_KEY_ID_LEN + 1]);
 
 #endif

@@ -125,8 +125,7 @@ static p11kms_err new_key_id(p11kms *svc, uint8_t id[KEY_UUID_LEN], p11kms_error
     p11kms_err rc = p11_token_random(svc->token, id, KEY_UUID_LEN, err);
     if (rc != P11KMS_OK)
         return rc;
-    id[6] = (uint8_t)((id[6] & 0x0f) | 0x40); /* RFC 4122 version 4 */
-    id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
+    uuid_mark_v4(id);
     return P11KMS_OK;
 }
 

@@ -31,10 +31,10 @@ check pkcs11 "$base|pkcs11/[a-z0-9-]+\.h"
 check policy "$base|policy/[a-z0-9-]+\.h"
 check provider "$base|[a-z0-9-]+\.h|provider/[a-z0-9-]+\.h|pkcs11/[a-z0-9-]+\.h|policy/[a-z0-9-]+\.h"
 # The front ends use the library through its public header only (libp11kms exports p11kms_*
-# and nothing else); of common/ they compile in hex.c themselves.
+# and nothing else); of common/ they compile in hex.c and uuid.c themselves.
 # A bare name must be a header of the front end's own folder: the include path also holds
 # provider/, where "keymeta.h" would quietly resolve to the library's internals.
-front='config\.h|p11kms\.h|p11kms-error\.h|common/hex\.h|cli/[a-z0-9-]+\.h|provider/daemon/[a-z0-9-]+\.h'
+front='config\.h|p11kms\.h|p11kms-error\.h|common/(hex|uuid)\.h|cli/[a-z0-9-]+\.h|provider/daemon/[a-z0-9-]+\.h'
 for folder in provider/cli provider/daemon; do
     own=$(cd "$src/$folder" && ls *.h | sed 's/\./\\./' | paste -sd '|' -)
     check "$folder" "$front|$own"

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/uuid.h"
 #include "kms-ops.h"
 #include "kms-request.h"
 #include "log.h"
@@ -226,11 +227,8 @@ static void new_request_id(char id[37])
     unsigned char b[16];
     if (RAND_bytes(b, sizeof(b)) != 1)
         memset(b, 0, sizeof(b));
-    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
-    snprintf(id, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    uuid_mark_v4(b);
+    uuid_format(b, id);
 }
 
 static bool content_type_ok(const char *ct)

@@ -1,0 +1,45 @@
+#include "config.h"
+
+#include "common/uuid.h"
+
+#include <string.h>
+
+#include "common/hex.h"
+
+/* Byte offsets where the text form's groups start: 8-4-4-4-12 digits. */
+static const size_t group_bytes[] = {4, 2, 2, 2, 6};
+
+void uuid_mark_v4(uint8_t id[UUID_LEN])
+{
+    id[6] = (uint8_t)((id[6] & 0x0f) | 0x40); /* version 4 */
+    id[8] = (uint8_t)((id[8] & 0x3f) | 0x80); /* variant 10 (RFC 4122) */
+}
+
+void uuid_format(const uint8_t id[UUID_LEN], char out[UUID_TEXT_LEN + 1])
+{
+    size_t in = 0, o = 0;
+    for (size_t g = 0; g < sizeof(group_bytes) / sizeof(group_bytes[0]); g++) {
+        if (g > 0)
+            out[o++] = '-';
+        hex_encode(id + in, group_bytes[g], out + o);
+        in += group_bytes[g];
+        o += 2 * group_bytes[g];
+    }
+    out[o] = '\0';
+}
+
+bool uuid_parse(const char *text, uint8_t out[UUID_LEN])
+{
+    if (text == NULL || strlen(text) != UUID_TEXT_LEN)
+        return false;
+    size_t in = 0, o = 0;
+    for (size_t g = 0; g < sizeof(group_bytes) / sizeof(group_bytes[0]); g++) {
+        if (g > 0 && text[in++] != '-')
+            return false;
+        if (!hex_decode(text + in, 2 * group_bytes[g], out + o, group_bytes[g], 0))
+            return false;
+        in += 2 * group_bytes[g];
+        o += group_bytes[g];
+    }
+    return true;
+}

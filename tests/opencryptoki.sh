@@ -50,6 +50,9 @@ fi
     { echo "pkcs11-tool not found (apt-get install opensc, then re-run configure)" >&2; exit 99; }
 [ "$(id -u)" -eq 0 ] || missing "not root: pkcsslotd and the private mount namespace need root"
 command -v unshare >/dev/null 2>&1 || missing "unshare not found (util-linux)"
+if [ -z "${P11KMS_OCK_INNER:-}" ] && ! unshare --mount true 2>unshare.err; then
+    missing "cannot make a private mount namespace: $(cat unshare.err)"
+fi
 
 datadir=/var/lib/opencryptoki
 [ -d "$datadir/swtok" ] || missing "$datadir/swtok does not exist: openCryptoki is not installed"
@@ -81,6 +84,26 @@ if [ -z "${P11KMS_OCK_INNER:-}" ]; then
         started=$(slotd_pid) || { echo "pkcsslotd did not start: $(cat slotd.log)" >&2; exit 99; }
         echo "== started pkcsslotd (pid $started); stopped at the end"
     fi
+    # stops pkcsslotd if this test started it (by its pid); status 1 if it does not stop
+    stop_slotd() {
+        [ -n "$started" ] || return 0
+        kill "$started" 2>/dev/null
+        i=0
+        while slotd_pid >/dev/null && [ $i -lt 50 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        if slotd_pid >/dev/null; then
+            echo "FAIL: pkcsslotd (pid $started) did not stop"
+            [ "${status:-0}" -ne 0 ] || status=1
+        else
+            # as /etc/init.d/pkcsslotd stop does: pkcsslotd leaves its pid file
+            rm -f "$pidfile"
+            echo "== stopped pkcsslotd (pid $started)"
+        fi
+        started=
+    }
+    trap 'stop_slotd; exit 1' HUP INT TERM
     # what the machine's openCryptoki holds, which the test must leave as it was
     machine_state() {
         ls -lA --time-style=full-iso "$datadir" "$datadir/swtok" "$datadir/swtok/TOK_OBJ"
@@ -101,22 +124,7 @@ if [ -z "${P11KMS_OCK_INNER:-}" ]; then
         diff machine-before.txt machine-after.txt
         [ "$status" -ne 0 ] || status=1
     fi
-    if [ -n "$started" ]; then
-        kill "$started" 2>/dev/null
-        i=0
-        while slotd_pid >/dev/null && [ $i -lt 50 ]; do
-            sleep 0.1
-            i=$((i + 1))
-        done
-        if slotd_pid >/dev/null; then
-            echo "FAIL: pkcsslotd (pid $started) did not stop"
-            [ "$status" -ne 0 ] || status=1
-        else
-            # as /etc/init.d/pkcsslotd stop does: pkcsslotd leaves its pid file
-            rm -f "$pidfile"
-            echo "== stopped pkcsslotd (pid $started)"
-        fi
-    fi
+    stop_slotd
     exit "$status"
 fi
 

@@ -156,6 +156,12 @@ check "pkcsconf initialised the token as \"$label\"" grep -q "Label: $label *\$"
 check "pkcsconf set the user PIN" grep -q "USER_PIN_INITIALIZED" token.txt
 grep -q "USER_PIN_INITIALIZED" token.txt || { cat init.log token.txt; cli_finish; exit 1; }
 
+# ASan builds: openCryptoki's own leaks are suppressed (tests/lsan-opencryptoki.supp), which
+# needs the slow unwinder to see through its frames; LeakSanitizer still reports p11kms's.
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$P11KMS_SRCDIR/tests/lsan-opencryptoki.supp:print_suppressions=0"
+export ASAN_OPTIONS LSAN_OPTIONS
+
 # list_objects OUT: every object the user sees on the token, by pkcs11-tool.
 list_objects() {
     "$PKCS11_TOOL" --module "$ock_module" --token-label "$label" --login \

@@ -16,6 +16,8 @@ packages="$packages python3-cryptography"
 packages="$packages libcurl4-openssl-dev"
 # NSS softokn, the second token the suite runs on (TEST.nsstest, tests/nss.am)
 packages="$packages libnss3 libnss3-tools"
+# openCryptoki 3.8.1, a token p11kms must refuse (no CKM_AES_GCM): tests/opencryptoki.sh
+packages="$packages opencryptoki"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

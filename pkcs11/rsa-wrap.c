@@ -543,19 +543,34 @@ static p11kms_err unwrap_op(p11_token *t, p11_session *s, void *arg, p11kms_erro
     CK_RSA_PKCS_OAEP_PARAMS oaep;
     oaep_params(a->alg, &oaep);
     CK_MECHANISM rsa = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
-    if (!alg_is_two_step(a->alg))
-        return final_step(t, s, a, &rsa, priv, a->wrapped, a->wrapped_len, err);
 
-    /* OAEP(ephemeral AES key), as long as the modulus, || RFC 5649 wrap of the material. */
+    /* The OAEP block is as long as the modulus (alone, or followed by the RFC 5649 wrap of the
+     * material), and as a number below it (RFC 8017 7.1.2 and RSADP step 1). Checked here, not
+     * left to the token: tokens answer such input with different codes, and NSS softokn's for a
+     * block not below the modulus, CKR_ARGUMENTS_BAD, is also what a token that lacks the OAEP
+     * parameters answers, so the client would be told the algorithm is unsupported instead of
+     * that its ciphertext is wrong (Wycheproof RSA-OAEP tcId 27, "added n to c"). */
     uint8_t *modulus = NULL;
     size_t modulus_len = 0;
     if (p11_get_attr_alloc(t, s, priv, CKA_MODULUS, &modulus, &modulus_len, err) != P11KMS_OK)
         return err->code;
+    size_t skip = 0; /* a big integer may come with leading zero bytes */
+    while (skip + 1 < modulus_len && modulus[skip] == 0)
+        skip++;
+    bool two_step = alg_is_two_step(a->alg);
+    size_t block_len = modulus_len - skip;
+    bool bad_len = two_step ? a->wrapped_len <= block_len : a->wrapped_len != block_len;
+    bool not_below = !bad_len && memcmp(a->wrapped, modulus + skip, block_len) >= 0;
     free(modulus);
-    if (a->wrapped_len <= modulus_len) {
-        a->refused = CKR_WRAPPED_KEY_LEN_RANGE;
+    if (bad_len || not_below) {
+        a->refused = bad_len ? CKR_WRAPPED_KEY_LEN_RANGE : CKR_WRAPPED_KEY_INVALID;
         return P11KMS_OK;
     }
+    modulus_len = block_len;
+    if (!two_step)
+        return final_step(t, s, a, &rsa, priv, a->wrapped, a->wrapped_len, err);
+
+    /* OAEP(ephemeral AES key), as long as the modulus, || RFC 5649 wrap of the material. */
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_KEY_TYPE aes = CKK_AES;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;

@@ -102,3 +102,24 @@ int pt_contains(const char *haystack, const char *needle)
 {
     return haystack != NULL && strstr(haystack, needle) != NULL;
 }
+
+int pt_token_stores_data(p11_token *t, const char *what)
+{
+    p11kms_error err = {0};
+    const char probe[] = "p11kms-test/data-object-probe";
+    p11kms_err rc = p11_data_create(t, probe, (const uint8_t *)"probe", 5, &err);
+    if (rc == P11KMS_OK) {
+        CHECK_OK(p11_data_delete(t, probe, &err), &err);
+        return 1;
+    }
+    /* The codes a token refuses an object class or its template with; anything else (a p11kms
+     * validation error, a session failure) is a failure of the layer, not the token's choice. */
+    CHECK(rc == P11KMS_E_TOKEN &&
+          (err.ckr == CKR_ATTRIBUTE_VALUE_INVALID || err.ckr == CKR_TEMPLATE_INCONSISTENT ||
+           err.ckr == CKR_ATTRIBUTE_TYPE_INVALID || err.ckr == CKR_FUNCTION_NOT_SUPPORTED));
+    const char *kind = getenv("P11KMS_TEST_TOKEN");
+    CHECK(kind == NULL || strcmp(kind, "softhsm") != 0);
+    fprintf(stderr, "not run on this token: %s (the token refuses CKO_DATA objects: %s)\n", what,
+            err.message);
+    return 0;
+}

@@ -24,5 +24,10 @@ size_t pt_unhex(const char *hex, uint8_t *out, size_t cap);
 const char *pt_shim_path(void);
 /* True when haystack contains needle. */
 int pt_contains(const char *haystack, const char *needle);
+/* True when the token stores CKO_DATA objects (pkcs11/data.c), found by writing and deleting
+ * one. Where the token refuses the class (NSS softokn: CKR_ATTRIBUTE_VALUE_INVALID), prints
+ * "not run on this token: WHAT (...)" and returns 0; any other failure fails the test, and on
+ * SoftHSM, which stores them, so does a refusal: the checks are never passed over there. */
+int pt_token_stores_data(p11_token *t, const char *what);
 
 #endif

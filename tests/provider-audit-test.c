@@ -601,22 +601,41 @@ static void test_checkpoint_in_store(const char *audit_cfg)
     store_row_clear(&row);
 
     fx_say("a checkpoint left in the token by an earlier version still detects a cut tail");
-    CHECK_OK(p11_data_create(svc->token, label, value, len, &e), &e);
-    CHECK_OK(store_delete(svc->store, STORE_AUDIT, chain, &e), &e);
-    expect_invalid(cut, 0, "truncated");
+    /* Earlier versions kept it as a CKO_DATA object. Only a token that stores data objects can
+     * hold one to upgrade (NSS softokn refuses the class: CKR_ATTRIBUTE_VALUE_INVALID), so the
+     * upgrade is checked where writing one works; a token that refuses it must refuse it as a
+     * token error, and everything else in this test still runs there. */
+    p11kms_err made = p11_data_create(svc->token, label, value, len, &e);
+    const char *kind = getenv("P11KMS_TEST_TOKEN");
+    if (made != P11KMS_OK) {
+        /* the codes a token refuses an object class or its template with, not a p11kms error */
+        CHECK(made == P11KMS_E_TOKEN &&
+              (e.ckr == CKR_ATTRIBUTE_VALUE_INVALID || e.ckr == CKR_TEMPLATE_INCONSISTENT ||
+               e.ckr == CKR_ATTRIBUTE_TYPE_INVALID || e.ckr == CKR_FUNCTION_NOT_SUPPORTED));
+        /* SoftHSM stores data objects: there the upgrade is always checked, never passed over */
+        CHECK(kind == NULL || strcmp(kind, "softhsm") != 0);
+        fprintf(stderr,
+                "not run on this token: the upgrade of a checkpoint left in the token by an "
+                "earlier version (the token refuses CKO_DATA objects: %s)\n",
+                e.message);
+    } else {
+        CHECK_OK(store_delete(svc->store, STORE_AUDIT, chain, &e), &e);
+        expect_invalid(cut, 0, "truncated");
 
-    fx_say("opening the audit log moves it into the store and deletes the token object");
-    p11kms_close(svc);
-    svc = fx_open(audit_cfg);
-    p11kms_close(svc);
-    svc = fx_open(audit_cfg);
-    CHECK_ERR(p11_data_read(svc->token, label, &legacy, &legacy_len, &e), P11KMS_E_NOT_FOUND, &e);
-    uint8_t *moved = NULL;
-    size_t moved_len = 0;
-    CHECK_OK(keystore_audit_read(svc, chain, &moved, &moved_len, &e), &e);
-    CHECK(moved_len == len && moved != NULL && memcmp(moved, value, len) == 0);
-    free(moved);
-    expect_invalid(cut, 0, "truncated");
+        fx_say("opening the audit log moves it into the store and deletes the token object");
+        p11kms_close(svc);
+        svc = fx_open(audit_cfg);
+        p11kms_close(svc);
+        svc = fx_open(audit_cfg);
+        CHECK_ERR(p11_data_read(svc->token, label, &legacy, &legacy_len, &e), P11KMS_E_NOT_FOUND,
+                  &e);
+        uint8_t *moved = NULL;
+        size_t moved_len = 0;
+        CHECK_OK(keystore_audit_read(svc, chain, &moved, &moved_len, &e), &e);
+        CHECK(moved_len == len && moved != NULL && memcmp(moved, value, len) == 0);
+        free(moved);
+        expect_invalid(cut, 0, "truncated");
+    }
     const char *files[] = {log_path};
     CHECK(verify(files, 1));
 

@@ -300,7 +300,10 @@ static void run_wycheproof(p11kms *svc, const char *file, p11_wrap_alg alg)
             } else if ((rc = p11_rsa_wrap_unwrap(svc->token, wrap_id, sizeof(wrap_id), alg, ct,
                                                  ct_len, &target, NULL, &te)) ==
                        P11KMS_E_UNSUPPORTED) {
-                unsupported++;
+                if (unsupported++ == 0) /* the first one says why */
+                    fprintf(stderr, "%s tcId %d (%s, %zu-byte message, %zu-byte label): %s\n", file,
+                            json_object_get_int(json_object_object_get(tc, "tcId")), result,
+                            msg_len, label_len, te.message);
             } else if (strcmp(result, "valid") == 0 && label_len == 0) {
                 valid++;
                 if (rc != P11KMS_OK || memcmp(value, msg, msg_len) != 0) {
@@ -325,17 +328,26 @@ static void run_wycheproof(p11kms *svc, const char *file, p11_wrap_alg alg)
     fx_say("%s: %d valid vectors unwrapped to their bytes, %d refused, %d skipped, %d not "
            "supported by the token",
            file, valid, refused, skipped, unsupported);
+    /* A token does an OAEP variant for every input or for none: only what p11kms refuses before
+     * asking the token (a block not as long as the modulus or not below it) is refused where the
+     * token lacks the variant (SoftHSM 2.6.1: SHA-256), never some vectors "unsupported" and
+     * others not. */
     if (alg == P11_WRAP_OAEP_SHA1)
         CHECK(valid > 0 && refused > 0 && unsupported == 0);
     else
-        CHECK((valid > 0 && refused > 0) || unsupported > 0);
+        CHECK((valid > 0 && refused > 0 && unsupported == 0) || (unsupported > 0 && valid == 0));
     json_object_put(root);
 }
 
 /* --- crash
  * ---------------------------------------------------------------------------------------- */
 
-/* The RFC 5649 step of RSA_AES_KEY_WRAP_* (the same code) against Wycheproof AES-KWP. */
+/* The length of key material p11kms imports (AES-256). */
+#define IMPORTED_LEN 32
+
+/* The RFC 5649 step of RSA_AES_KEY_WRAP_* (the same code) against Wycheproof AES-KWP. A valid
+ * vector must unwrap to its bytes; one of a length p11kms never imports may instead be refused
+ * as InvalidCiphertext where the token will not make a key that long. */
 static void run_wycheproof_kwp(p11kms *svc)
 {
     char path[4096];
@@ -345,7 +357,7 @@ static void run_wycheproof_kwp(p11kms *svc)
     REQUIRE(root != NULL);
     json_object *groups = NULL;
     REQUIRE(json_object_object_get_ex(root, "testGroups", &groups));
-    int valid = 0, refused = 0, skipped = 0;
+    int valid = 0, refused = 0, skipped = 0, token_refused = 0, imported_len = 0;
     for (size_t g = 0; g < json_object_array_length(groups); g++) {
         json_object *tests = NULL;
         REQUIRE(json_object_object_get_ex(json_object_array_get_idx(groups, g), "tests", &tests));
@@ -367,9 +379,19 @@ static void run_wycheproof_kwp(p11kms *svc)
                 valid++;
                 p11kms_err rc =
                     p11_kwp_test_unwrap(svc->token, key, key_len, ct, ct_len, &target, &te);
-                if (rc != P11KMS_OK || memcmp(value, msg, msg_len) != 0) {
+                if (rc == P11KMS_E_INVALID_CIPHERTEXT && msg_len != IMPORTED_LEN) {
+                    /* Key material of a length p11kms never imports: the token may refuse to
+                     * make a secret key that long (NSS softokn 3.87: the 384-byte vectors,
+                     * CKR_TEMPLATE_INCONSISTENT), and then it must be refused as the
+                     * ciphertext's fault, whatever the token's code. */
+                    fprintf(stderr, "aes_kwp tcId %d: %zu-byte key refused by the token: %s\n",
+                            tc_id, msg_len, te.message);
+                    token_refused++;
+                } else if (rc != P11KMS_OK || memcmp(value, msg, msg_len) != 0) {
                     fprintf(stderr, "aes_kwp tcId %d: valid vector: %s\n", tc_id, te.message);
                     CHECK(false);
+                } else if (msg_len == IMPORTED_LEN) {
+                    imported_len++;
                 }
             } else {
                 refused++;
@@ -388,9 +410,13 @@ static void run_wycheproof_kwp(p11kms *svc)
             free(ct);
         }
     }
-    fx_say("aes_kwp_test.json: %d valid vectors unwrapped to their bytes, %d refused, %d skipped",
-           valid, refused, skipped);
-    CHECK(valid > 0 && refused > 0);
+    fx_say("aes_kwp_test.json: %d valid vectors unwrapped to their bytes (%d of them of %d bytes, "
+           "as p11kms imports), %d refused by the token for their length, %d invalid refused, %d "
+           "skipped",
+           valid - token_refused, imported_len, IMPORTED_LEN, token_refused, refused, skipped);
+    /* every vector of the length p11kms imports went through, and most of the others did */
+    CHECK(imported_len == 9);
+    CHECK(valid > 0 && refused > 0 && token_refused * 10 < valid);
     json_object_put(root);
 }
 

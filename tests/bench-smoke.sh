@@ -38,4 +38,7 @@ if "$bench" --check-json claims-all.json 2>/dev/null; then fail "missing figures
 for conns in 1 4 16; do
     grep -qE "^ +$conns +[0-9]+/s +[0-9]+/s +[0-9.]+x" daemon.out || fail "daemon figure: no row for $conns"
 done
+# ... and the audited p11kmsd against the plain one at 4 connections (issue 11's daemon figure).
+sed -n '/^daemon-audit:/,$p' daemon.out | grep -qE "^ +4 +[0-9]+/s +[0-9]+/s +[0-9.]+x .*goal >= 0.90x" ||
+    fail "daemon figure: no audit on/off row"
 echo "bench-smoke: ok"

@@ -7,6 +7,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 
@@ -406,6 +407,15 @@ for conn in (UnixConnection(SOCKET), http.client.HTTPConnection("127.0.0.1", POR
     statuses = [raw("GenerateRandom", {"NumberOfBytes": 8}, conn=conn)[0] for _ in range(3)]
     conn.close()
     expect(statuses == [200, 200, 200], f"three requests on one {type(conn).__name__}")
+
+print("== request ids: a fresh version-4 UUID per request (drawn in blocks per thread)")
+ids = []
+for _ in range(150):  # more than two blocks of 64 on one connection
+    r = kms.generate_random(NumberOfBytes=8)
+    ids.append(r["ResponseMetadata"]["RequestId"])
+v4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+expect(all(v4.match(i) for i in ids), "every x-amzn-RequestId is a lowercase version-4 UUID")
+expect(len(set(ids)) == len(ids), f"{len(ids)} requests, {len(set(ids))} distinct request ids")
 
 print(f"== {M.checked} requests and responses checked against {M.path}")
 expect(M.checked > 80, "the model saw the tests' traffic")

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "p11kms.h"
 
@@ -260,6 +261,11 @@ void figure_startup(bench_env *env, const bench_opts *o, bench_results *r);   /*
 void figure_audit(bench_env *env, const bench_opts *o, bench_results *r); /* 8 */
 void figure_scale(bench_env *env, const bench_opts *o);                   /* --scale, per store */
 void figure_daemon(bench_env *env, const bench_opts *o);                  /* --daemon */
+
+/* The daemon figure's bare baseline (echo-server.c): a process answering every request of
+ * request_len bytes on the Unix socket sock with an HTTP reply of reply_len bytes. */
+pid_t echo_server_start(const char *sock, size_t request_len, size_t reply_len);
+void echo_server_stop(pid_t pid);
 
 /* --- output -------------------------------------------------------------------------------- */
 

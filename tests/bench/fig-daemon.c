@@ -32,6 +32,7 @@ typedef struct daemon_fix {
     char request[2048];
     size_t request_len;
     uint8_t pt[32];
+    pid_t server; /* the process answering on sock, for its CPU time */
 } daemon_fix;
 
 typedef struct conn {
@@ -40,6 +41,7 @@ typedef struct conn {
     char buf[8192];
     double *lat;
     unsigned nlat;
+    size_t reply_len; /* of the last reply */
 } conn;
 
 /* sun_path of sock; the work directory's path must leave room for it. */
@@ -112,6 +114,7 @@ static void op_http(void *state)
         if (body != NULL && have >= need)
             break;
     }
+    c->reply_len = have;
     if (c->nlat < MAX_LAT)
         c->lat[c->nlat++] = bench_now() - t0;
 }
@@ -143,6 +146,35 @@ static void op_lib(void *arg)
     p11kms_result_free(&r);
 }
 
+/* CPU seconds (user + system) the process pid has used so far, from /proc/PID/stat. */
+static double process_cpu(pid_t pid)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL || fgets(text, sizeof(text), f) == NULL)
+        bench_die("cannot read %s", path);
+    fclose(f);
+    /* Fields after the command name, which is in parentheses and may hold spaces. */
+    const char *p = strrchr(text, ')');
+    unsigned long utime = 0, stime = 0;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        bench_die("cannot parse %s", path);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* One side through a server: the run, and the server's CPU time per request during it. */
+static side_run run_server_side(const bench_side *side, const daemon_fix *x, unsigned n,
+                                const bench_opts *o, double *server_cpu_per_op)
+{
+    uint64_t max_ops = o->smoke ? o->smoke_ops : 0;
+    double before = process_cpu(x->server);
+    side_run r = bench_run_side(side, n, o->duration, max_ops);
+    *server_cpu_per_op = r.ops ? (process_cpu(x->server) - before) / (double)r.ops : 0;
+    return r;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -160,10 +192,10 @@ static void *conn_setup_kept(void *arg, unsigned thread)
     return c;
 }
 
-static pid_t start_daemon(const bench_env *env, const char *config, const char *sock)
+static pid_t start_daemon(const char *config, const char *sock)
 {
-    char log[600];
-    snprintf(log, sizeof(log), "%s/p11kmsd.log", env->dir);
+    char log[700];
+    snprintf(log, sizeof(log), "%s.log", sock); /* one log per daemon of the figure */
     pid_t pid = fork();
     if (pid < 0)
         bench_die("fork: %s", strerror(errno));
@@ -192,6 +224,115 @@ static pid_t start_daemon(const bench_env *env, const char *config, const char *
     bench_die("p11kmsd did not listen on %s within 30 s (see %s)", sock, log);
 }
 
+static void conn_teardown_free(void *state)
+{
+    conn *c = state;
+    close(c->fd);
+    free(c->lat);
+    free(c);
+}
+
+/* One table row: side A through the daemon of xa with n connections against side b with n
+ * threads (and, where c is given, against c too); requests/s and ratios are medians over
+ * rounds, p50/p99 over A's requests. */
+static void measure_row(daemon_fix *xa, const bench_side *b, const bench_side *c, unsigned n,
+                        const bench_opts *o, const char *note)
+{
+    double rc[BENCH_MAX_ROUNDS], ratio_c[BENCH_MAX_ROUNDS];
+    /* CPU per request: of the server (p11kmsd; the bare server), of the clients, of side b. */
+    double cpu_sa[BENCH_MAX_ROUNDS], cpu_ca[BENCH_MAX_ROUNDS], cpu_b[BENCH_MAX_ROUNDS];
+    double cpu_sc[BENCH_MAX_ROUNDS], cpu_cc[BENCH_MAX_ROUNDS];
+    uint64_t max_ops = o->smoke ? o->smoke_ops : 0;
+    double ra[BENCH_MAX_ROUNDS], rb[BENCH_MAX_ROUNDS], ratio[BENCH_MAX_ROUNDS];
+    double *lat = NULL;
+    size_t nlat = 0;
+    for (unsigned r = 0; r < o->rounds; r++) {
+        nkept = 0;
+        bench_side a = {.label = "p11kmsd",
+                        .setup = conn_setup_kept,
+                        .op = op_http,
+                        .teardown = conn_teardown,
+                        .arg = xa};
+        side_run sa = run_server_side(&a, xa, n, o, &cpu_sa[r]);
+        side_run sb = b->op == op_http ? run_server_side(b, b->arg, n, o, &cpu_b[r])
+                                       : bench_run_side(b, n, o->duration, max_ops);
+        ra[r] = sa.ops / sa.seconds;
+        rb[r] = sb.ops / sb.seconds;
+        ratio[r] = ra[r] / rb[r];
+        cpu_ca[r] = sa.ops ? sa.cpu_seconds / (double)sa.ops : 0;
+        if (b->op != op_http)
+            cpu_b[r] = sb.ops ? sb.cpu_seconds / (double)sb.ops : 0;
+        if (c != NULL) {
+            side_run sc = run_server_side(c, c->arg, n, o, &cpu_sc[r]);
+            rc[r] = sc.ops / sc.seconds;
+            ratio_c[r] = ra[r] / rc[r];
+            cpu_cc[r] = sc.ops ? sc.cpu_seconds / (double)sc.ops : 0;
+        }
+        for (unsigned i = 0; i < nkept; i++) {
+            conn *k = kept[i];
+            double *grown = realloc(lat, (nlat + k->nlat + 1) * sizeof(double));
+            if (grown == NULL)
+                bench_die("out of memory");
+            lat = grown;
+            memcpy(lat + nlat, k->lat, k->nlat * sizeof(double));
+            nlat += k->nlat;
+            free(k->lat);
+            free(k);
+        }
+    }
+    if (nlat == 0)
+        bench_die("no request measured");
+    qsort(lat, nlat, sizeof(double), cmp_double);
+    printf("  %5u %12.0f/s %12.0f/s %7.3fx %7.0f us %7.0f us", n, bench_median(ra, o->rounds),
+           bench_median(rb, o->rounds), bench_median(ratio, o->rounds), lat[nlat / 2] * 1e6,
+           lat[(size_t)((double)nlat * 0.99)] * 1e6);
+    if (c != NULL)
+        printf(" %12.0f/s %8.3fx", bench_median(rc, o->rounds), bench_median(ratio_c, o->rounds));
+    printf("%s\n", note);
+    printf("        CPU per request: p11kmsd %.1f us + its clients %.1f us; %s %.1f us",
+           bench_median(cpu_sa, o->rounds) * 1e6, bench_median(cpu_ca, o->rounds) * 1e6, b->label,
+           bench_median(cpu_b, o->rounds) * 1e6);
+    if (c != NULL)
+        printf("; bare server %.1f us + its clients %.1f us", bench_median(cpu_sc, o->rounds) * 1e6,
+               bench_median(cpu_cc, o->rounds) * 1e6);
+    printf("\n");
+    free(lat);
+    fflush(stdout);
+}
+
+static void stop_daemon(const char *sock, pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bench_die("p11kmsd did not exit 0 on SIGTERM (see %s.log)", sock);
+}
+
+/* The daemon's configuration: the main token and store, the given policy file, and with audit_log
+ * an audit section (every request recorded, chained, sealed and synced before its answer). */
+static void write_daemon_config(const bench_env *env, const char *config, const char *policy,
+                                const char *audit_log)
+{
+    char text[4096];
+    FILE *in = fopen(env->main.config, "r");
+    FILE *out = fopen(config, "w");
+    if (in == NULL || out == NULL)
+        bench_die("cannot copy %s", env->main.config);
+    while (fgets(text, sizeof(text), in) != NULL) {
+        if (strncmp(text, "policy:", 7) == 0)
+            fprintf(out, "policy: %s\n", policy);
+        else
+            fputs(text, out);
+    }
+    if (audit_log != NULL)
+        fprintf(out, "audit:\n  file: %s\n  max-size: 0\n", audit_log);
+    fclose(in);
+    if (fclose(out) != 0)
+        bench_die("cannot write %s", config);
+    chmod(config, 0600);
+}
+
 void figure_daemon(bench_env *env, const bench_opts *o)
 {
     env_main_key(env, NULL);
@@ -212,19 +353,7 @@ void figure_daemon(bench_env *env, const bench_opts *o)
     }
     fclose(in);
     fclose(out);
-    in = fopen(env->main.config, "r");
-    out = fopen(config, "w");
-    if (in == NULL || out == NULL)
-        bench_die("cannot copy %s", env->main.config);
-    while (fgets(text, sizeof(text), in) != NULL) {
-        if (strncmp(text, "policy:", 7) == 0)
-            fprintf(out, "policy: %s\n", policy);
-        else
-            fputs(text, out);
-    }
-    fclose(in);
-    fclose(out);
-    chmod(config, 0600);
+    write_daemon_config(env, config, policy, NULL);
     chmod(policy, 0600);
 
     daemon_fix x = {.env = env};
@@ -245,62 +374,67 @@ void figure_daemon(bench_env *env, const bench_opts *o)
                                      "Content-Length: %d\r\n\r\n%s",
                                      blen, body);
     setenv("SOFTHSM2_CONF", env->main.softhsm_conf, 1);
-    pid_t pid = start_daemon(env, config, x.sock);
+    pid_t pid = start_daemon(config, x.sock);
+    x.server = pid;
     bench_token t = env->main;
     snprintf(t.config, sizeof(t.config), "%s", config);
     x.svc = env_open(&t);
 
+    /* The bare baseline: the same request bytes to a server that only answers with a reply of
+     * the length p11kmsd's reply has (one request to p11kmsd first, to learn it). */
+    conn *probe = conn_setup(&x, 0);
+    op_http(probe);
+    size_t reply_len = probe->reply_len;
+    conn_teardown_free(probe);
+    daemon_fix echo = x;
+    snprintf(echo.sock, sizeof(echo.sock), "%s/echo.sock", env->dir);
+    pid_t echo_pid = echo_server_start(echo.sock, x.request_len, reply_len);
+    echo.server = echo_pid;
+    bench_side bare = {.label = "bare socket server",
+                       .setup = conn_setup,
+                       .op = op_http,
+                       .teardown = conn_teardown_free,
+                       .arg = &echo};
+
     printf("\ndaemon: Encrypt 32 B through p11kmsd (Unix socket, keep-alive) vs p11kms_encrypt "
-           "in-process, same token and key, median of %u rounds\n",
-           o->rounds);
-    printf("  %5s %14s %14s %8s %10s %10s\n", "conns", "p11kmsd", "in-process", "ratio", "p50",
-           "p99");
+           "in-process, same token and key, median of %u rounds; bare: the same %zu request "
+           "bytes answered with %zu reply bytes by a server doing nothing else (one epoll loop, "
+           "tests/bench/echo-server.c), the ceiling of any server on this socket\n",
+           o->rounds, x.request_len, reply_len);
+    printf("  %5s %14s %14s %8s %10s %10s %14s %9s\n", "conns", "p11kmsd", "in-process", "ratio",
+           "p50", "p99", "bare", "vs bare");
     static const unsigned conns[] = {1, 4, 16};
-    uint64_t max_ops = o->smoke ? o->smoke_ops : 0;
-    for (unsigned k = 0; k < 3; k++) {
-        unsigned n = conns[k];
-        double ra[BENCH_MAX_ROUNDS], rb[BENCH_MAX_ROUNDS], ratio[BENCH_MAX_ROUNDS];
-        double *lat = NULL;
-        size_t nlat = 0;
-        for (unsigned r = 0; r < o->rounds; r++) {
-            nkept = 0;
-            bench_side a = {.label = "p11kmsd",
-                            .setup = conn_setup_kept,
-                            .op = op_http,
-                            .teardown = conn_teardown,
-                            .arg = &x};
-            bench_side b = {.label = "in-process", .setup = lib_setup, .op = op_lib, .arg = &x};
-            side_run sa = bench_run_side(&a, n, o->duration, max_ops);
-            side_run sb = bench_run_side(&b, n, o->duration, max_ops);
-            ra[r] = sa.ops / sa.seconds;
-            rb[r] = sb.ops / sb.seconds;
-            ratio[r] = ra[r] / rb[r];
-            for (unsigned i = 0; i < nkept; i++) {
-                conn *c = kept[i];
-                double *grown = realloc(lat, (nlat + c->nlat + 1) * sizeof(double));
-                if (grown == NULL)
-                    bench_die("out of memory");
-                lat = grown;
-                memcpy(lat + nlat, c->lat, c->nlat * sizeof(double));
-                nlat += c->nlat;
-                free(c->lat);
-                free(c);
-            }
-        }
-        if (nlat == 0)
-            bench_die("no request measured");
-        qsort(lat, nlat, sizeof(double), cmp_double);
-        printf("  %5u %12.0f/s %12.0f/s %7.3fx %7.0f us %7.0f us%s\n", n,
-               bench_median(ra, o->rounds), bench_median(rb, o->rounds),
-               bench_median(ratio, o->rounds), lat[nlat / 2] * 1e6,
-               lat[(size_t)((double)nlat * 0.99)] * 1e6, n == 4 ? "  (goal >= 0.60x)" : "");
-        free(lat);
-        fflush(stdout);
-    }
+    bench_side lib = {.label = "in-process", .setup = lib_setup, .op = op_lib, .arg = &x};
+    for (unsigned k = 0; k < 3; k++)
+        measure_row(&x, &lib, &bare, conns[k], o, conns[k] == 4 ? "  (goal >= 0.60x)" : "");
+    echo_server_stop(echo_pid);
+    unlink(echo.sock);
+
+    /* Issue 11's daemon figure: a second p11kmsd on the same token whose configuration adds an
+     * audit section, against the first, both at 4 connections, rounds alternating. */
+    char audit_config[600], audit_log[600];
+    snprintf(audit_config, sizeof(audit_config), "%s/daemon-audit.yaml", env->dir);
+    const char *audit_dir = getenv("BENCH_AUDIT_DIR");
+    snprintf(audit_log, sizeof(audit_log), "%s/daemon-audit-%ld.log",
+             audit_dir ? audit_dir : env->dir, (long)getpid());
+    write_daemon_config(env, audit_config, policy, audit_log);
+    daemon_fix audited = x;
+    snprintf(audited.sock, sizeof(audited.sock), "%s/p11kmsd-audit.sock", env->dir);
+    pid_t audit_pid = start_daemon(audit_config, audited.sock);
+    audited.server = audit_pid;
+    bench_side plain = {.label = "p11kmsd without audit",
+                        .setup = conn_setup,
+                        .op = op_http,
+                        .teardown = conn_teardown_free,
+                        .arg = &x};
+    printf("\ndaemon-audit: Encrypt 32 B through p11kmsd with an audit section (log %s) vs "
+           "p11kmsd without, 4 connections, median of %u rounds\n",
+           audit_log, o->rounds);
+    printf("  %5s %14s %14s %8s %10s %10s\n", "conns", "audit on", "audit off", "ratio", "p50",
+           "p99");
+    measure_row(&audited, &plain, NULL, 4, o, "  (goal >= 0.90x)");
+    stop_daemon(audited.sock, audit_pid);
+    unlink(audit_log);
     p11kms_close(x.svc);
-    kill(pid, SIGTERM);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        bench_die("p11kmsd did not exit 0 on SIGTERM (see %s/p11kmsd.log)", env->dir);
+    stop_daemon(x.sock, pid);
 }

@@ -262,6 +262,13 @@ void figure_audit(bench_env *env, const bench_opts *o, bench_results *r); /* 8 *
 void figure_scale(bench_env *env, const bench_opts *o);                   /* --scale, per store */
 void figure_daemon(bench_env *env, const bench_opts *o);                  /* --daemon */
 
+/* The audit figures' bare baseline: append one record-sized line to fd and fsync it. */
+typedef struct bare_sync {
+    int fd;
+    char line[600];
+} bare_sync;
+void op_write_fsync(void *arg); /* arg: a bare_sync */
+
 /* The daemon figure's bare baseline (echo-server.c): a process answering every request of
  * request_len bytes on the Unix socket sock with an HTTP reply of reply_len bytes. */
 pid_t echo_server_start(const char *sock, size_t request_len, size_t reply_len);

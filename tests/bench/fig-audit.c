@@ -39,12 +39,7 @@ static void op_encrypt(void *arg)
 
 /* The bare baseline of the log's durability, without p11kms: append one line of a record's size
  * to a file in the log's directory and fsync it, as the writer does once per batch. */
-typedef struct bare_sync {
-    int fd;
-    char line[600];
-} bare_sync;
-
-static void op_write_fsync(void *arg)
+void op_write_fsync(void *arg)
 {
     bare_sync *x = arg;
     if (write(x->fd, x->line, sizeof(x->line)) != (ssize_t)sizeof(x->line) || fsync(x->fd) != 0)

@@ -1,16 +1,23 @@
 #!/bin/sh
-# A full file system under the TOKEN (SoftHSM's token directory on a 128 KiB tmpfs the test
-# mounts; CI runs as root), the SQLite store on the ordinary disk: every reply that said success
-# is durable when the next process opens the token, and every refused change left no trace (no
-# key without its version object, no object a record uses). Outside CI the test is skipped
-# (exit 77) when it cannot mount; in CI (CI=true) that is a failure.
+# A full file system under the TOKEN (a token of the test's own on a 128 KiB tmpfs the test
+# mounts; CI runs as root: SoftHSM's token directory, or NSS softokn's database directory), the
+# SQLite store on the ordinary disk: a refused change is a clear error, every reply that said
+# success is durable when the next process opens the token, and every refused change left no
+# trace (no key without its version object, no object a record uses). Outside CI the test is
+# skipped (exit 77) when it cannot mount; in CI (CI=true) that is a failure.
 . "$P11KMS_SRCDIR/tests/cli-lib.sh"
 
-# It makes a SoftHSM token of its own (C_InitToken through softhsm2-util): SoftHSM only.
-if [ "${P11KMS_TEST_TOKEN:-softhsm}" != softhsm ]; then
-    echo "SKIP: initializes a SoftHSM token of its own; not run on the $P11KMS_TEST_TOKEN token"
+# The token in the small file system is the test's own, made as the harness makes it: a
+# SoftHSM token (C_InitToken through softhsm2-util) or an NSS softokn database (certutil -N).
+# A token the harness did not make cannot be put there.
+case "${P11KMS_TEST_TOKEN:-softhsm}" in
+softhsm | nss) ;;
+*)
+    echo "not run on this token: the whole test (it needs a token of its own in a small file" \
+        "system; the $P11KMS_TEST_TOKEN token's storage is not the harness's to fill)"
     exit 77
-fi
+    ;;
+esac
 
 mnt="$P11KMS_TEST_ROOT/tokfs"
 mkdir -p "$mnt"
@@ -25,15 +32,29 @@ fi
 trap 'umount "$mnt" 2>/dev/null' EXIT INT TERM
 
 # A token of the same label and PINs in the small file system (the harness's token stays unused).
-sed -e "s|^directories.tokendir = .*|directories.tokendir = $mnt|" "$SOFTHSM2_CONF" >softhsm2-full.conf
-export SOFTHSM2_CONF="$P11KMS_TEST_ROOT/softhsm2-full.conf"
-"$SOFTHSM2_UTIL" --init-token --free --label p11kms-test --so-pin "$P11KMS_TEST_SO_PIN" \
-    --pin "$(cat "$P11KMS_TEST_PIN_FILE")" >init-full.log 2>&1 || { cat init-full.log; exit 99; }
+if [ "${P11KMS_TEST_TOKEN:-softhsm}" = softhsm ]; then
+    sed -e "s|^directories.tokendir = .*|directories.tokendir = $mnt|" "$SOFTHSM2_CONF" >softhsm2-full.conf
+    export SOFTHSM2_CONF="$P11KMS_TEST_ROOT/softhsm2-full.conf"
+    "$SOFTHSM2_UTIL" --init-token --free --label p11kms-test --so-pin "$P11KMS_TEST_SO_PIN" \
+        --pin "$(cat "$P11KMS_TEST_PIN_FILE")" >init-full.log 2>&1 || { cat init-full.log; exit 99; }
+    token_dir="$P11KMS_TEST_ROOT/tokens"
+else
+    [ -n "${NSS_CERTUTIL:-}" ] && [ -x "$NSS_CERTUTIL" ] ||
+        { echo "certutil not found (apt-get install libnss3-tools, then re-run configure)"; exit 99; }
+    "$NSS_CERTUTIL" -N -d "sql:$mnt" -f "$P11KMS_TEST_PIN_FILE" >init-full.log 2>&1 ||
+        { cat init-full.log; exit 99; }
+    token_dir="$P11KMS_TEST_ROOT/tokens/nssdb"
+fi
 # A fresh store for that token; the test is the only user: no grace period for unrecorded objects.
+# NSS softokn's database directory is in its module arguments (configdir='sql:...').
 sed -e "s|^store: .*|store: \"sqlite:$P11KMS_TEST_ROOT/full.db\"|" \
-    -e 's|^keys:$|keys:\n  orphan-grace-seconds: 0|' "$P11KMS_CONFIG" >full.yaml
+    -e 's|^keys:$|keys:\n  orphan-grace-seconds: 0|' \
+    -e "/^  module-args: /s|sql:$token_dir''|sql:$mnt''|" "$P11KMS_CONFIG" >full.yaml
 export P11KMS_CONFIG="$P11KMS_TEST_ROOT/full.yaml"
 grep -q "full.db" full.yaml || { echo "config not rewritten"; exit 99; }
+if [ -n "${P11KMS_TEST_MODULE_ARGS:-}" ]; then
+    grep -q "^  module-args: .*sql:$mnt''" full.yaml || { echo "module-args not rewritten"; exit 99; }
+fi
 
 : >created.txt
 failures=0
@@ -46,7 +67,12 @@ while [ "$failures" -lt 3 ] && [ "$i" -lt 300 ]; do
     else
         failures=$((failures + 1))
         echo "create-key $i refused: $(cat err.txt)"
-        check "a refused create-key says why" [ -s err.txt ]
+        # p11kms.1: exit 20, TokenError, the failed call and the token's CKR_* on one line
+        # (SoftHSM answers CKR_FUNCTION_FAILED, NSS softokn CKR_GENERAL_ERROR)
+        check "a refused create-key is one TokenError line naming the call and the token's answer" \
+            sh -c '[ "$1" -eq 20 ] && [ "$(wc -l <err.txt)" -eq 1 ] &&
+                grep -Eq "^p11kms: TokenError: C_GenerateKey failed: CKR_[A-Z_]+ \(0x[0-9a-f]+\)" err.txt' \
+            sh "$status"
     fi
 done
 n=$(wc -l <created.txt)

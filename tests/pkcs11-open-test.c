@@ -70,9 +70,11 @@ static void test_pins(void)
         check_open_fails(&cfg, P11KMS_E_PIN, "CKR_PIN_INCORRECT", "wrong PIN");
         CHECK(e.ckr == CKR_PIN_INCORRECT);
         CHECK(!pt_contains(e.message, "87654321"));
+        fprintf(stderr, "  the wrong-PIN check ran: the harness made this token "
+                        "(P11KMS_TEST_OWN_TOKEN=1), it may spend a PIN try\n");
     } else {
-        printf("not run: the wrong-PIN check would spend a PIN try on a token the harness did "
-               "not make (P11KMS_TEST_OWN_TOKEN is not 1)\n");
+        printf("not run on this token: the wrong-PIN check (it would spend a PIN try on a token "
+               "the harness did not make: P11KMS_TEST_OWN_TOKEN is not 1)\n");
     }
 
     char *missing = pt_file_source("/nonexistent/p11kms/pin");
@@ -113,13 +115,17 @@ static void test_pins(void)
     cfg.pin_source = triple;
     check_open_ok(&cfg, "file:/// PIN source");
 
+    /* the harness's URI (no query of its own) with a query added */
+    const char *token_uri = test_env("P11KMS_TEST_URI");
+    REQUIRE(strchr(token_uri, '?') == NULL);
     char uri[4200];
-    snprintf(uri, sizeof(uri), "pkcs11:token=p11kms-test?pin-source=file:%s",
+    snprintf(uri, sizeof(uri), "%s?pin-source=file:%s", token_uri,
              test_env("P11KMS_TEST_PIN_FILE"));
     cfg.pin_source = NULL;
     cfg.token_uri = uri;
     check_open_ok(&cfg, "pin-source in the URI");
-    cfg.token_uri = "pkcs11:token=p11kms-test?pin-value=12345678";
+    snprintf(uri, sizeof(uri), "%s?pin-value=12345678", token_uri);
+    cfg.token_uri = uri;
     check_open_fails(&cfg, P11KMS_E_CONFIG, "pin-value", "literal PIN in the URI");
     CHECK(!pt_contains(e.message, "12345678"));
 
@@ -132,6 +138,8 @@ static void test_pins(void)
     free(crlf);
 }
 
+/* The harness's token, selected by what it shows (P11KMS_TEST_URI, P11KMS_TEST_TOKEN_LABEL and
+ * the token's own CK_TOKEN_INFO), not by SoftHSM's names. */
 static void test_uris(void)
 {
     p11_token_config cfg = pt_config();
@@ -139,10 +147,22 @@ static void test_uris(void)
     p11_token_info info;
     CHECK_OK(p11_token_get_info(t, &info, &e), &e);
     p11_token_close(t);
+    const char *label = test_env("P11KMS_TEST_TOKEN_LABEL");
+    const char *kind = test_env("P11KMS_TEST_TOKEN");
+    CHECK(strcmp(info.token_label, label) == 0);
+    const char *token_uri = test_env("P11KMS_TEST_URI");
+    char label_enc[128], manufacturer_enc[128], model_enc[64], serial_enc[64];
+    pt_uri_escape(label, label_enc, sizeof(label_enc));
+    pt_uri_escape(info.token_manufacturer, manufacturer_enc, sizeof(manufacturer_enc));
+    pt_uri_escape(info.token_model, model_enc, sizeof(model_enc));
+    pt_uri_escape(info.token_serial, serial_enc, sizeof(serial_enc));
+    char quoted[64];
+    snprintf(quoted, sizeof(quoted), "'%s'", label); /* how a message lists a token */
+    char uri[512];
 
     cfg.token_uri = "pkcs11:token=nope";
     check_open_fails(&cfg, P11KMS_E_NOT_FOUND, "pkcs11:token=nope", "no such token");
-    CHECK(pt_contains(e.message, "p11kms-test")); /* says what is there */
+    CHECK(pt_contains(e.message, quoted)); /* says what is there */
     cfg.token_uri = "";
     check_open_fails(&cfg, P11KMS_E_CONFIG, "first slot", "empty URI");
     cfg.token_uri = NULL;
@@ -153,32 +173,61 @@ static void test_uris(void)
     check_open_fails(&cfg, P11KMS_E_CONFIG, "invalid token URI", "not a pkcs11 URI");
     cfg.token_uri = "pkcs11:token=%zz";
     check_open_fails(&cfg, P11KMS_E_CONFIG, "invalid token URI", "bad percent encoding");
-    cfg.token_uri = "pkcs11:token=p11kms-test;object=master";
-    check_open_fails(&cfg, P11KMS_E_CONFIG, NULL, "object attribute");
-    cfg.token_uri = "pkcs11:token=p11kms-test;no-such-attr=1";
-    check_open_fails(&cfg, P11KMS_E_CONFIG, NULL, "unknown attribute");
-    /* SoftHSM always offers a free slot with an uninitialized token: two matches */
-    cfg.token_uri = "pkcs11:model=SoftHSM%20v2";
-    check_open_fails(&cfg, P11KMS_E_CONFIG, "matches 2 tokens", "ambiguous URI");
-    CHECK(pt_contains(e.message, "p11kms-test"));
-
-    char uri[512];
-    snprintf(uri, sizeof(uri), "pkcs11:serial=%s", info.token_serial);
+    snprintf(uri, sizeof(uri), "%s;object=master", token_uri);
     cfg.token_uri = uri;
-    check_open_ok(&cfg, "by serial");
+    check_open_fails(&cfg, P11KMS_E_CONFIG, NULL, "object attribute");
+    snprintf(uri, sizeof(uri), "%s;no-such-attr=1", token_uri);
+    cfg.token_uri = uri;
+    check_open_fails(&cfg, P11KMS_E_CONFIG, NULL, "unknown attribute");
+
+    /* Two tokens of the test token's model: SoftHSM always offers a free slot with an
+     * uninitialized token, NSS softokn its "NSS Generic Crypto Services" beside the key
+     * database. On a token the harness did not make, how many share the model is not known. */
+    int two_of_model = strcmp(kind, "softhsm") == 0 || strcmp(kind, "nss") == 0;
+    snprintf(uri, sizeof(uri), "pkcs11:model=%s", model_enc);
+    cfg.token_uri = uri;
+    if (two_of_model) {
+        check_open_fails(&cfg, P11KMS_E_CONFIG, "matches 2 tokens", "ambiguous URI");
+        CHECK(pt_contains(e.message, quoted));
+    } else {
+        printf("not run on this token: the ambiguous-URI check (a %s token: how many tokens "
+               "share the model '%s' is not known)\n",
+               kind, info.token_model);
+    }
+
+    /* NSS softokn gives every token the serial 0000000000000000: the serial alone is as
+     * ambiguous as the model, and selects with the label. */
+    snprintf(uri, sizeof(uri), "pkcs11:serial=%s", serial_enc);
+    cfg.token_uri = uri;
+    if (strcmp(kind, "nss") == 0) {
+        check_open_fails(&cfg, P11KMS_E_CONFIG, "matches 2 tokens", "serial shared by two tokens");
+        CHECK(pt_contains(e.message, quoted));
+    } else {
+        check_open_ok(&cfg, "by serial");
+    }
+    snprintf(uri, sizeof(uri), "pkcs11:serial=%s;token=%s", serial_enc, label_enc);
+    cfg.token_uri = uri;
+    check_open_ok(&cfg, "by serial and label");
     snprintf(uri, sizeof(uri), "pkcs11:slot-id=%lu", info.slot_id);
     cfg.token_uri = uri;
     check_open_ok(&cfg, "by slot-id");
-    cfg.token_uri = "pkcs11:manufacturer=SoftHSM%20project;model=SoftHSM%20v2;token=p11kms-test";
+    snprintf(uri, sizeof(uri), "pkcs11:manufacturer=%s;model=%s;token=%s", manufacturer_enc,
+             model_enc, label_enc);
+    cfg.token_uri = uri;
     check_open_ok(&cfg, "by manufacturer, model and label");
-    snprintf(uri, sizeof(uri), "pkcs11:token=p11kms-test;slot-id=%lu", info.slot_id + 1);
+    snprintf(uri, sizeof(uri), "pkcs11:token=%s;slot-id=%lu", label_enc, info.slot_id + 1);
     cfg.token_uri = uri;
     check_open_fails(&cfg, P11KMS_E_NOT_FOUND, NULL, "right label, wrong slot");
-    cfg.token_uri = "pkcs11:token=p11kms-test;serial=0000000000000000";
+    snprintf(uri, sizeof(uri), "pkcs11:token=%s;serial=%s", label_enc,
+             strcmp(info.token_serial, "9999999999999999") == 0 ? "8888888888888888"
+                                                                : "9999999999999999");
+    cfg.token_uri = uri;
     check_open_fails(&cfg, P11KMS_E_NOT_FOUND, NULL, "right label, wrong serial");
-    cfg.token_uri = "pkcs11:token=p11kms-test;manufacturer=Somebody";
+    snprintf(uri, sizeof(uri), "pkcs11:token=%s;manufacturer=Somebody", label_enc);
+    cfg.token_uri = uri;
     check_open_fails(&cfg, P11KMS_E_NOT_FOUND, NULL, "wrong manufacturer");
-    cfg.token_uri = "pkcs11:library-manufacturer=Nobody;token=p11kms-test";
+    snprintf(uri, sizeof(uri), "pkcs11:library-manufacturer=Nobody;token=%s", label_enc);
+    cfg.token_uri = uri;
     check_open_fails(&cfg, P11KMS_E_NOT_FOUND, NULL, "wrong library");
 }
 
@@ -200,18 +249,29 @@ static void test_modules(void)
     cfg.module = not_a_module;
     check_open_fails(&cfg, P11KMS_E_CONFIG, "cannot load", "file that is no module");
     free(not_a_module);
+    /* A module registered with p11-kit takes its arguments (NSS softokn's configdir=...) from
+     * its registration (x-init-reserved, see p11kit_config_here), never from module-args. */
+    const char *module_args = cfg.module_args;
     cfg.module = "p11kms-no-such-module";
-    check_open_fails(&cfg, P11KMS_E_CONFIG, "p11kms-softhsm", "unregistered module name");
+    cfg.module_args = NULL;
+    check_open_fails(&cfg, P11KMS_E_CONFIG, "p11kms-token", "unregistered module name");
+    if (module_args != NULL) {
+        cfg.module = "p11kms-token";
+        cfg.module_args = module_args;
+        check_open_fails(&cfg, P11KMS_E_CONFIG, "x-init-reserved",
+                         "module-args beside a registered name");
+        cfg.module_args = NULL;
+    }
 
     /* p11-kit's registered module, by name */
-    cfg.module = "p11kms-softhsm";
+    cfg.module = "p11kms-token";
     p11_token *t = NULL;
     CHECK_OK(p11_token_open(&cfg, &t, &e), &e);
     if (t != NULL) {
         p11_token_info info;
         CHECK_OK(p11_token_get_info(t, &info, &e), &e);
-        CHECK(strcmp(info.module, "p11kms-softhsm") == 0);
-        CHECK(strcmp(info.token_label, "p11kms-test") == 0);
+        CHECK(strcmp(info.module, "p11kms-token") == 0);
+        CHECK(strcmp(info.token_label, test_env("P11KMS_TEST_TOKEN_LABEL")) == 0);
         CHECK(!info.via_get_interface);
         p11_token_close(t);
     }
@@ -221,8 +281,8 @@ static void test_modules(void)
 }
 
 /* p11-kit ignores user configuration when running as root (as CI often does), so the test points
- * p11-kit's configuration at its own scratch directory. The module is registered under a name
- * no system file uses. */
+ * p11-kit's configuration at its own scratch directory. The test token's module is registered
+ * under a name no system file uses, with the token's module arguments as x-init-reserved. */
 static void p11kit_config_here(void)
 {
     /* p11-kit keeps these pointers: they must outlive every later load */
@@ -231,10 +291,15 @@ static void p11kit_config_here(void)
     snprintf(dir, sizeof(dir), "%s/p11-kit-modules", test_env("P11KMS_TEST_ROOT"));
     snprintf(none, sizeof(none), "%s/p11-kit-none", test_env("P11KMS_TEST_ROOT"));
     REQUIRE(mkdir(dir, 0700) == 0);
-    snprintf(file, sizeof(file), "%s/p11kms-softhsm.module", dir);
+    snprintf(file, sizeof(file), "%s/p11kms-token.module", dir);
     FILE *f = fopen(file, "w");
     REQUIRE(f != NULL);
     fprintf(f, "module: %s\n", test_env("P11KMS_TEST_MODULE"));
+    const char *args = getenv("P11KMS_TEST_MODULE_ARGS");
+    if (args != NULL) {
+        REQUIRE(strchr(args, '\n') == NULL);
+        fprintf(f, "x-init-reserved: %s\n", args);
+    }
     REQUIRE(fclose(f) == 0);
     snprintf(conf, sizeof(conf), "%s/pkcs11.conf", none);
     snprintf(user_conf, sizeof(user_conf), "%s/user.conf", none);

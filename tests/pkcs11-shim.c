@@ -1,12 +1,16 @@
-/* A PKCS#11 module for the token layer's tests: it forwards every call to SoftHSM
- * ($P11KMS_TEST_MODULE) and lets the test produce what SoftHSM never does on demand:
+/* A PKCS#11 module for the token layer's tests: it forwards every call to the test token's module
+ * ($P11KMS_TEST_MODULE: SoftHSM, NSS softokn...), handing it $P11KMS_TEST_MODULE_ARGS (NSS
+ * softokn's configdir=...) as C_Initialize's pReserved when that is set, so that programs that
+ * cannot pass module arguments (pkcs11-tool) reach such a token through it. It lets the test
+ * produce what the token never does on demand:
  *   - C_GetInterface (PKCS#11 3.0), which SoftHSM 2.6.1 lacks;
  *   - injected CK_RV failures for any wrapped function (device errors, lost sessions...);
  *   - token flags (PIN final try, locked, not initialized) and a finite ulMaxRwSessionCount;
  *   - a token that generates the GCM IV itself, writing it into pIv or appending it to the
  *     output (FIPS-mode HSMs);
  *   - acceptance of the legacy CK_GCM_PARAMS layout (no ulIvBits);
- *   - call counters, and the pReserved string p11-kit passed to C_Initialize;
+ *   - call counters, and the pReserved string p11-kit (or the caller) passed to C_Initialize,
+ *     recorded and not forwarded;
  *   - hidden mechanisms (p11kms_shim_hide, or $P11KMS_SHIM_HIDE="0x1087,..." read at load, for
  *     tests that run a program): not listed, CKR_MECHANISM_INVALID from C_GetMechanismInfo and
  *     from every *Init and C_GenerateKey that asks for them, as a token without them answers;
@@ -66,7 +70,7 @@ static struct {
         unsigned long n;
     } counter[N_COUNTERS];
     CK_FLAGS flags_set, flags_clear;
-    CK_ULONG max_rw; /* 0: as SoftHSM says */
+    CK_ULONG max_rw; /* 0: as the token says */
     int iv_mode;     /* 0 off, 1 write into pIv, 2 append to the output */
     int accept_legacy;
     CK_MECHANISM_TYPE hidden[8];
@@ -239,11 +243,20 @@ static CK_RV shim_Initialize(void *args)
     CK_C_INITIALIZE_ARGS *ia = args;
     if (ia != NULL && ia->pReserved != NULL)
         snprintf(shim.init_reserved, sizeof(shim.init_reserved), "%s", (const char *)ia->pReserved);
-    /* SoftHSM would take pReserved as its own: hand it only the locking arguments. */
-    CK_C_INITIALIZE_ARGS clean;
+    /* The caller's pReserved is recorded, not forwarded: the real module gets the test token's
+     * own arguments ($P11KMS_TEST_MODULE_ARGS: NSS softokn's configdir=...), or NULL (SoftHSM
+     * would take any string there as its own). */
+    const char *module_args = getenv("P11KMS_TEST_MODULE_ARGS");
+    if (module_args != NULL && module_args[0] == '\0')
+        module_args = NULL;
+    CK_C_INITIALIZE_ARGS clean = {0};
     if (ia != NULL) {
         clean = *ia;
-        clean.pReserved = NULL;
+    } else if (module_args != NULL) {
+        clean.flags = CKF_OS_LOCKING_OK; /* the module must see its arguments */
+    }
+    if (ia != NULL || module_args != NULL) {
+        clean.pReserved = (void *)module_args;
         ia = &clean;
     }
     return shim.real->C_Initialize(ia);
@@ -406,7 +419,7 @@ static CK_RV gcm_rewrite(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_MECHANISM *out
         return CKR_OK;
     if (m->ulParameterLen == sizeof(legacy_gcm)) {
         if (!shim.accept_legacy)
-            return CKR_OK; /* SoftHSM refuses it, as it should */
+            return CKR_OK; /* passed on as it is: the token decides */
         legacy_gcm *l = m->pParameter;
         params->pIv = l->pIv;
         params->ulIvLen = l->ulIvLen;

@@ -98,6 +98,23 @@ const char *pt_shim_path(void)
     return path;
 }
 
+const char *pt_uri_escape(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        REQUIRE(o + 4 <= cap);
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", c);
+    }
+    REQUIRE(o < cap);
+    out[o] = '\0';
+    return out;
+}
+
 int pt_contains(const char *haystack, const char *needle)
 {
     return haystack != NULL && strstr(haystack, needle) != NULL;

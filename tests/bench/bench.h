@@ -77,6 +77,9 @@ typedef struct bench_side {
     unsigned batch; /* operations between two looks at the clock (0: 1), for very short ops */
 } bench_side;
 
+/* A side run with one thread is pinned to this CPU (-1: not pinned); see measure.c. */
+int bench_single_thread_cpu(void);
+
 typedef struct side_run {
     uint64_t ops;
     double seconds;     /* wall clock, first start to last finish */

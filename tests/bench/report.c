@@ -80,6 +80,9 @@ void report_table(const bench_results *r, const bench_opts *o)
         printf("p11kms configured with%s%s%s%.0u (not the library's defaults)\n",
                o->key_cache ? " token.key-cache " : "", o->key_cache ? o->key_cache : "",
                o->session_keys ? " token.session-keys " : "", o->session_keys);
+    if (bench_single_thread_cpu() >= 0)
+        printf("sides with one thread run pinned to CPU %d (both sides of a figure alike)\n",
+               bench_single_thread_cpu());
     printf("p11kms key cache in force: %s%s%s\n", r->token.key_cache,
            r->token.key_cache_reason[0] ? " - " : "", r->token.key_cache_reason);
     if (o->rng != NULL || o->count_batch != 0)

@@ -5,9 +5,9 @@
  * (which forwards to the test token, SoftHSM or NSS softokn, and counts calls), and each refused
  * import must leave C_UnwrapKey uncounted. For RSAES_OAEP_SHA_1 and
  * RSA_AES_KEY_WRAP_SHA_1 (the block followed by an RFC 5649 wrap): c = n, n + 1 and all 0xff
- * bytes. Controls on the same key: c = n - 1 (below the modulus, not valid OAEP) reaches the
- * token and is refused there as InvalidCiphertext too; a client's real wrap imports, and the key
- * then encrypts and decrypts. */
+ * bytes, and a block of the wrong length; none may be refused in the token's name. Controls on the
+ * same key: c = n - 1 (below the modulus, not valid OAEP) reaches the token and is refused there as
+ * InvalidCiphertext too; a client's real wrap imports, and the key then encrypts and decrypts. */
 #include "config.h"
 
 #include <dlfcn.h>
@@ -175,11 +175,30 @@ static void run(p11kms *svc, const p11kms_principal *who, const char *alg, bool 
                p11kms_error_class(rc), e.message, asked);
         CHECK(rc == P11KMS_E_INVALID_CIPHERTEXT);
         CHECK(strcmp(p11kms_error_class(rc), "InvalidCiphertextException") == 0);
-        if (i < 3)
-            CHECK(asked == 0); /* refused before the token */
-        else
+        if (i < 3) {
+            CHECK(asked == 0); /* refused before the token, and not in the token's name */
+            CHECK(fx_msg_has(&e, "not below the wrapping key's modulus"));
+            CHECK(!fx_msg_has(&e, "token said"));
+        } else {
             CHECK(asked > 0); /* the control: below the modulus, the token decides */
+            CHECK(fx_msg_has(&e, "token said"));
+        }
         CHECK(state_of(svc, who, m.key_id) == P11KMS_KEY_PENDING_IMPORT);
+    }
+    /* A block of the wrong length is refused before the token too: one byte short of the
+     * modulus, or for the two-step algorithms the block with no RFC 5649 wrap after it. */
+    {
+        uint8_t c[512];
+        memset(c, 0x01, k);
+        size_t len = two_step ? k : k - 1;
+        unsigned long before = token_unwraps();
+        p11kms_err rc = import(svc, who, m.key_id, &p, c, len);
+        unsigned long asked = token_unwraps() - before;
+        fx_say("%s, %zu bytes: %s (%s), C_UnwrapKey called %lu times", alg, len,
+               p11kms_error_class(rc), e.message, asked);
+        CHECK(rc == P11KMS_E_INVALID_CIPHERTEXT);
+        CHECK(asked == 0);
+        CHECK(fx_msg_has(&e, "the wrapping key's modulus") && !fx_msg_has(&e, "token said"));
     }
     BN_free(v);
     BN_free(n);

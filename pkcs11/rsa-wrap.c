@@ -407,6 +407,9 @@ struct unwrap_args {
     CK_OBJECT_HANDLE made;
     CK_RV refused;   /* CK_RV of a refused unwrap (0: none) */
     size_t made_len; /* CKA_VALUE_LEN of what was made */
+    /* refused by p11kms before the token was asked: the block's length (not as long as the
+     * modulus), or its value (not below the modulus) */
+    const char *refused_here;
 };
 
 /* Unwraps with mechanism mech under key into a secret key made from tmpl. A refusal is recorded
@@ -537,6 +540,7 @@ static p11kms_err unwrap_op(p11_token *t, p11_session *s, void *arg, p11kms_erro
     a->made = CK_INVALID_HANDLE;
     a->refused = 0;
     a->made_len = 0;
+    a->refused_here = NULL;
     CK_OBJECT_HANDLE priv;
     if (find_private(t, s, &a->w, &priv, err) != P11KMS_OK)
         return err->code;
@@ -564,6 +568,14 @@ static p11kms_err unwrap_op(p11_token *t, p11_session *s, void *arg, p11kms_erro
     free(modulus);
     if (bad_len || not_below) {
         a->refused = bad_len ? CKR_WRAPPED_KEY_LEN_RANGE : CKR_WRAPPED_KEY_INVALID;
+        if (!bad_len)
+            a->refused_here = "its RSA-OAEP block, as a number, is not below the wrapping key's "
+                              "modulus";
+        else if (two_step)
+            a->refused_here = "it is not longer than the wrapping key's modulus (an RSA-OAEP "
+                              "block followed by an RFC 5649 wrap)";
+        else
+            a->refused_here = "it is not as long as the wrapping key's modulus";
         return P11KMS_OK;
     }
     modulus_len = block_len;
@@ -660,6 +672,11 @@ p11kms_err p11_rsa_wrap_unwrap(p11_token *t, const uint8_t *wrap_id, size_t wrap
                                 "the encrypted key material unwraps to %zu bytes: only %zu-byte "
                                 "key material can be imported",
                                 a.made_len, target->value_len);
+        if (a.refused_here != NULL)
+            return P11KMS_RAISE(err, P11KMS_E_INVALID_CIPHERTEXT,
+                                "the encrypted key material cannot be unwrapped with this "
+                                "wrapping key and %s: %s",
+                                p11_wrap_alg_name(alg), a.refused_here);
         return P11KMS_RAISE(err, P11KMS_E_INVALID_CIPHERTEXT,
                             "the encrypted key material cannot be unwrapped with this wrapping "
                             "key and %s (token said %s)",

@@ -9,8 +9,8 @@
  *   - a token that generates the GCM IV itself, writing it into pIv or appending it to the
  *     output (FIPS-mode HSMs);
  *   - acceptance of the legacy CK_GCM_PARAMS layout (no ulIvBits);
- *   - call counters, and the pReserved string p11-kit (or the caller) passed to C_Initialize,
- *     recorded and not forwarded;
+ *   - call counters (C_UnwrapKey among them), and the pReserved string p11-kit (or the caller)
+ *     passed to C_Initialize, recorded and not forwarded;
  *   - hidden mechanisms (p11kms_shim_hide, or $P11KMS_SHIM_HIDE="0x1087,..." read at load, for
  *     tests that run a program): not listed, CKR_MECHANISM_INVALID from C_GetMechanismInfo and
  *     from every *Init and C_GenerateKey that asks for them, as a token without them answers;
@@ -519,6 +519,19 @@ static CK_RV shim_Decrypt(CK_SESSION_HANDLE h, CK_BYTE *in, CK_ULONG in_len, CK_
     return shim.real->C_Decrypt(h, in, in_len, out, out_len);
 }
 
+/* Counted (and injectable) so that a test can see whether the layer asked the token at all. */
+static CK_RV shim_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE unwrapping_key,
+                            CK_BYTE *wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                            CK_OBJECT_HANDLE *key)
+{
+    CK_RV rv = injected("C_UnwrapKey");
+    if (rv == CKR_OK && hidden(m))
+        rv = CKR_MECHANISM_INVALID;
+    if (rv != CKR_OK)
+        return rv;
+    return shim.real->C_UnwrapKey(h, m, unwrapping_key, wrapped, wrapped_len, tmpl, n, key);
+}
+
 static CK_RV shim_GetInterface(CK_UTF8CHAR *name, CK_VERSION *version, shim_interface **iface,
                                CK_FLAGS flags);
 
@@ -559,6 +572,7 @@ static void shim_load(void)
     shim.list.C_Encrypt = shim_Encrypt;
     shim.list.C_DecryptInit = shim_DecryptInit;
     shim.list.C_Decrypt = shim_Decrypt;
+    shim.list.C_UnwrapKey = shim_UnwrapKey;
     /* Tests that run a program hide mechanisms from the start: "0x1087,0x1080". */
     const char *hide = getenv("P11KMS_SHIM_HIDE");
     for (char *end = NULL; hide != NULL && *hide != '\0'; hide = *end == ',' ? end + 1 : end) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -100,6 +101,7 @@ pid_t echo_server_start(const char *sock, size_t request_len, size_t reply_len)
         bench_die("fork: %s", strerror(errno));
     if (pid == 0) {
         signal(SIGTERM, SIG_DFL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a benchmark that dies leaves no server behind */
         serve(lfd, request_len, reply, reply_len);
     }
     close(lfd);

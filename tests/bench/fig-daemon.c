@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -205,6 +206,7 @@ static pid_t start_daemon(const char *config, const char *sock)
             dup2(fd, 2);
         char path[600];
         snprintf(path, sizeof(path), "%s/p11kmsd", BENCH_BUILDDIR);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a benchmark that dies leaves no daemon behind */
         execl(path, path, "--config", config, "--socket", sock, "--threads", "16", (char *)NULL);
         _exit(127);
     }

@@ -135,8 +135,14 @@ static void writer(int host, unsigned seed, int log_fd)
     int have = 0;
     char tag_key[16];
     snprintf(tag_key, sizeof(tag_key), "writer-%d", host);
-    /* Tag values count up from where the log left off, across restarts. */
-    unsigned long n = (unsigned long)time(NULL) * 1000u;
+    /* Tag values count up across restarts: each incarnation starts at the wall clock in
+     * microseconds, above every value an earlier one wrote (each tag takes far more than a
+     * microsecond). Seconds * 1000 was not: a writer killed and restarted within the same second
+     * started below the values its previous incarnation had logged. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    _Static_assert(sizeof(unsigned long) >= 8, "microseconds since 1970 need 64 bits");
+    unsigned long n = (unsigned long)now.tv_sec * 1000000u + (unsigned long)now.tv_nsec / 1000u;
     for (;;) {
         unsigned op = next_random(&seed) % 6;
         p11kms_error we = {0};

@@ -60,6 +60,23 @@ static const uint8_t integrity_id[] = "p11kms/integrity";
 #define INTEGRITY_ID_LEN (sizeof(integrity_id) - 1)
 #define INTEGRITY_LABEL "p11kms/integrity"
 
+/* What signs rows: a session copy of the integrity key, made once, as the key cache copies
+ * master keys (doc/token-layout.md, "Session copies"; the same token.key-cache setting). A token
+ * that reads a token key's stored value back on every use pays for it on every row written or
+ * first read: NSS softokn decrypts and checks it on each C_SignInit (about 5 ms of CPU per
+ * create-key, measured). Where the token refuses the copy (SoftHSM: CKR_ATTRIBUTE_READ_ONLY, as
+ * the key is not modifiable), the token object signs, and the copy is not asked for again. */
+static p11_key *integrity_signer(p11kms *svc, p11_key *token_key)
+{
+    if (svc->cfg->key_cache_token_object)
+        return token_key;
+    p11_key *copy = NULL;
+    p11kms_error refused = {0};
+    if (p11_key_copy_session(svc->token, token_key, &copy, &refused) != P11KMS_OK)
+        return token_key;
+    return copy;
+}
+
 static p11kms_err integrity_key(p11kms *svc, bool create, p11_key **out, p11kms_error *err)
 {
     pthread_mutex_lock(&svc->integrity_lock);
@@ -72,8 +89,10 @@ static p11kms_err integrity_key(p11kms *svc, bool create, p11_key **out, p11kms_
                                    P11_HMAC_SHA256_LEN, &svc->integrity, err);
         else if (rc != P11KMS_OK && err != NULL)
             *err = probe;
+        if (rc == P11KMS_OK)
+            svc->integrity_signer = integrity_signer(svc, svc->integrity);
     }
-    *out = svc->integrity;
+    *out = svc->integrity_signer;
     pthread_mutex_unlock(&svc->integrity_lock);
     return rc;
 }

@@ -74,10 +74,13 @@ struct p11kms {
     struct store *store; /* key records, aliases, version claims (provider/store.h) */
     EVP_MD *sha256;      /* fetched once from libctx (verified-row digests) */
 
-    /* The token's integrity key (found or made on first use) and the digests of rows already
-     * verified with it (table:name -> 32 bytes); both under integrity_lock. */
+    /* The token's integrity key (found or made on first use), what signs with it (its session
+     * copy, or the key itself under token.key-cache: token-object or where the token refuses a
+     * copy) and the digests of rows already verified with it (table:name -> 32 bytes); all
+     * under integrity_lock. */
     pthread_mutex_t integrity_lock;
     p11_key *integrity;
+    p11_key *integrity_signer;
     hashmap *verified;
 
     pthread_rwlock_t cache_lock; /* guards the two maps (not the entries) */

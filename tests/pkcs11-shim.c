@@ -11,6 +11,7 @@
  *   - acceptance of the legacy CK_GCM_PARAMS layout (no ulIvBits);
  *   - call counters (C_UnwrapKey among them), and the pReserved string p11-kit (or the caller)
  *     passed to C_Initialize, recorded and not forwarded;
+ *   - the handle the last C_CopyObject made and the key the last C_SignInit used;
  *   - hidden mechanisms (p11kms_shim_hide, or $P11KMS_SHIM_HIDE="0x1087,..." read at load, for
  *     tests that run a program): not listed, CKR_MECHANISM_INVALID from C_GetMechanismInfo and
  *     from every *Init and C_GenerateKey that asks for them, as a token without them answers;
@@ -90,6 +91,8 @@ static struct {
         CK_BYTE iv[12];
     } sessions[N_SESSIONS];
     unsigned long iv_counter;
+    /* the object the last successful C_CopyObject made, the key of the last C_SignInit */
+    CK_OBJECT_HANDLE last_copy, last_sign_key;
 } shim = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void count(const char *fn)
@@ -142,6 +145,24 @@ SHIM_API const char *p11kms_shim_init_reserved(void);
 SHIM_API void p11kms_shim_hide(CK_MECHANISM_TYPE mechanism);
 SHIM_API void p11kms_shim_random_max(CK_ULONG max);
 SHIM_API void p11kms_shim_lack_attribute(CK_ATTRIBUTE_TYPE type);
+SHIM_API CK_OBJECT_HANDLE p11kms_shim_last_copy(void);
+SHIM_API CK_OBJECT_HANDLE p11kms_shim_last_sign_key(void);
+
+CK_OBJECT_HANDLE p11kms_shim_last_copy(void)
+{
+    pthread_mutex_lock(&shim.lock);
+    CK_OBJECT_HANDLE h = shim.last_copy;
+    pthread_mutex_unlock(&shim.lock);
+    return h;
+}
+
+CK_OBJECT_HANDLE p11kms_shim_last_sign_key(void)
+{
+    pthread_mutex_lock(&shim.lock);
+    CK_OBJECT_HANDLE h = shim.last_sign_key;
+    pthread_mutex_unlock(&shim.lock);
+    return h;
+}
 
 void p11kms_shim_fail(const char *fn, CK_RV rv, int times)
 {
@@ -339,7 +360,14 @@ static CK_RV shim_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRI
                              CK_ULONG n, CK_OBJECT_HANDLE *copy)
 {
     CK_RV rv = injected("C_CopyObject");
-    return rv != CKR_OK ? rv : shim.real->C_CopyObject(h, obj, tmpl, n, copy);
+    if (rv == CKR_OK)
+        rv = shim.real->C_CopyObject(h, obj, tmpl, n, copy);
+    if (rv == CKR_OK) {
+        pthread_mutex_lock(&shim.lock);
+        shim.last_copy = *copy;
+        pthread_mutex_unlock(&shim.lock);
+    }
+    return rv;
 }
 
 static CK_RV shim_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_ATTRIBUTE *tmpl, CK_ULONG n,
@@ -394,6 +422,9 @@ static CK_RV shim_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDL
     CK_RV rv = injected("C_SignInit");
     if (rv == CKR_OK && hidden(m))
         rv = CKR_MECHANISM_INVALID;
+    pthread_mutex_lock(&shim.lock);
+    shim.last_sign_key = key;
+    pthread_mutex_unlock(&shim.lock);
     return rv != CKR_OK ? rv : shim.real->C_SignInit(h, m, key);
 }
 

@@ -10,7 +10,6 @@
  * InvalidCiphertext too; a client's real wrap imports, and the key then encrypts and decrypts. */
 #include "config.h"
 
-#include <dlfcn.h>
 #include <stdbool.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -28,44 +27,6 @@
 static p11kms_error e;
 
 static unsigned long (*shim_count)(const char *fn);
-
-static const char *shim_path(void)
-{
-    static char path[4096];
-    int n =
-        snprintf(path, sizeof(path), "%s/tests/.libs/pkcs11-shim.so", test_env("P11KMS_BUILDDIR"));
-    REQUIRE(n > 0 && (size_t)n < sizeof(path));
-    return path;
-}
-
-/* The test configuration with the shim as token.module (the shim hands the real module
- * $P11KMS_TEST_MODULE_ARGS itself). */
-static char *shim_config(void)
-{
-    char *base = test_read_file(test_env("P11KMS_CONFIG"), NULL);
-    REQUIRE(base != NULL);
-    size_t cap = strlen(base) + 4200;
-    char *text = malloc(cap);
-    REQUIRE(text != NULL);
-    text[0] = '\0';
-    bool replaced = false;
-    char *save = NULL;
-    for (char *line = strtok_r(base, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        size_t at = strlen(text);
-        if (strncmp(line, "  module: ", 10) == 0) {
-            snprintf(text + at, cap - at, "  module: %s\n", shim_path());
-            replaced = true;
-        } else {
-            snprintf(text + at, cap - at, "%s\n", line);
-        }
-    }
-    REQUIRE(replaced);
-    char *path = fx_write_file("import-bound.yaml", text);
-    free(text);
-    free(base);
-    return path;
-}
 
 /* The token's unwraps. (C_DecryptInit and C_Decrypt are counted too, but an import makes them
  * anyway: the import token is opened with AES-GCM in the token. The wrapping private key has
@@ -225,19 +186,15 @@ static void run(p11kms *svc, const p11kms_principal *who, const char *alg, bool 
 int main(void)
 {
     p11kms_principal *who = fx_principal("unix:user:import-bound-tester");
-    char *path = shim_config();
+    char *path = fx_shim_config("import-bound.yaml", NULL);
     p11kms *svc = fx_open(path);
     /* The service loaded the shim as its module: reach its counters. */
-    void *dl = dlopen(shim_path(), RTLD_NOW | RTLD_NOLOAD);
-    REQUIRE(dl != NULL);
-    *(void **)&shim_count = dlsym(dl, "p11kms_shim_count");
-    REQUIRE(shim_count != NULL);
+    *(void **)&shim_count = fx_shim_symbol("p11kms_shim_count");
     CHECK(shim_count("C_OpenSession") > 0);
 
     run(svc, who, "RSAES_OAEP_SHA_1", false);
     run(svc, who, "RSA_AES_KEY_WRAP_SHA_1", true);
 
-    dlclose(dl);
     p11kms_close(svc);
     p11kms_principal_free(who);
     free(path);

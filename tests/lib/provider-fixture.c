@@ -2,6 +2,7 @@
 
 #include "provider-fixture.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,6 +57,54 @@ char *fx_write_file(const char *name, const char *text)
     REQUIRE(fputs(text, f) >= 0);
     REQUIRE(fclose(f) == 0);
     return path;
+}
+
+const char *fx_shim_path(void)
+{
+    static char path[4096];
+    int n =
+        snprintf(path, sizeof(path), "%s/tests/.libs/pkcs11-shim.so", test_env("P11KMS_BUILDDIR"));
+    REQUIRE(n > 0 && (size_t)n < sizeof(path));
+    return path;
+}
+
+char *fx_shim_config(const char *name, const char *token_lines)
+{
+    char *base = test_read_file(test_env("P11KMS_CONFIG"), NULL);
+    REQUIRE(base != NULL);
+    size_t cap = strlen(base) + 4200 + (token_lines != NULL ? strlen(token_lines) : 0);
+    char *text = malloc(cap);
+    REQUIRE(text != NULL);
+    text[0] = '\0';
+    bool replaced = false;
+    char *save = NULL;
+    for (char *line = strtok_r(base, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        size_t at = strlen(text);
+        if (strncmp(line, "  module: ", 10) == 0) {
+            snprintf(text + at, cap - at, "  module: %s\n%s", fx_shim_path(),
+                     token_lines != NULL ? token_lines : "");
+            replaced = true;
+        } else {
+            snprintf(text + at, cap - at, "%s\n", line);
+        }
+    }
+    REQUIRE(replaced);
+    char *path = fx_write_file(name, text);
+    free(text);
+    free(base);
+    return path;
+}
+
+void *fx_shim_symbol(const char *name)
+{
+    void *dl = dlopen(fx_shim_path(), RTLD_NOW | RTLD_NOLOAD);
+    REQUIRE(dl != NULL);
+    void *sym = dlsym(dl, name);
+    REQUIRE(sym != NULL);
+    /* The service keeps the module loaded; this handle only raised its count. */
+    dlclose(dl);
+    return sym;
 }
 
 /* Writes each line of lines, indented by two spaces. */

@@ -23,6 +23,16 @@ p11kms *fx_open(const char *config_path);
 char *fx_config(const char *name, const char *keys_lines, const char *hierarchy_lines,
                 const char *policy_path);
 
+/* The fault-injecting, call-counting module tests/pkcs11-shim.c (built as
+ * tests/.libs/pkcs11-shim.so), which forwards to the test token. fx_shim_config writes
+ * $P11KMS_TEST_ROOT/name: the test configuration with the shim as token.module (the shim hands
+ * the real module $P11KMS_TEST_MODULE_ARGS itself) and token_lines (NULL: none) added to the
+ * token section; returns its path (malloc'ed). fx_shim_symbol finds one of the shim's control
+ * functions (p11kms_shim_count, p11kms_shim_fail...) once a service has loaded it. */
+const char *fx_shim_path(void);
+char *fx_shim_config(const char *name, const char *token_lines);
+void *fx_shim_symbol(const char *name);
+
 /* Writes text to $P11KMS_TEST_ROOT/name and returns the path (malloc'ed). */
 char *fx_write_file(const char *name, const char *text);
 

@@ -94,13 +94,20 @@ static void uuid_bytes(const char *text, uint8_t out[16])
 
 bare_token *bare_login(const char *module, const char *label, const char *pin)
 {
+    return bare_login_args(module, NULL, label, pin);
+}
+
+bare_token *bare_login_args(const char *module, const char *module_args, const char *label,
+                            const char *pin)
+{
     bare_token *t = calloc(1, sizeof(*t));
     if (t == NULL)
         bench_die("out of memory");
     t->f = p11_kit_module_load(module, 0);
     if (t->f == NULL)
         bench_die("bare token: cannot load %s: %s", module, p11_kit_message());
-    CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
+    /* As p11kms passes token.module-args (NSS softokn's database parameters). */
+    CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK, .pReserved = (void *)module_args};
     CK_RV rv = t->f->C_Initialize(&args);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
         ck(rv, "C_Initialize");

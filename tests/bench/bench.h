@@ -33,6 +33,11 @@ typedef struct bench_opts {
     bool keep;             /* keep the work directory */
     const char *module;    /* the PKCS#11 module (SoftHSM) */
     const char *softhsm_util;
+    /* --token nss: the scale figures' tokens are fresh NSS softokn databases (certutil -N)
+     * instead of SoftHSM tokens; figures 1-8 and the daemon figure stay on SoftHSM. */
+    bool nss;
+    const char *nss_softokn;
+    const char *certutil;
     const char *only;      /* comma-separated figure numbers, NULL for all */
     const char *rng;       /* token.rng of the configurations; NULL: the library's default */
     const char *key_cache; /* token.key-cache; NULL: the library's default */
@@ -141,8 +146,11 @@ double bench_median(const double *v, unsigned n);
  * configuration when initialized: a large token next to a small one would slow the small one's
  * start-up), with the p11kms configuration and policy file that use it. */
 typedef struct bench_token {
-    char label[33];
-    char softhsm_conf[600]; /* SOFTHSM2_CONF for this token */
+    char label[33];         /* the bench's name for it (lock file, log lines) */
+    char token_label[33];   /* CKA_LABEL of the token: label on SoftHSM, NSS's own on NSS */
+    char module[512];       /* the PKCS#11 module */
+    char module_args[700];  /* token.module-args ("" for none: SoftHSM) */
+    char softhsm_conf[600]; /* SOFTHSM2_CONF for this token ("" on NSS) */
     char config[600];       /* p11kms configuration */
     char policy[600];       /* its policy file */
 } bench_token;
@@ -195,6 +203,10 @@ bare_token *bare_open(const char *module, const char *label, const char *pin, co
 void bare_close(bare_token *t);
 /* Loads the module, finds the token by label and logs in: what any application pays to start. */
 bare_token *bare_login(const char *module, const char *label, const char *pin);
+/* The same with CK_C_INITIALIZE_ARGS.pReserved = module_args (NULL: none), as p11kms passes
+ * token.module-args. */
+bare_token *bare_login_args(const char *module, const char *module_args, const char *label,
+                            const char *pin);
 /* C_FindObjects of version 1 of key_id by CKA_ID (what a first use of a key must do). */
 void bare_find_key(bare_token *t, const char *key_id);
 /* Generates count AES-256 token keys with the attributes of a p11kms key version and returns the
@@ -255,6 +267,11 @@ typedef struct bench_results {
 } bench_results;
 
 figure *results_add(bench_results *r, const char *id);
+
+/* The bare token's own figure 5 (5-b): C_EncryptInit + C_Encrypt with a random session copy
+ * of the token's AES keys (at most max) against always the same copy, measured into f (title
+ * and labels set here, goal by the caller); returns the number of keys copied. */
+unsigned bench_bare_random_copy(bare_token *t, unsigned max, const bench_opts *o, figure *f);
 
 void figures_token(bench_env *env, const bench_opts *o, bench_results *r);    /* 1, 2, 3, 4 */
 void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r); /* 5 */

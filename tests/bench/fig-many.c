@@ -226,23 +226,21 @@ static void op_bare_many(void *state)
     bare_encrypt_copy(w->s, i, w->iv, w->m->aad, w->m->aad_len, w->pt, sizeof(w->pt), w->out);
 }
 
-static void figure_many_bare(bench_env *env, const bench_opts *o, bench_results *r)
+unsigned bench_bare_random_copy(bare_token *t, unsigned max, const bench_opts *o, figure *f)
 {
-    bare_many m = {.t = bare_login(env->module, env->many.label, env->pin)};
-    m.n = bare_copy_all(m.t, env->many_count);
+    bare_many m = {.t = t};
+    m.n = bare_copy_all(m.t, max);
     if (m.n == 0)
-        bench_die("bare token: no AES key to copy in token %s", env->many.label);
+        bench_die("bare token: no AES key to copy");
     const char *const k[] = {"aws:redshift:arn", "aws:redshift:createtime"};
     const char *const v[] = {"arn:aws:redshift:us-east-1:123456789012:cluster:bench-cluster",
                              "20240115T093000Z"};
     uint8_t header[23] = {0x01};
     m.aad_len = bench_aad(header, sizeof(header), k, v, 2, m.aad, sizeof(m.aad));
-    figure *f = results_add(r, "5-b");
     snprintf(f->title, sizeof(f->title), "bare: random session copy of %u vs one", m.n);
     snprintf(f->a_label, sizeof(f->a_label),
              "bare C_EncryptInit + C_Encrypt 32 B, a random session copy of %u token keys", m.n);
     snprintf(f->b_label, sizeof(f->b_label), "the same, always the same session copy");
-    f->goal = 0; /* the ceiling of figure 5 on this token, reported */
     bench_side a = {.label = "bare many",
                     .setup = bare_setup_many,
                     .op = op_bare_many,
@@ -252,7 +250,16 @@ static void figure_many_bare(bench_env *env, const bench_opts *o, bench_results 
     b.label = "bare one";
     b.setup = bare_setup_one;
     bench_compare(f, &a, &b, 1, o);
-    bare_close(m.t);
+    return m.n;
+}
+
+static void figure_many_bare(bench_env *env, const bench_opts *o, bench_results *r)
+{
+    bare_token *t = bare_login(env->module, env->many.label, env->pin);
+    figure *f = results_add(r, "5-b");
+    f->goal = 0; /* the ceiling of figure 5 on this token, reported */
+    bench_bare_random_copy(t, env->many_count, o, f);
+    bare_close(t);
 }
 
 void figure_many_keys(bench_env *env, const bench_opts *o, bench_results *r)

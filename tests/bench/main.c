@@ -60,6 +60,8 @@ static void usage(FILE *f)
         "  --pg CONNINFO       the PostgreSQL database of the scale figures (an empty one)\n"
         "  --scale-stores LIST sqlite, postgresql or both (default: both, PostgreSQL only\n"
         "                      with --pg)\n"
+        "  --token KIND        the scale figures' tokens: softhsm (default) or nss (fresh\n"
+        "                      NSS softokn databases made with certutil -N)\n"
         "  --daemon            instead of figures 1-8, Encrypt 32 B through p11kmsd over its\n"
         "                      Unix socket with 1, 4 and 16 keep-alive connections vs\n"
         "                      p11kms_encrypt in-process with as many threads and vs a\n"
@@ -119,6 +121,8 @@ int main(int argc, char **argv)
         .smoke_ops = 4,
         .module = env_or("SOFTHSM_MODULE", BENCH_SOFTHSM_MODULE),
         .softhsm_util = env_or("SOFTHSM2_UTIL", BENCH_SOFTHSM2_UTIL),
+        .nss_softokn = env_or("NSS_SOFTOKN", BENCH_NSS_SOFTOKN),
+        .certutil = env_or("NSS_CERTUTIL", BENCH_NSS_CERTUTIL),
     };
     bool rounds_given = false, keys_given = false;
     enum {
@@ -142,7 +146,8 @@ int main(int argc, char **argv)
         OPT_SCALE,
         OPT_PG,
         OPT_SCALE_STORES,
-        OPT_DAEMON
+        OPT_DAEMON,
+        OPT_TOKEN
     };
     static const struct option longs[] = {
         {"duration", required_argument, NULL, OPT_DURATION},
@@ -166,6 +171,7 @@ int main(int argc, char **argv)
         {"pg", required_argument, NULL, OPT_PG},
         {"scale-stores", required_argument, NULL, OPT_SCALE_STORES},
         {"daemon", no_argument, NULL, OPT_DAEMON},
+        {"token", required_argument, NULL, OPT_TOKEN},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -238,6 +244,11 @@ int main(int argc, char **argv)
         case OPT_DAEMON:
             o.daemon = true;
             break;
+        case OPT_TOKEN:
+            if (strcmp(optarg, "nss") != 0 && strcmp(optarg, "softhsm") != 0)
+                bench_die("--token: '%s' is not softhsm or nss", optarg);
+            o.nss = strcmp(optarg, "nss") == 0;
+            break;
         case OPT_HELP:
             usage(stdout);
             return 0;
@@ -251,6 +262,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (o.nss && o.scale == 0)
+        bench_die("--token nss: only the scale figures (--scale N) run on NSS softokn");
+    if (o.nss && (o.nss_softokn[0] == '\0' || o.certutil[0] == '\0'))
+        bench_die("--token nss: NSS softokn or certutil not found (apt-get install libnss3 "
+                  "libnss3-tools, then re-run configure; or set NSS_SOFTOKN and NSS_CERTUTIL)");
     if (o.smoke) {
         if (!rounds_given)
             o.rounds = 1;

@@ -95,13 +95,34 @@ static void make_workdir(bench_env *env, const bench_opts *o)
         bench_die("realpath %s: %s", base, strerror(errno));
 }
 
-/* The library's defaults, unless --rng or --count-batch ask otherwise (to measure their effect). */
-static void write_config_store(const bench_env *env, const bench_opts *o, const char *label,
-                               const char *name, const char *policy, const char *store, char *path,
-                               size_t size)
+/* A token label as a PKCS#11 URI path value: every byte but RFC 3986's unreserved ones
+ * percent-encoded ("NSS Certificate DB" -> "NSS%20Certificate%20DB"). */
+static void uri_label(const char *label, char *out, size_t size)
 {
-    path_in(path, size, env->dir, name);
-    char rng[160] = "", batch[64] = "";
+    static const char hex[] = "0123456789ABCDEF";
+    size_t j = 0;
+    for (const unsigned char *p = (const unsigned char *)label; *p != '\0'; p++) {
+        if (j + 4 > size)
+            bench_die("token label too long: %s", label);
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            out[j++] = (char)*p;
+        } else {
+            out[j++] = '%';
+            out[j++] = hex[*p >> 4];
+            out[j++] = hex[*p & 15];
+        }
+    }
+    out[j] = '\0';
+}
+
+/* t's configuration (t->config) with the library's defaults, unless --rng and the like ask
+ * otherwise (to measure their effect). */
+static void write_config_store(const bench_env *env, const bench_opts *o, bench_token *t,
+                               const char *name, const char *store)
+{
+    path_in(t->config, sizeof(t->config), env->dir, name);
+    char rng[160] = "", batch[64] = "", args[800] = "", uri[100];
     int n = 0;
     if (o->rng != NULL)
         n += snprintf(rng + n, sizeof(rng) - (size_t)n, "  rng: %s\n", o->rng);
@@ -111,11 +132,15 @@ static void write_config_store(const bench_env *env, const bench_opts *o, const 
         snprintf(rng + n, sizeof(rng) - (size_t)n, "  session-keys: %u\n", o->session_keys);
     if (o->count_batch != 0)
         snprintf(batch, sizeof(batch), "  count-batch: %u\n", o->count_batch);
+    if (t->module_args[0] != '\0')
+        snprintf(args, sizeof(args), "  module-args: \"%s\"\n", t->module_args);
+    uri_label(t->token_label, uri, sizeof(uri));
     char text[4096];
     snprintf(text, sizeof(text),
              "# p11kms-bench: token %s\n"
              "token:\n"
              "  module: %s\n"
+             "%s"
              "  uri: \"pkcs11:token=%s\"\n"
              "  pin-source: \"file:%s/pin\"\n"
              "  sessions: 8\n"
@@ -125,16 +150,17 @@ static void write_config_store(const bench_env *env, const bench_opts *o, const 
              "%s"
              "store: \"%s\"\n"
              "policy: %s\n",
-             label, env->module, label, env->dir, rng, env->dir, label, batch, store, policy);
-    write_text(path, text);
+             t->label, t->module, args, uri, env->dir, rng, env->dir, t->label, batch, store,
+             t->policy);
+    write_text(t->config, text);
 }
 
-static void write_config(const bench_env *env, const bench_opts *o, const char *label,
-                         const char *name, const char *policy, char *path, size_t size)
+static void write_config(const bench_env *env, const bench_opts *o, bench_token *t,
+                         const char *name)
 {
     char store[600];
-    snprintf(store, sizeof(store), "sqlite:%s/%s.db", env->dir, label);
-    write_config_store(env, o, label, name, policy, store, path, size);
+    snprintf(store, sizeof(store), "sqlite:%s/%s.db", env->dir, t->label);
+    write_config_store(env, o, t, name, store);
 }
 
 /* The policy of a realistic deployment: administrators manage and never use, the service uses
@@ -214,11 +240,15 @@ static bool harness_token(bench_env *env)
 {
     const char *root = getenv("P11KMS_TEST_ROOT"), *uri = getenv("P11KMS_TEST_URI");
     const char *pin_file = getenv("P11KMS_TEST_PIN_FILE"), *conf = getenv("SOFTHSM2_CONF");
+    const char *kind = getenv("P11KMS_TEST_TOKEN");
     static const char prefix[] = "pkcs11:token=";
+    /* Only a SoftHSM harness token can be the main token (figures 1-8 run on SoftHSM). */
     if (root == NULL || uri == NULL || pin_file == NULL || conf == NULL ||
+        (kind != NULL && strcmp(kind, "softhsm") != 0) ||
         strncmp(uri, prefix, sizeof(prefix) - 1) != 0)
         return false;
     snprintf(env->main.label, sizeof(env->main.label), "%s", uri + sizeof(prefix) - 1);
+    snprintf(env->main.token_label, sizeof(env->main.token_label), "%s", env->main.label);
     snprintf(env->main.softhsm_conf, sizeof(env->main.softhsm_conf), "%s", conf);
     char dir[512];
     path_in(dir, sizeof(dir), root, "bench");
@@ -233,6 +263,7 @@ static bool harness_token(bench_env *env)
     const char *module = getenv("P11KMS_TEST_MODULE");
     if (module != NULL)
         snprintf(env->module, sizeof(env->module), "%s", module);
+    snprintf(env->main.module, sizeof(env->main.module), "%s", env->module);
     return true;
 }
 
@@ -241,6 +272,9 @@ static void make_token(const bench_env *env, const bench_opts *o, bench_token *t
                        const char *so_pin)
 {
     snprintf(t->label, sizeof(t->label), "%s", label);
+    snprintf(t->token_label, sizeof(t->token_label), "%s", label);
+    snprintf(t->module, sizeof(t->module), "%s", env->module);
+    t->module_args[0] = '\0';
     char name[64], tokens[600], conf[64], text[1024];
     snprintf(name, sizeof(name), "tokens-%s", label);
     path_in(tokens, sizeof(tokens), env->dir, name);
@@ -257,11 +291,40 @@ static void make_token(const bench_env *env, const bench_opts *o, bench_token *t
     init_token(env, o, label, so_pin);
 }
 
+/* A fresh NSS softokn database of its own, as tests/lib/with-token.sh makes one: its key
+ * database password is the PIN; its one token is "NSS Certificate DB". */
+static void make_nss_token(const bench_env *env, const bench_opts *o, bench_token *t,
+                           const char *label)
+{
+    snprintf(t->label, sizeof(t->label), "%s", label);
+    snprintf(t->token_label, sizeof(t->token_label), "NSS Certificate DB");
+    snprintf(t->module, sizeof(t->module), "%s", o->nss_softokn);
+    t->softhsm_conf[0] = '\0';
+    char name[64], db[600], pin[600], sql_db[620];
+    snprintf(name, sizeof(name), "nssdb-%s", label);
+    path_in(db, sizeof(db), env->dir, name);
+    if (mkdir(db, 0700) != 0)
+        bench_die("cannot create %s: %s", db, strerror(errno));
+    path_in(pin, sizeof(pin), env->dir, "pin");
+    snprintf(sql_db, sizeof(sql_db), "sql:%s", db);
+    char *argv[] = {(char *)o->certutil, "-N", "-d", sql_db, "-f", pin, NULL};
+    snprintf(name, sizeof(name), "init-%s", label);
+    run_logged(env, name, argv);
+    if ((size_t)snprintf(t->module_args, sizeof(t->module_args),
+                         "configdir='sql:%s' certPrefix='' keyPrefix='' secmod='secmod.db' "
+                         "flags=optimizeSpace",
+                         db) >= sizeof(t->module_args))
+        bench_die("NSS database path too long: %s", db);
+}
+
 void env_add_token(bench_env *env, const bench_opts *o, bench_token *t, const char *label,
                    const char *store)
 {
     const char *so = getenv("P11KMS_TEST_SO_PIN");
-    make_token(env, o, t, label, !env->own_token && so != NULL ? so : BENCH_SO_PIN);
+    if (o->nss)
+        make_nss_token(env, o, t, label);
+    else
+        make_token(env, o, t, label, !env->own_token && so != NULL ? so : BENCH_SO_PIN);
     char name[80], sqlite[600];
     snprintf(name, sizeof(name), "%s-policy.yaml", label);
     path_in(t->policy, sizeof(t->policy), env->dir, name);
@@ -271,7 +334,7 @@ void env_add_token(bench_env *env, const bench_opts *o, bench_token *t, const ch
         snprintf(sqlite, sizeof(sqlite), "sqlite:%s/%s.db", env->dir, label);
         store = sqlite;
     }
-    write_config_store(env, o, label, name, t->policy, store, t->config, sizeof(t->config));
+    write_config_store(env, o, t, name, store);
 }
 
 void env_setup(bench_env *env, const bench_opts *o)
@@ -301,10 +364,8 @@ void env_setup(bench_env *env, const bench_opts *o)
     path_in(env->many.policy, sizeof(env->many.policy), env->dir, "many-policy.yaml");
     write_policy(env->main.policy, NULL);
     write_policy(env->many.policy, "\"*\"");
-    write_config(env, o, env->main.label, "main.yaml", env->main.policy, env->main.config,
-                 sizeof(env->main.config));
-    write_config(env, o, env->many.label, "many.yaml", env->many.policy, env->many.config,
-                 sizeof(env->many.config));
+    write_config(env, o, &env->main, "main.yaml");
+    write_config(env, o, &env->many, "many.yaml");
 
     env->admin = principal(ADMIN_NAME);
     env->user = principal(USER_NAME);
@@ -338,7 +399,8 @@ void env_teardown(bench_env *env, bool keep)
 p11kms *env_open(const bench_token *t)
 {
     /* Read by SoftHSM's C_Initialize, which every p11kms_open after the last close performs. */
-    setenv("SOFTHSM2_CONF", t->softhsm_conf, 1);
+    if (t->softhsm_conf[0] != '\0')
+        setenv("SOFTHSM2_CONF", t->softhsm_conf, 1);
     p11kms *svc = NULL;
     p11kms_error e = {0};
     bench_check(p11kms_open(t->config, &svc, &e), &e, t->config);

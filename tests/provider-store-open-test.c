@@ -1,0 +1,126 @@
+/* Opening a SQLite store (provider/store-sqlite.c): a new file gets the schema; an existing one
+ * with the current schema opens with a read only, so that a process holding the write lock does
+ * not keep others from starting; a missing table is created again; a newer schema version, a
+ * file that is not a database and a relative path are refused with messages that say so. */
+#include "config.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/check.h"
+#include "lib/provider-fixture.h"
+#include "provider/store.h"
+
+static p11kms_error e;
+
+static char *db_path(const char *name)
+{
+    char *path = NULL;
+    REQUIRE(asprintf(&path, "%s/%s", test_env("P11KMS_TEST_ROOT"), name) > 0);
+    unlink(path);
+    return path;
+}
+
+static sqlite3 *raw(const char *path)
+{
+    sqlite3 *db = NULL;
+    REQUIRE(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+    sqlite3_busy_timeout(db, 0);
+    return db;
+}
+
+static void sql(sqlite3 *db, const char *text)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, text, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", text, msg != NULL ? msg : "?");
+        REQUIRE(false);
+    }
+}
+
+static bool has_table(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type='table' AND name=?", -1,
+                               &st, NULL) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* store_open on "sqlite:path"; a row written and read back when it opened. */
+static p11kms_err open_and_use(const char *path)
+{
+    char spec[4200];
+    snprintf(spec, sizeof(spec), "sqlite:%s", path);
+    store *s = NULL;
+    p11kms_err rc = store_open(spec, &s, &e);
+    if (rc != P11KMS_OK)
+        return rc;
+    store_row row = {.version = 1, .value = (uint8_t *)"v", .len = 1};
+    snprintf(row.name, sizeof(row.name), "alias/open-test-%d", (int)getpid());
+    (void)store_delete(s, STORE_ALIASES, row.name, &e);
+    CHECK_OK(store_put(s, STORE_ALIASES, &row, &e), &e);
+    store_row back = {0};
+    CHECK_OK(store_get(s, STORE_ALIASES, row.name, &back, &e), &e);
+    CHECK(back.len == 1 && back.value[0] == 'v');
+    store_row_clear(&back);
+    store_close(s);
+    return P11KMS_OK;
+}
+
+int main(void)
+{
+    char *path = db_path("open-test.db");
+
+    fx_say("a new file gets the schema");
+    CHECK_OK(open_and_use(path), &e);
+    sqlite3 *db = raw(path);
+    CHECK(has_table(db, "keys") && has_table(db, "aliases") && has_table(db, "version_claims") &&
+          has_table(db, "audit_checkpoints") && has_table(db, "p11kms_schema"));
+
+    fx_say("an existing store opens while another connection holds the write lock");
+    sql(db, "BEGIN IMMEDIATE");
+    sql(db, "INSERT INTO version_claims(key_id, version, claimed) VALUES('held', 1, 0)");
+    char spec[4200];
+    snprintf(spec, sizeof(spec), "sqlite:%s", path);
+    store *s = NULL;
+    CHECK_OK(store_open(spec, &s, &e), &e);
+    store_close(s);
+    sql(db, "ROLLBACK");
+
+    fx_say("a table missing from a store of the current version is created again");
+    sql(db, "DROP TABLE version_claims");
+    CHECK(!has_table(db, "version_claims"));
+    CHECK_OK(open_and_use(path), &e);
+    CHECK(has_table(db, "version_claims"));
+
+    fx_say("a newer schema version is refused, naming it");
+    sql(db, "UPDATE p11kms_schema SET version = 2");
+    CHECK_ERR(store_open(spec, &s, &e), P11KMS_E_CONFIG, &e);
+    CHECK(fx_msg_has(&e, "schema version 2") && fx_msg_has(&e, path));
+    sql(db, "UPDATE p11kms_schema SET version = 1");
+    CHECK_OK(open_and_use(path), &e);
+    sqlite3_close(db);
+
+    fx_say("a file that is not a database, and a relative path, are refused");
+    char *junk = db_path("not-a-database.db");
+    FILE *f = fopen(junk, "w");
+    REQUIRE(f != NULL);
+    for (int i = 0; i < 512; i++)
+        fputs("this is not an SQLite database\n", f);
+    fclose(f);
+    snprintf(spec, sizeof(spec), "sqlite:%s", junk);
+    CHECK(store_open(spec, &s, &e) != P11KMS_OK);
+    CHECK(fx_msg_has(&e, junk));
+    CHECK_ERR(store_open("sqlite:relative/open-test.db", &s, &e), P11KMS_E_CONFIG, &e);
+    CHECK(fx_msg_has(&e, "absolute"));
+
+    free(junk);
+    free(path);
+    return check_finish("provider-store-open-test");
+}

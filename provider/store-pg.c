@@ -507,8 +507,30 @@ static const store_ops pg_ops = {
     .watch = pg_watch,
 };
 
+/* Whether the database already has this schema: its version row and every table (the row is
+ * written in the transaction that creates the tables). One read, so that opening neither waits
+ * for the change lock nor runs DDL (store-sqlite.c does the same). An error (no such table on a
+ * new database) means no. */
+static bool schema_current(pg_store *s)
+{
+    char check[512];
+    snprintf(check, sizeof(check),
+             "SELECT (SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = "
+             "current_schema() AND tablename IN ('p11kms_schema', 'keys', 'aliases', "
+             "'audit_checkpoints', 'version_claims')) = 5"
+             " AND (SELECT min(version) = %d AND max(version) = %d FROM p11kms_schema)",
+             SCHEMA_VERSION, SCHEMA_VERSION);
+    PGresult *res = PQexec(s->conn, check);
+    bool current = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                   strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return current;
+}
+
 static p11kms_err create_schema(pg_store *s, p11kms_error *err)
 {
+    if (schema_current(s))
+        return P11KMS_OK;
     /* Two processes starting at once on an empty database must not race on CREATE TABLE. */
     p11kms_err rc = simple(s, "BEGIN", "creating the schema", err);
     if (rc == P11KMS_OK)

@@ -1,9 +1,13 @@
-/* Opening a SQLite store (provider/store-sqlite.c): a new file gets the schema; an existing one
+/* Opening a store. SQLite (provider/store-sqlite.c): a new file gets the schema; an existing one
  * with the current schema opens with a read only, so that a process holding the write lock does
  * not keep others from starting; a missing table is created again; a newer schema version, a
- * file that is not a database and a relative path are refused with messages that say so. */
+ * file that is not a database and a relative path are refused with messages that say so.
+ * PostgreSQL (provider/store-pg.c, as the .pgtest variant): the same for the change lock (an
+ * advisory lock another process holds while it changes keys), a dropped table and a newer
+ * version. */
 #include "config.h"
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,8 +77,51 @@ static p11kms_err open_and_use(const char *path)
     return P11KMS_OK;
 }
 
+static void pg_sql(PGconn *c, const char *text)
+{
+    PGresult *r = PQexec(c, text);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        fprintf(stderr, "%s: %s\n", text, PQerrorMessage(c));
+        REQUIRE(false);
+    }
+    PQclear(r);
+}
+
+static void test_postgresql(const char *spec)
+{
+    store *s = NULL;
+    CHECK_OK(store_open(spec, &s, &e), &e); /* creates the schema */
+    store_close(s);
+    PGconn *c = PQconnectdb(spec);
+    REQUIRE(PQstatus(c) == CONNECTION_OK);
+
+    fx_say("postgresql: the store opens while another session holds the change lock");
+    pg_sql(c, "SELECT pg_advisory_lock(7011771001)"); /* provider/store-pg.c ADVISORY_KEY */
+    CHECK_OK(store_open(spec, &s, &e), &e);
+    store_close(s);
+    pg_sql(c, "SELECT pg_advisory_unlock(7011771001)");
+
+    fx_say("postgresql: a dropped table is created again; a newer version is refused");
+    pg_sql(c, "DROP TABLE version_claims");
+    CHECK_OK(store_open(spec, &s, &e), &e);
+    CHECK_OK(store_claim_version(s, "0f8e4a7c-0000-4000-8000-000000000000", 1, 0, &e), &e);
+    store_close(s);
+    pg_sql(c, "UPDATE p11kms_schema SET version = 2");
+    CHECK_ERR(store_open(spec, &s, &e), P11KMS_E_CONFIG, &e);
+    CHECK(fx_msg_has(&e, "schema version 2"));
+    pg_sql(c, "UPDATE p11kms_schema SET version = 1");
+    PQfinish(c);
+}
+
 int main(void)
 {
+    const char *kind = getenv("P11KMS_TEST_STORE");
+    if (kind != NULL && strcmp(kind, "postgresql") == 0) {
+        test_postgresql(test_env("P11KMS_TEST_STORE_SPEC"));
+        return check_finish("provider-store-open-test");
+    }
+
     char *path = db_path("open-test.db");
 
     fx_say("a new file gets the schema");

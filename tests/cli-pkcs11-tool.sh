@@ -27,14 +27,14 @@ if [ -n "${P11KMS_TEST_MODULE_ARGS:-}" ]; then
 fi
 
 tool() {
+    # env with no assignments when there is no ASan runtime to preload.
+    set -- "$PKCS11_TOOL" --module "$module" --token-label "$P11KMS_TEST_TOKEN_LABEL" --login \
+        --pin "$pin" "$@"
     if [ -n "$asan_runtime" ]; then
-        LD_PRELOAD="$asan_runtime" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
-            "$PKCS11_TOOL" --module "$module" --token-label "$P11KMS_TEST_TOKEN_LABEL" --login \
-            --pin "$pin" "$@"
-    else
-        "$PKCS11_TOOL" --module "$module" --token-label "$P11KMS_TEST_TOKEN_LABEL" --login \
-            --pin "$pin" "$@"
+        set -- LD_PRELOAD="$asan_runtime" \
+            ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "$@"
     fi
+    env "$@"
 }
 
 # object_block LABEL: the --list-objects block of the secret key labelled LABEL.

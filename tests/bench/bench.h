@@ -182,6 +182,10 @@ void env_write_main_policy(const bench_env *env, const char *key_id);
  * key (the scale figures). */
 void env_add_token(bench_env *env, const bench_opts *o, bench_token *t, const char *label,
                    const char *store);
+/* Writes path: the main token's configuration with its policy replaced by policy (NULL: kept)
+ * and an audit section writing audit_log appended (NULL: none). */
+void env_derive_config(const bench_env *env, const char *path, const char *policy,
+                       const char *audit_log);
 /* Selects the token's SoftHSM configuration and opens p11kms on it. */
 p11kms *env_open(const bench_token *t);
 void env_create_key(p11kms *svc, const bench_env *env, char id[P11KMS_KEY_ID_LEN + 1]);

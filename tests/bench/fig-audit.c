@@ -51,19 +51,11 @@ static void audit_config(const bench_env *env, bench_token *t)
 {
     *t = env->main;
     snprintf(t->config, sizeof(t->config), "%s/main-audit.yaml", env->dir);
-    FILE *in = fopen(env->main.config, "r"), *out = fopen(t->config, "w");
-    if (in == NULL || out == NULL)
-        bench_die("cannot write %s", t->config);
-    char line[1024];
-    while (fgets(line, sizeof(line), in) != NULL)
-        fputs(line, out);
     /* BENCH_AUDIT_DIR puts the log elsewhere (e.g. a tmpfs, to separate the cost of fsync). */
     const char *dir = getenv("BENCH_AUDIT_DIR");
-    fprintf(out, "audit:\n  file: %s/audit-%ld.log\n  max-size: 0\n", dir ? dir : env->dir,
-            (long)getpid());
-    fclose(in);
-    if (fclose(out) != 0)
-        bench_die("cannot write %s", t->config);
+    char log[700];
+    snprintf(log, sizeof(log), "%s/audit-%ld.log", dir ? dir : env->dir, (long)getpid());
+    env_derive_config(env, t->config, NULL, log);
 }
 
 void figure_audit(bench_env *env, const bench_opts *o, bench_results *r)

@@ -314,28 +314,6 @@ static void stop_daemon(const char *sock, pid_t pid)
 
 /* The daemon's configuration: the main token and store, the given policy file, and with audit_log
  * an audit section (every request recorded, chained, sealed and synced before its answer). */
-static void write_daemon_config(const bench_env *env, const char *config, const char *policy,
-                                const char *audit_log)
-{
-    char text[4096];
-    FILE *in = fopen(env->main.config, "r");
-    FILE *out = fopen(config, "w");
-    if (in == NULL || out == NULL)
-        bench_die("cannot copy %s", env->main.config);
-    while (fgets(text, sizeof(text), in) != NULL) {
-        if (strncmp(text, "policy:", 7) == 0)
-            fprintf(out, "policy: %s\n", policy);
-        else
-            fputs(text, out);
-    }
-    if (audit_log != NULL)
-        fprintf(out, "audit:\n  file: %s\n  max-size: 0\n", audit_log);
-    fclose(in);
-    if (fclose(out) != 0)
-        bench_die("cannot write %s", config);
-    chmod(config, 0600);
-}
-
 void figure_daemon(bench_env *env, const bench_opts *o)
 {
     env_main_key(env, NULL);
@@ -356,7 +334,7 @@ void figure_daemon(bench_env *env, const bench_opts *o)
     }
     fclose(in);
     fclose(out);
-    write_daemon_config(env, config, policy, NULL);
+    env_derive_config(env, config, policy, NULL);
     chmod(policy, 0600);
 
     daemon_fix x = {.env = env};
@@ -420,7 +398,7 @@ void figure_daemon(bench_env *env, const bench_opts *o)
     const char *audit_dir = getenv("BENCH_AUDIT_DIR");
     snprintf(audit_log, sizeof(audit_log), "%s/daemon-audit-%ld.log",
              audit_dir ? audit_dir : env->dir, (long)getpid());
-    write_daemon_config(env, audit_config, policy, audit_log);
+    env_derive_config(env, audit_config, policy, audit_log);
     daemon_fix audited = x;
     snprintf(audited.sock, sizeof(audited.sock), "%s/p11kmsd-audit.sock", env->dir);
     pid_t audit_pid = start_daemon(audit_config, audited.sock);

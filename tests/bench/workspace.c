@@ -396,6 +396,28 @@ void env_teardown(bench_env *env, bool keep)
         fprintf(stderr, "work directory kept: %s\n", env->dir);
 }
 
+void env_derive_config(const bench_env *env, const char *path, const char *policy,
+                       const char *audit_log)
+{
+    FILE *in = fopen(env->main.config, "r");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (in == NULL || out == NULL)
+        bench_die("cannot write %s from %s", path, env->main.config);
+    char line[4096];
+    while (fgets(line, sizeof(line), in) != NULL) {
+        if (policy != NULL && strncmp(line, "policy:", 7) == 0)
+            fprintf(out, "policy: %s\n", policy);
+        else
+            fputs(line, out);
+    }
+    if (audit_log != NULL)
+        fprintf(out, "audit:\n  file: %s\n  max-size: 0\n", audit_log);
+    fclose(in);
+    if (fclose(out) != 0)
+        bench_die("cannot write %s", path);
+}
+
 p11kms *env_open(const bench_token *t)
 {
     /* Read by SoftHSM's C_Initialize, which every p11kms_open after the last close performs. */

@@ -403,7 +403,7 @@ static const store_ops sqlite_ops = {
 
 /* Whether the database already has this schema: its version row and every table (the row is
  * written in the transaction that creates the tables). A read, so that opening a database in
- * use neither waits for nor blocks writers, and costs no DDL parse (a third of an open). */
+ * use neither waits for nor blocks writers, and runs no DDL. */
 static bool schema_current(sqlite_store *s)
 {
     static const char check[] =

@@ -132,6 +132,9 @@ struct p11_token {
     /* the largest C_GenerateRandom length the token accepted after refusing one (0: not
      * learnt yet; see random_op in token.c) */
     _Atomic size_t random_chunk;
+    /* unique per opened token in the process, never reused (random-pool.c: whose bytes a
+     * thread's block holds) */
+    uint64_t serial;
 
     struct p11_token *next_registered; /* fork registry */
 };
@@ -166,6 +169,11 @@ void p11_login_session_unlock(p11_token *t);
 
 void p11_fork_register(p11_token *t);
 void p11_fork_unregister(p11_token *t);
+
+/* --- random-pool.c ------------------------------------------------------------------------- */
+
+/* Wipes the calling thread's block of t's randomness, if it holds one (at close). */
+void p11_random_pool_forget(const p11_token *t);
 
 /* --- select.c: module loading and token selection ------------------------------------------ */
 

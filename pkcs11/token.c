@@ -58,6 +58,8 @@ p11kms_err p11_token_open(const p11_token_config *cfg, p11_token **out, p11kms_e
     }
     atomic_init(&t->gen, 1);
     t->state = P11_STATE_UNINITIALIZED;
+    static _Atomic uint64_t next_serial = 1;
+    t->serial = atomic_fetch_add(&next_serial, 1);
 
     t->keys = hashmap_new();
     t->data = hashmap_new();
@@ -98,6 +100,7 @@ void p11_token_close(p11_token *t)
     if (t == NULL)
         return;
     p11_fork_unregister(t);
+    p11_random_pool_forget(t);
     p11_token_stop(t);
     p11_keys_free_all(t);
     p11_data_free_all(t);

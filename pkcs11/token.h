@@ -131,6 +131,15 @@ P11KMS_MUST_CHECK p11kms_err p11_token_check_generate(p11_token *t, p11kms_error
 P11KMS_MUST_CHECK p11kms_err p11_token_random(p11_token *t, uint8_t *buf, size_t len,
                                               p11kms_error *err);
 
+/* Random bytes for key material (data keys) from the same source. With token.rng: token, requests
+ * of up to P11_RANDOM_POOL_TAKE_MAX bytes are served from a per-thread block of
+ * P11_RANDOM_POOL_BYTES drawn with one C_GenerateRandom, kept in the OpenSSL secure heap, wiped
+ * as handed out, never used across a fork or for another token (pkcs11/random-pool.c). */
+#define P11_RANDOM_POOL_BYTES 1024
+#define P11_RANDOM_POOL_TAKE_MAX 64
+P11KMS_MUST_CHECK p11kms_err p11_token_random_key(p11_token *t, uint8_t *buf, size_t len,
+                                                  p11kms_error *err);
+
 /* --- master keys -------------------------------------------------------------------------- */
 
 /* Generates a persistent AES-256 key (CKM_AES_KEY_GEN): CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE,

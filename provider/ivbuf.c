@@ -2,8 +2,6 @@
 
 #include "provider/ivbuf.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -11,22 +9,10 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
-/* Bumped in the child of every fork: blocks drawn under an older value are thrown away. */
-static _Atomic unsigned long fork_generation = 1;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void in_child(void)
-{
-    atomic_fetch_add(&fork_generation, 1);
-}
-
-static void register_atfork(void)
-{
-    pthread_atfork(NULL, NULL, in_child);
-}
+#include "common/fork-generation.h"
 
 typedef struct iv_block {
-    unsigned long generation; /* 0: never filled */
+    unsigned long generation; /* fork_generation() it was filled under; 0: never filled */
     unsigned next;            /* IVs handed out from bytes */
     uint8_t bytes[IVBUF_COUNT * IVBUF_IV_LEN];
 } iv_block;
@@ -35,9 +21,8 @@ static _Thread_local iv_block block;
 
 p11kms_err ivbuf_take(OSSL_LIB_CTX *libctx, uint8_t iv[IVBUF_IV_LEN], p11kms_error *err)
 {
-    pthread_once(&atfork_once, register_atfork);
-    unsigned long now = atomic_load_explicit(&fork_generation, memory_order_relaxed);
-    if (block.generation != now || block.next >= IVBUF_COUNT) {
+    unsigned long now = fork_generation();
+    if (now == 0 || block.generation != now || block.next >= IVBUF_COUNT) {
         if (RAND_bytes_ex(libctx, block.bytes, sizeof(block.bytes), 0) != 1) {
             ERR_clear_error();
             block.generation = 0;

@@ -535,7 +535,7 @@ p11kms_err kms_op_generate_data_key(p11kms *svc, const p11kms_principal *who, co
     if (rc == P11KMS_OK)
         rc = check_usable(svc, &acc, "GenerateDataKey", err);
     if (rc == P11KMS_OK)
-        rc = p11_token_random(svc->token, key, len, err);
+        rc = p11_token_random_key(svc->token, key, len, err);
     if (rc == P11KMS_OK)
         rc = kms_encrypt_under(svc, &acc, context_pairs(ctx), key, len, out, err);
     if (rc == P11KMS_OK)

@@ -10,11 +10,12 @@
 #include "common/hashmap.h"
 #include "common/threads.h"
 
-/* Slots are guarded by striped locks: threads deciding different requests rarely meet. */
+/* Sets are guarded by striped locks: threads deciding different requests rarely meet. */
 #define STRIPES 64
 
 typedef struct slot {
     uint64_t generation; /* 0: empty (generations start at 1) */
+    uint64_t last_used;  /* the set's clock when last read or written: the oldest is replaced */
     uint64_t hash;
     size_t len;
     uint8_t key[DECISION_KEY_MAX];
@@ -23,9 +24,14 @@ typedef struct slot {
     char sid[POLICY_SID_MAX + 1];
 } slot;
 
+typedef struct set {
+    uint64_t clock;
+    slot ways[DECISION_CACHE_WAYS];
+} set;
+
 struct decision_cache {
     pthread_mutex_t locks[STRIPES];
-    slot slots[DECISION_CACHE_SLOTS];
+    set sets[DECISION_CACHE_SETS];
     _Atomic uint64_t hits, misses;
 };
 
@@ -125,9 +131,15 @@ void decision_cache_free(decision_cache *c)
     free(c);
 }
 
-static size_t index_of(const decision_key *k)
+size_t decision_cache_set_of(const decision_key *k)
 {
-    return (size_t)(k->hash % DECISION_CACHE_SLOTS);
+    return (size_t)(k->hash % DECISION_CACHE_SETS);
+}
+
+static bool slot_holds(const slot *s, uint64_t generation, const decision_key *k)
+{
+    return s->generation == generation && s->hash == k->hash && s->len == k->len &&
+           memcmp(s->key, k->bytes, k->len) == 0;
 }
 
 bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_key *k,
@@ -135,13 +147,16 @@ bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_k
 {
     if (c == NULL || !k->usable || generation == 0)
         return false;
-    size_t i = index_of(k);
+    size_t i = decision_cache_set_of(k);
     pthread_mutex_t *lock = &c->locks[i % STRIPES];
     pthread_mutex_lock(lock);
-    const slot *s = &c->slots[i];
-    bool hit = s->generation == generation && s->hash == k->hash && s->len == k->len &&
-               memcmp(s->key, k->bytes, k->len) == 0;
-    if (hit) {
+    set *st = &c->sets[i];
+    slot *s = NULL;
+    for (int w = 0; w < DECISION_CACHE_WAYS && s == NULL; w++)
+        if (slot_holds(&st->ways[w], generation, k))
+            s = &st->ways[w];
+    if (s != NULL) {
+        s->last_used = ++st->clock;
         memset(out, 0, sizeof(*out));
         out->allowed = s->allowed;
         out->explicit_deny = s->explicit_deny;
@@ -150,8 +165,24 @@ bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_k
         memcpy(out->sid, s->sid, sizeof(out->sid));
     }
     pthread_mutex_unlock(lock);
-    atomic_fetch_add_explicit(hit ? &c->hits : &c->misses, 1, memory_order_relaxed);
-    return hit;
+    atomic_fetch_add_explicit(s != NULL ? &c->hits : &c->misses, 1, memory_order_relaxed);
+    return s != NULL;
+}
+
+/* Where a decision for k goes in st: the slot already holding k, else an empty slot or one of an
+ * older policy generation, else the least recently used. */
+static slot *slot_for(set *st, uint64_t generation, const decision_key *k)
+{
+    slot *victim = &st->ways[0];
+    for (int w = 0; w < DECISION_CACHE_WAYS; w++) {
+        slot *s = &st->ways[w];
+        if (slot_holds(s, generation, k))
+            return s;
+        bool s_free = s->generation != generation, victim_free = victim->generation != generation;
+        if ((s_free && !victim_free) || (s_free == victim_free && s->last_used < victim->last_used))
+            victim = s;
+    }
+    return victim;
 }
 
 void decision_cache_put(decision_cache *c, uint64_t generation, const decision_key *k,
@@ -159,11 +190,13 @@ void decision_cache_put(decision_cache *c, uint64_t generation, const decision_k
 {
     if (c == NULL || !k->usable || generation == 0 || d->waiver)
         return;
-    size_t i = index_of(k);
+    size_t i = decision_cache_set_of(k);
     pthread_mutex_t *lock = &c->locks[i % STRIPES];
     pthread_mutex_lock(lock);
-    slot *s = &c->slots[i];
+    set *st = &c->sets[i];
+    slot *s = slot_for(st, generation, k);
     s->generation = generation;
+    s->last_used = ++st->clock;
     s->hash = k->hash;
     s->len = k->len;
     memcpy(s->key, k->bytes, k->len);

@@ -10,8 +10,12 @@
 
 #include "policy/policy.h"
 
-/* Entries of the cache (direct-mapped: a colliding request replaces the older one). */
+/* Entries of the cache: sets of DECISION_CACHE_WAYS, a full set replacing its least recently used
+ * entry. Direct-mapped, 300 keys used at random missed 12.5 % of the time (two keys sharing a
+ * slot evict each other); four ways miss under 1 %. */
 #define DECISION_CACHE_SLOTS 1024
+#define DECISION_CACHE_WAYS 4
+#define DECISION_CACHE_SETS (DECISION_CACHE_SLOTS / DECISION_CACHE_WAYS)
 /* Requests whose key would be longer are decided every time, never cached. */
 #define DECISION_KEY_MAX 448
 
@@ -38,5 +42,7 @@ bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_k
 void decision_cache_put(decision_cache *c, uint64_t generation, const decision_key *k,
                         const policy_decision *d);
 void decision_cache_stats(decision_cache *c, uint64_t *hits, uint64_t *misses);
+/* The set a request's decision is kept in (for tests that fill one set). */
+size_t decision_cache_set_of(const decision_key *k);
 
 #endif

@@ -5,6 +5,7 @@
  * reload (a new generation), another encryption context, another principal or another key each
  * miss, and the answer is the new policy's. */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,9 +112,57 @@ static void key_unit_checks(void)
     decision_cache_free(c);
 }
 
+/* Requests that share a set: as many as it has ways are all kept; one more replaces the least
+ * recently used, never another. */
+static void set_unit_checks(void)
+{
+    fx_say("%d requests in one set are all kept; one more replaces the least recently used",
+           DECISION_CACHE_WAYS);
+    const char *names[] = {"unix:user:app1"};
+    policy_principals who = {names, 1};
+    const char *id = "11111111-2222-3333-4444-555555555555";
+    enum { N = DECISION_CACHE_WAYS + 1 };
+    decision_key k[N];
+    char value[N][16];
+    policy_context_pair pair[N];
+    policy_context ctx[N];
+    size_t want = SIZE_MAX;
+    int found = 0;
+    for (int t = 0; found < N && t < 1000000; t++) {
+        snprintf(value[found], sizeof(value[found]), "t%d", t);
+        pair[found] = (policy_context_pair){"tenant", value[found]};
+        ctx[found] = (policy_context){&pair[found], 1};
+        decision_key_build(&k[found], POLICY_ACTION_ENCRYPT, &who, id, NULL, 0, &ctx[found], NULL);
+        size_t set = decision_cache_set_of(&k[found]);
+        if (want == SIZE_MAX)
+            want = set;
+        if (set == want)
+            found++;
+    }
+    REQUIRE(found == N);
+    decision_cache *c = decision_cache_new();
+    REQUIRE(c != NULL);
+    policy_decision d = {.allowed = true, .statement = 1, .sid = "s"}, out;
+    for (int i = 0; i < N - 1; i++)
+        decision_cache_put(c, 7, &k[i], &d);
+    for (int i = 0; i < N - 1; i++)
+        CHECK(decision_cache_get(c, 7, &k[i], &out) && out.allowed);
+    /* Used again in the order 1, 2, ..., 0: request 1 is now the least recently used. */
+    for (int i = 1; i <= N - 1; i++)
+        CHECK(decision_cache_get(c, 7, &k[i % (N - 1)], &out));
+    decision_cache_put(c, 7, &k[N - 1], &d);
+    CHECK(decision_cache_get(c, 7, &k[N - 1], &out));
+    CHECK(!decision_cache_get(c, 7, &k[1], &out));
+    for (int i = 0; i < N - 1; i++)
+        if (i != 1)
+            CHECK(decision_cache_get(c, 7, &k[i], &out));
+    decision_cache_free(c);
+}
+
 int main(void)
 {
     key_unit_checks();
+    set_unit_checks();
 
     char *policy_path = write_policy(true, false);
     char *cfg = fx_config("decision-cache.yaml", NULL, NULL, policy_path);

@@ -11,10 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* FNV-1a (64 bits), the one hash function of p11kms's tables: keys are short (UUIDs, alias and
- * principal names, token labels and ids) and chosen by the deployment, not by an attacker in
- * bulk, so a simple hash is enough. */
-uint64_t hash_fnv1a(const void *data, size_t len);
+/* The one hash function of p11kms's tables (64 bits, FNV-1a steps over 8-byte words and a
+ * final mix): keys are short (UUIDs, alias and principal names, token labels and ids, decision
+ * cache requests) and chosen by the deployment, not by an attacker in bulk, so a simple hash is
+ * enough. Tables compare whole keys: the hash only places them. */
+uint64_t hash_bytes(const void *data, size_t len);
 
 typedef struct hashmap hashmap;
 

@@ -100,8 +100,8 @@ void decision_key_build(decision_key *k, policy_action action, const policy_prin
         put_str(k, aliases[i]);
     put_context(k, ctx);
     put_context(k, ctx2);
-    /* FNV-1a: an index, not a check (slots compare the whole key). */
-    k->hash = k->usable ? hash_fnv1a(k->bytes, k->len) : 0;
+    /* An index, not a check (slots compare the whole key). */
+    k->hash = k->usable ? hash_bytes(k->bytes, k->len) : 0;
 }
 
 decision_cache *decision_cache_new(void)

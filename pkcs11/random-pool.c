@@ -6,9 +6,9 @@
  * from the HSM's generator; only the moment they were drawn changes.
  *
  * Rules, each because of what the bytes are:
- *   - the block lives in the OpenSSL secure heap (locked, not in core dumps) and every byte is
- *     wiped as it is handed out, and the rest when the block is dropped: bytes are handed out
- *     once;
+ *   - the block lives in the OpenSSL secure heap, as the data keys themselves do (locked and
+ *     left out of core dumps where the system allows), and every byte is wiped as it is handed
+ *     out, the rest when the block is dropped: bytes are handed out once;
  *   - a block drawn before a fork is never used after it (fork_generation): parent and child
  *     would otherwise hand out the same data keys;
  *   - a block belongs to one opened token (its serial, never reused): a process with two tokens

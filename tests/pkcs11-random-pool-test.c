@@ -6,7 +6,6 @@
  * and token.rng: openssl go to their source directly. */
 #include "config.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,14 +30,8 @@ static struct {
 
 static void shim_bind(void)
 {
-    void *dl = dlopen(pt_shim_path(), RTLD_NOW | RTLD_LOCAL);
-    if (dl == NULL) {
-        fprintf(stderr, "cannot load %s: %s\n", pt_shim_path(), dlerror());
-        exit(99);
-    }
-    shim.fail = (void (*)(const char *, CK_RV, int))dlsym(dl, "p11kms_shim_fail");
-    shim.count = (unsigned long (*)(const char *))dlsym(dl, "p11kms_shim_count");
-    REQUIRE(shim.fail && shim.count);
+    shim.fail = (void (*)(const char *, CK_RV, int))pt_shim_symbol("p11kms_shim_fail");
+    shim.count = (unsigned long (*)(const char *))pt_shim_symbol("p11kms_shim_count");
 }
 
 static unsigned long draws(void)

@@ -38,26 +38,17 @@ static struct {
 
 static void shim_bind(void)
 {
-    /* Load it once for the whole test, so the control state outlives each p11_token. */
-    void *dl = dlopen(pt_shim_path(), RTLD_NOW | RTLD_LOCAL);
-    if (dl == NULL) {
-        fprintf(stderr, "cannot load %s: %s\n", pt_shim_path(), dlerror());
-        exit(99);
-    }
-    shim.fail = (void (*)(const char *, CK_RV, int))dlsym(dl, "p11kms_shim_fail");
-    shim.count = (unsigned long (*)(const char *))dlsym(dl, "p11kms_shim_count");
-    shim.reset = (void (*)(void))dlsym(dl, "p11kms_shim_reset");
-    shim.token_flags = (void (*)(CK_FLAGS, CK_FLAGS))dlsym(dl, "p11kms_shim_token_flags");
-    shim.max_rw = (void (*)(CK_ULONG))dlsym(dl, "p11kms_shim_max_rw");
-    shim.iv_mode = (void (*)(int))dlsym(dl, "p11kms_shim_iv_mode");
-    shim.accept_legacy = (void (*)(int))dlsym(dl, "p11kms_shim_accept_legacy");
-    shim.init_reserved = (const char *(*)(void))dlsym(dl, "p11kms_shim_init_reserved");
-    shim.hide = (void (*)(CK_MECHANISM_TYPE))dlsym(dl, "p11kms_shim_hide");
-    shim.random_max = (void (*)(CK_ULONG))dlsym(dl, "p11kms_shim_random_max");
-    shim.lack_attribute = (void (*)(CK_ATTRIBUTE_TYPE))dlsym(dl, "p11kms_shim_lack_attribute");
-    REQUIRE(shim.fail && shim.count && shim.reset && shim.token_flags && shim.max_rw &&
-            shim.iv_mode && shim.accept_legacy && shim.init_reserved && shim.hide &&
-            shim.random_max && shim.lack_attribute);
+    shim.fail = (void (*)(const char *, CK_RV, int))pt_shim_symbol("p11kms_shim_fail");
+    shim.count = (unsigned long (*)(const char *))pt_shim_symbol("p11kms_shim_count");
+    shim.reset = (void (*)(void))pt_shim_symbol("p11kms_shim_reset");
+    shim.token_flags = (void (*)(CK_FLAGS, CK_FLAGS))pt_shim_symbol("p11kms_shim_token_flags");
+    shim.max_rw = (void (*)(CK_ULONG))pt_shim_symbol("p11kms_shim_max_rw");
+    shim.iv_mode = (void (*)(int))pt_shim_symbol("p11kms_shim_iv_mode");
+    shim.accept_legacy = (void (*)(int))pt_shim_symbol("p11kms_shim_accept_legacy");
+    shim.init_reserved = (const char *(*)(void))pt_shim_symbol("p11kms_shim_init_reserved");
+    shim.hide = (void (*)(CK_MECHANISM_TYPE))pt_shim_symbol("p11kms_shim_hide");
+    shim.random_max = (void (*)(CK_ULONG))pt_shim_symbol("p11kms_shim_random_max");
+    shim.lack_attribute = (void (*)(CK_ATTRIBUTE_TYPE))pt_shim_symbol("p11kms_shim_lack_attribute");
 }
 
 static p11_token_config shim_config(void)

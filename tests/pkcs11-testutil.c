@@ -2,6 +2,7 @@
 
 #include "pkcs11-testutil.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,22 @@ const char *pt_shim_path(void)
         snprintf(path, sizeof(path), "%s/tests/.libs/pkcs11-shim.so", test_env("P11KMS_BUILDDIR"));
     REQUIRE(n > 0 && (size_t)n < sizeof(path));
     return path;
+}
+
+void *pt_shim_symbol(const char *name)
+{
+    /* Loaded once for the whole test, so the control state outlives each p11_token. */
+    static void *dl;
+    if (dl == NULL && (dl = dlopen(pt_shim_path(), RTLD_NOW | RTLD_LOCAL)) == NULL) {
+        fprintf(stderr, "cannot load %s: %s\n", pt_shim_path(), dlerror());
+        exit(99);
+    }
+    void *sym = dlsym(dl, name);
+    if (sym == NULL) {
+        fprintf(stderr, "%s has no %s\n", pt_shim_path(), name);
+        exit(99);
+    }
+    return sym;
 }
 
 const char *pt_uri_escape(const char *s, char *out, size_t cap)

@@ -22,6 +22,9 @@ char *pt_file_source(const char *path);
 size_t pt_unhex(const char *hex, uint8_t *out, size_t cap);
 /* Path of the forwarding test module built from tests/pkcs11-shim.c. */
 const char *pt_shim_path(void);
+/* A control function of that module (p11kms_shim_count...), loading it on first use and keeping
+ * it loaded; exits 99 if either is missing. */
+void *pt_shim_symbol(const char *name);
 /* Percent-encodes s for a PKCS#11 URI attribute value (RFC 7512: unreserved characters kept);
  * returns out, exits 99 if it does not fit. */
 const char *pt_uri_escape(const char *s, char *out, size_t cap);

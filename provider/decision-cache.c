@@ -12,26 +12,36 @@
 
 /* Sets are guarded by striped locks: threads deciding different requests rarely meet. */
 #define STRIPES 64
+/* The cache holds at most this many decisions, whatever the configuration asks. */
+#define MAX_SLOTS 16384
 
-typedef struct slot {
+/* A lookup reads one set's tags (one cache line) and only the body of a way whose hash matches:
+ * with thousands of keys used at random nearly every lookup finds its set cold in the CPU caches,
+ * and reading the four ways' bodies to find the match cost four more misses. */
+typedef struct set_tags {
+    _Alignas(64) uint64_t hash[DECISION_CACHE_WAYS];
+    /* The set's clock when each way was last read or written: the oldest is replaced. 32 bits
+     * keep the tags in one line; when a set's clock wraps, replacement picks a wrong victim for
+     * a while (a miss more), never a wrong decision. */
+    uint32_t last_used[DECISION_CACHE_WAYS];
+    uint32_t clock;
+} set_tags;
+
+typedef struct slot_body {
     uint64_t generation; /* 0: empty (generations start at 1) */
-    uint64_t last_used;  /* the set's clock when last read or written: the oldest is replaced */
-    uint64_t hash;
-    size_t len;
-    uint8_t key[DECISION_KEY_MAX];
-    bool allowed, explicit_deny, duty_conflict;
     long statement;
+    uint16_t len;
+    bool allowed, explicit_deny, duty_conflict;
     char sid[POLICY_SID_MAX + 1];
-} slot;
-
-typedef struct set {
-    uint64_t clock;
-    slot ways[DECISION_CACHE_WAYS];
-} set;
+    uint8_t key[DECISION_KEY_MAX]; /* last: only len bytes of it are read */
+} slot_body;
+_Static_assert(DECISION_KEY_MAX <= UINT16_MAX, "a slot keeps its key's length in 16 bits");
 
 struct decision_cache {
     pthread_mutex_t locks[STRIPES];
-    set sets[DECISION_CACHE_SETS];
+    size_t set_count;  /* a power of two */
+    set_tags *tags;    /* set_count sets */
+    slot_body *bodies; /* set_count * DECISION_CACHE_WAYS, way w of set i at i * WAYS + w */
     _Atomic uint64_t hits, misses;
 };
 
@@ -104,19 +114,35 @@ void decision_key_build(decision_key *k, policy_action action, const policy_prin
     k->hash = k->usable ? hash_bytes(k->bytes, k->len) : 0;
 }
 
-decision_cache *decision_cache_new(void)
+size_t decision_cache_slots_for(size_t wanted)
+{
+    size_t slots = DECISION_CACHE_MIN_SLOTS;
+    while (slots < wanted && slots < MAX_SLOTS)
+        slots *= 2;
+    return slots;
+}
+
+decision_cache *decision_cache_new(size_t wanted_slots)
 {
     decision_cache *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
+    c->set_count = decision_cache_slots_for(wanted_slots) / DECISION_CACHE_WAYS;
+    /* Pages of the bodies are touched only as decisions are kept (calloc of a large block maps
+     * zero pages), so a large cache costs memory only for what is used. */
+    c->tags = aligned_alloc(_Alignof(set_tags), c->set_count * sizeof(*c->tags));
+    c->bodies = calloc(c->set_count * DECISION_CACHE_WAYS, sizeof(*c->bodies));
     sync_obj locks[STRIPES];
     for (int i = 0; i < STRIPES; i++)
         locks[i] = (sync_obj){SYNC_MUTEX, &c->locks[i], "a decision cache lock"};
     p11kms_error err = {0};
-    if (sync_init_all(locks, STRIPES, &err) != P11KMS_OK) {
+    if (c->tags == NULL || c->bodies == NULL || sync_init_all(locks, STRIPES, &err) != P11KMS_OK) {
+        free(c->tags);
+        free(c->bodies);
         free(c); /* the caller reports it as out of memory, as for calloc */
         return NULL;
     }
+    memset(c->tags, 0, c->set_count * sizeof(*c->tags));
     atomic_init(&c->hits, 0);
     atomic_init(&c->misses, 0);
     return c;
@@ -128,18 +154,35 @@ void decision_cache_free(decision_cache *c)
         return;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&c->locks[i]);
+    free(c->tags);
+    free(c->bodies);
     free(c);
 }
 
-size_t decision_cache_set_of(const decision_key *k)
+size_t decision_cache_slots(const decision_cache *c)
 {
-    return (size_t)(k->hash % DECISION_CACHE_SETS);
+    return c->set_count * DECISION_CACHE_WAYS;
 }
 
-static bool slot_holds(const slot *s, uint64_t generation, const decision_key *k)
+size_t decision_cache_set_of(const decision_cache *c, const decision_key *k)
 {
-    return s->generation == generation && s->hash == k->hash && s->len == k->len &&
-           memcmp(s->key, k->bytes, k->len) == 0;
+    return (size_t)(k->hash & (c->set_count - 1));
+}
+
+static bool body_holds(const slot_body *b, uint64_t generation, const decision_key *k)
+{
+    return b->generation == generation && b->len == k->len && memcmp(b->key, k->bytes, k->len) == 0;
+}
+
+/* The way of set i holding k under generation, or -1. */
+static int find_way(const decision_cache *c, size_t i, uint64_t generation, const decision_key *k)
+{
+    const set_tags *t = &c->tags[i];
+    for (int w = 0; w < DECISION_CACHE_WAYS; w++)
+        if (t->hash[w] == k->hash &&
+            body_holds(&c->bodies[i * DECISION_CACHE_WAYS + (size_t)w], generation, k))
+            return w;
+    return -1;
 }
 
 bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_key *k,
@@ -147,40 +190,42 @@ bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_k
 {
     if (c == NULL || !k->usable || generation == 0)
         return false;
-    size_t i = decision_cache_set_of(k);
+    size_t i = decision_cache_set_of(c, k);
     pthread_mutex_t *lock = &c->locks[i % STRIPES];
     pthread_mutex_lock(lock);
-    set *st = &c->sets[i];
-    slot *s = NULL;
-    for (int w = 0; w < DECISION_CACHE_WAYS && s == NULL; w++)
-        if (slot_holds(&st->ways[w], generation, k))
-            s = &st->ways[w];
-    if (s != NULL) {
-        s->last_used = ++st->clock;
+    int w = find_way(c, i, generation, k);
+    if (w >= 0) {
+        set_tags *t = &c->tags[i];
+        t->last_used[w] = ++t->clock;
+        const slot_body *b = &c->bodies[i * DECISION_CACHE_WAYS + (size_t)w];
         memset(out, 0, sizeof(*out));
-        out->allowed = s->allowed;
-        out->explicit_deny = s->explicit_deny;
-        out->duty_conflict = s->duty_conflict;
-        out->statement = s->statement;
-        memcpy(out->sid, s->sid, sizeof(out->sid));
+        out->allowed = b->allowed;
+        out->explicit_deny = b->explicit_deny;
+        out->duty_conflict = b->duty_conflict;
+        out->statement = b->statement;
+        memcpy(out->sid, b->sid, sizeof(out->sid));
     }
     pthread_mutex_unlock(lock);
-    atomic_fetch_add_explicit(s != NULL ? &c->hits : &c->misses, 1, memory_order_relaxed);
-    return s != NULL;
+    atomic_fetch_add_explicit(w >= 0 ? &c->hits : &c->misses, 1, memory_order_relaxed);
+    return w >= 0;
 }
 
-/* Where a decision for k goes in st: the slot already holding k, else an empty slot or one of an
- * older policy generation, else the least recently used. */
-static slot *slot_for(set *st, uint64_t generation, const decision_key *k)
+/* Where a decision for k goes in set i: the way already holding k, else an empty way or one of
+ * an older policy generation, else the least recently used. */
+static int way_for(const decision_cache *c, size_t i, uint64_t generation, const decision_key *k)
 {
-    slot *victim = &st->ways[0];
-    for (int w = 0; w < DECISION_CACHE_WAYS; w++) {
-        slot *s = &st->ways[w];
-        if (slot_holds(s, generation, k))
-            return s;
-        bool s_free = s->generation != generation, victim_free = victim->generation != generation;
-        if ((s_free && !victim_free) || (s_free == victim_free && s->last_used < victim->last_used))
-            victim = s;
+    int held = find_way(c, i, generation, k);
+    if (held >= 0)
+        return held;
+    const set_tags *t = &c->tags[i];
+    const slot_body *b = &c->bodies[i * DECISION_CACHE_WAYS];
+    int victim = 0;
+    for (int w = 1; w < DECISION_CACHE_WAYS; w++) {
+        bool w_free = b[w].generation != generation,
+             victim_free = b[victim].generation != generation;
+        if ((w_free && !victim_free) ||
+            (w_free == victim_free && t->last_used[w] < t->last_used[victim]))
+            victim = w;
     }
     return victim;
 }
@@ -190,21 +235,22 @@ void decision_cache_put(decision_cache *c, uint64_t generation, const decision_k
 {
     if (c == NULL || !k->usable || generation == 0 || d->waiver)
         return;
-    size_t i = decision_cache_set_of(k);
+    size_t i = decision_cache_set_of(c, k);
     pthread_mutex_t *lock = &c->locks[i % STRIPES];
     pthread_mutex_lock(lock);
-    set *st = &c->sets[i];
-    slot *s = slot_for(st, generation, k);
-    s->generation = generation;
-    s->last_used = ++st->clock;
-    s->hash = k->hash;
-    s->len = k->len;
-    memcpy(s->key, k->bytes, k->len);
-    s->allowed = d->allowed;
-    s->explicit_deny = d->explicit_deny;
-    s->duty_conflict = d->duty_conflict;
-    s->statement = d->statement;
-    memcpy(s->sid, d->sid, sizeof(s->sid));
+    int w = way_for(c, i, generation, k);
+    set_tags *t = &c->tags[i];
+    slot_body *b = &c->bodies[i * DECISION_CACHE_WAYS + (size_t)w];
+    t->hash[w] = k->hash;
+    t->last_used[w] = ++t->clock;
+    b->generation = generation;
+    b->len = (uint16_t)k->len;
+    memcpy(b->key, k->bytes, k->len);
+    b->allowed = d->allowed;
+    b->explicit_deny = d->explicit_deny;
+    b->duty_conflict = d->duty_conflict;
+    b->statement = d->statement;
+    memcpy(b->sid, d->sid, sizeof(b->sid));
     pthread_mutex_unlock(lock);
 }
 

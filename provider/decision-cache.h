@@ -12,10 +12,10 @@
 
 /* Entries of the cache: sets of DECISION_CACHE_WAYS, a full set replacing its least recently used
  * entry. Direct-mapped, 300 keys used at random missed 12.5 % of the time (two keys sharing a
- * slot evict each other); four ways miss under 1 %. */
-#define DECISION_CACHE_SLOTS 1024
+ * slot evict each other); four ways miss under 1 %. The number of entries is a power of two from
+ * DECISION_CACHE_MIN_SLOTS to 16,384, sized by the caller for the keys it expects to keep hot. */
+#define DECISION_CACHE_MIN_SLOTS 1024
 #define DECISION_CACHE_WAYS 4
-#define DECISION_CACHE_SETS (DECISION_CACHE_SLOTS / DECISION_CACHE_WAYS)
 /* Requests whose key would be longer are decided every time, never cached. */
 #define DECISION_KEY_MAX 448
 
@@ -33,7 +33,10 @@ void decision_key_build(decision_key *k, policy_action action, const policy_prin
 
 typedef struct decision_cache decision_cache;
 
-decision_cache *decision_cache_new(void);
+/* The number of entries a cache asked for wanted_slots gets. */
+size_t decision_cache_slots_for(size_t wanted_slots);
+decision_cache *decision_cache_new(size_t wanted_slots);
+size_t decision_cache_slots(const decision_cache *c);
 void decision_cache_free(decision_cache *c);
 /* A hit fills out with the cached decision (its explanation is not kept: empty). */
 bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_key *k,
@@ -43,6 +46,6 @@ void decision_cache_put(decision_cache *c, uint64_t generation, const decision_k
                         const policy_decision *d);
 void decision_cache_stats(decision_cache *c, uint64_t *hits, uint64_t *misses);
 /* The set a request's decision is kept in (for tests that fill one set). */
-size_t decision_cache_set_of(const decision_key *k);
+size_t decision_cache_set_of(const decision_cache *c, const decision_key *k);
 
 #endif

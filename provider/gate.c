@@ -14,6 +14,9 @@
 
 /* Contexts up to this many pairs are converted on the stack (the hot path). */
 #define STACK_PAIRS 16
+/* Decisions kept per hot key (token.session-keys sizes both): an application commonly encrypts,
+ * decrypts and makes data keys under one key, each its own decision. */
+#define DECISIONS_PER_HOT_KEY 4
 /* Stands for "no such key" when a reference resolves to nothing: the policy still decides, so
  * a denied principal gets AccessDenied whether or not the key exists. */
 #define NO_KEY_ID "00000000-0000-0000-0000-000000000000"
@@ -43,7 +46,7 @@ p11kms_err gate_open(const service_config *cfg, struct policy_gate **out, p11kms
         return P11KMS_OK;
     }
     g->path = strdup(cfg->policy_path);
-    g->decisions = decision_cache_new();
+    g->decisions = decision_cache_new((size_t)cfg->session_keys * DECISIONS_PER_HOT_KEY);
     policy *initial = NULL;
     p11kms_err rc = g->path && g->decisions
                         ? policy_load_file(g->path, NULL, NULL, &initial, err)

@@ -14,19 +14,23 @@ static p11kms_err fill(p11kms *svc, key_entry *entry, bool force, key_access *ac
                        p11kms_error *err)
 {
     int64_t now = service_monotonic_ms();
+    acc->entry = entry;
+    /* A fresh record is taken under the same lock that judged it fresh (one lock on the hot
+     * path); a stale one is read again first. */
     pthread_mutex_lock(&entry->lock);
     bool stale = force || entry->snap == NULL || entry->generation != service_generation(svc) ||
                  now - entry->fetched_ms >= (int64_t)svc->cfg->state_refresh_ms;
+    if (!stale)
+        acc->snap = snapshot_ref(entry->snap);
     pthread_mutex_unlock(&entry->lock);
     if (stale) {
         p11kms_err rc = keycache_load(svc, entry, err);
         if (rc != P11KMS_OK)
             return rc;
+        pthread_mutex_lock(&entry->lock);
+        acc->snap = snapshot_ref(entry->snap);
+        pthread_mutex_unlock(&entry->lock);
     }
-    pthread_mutex_lock(&entry->lock);
-    acc->entry = entry;
-    acc->snap = snapshot_ref(entry->snap);
-    pthread_mutex_unlock(&entry->lock);
     if (acc->snap == NULL)
         return P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "key %s does not exist", entry->id_text);
     acc->meta = acc->snap->meta;

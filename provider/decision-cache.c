@@ -128,8 +128,6 @@ decision_cache *decision_cache_new(size_t wanted_slots)
     if (c == NULL)
         return NULL;
     c->set_count = decision_cache_slots_for(wanted_slots) / DECISION_CACHE_WAYS;
-    /* Pages of the bodies are touched only as decisions are kept (calloc of a large block maps
-     * zero pages), so a large cache costs memory only for what is used. */
     c->tags = aligned_alloc(_Alignof(set_tags), c->set_count * sizeof(*c->tags));
     c->bodies = calloc(c->set_count * DECISION_CACHE_WAYS, sizeof(*c->bodies));
     sync_obj locks[STRIPES];

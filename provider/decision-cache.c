@@ -12,8 +12,6 @@
 
 /* Sets are guarded by striped locks: threads deciding different requests rarely meet. */
 #define STRIPES 64
-/* The cache holds at most this many decisions, whatever the configuration asks. */
-#define MAX_SLOTS 16384
 
 /* A lookup reads one set's tags (one cache line) and only the body of a way whose hash matches:
  * with thousands of keys used at random nearly every lookup finds its set cold in the CPU caches,
@@ -41,7 +39,7 @@ struct decision_cache {
     pthread_mutex_t locks[STRIPES];
     size_t set_count;  /* a power of two */
     set_tags *tags;    /* set_count sets */
-    slot_body *bodies; /* set_count * DECISION_CACHE_WAYS, way w of set i at i * WAYS + w */
+    slot_body *bodies; /* set_count * DECISION_CACHE_WAYS, read through body_of */
     _Atomic uint64_t hits, misses;
 };
 
@@ -117,7 +115,7 @@ void decision_key_build(decision_key *k, policy_action action, const policy_prin
 size_t decision_cache_slots_for(size_t wanted)
 {
     size_t slots = DECISION_CACHE_MIN_SLOTS;
-    while (slots < wanted && slots < MAX_SLOTS)
+    while (slots < wanted && slots < DECISION_CACHE_MAX_SLOTS)
         slots *= 2;
     return slots;
 }
@@ -167,6 +165,12 @@ size_t decision_cache_set_of(const decision_cache *c, const decision_key *k)
     return (size_t)(k->hash & (c->set_count - 1));
 }
 
+/* Way w of set i. */
+static slot_body *body_of(const decision_cache *c, size_t i, int w)
+{
+    return &c->bodies[i * DECISION_CACHE_WAYS + (size_t)w];
+}
+
 static bool body_holds(const slot_body *b, uint64_t generation, const decision_key *k)
 {
     return b->generation == generation && b->len == k->len && memcmp(b->key, k->bytes, k->len) == 0;
@@ -177,8 +181,7 @@ static int find_way(const decision_cache *c, size_t i, uint64_t generation, cons
 {
     const set_tags *t = &c->tags[i];
     for (int w = 0; w < DECISION_CACHE_WAYS; w++)
-        if (t->hash[w] == k->hash &&
-            body_holds(&c->bodies[i * DECISION_CACHE_WAYS + (size_t)w], generation, k))
+        if (t->hash[w] == k->hash && body_holds(body_of(c, i, w), generation, k))
             return w;
     return -1;
 }
@@ -195,7 +198,7 @@ bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_k
     if (w >= 0) {
         set_tags *t = &c->tags[i];
         t->last_used[w] = ++t->clock;
-        const slot_body *b = &c->bodies[i * DECISION_CACHE_WAYS + (size_t)w];
+        const slot_body *b = body_of(c, i, w);
         memset(out, 0, sizeof(*out));
         out->allowed = b->allowed;
         out->explicit_deny = b->explicit_deny;
@@ -216,7 +219,7 @@ static int way_for(const decision_cache *c, size_t i, uint64_t generation, const
     if (held >= 0)
         return held;
     const set_tags *t = &c->tags[i];
-    const slot_body *b = &c->bodies[i * DECISION_CACHE_WAYS];
+    const slot_body *b = body_of(c, i, 0);
     int victim = 0;
     for (int w = 1; w < DECISION_CACHE_WAYS; w++) {
         bool w_free = b[w].generation != generation,
@@ -238,7 +241,7 @@ void decision_cache_put(decision_cache *c, uint64_t generation, const decision_k
     pthread_mutex_lock(lock);
     int w = way_for(c, i, generation, k);
     set_tags *t = &c->tags[i];
-    slot_body *b = &c->bodies[i * DECISION_CACHE_WAYS + (size_t)w];
+    slot_body *b = body_of(c, i, w);
     t->hash[w] = k->hash;
     t->last_used[w] = ++t->clock;
     b->generation = generation;

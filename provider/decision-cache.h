@@ -13,8 +13,10 @@
 /* Entries of the cache: sets of DECISION_CACHE_WAYS, a full set replacing its least recently used
  * entry. Direct-mapped, 300 keys used at random missed 12.5 % of the time (two keys sharing a
  * slot evict each other); four ways miss under 1 %. The number of entries is a power of two from
- * DECISION_CACHE_MIN_SLOTS to 16,384, sized by the caller for the keys it expects to keep hot. */
+ * DECISION_CACHE_MIN_SLOTS to DECISION_CACHE_MAX_SLOTS (whatever the configuration asks), sized by
+ * the caller for the keys it expects to keep hot. */
 #define DECISION_CACHE_MIN_SLOTS 1024
+#define DECISION_CACHE_MAX_SLOTS 16384
 #define DECISION_CACHE_WAYS 4
 /* Requests whose key would be longer are decided every time, never cached. */
 #define DECISION_KEY_MAX 448

@@ -198,7 +198,7 @@ static void size_unit_checks(void)
     CHECK(decision_cache_slots_for(0) == DECISION_CACHE_MIN_SLOTS);
     CHECK(decision_cache_slots_for(3000) == 4096);
     CHECK(decision_cache_slots_for(4096) == 4096);
-    CHECK(decision_cache_slots_for((size_t)1 << 40) == 16384);
+    CHECK(decision_cache_slots_for((size_t)1 << 40) == DECISION_CACHE_MAX_SLOTS);
     decision_cache *big = decision_cache_new(3000), *small = decision_cache_new(0);
     REQUIRE(big != NULL && small != NULL);
     CHECK(decision_cache_slots(big) == 4096 && decision_cache_slots(small) == 1024);

@@ -142,8 +142,13 @@ p11kms_err keyref_parse(const service_config *cfg, const char *ref, keyref_kind 
 
 void keyref_key_arn(const service_config *cfg, const char *id_text, char out[P11KMS_ARN_MAX])
 {
-    snprintf(out, P11KMS_ARN_MAX, "arn:%s:kms:%s:%s:key/%s", cfg->partition, cfg->region,
-             cfg->account, id_text);
+    /* Truncated like snprintf would; p11kms_open refuses a region or account that makes an ARN
+     * too long, so it does not happen. */
+    size_t prefix = strnlen(cfg->key_arn_prefix, P11KMS_ARN_MAX - 1);
+    size_t id = strnlen(id_text, P11KMS_ARN_MAX - 1 - prefix);
+    memcpy(out, cfg->key_arn_prefix, prefix);
+    memcpy(out + prefix, id_text, id);
+    out[prefix + id] = '\0';
 }
 
 void keyref_alias_arn(const service_config *cfg, const char *alias, char out[P11KMS_ARN_MAX])

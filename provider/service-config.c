@@ -459,6 +459,16 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
     return P11KMS_OK;
 }
 
+static char *key_arn_prefix(const service_config *cfg)
+{
+    int n = snprintf(NULL, 0, "arn:%s:kms:%s:%s:key/", cfg->partition, cfg->region, cfg->account);
+    char *prefix = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (prefix != NULL)
+        snprintf(prefix, (size_t)n + 1, "arn:%s:kms:%s:%s:key/", cfg->partition, cfg->region,
+                 cfg->account);
+    return prefix;
+}
+
 static p11kms_err finish(yaml_doc *doc, p11kms_err rc, const char *name, service_config **out,
                          p11kms_error *err)
 {
@@ -473,6 +483,8 @@ static p11kms_err finish(yaml_doc *doc, p11kms_err rc, const char *name, service
     }
     rc = parse_document(doc, cfg, err);
     yaml_doc_free(doc);
+    if (rc == P11KMS_OK && (cfg->key_arn_prefix = key_arn_prefix(cfg)) == NULL)
+        rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory reading configuration");
     if (rc != P11KMS_OK) {
         config_free(cfg);
         return rc;
@@ -511,6 +523,7 @@ void config_free(service_config *cfg)
     free(cfg->partition);
     free(cfg->region);
     free(cfg->account);
+    free(cfg->key_arn_prefix);
     free(cfg->lock_file);
     free(cfg->store);
     free(cfg->policy_path);

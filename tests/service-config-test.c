@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "provider/keyref.h"
 #include "provider/service-config.h"
 
 static service_config *load(const char *text, p11kms_error *e)
@@ -60,6 +61,7 @@ static void test_minimal_and_defaults(void)
     CHECK(cfg->max_encryptions_per_version == CONFIG_DEFAULT_MAX_ENCRYPTIONS);
     CHECK(strcmp(cfg->region, "local") == 0 && strcmp(cfg->account, "000000000000") == 0);
     CHECK(strcmp(cfg->partition, "aws") == 0);
+    CHECK(strcmp(cfg->key_arn_prefix, "arn:aws:kms:local:000000000000:key/") == 0);
     CHECK(strcmp(cfg->lock_file, CONFIG_DEFAULT_LOCK_FILE) == 0);
     CHECK(strcmp(cfg->store, CONFIG_DEFAULT_STORE) == 0);
     CHECK(cfg->orphan_grace_s == CONFIG_DEFAULT_ORPHAN_GRACE_S);
@@ -157,6 +159,10 @@ static void test_every_key(void)
     CHECK(cfg->gcm_layout == P11_GCM_LEGACY && cfg->rng == P11_RNG_OPENSSL);
     CHECK(strcmp(cfg->region, "eu-west-9") == 0 && strcmp(cfg->account, "123456789012") == 0);
     CHECK(strcmp(cfg->partition, "aws-cn") == 0);
+    char arn[P11KMS_ARN_MAX];
+    keyref_key_arn(cfg, "1234abcd-12ab-34cd-56ef-1234567890ab", arn);
+    CHECK(strcmp(arn, "arn:aws-cn:kms:eu-west-9:123456789012:key/"
+                      "1234abcd-12ab-34cd-56ef-1234567890ab") == 0);
     CHECK(strcmp(cfg->lock_file, "/tmp/x.lock") == 0);
     CHECK(cfg->max_encryptions_per_version == 1000 && cfg->count_batch == 10);
     CHECK(cfg->state_refresh_ms == 0);

@@ -12,7 +12,10 @@
 #include "provider/keymeta.h"
 #include "provider/keyref.h"
 
-static service_config cfg = {.partition = "aws", .region = "eu-west-3", .account = "111122223333"};
+static service_config cfg = {.partition = "aws",
+                             .region = "eu-west-3",
+                             .account = "111122223333",
+                             .key_arn_prefix = "arn:aws:kms:eu-west-3:111122223333:key/"};
 
 static void check_accepted(keyref_kind kind, const char *out)
 {

@@ -43,3 +43,24 @@ bool uuid_parse(const char *text, uint8_t out[UUID_LEN])
     }
     return true;
 }
+
+bool uuid_canonical(const char *text, char out[UUID_TEXT_LEN + 1])
+{
+    if (text == NULL)
+        return false;
+    for (size_t i = 0; i < UUID_TEXT_LEN; i++) {
+        char c = text[i];
+        bool dash_here = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash_here) {
+            if (c != '-')
+                return false;
+        } else if (c >= 'A' && c <= 'F') {
+            c = (char)(c - 'A' + 'a');
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false; /* also the NUL of a shorter text */
+        }
+        out[i] = c;
+    }
+    out[UUID_TEXT_LEN] = '\0';
+    return text[UUID_TEXT_LEN] == '\0';
+}

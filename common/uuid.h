@@ -16,5 +16,9 @@ void uuid_mark_v4(uint8_t id[UUID_LEN]);
 void uuid_format(const uint8_t id[UUID_LEN], char out[UUID_TEXT_LEN + 1]);
 /* Exactly 8-4-4-4-12 hex digits (either case); false otherwise (out may be partly written). */
 bool uuid_parse(const char *text, uint8_t out[UUID_LEN]);
+/* The text uuid_format would write for what uuid_parse reads (lowercase), in one pass: a key
+ * reference is canonicalized on every request. False, out partly written, where uuid_parse
+ * would refuse. */
+bool uuid_canonical(const char *text, char out[UUID_TEXT_LEN + 1]);
 
 #endif

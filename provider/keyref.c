@@ -57,14 +57,12 @@ static p11kms_err parse_plain(const char *ref, keyref_kind *kind, char out[P11KM
         snprintf(out, P11KMS_ALIAS_MAX, "%s", ref);
         return P11KMS_OK;
     }
-    uint8_t id[KEY_UUID_LEN];
-    if (!uuid_parse(ref, id))
+    if (!uuid_canonical(ref, out))
         return P11KMS_RAISE(err, P11KMS_E_NOT_FOUND,
                             "invalid key reference \"%s\": expected a key id (UUID), "
                             "alias/NAME or an ARN",
                             quoted(ref, q));
     *kind = KEYREF_ID;
-    uuid_format(id, out);
     return P11KMS_OK;
 }
 
@@ -126,12 +124,10 @@ p11kms_err keyref_parse(const service_config *cfg, const char *ref, keyref_kind 
                             quoted(ref, q), cfg->partition, cfg->region, cfg->account);
     const char *resource = a.resource;
     if (strncmp(resource, "key/", 4) == 0) {
-        uint8_t id[KEY_UUID_LEN];
-        if (!uuid_parse(resource + 4, id))
+        if (!uuid_canonical(resource + 4, out))
             return P11KMS_RAISE(err, P11KMS_E_INVALID_ARN, "ARN \"%s\" has no valid key id",
                                 quoted(ref, q));
         *kind = KEYREF_ID;
-        uuid_format(id, out);
         return P11KMS_OK;
     }
     if (strncmp(resource, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) == 0)

@@ -58,10 +58,50 @@ static void malformed(void)
     CHECK(!uuid_parse(with_nul, out));
 }
 
+/* uuid_canonical agrees with uuid_parse + uuid_format on every form above and on each single
+ * character of a valid id replaced by every byte value. */
+static void canonical_matches_parse_and_format(void)
+{
+    static const char *const forms[] = {
+        "0f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f5",  "0F8E4A7C-1D2B-4C3D-8E9F-A0B1C2D3E4F5",
+        "0f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f",   "0f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f50",
+        "0f8e4a7c1d2b-4c3d-8e9f-a0b1c2d3e4f5-",  "0f8e4a7c-1d2b-4c3d-8e9fa-0b1c2d3e4f5",
+        "{f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f5}", "",
+    };
+    char canon[UUID_TEXT_LEN + 1], formatted[UUID_TEXT_LEN + 1];
+    uint8_t id[UUID_LEN];
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        bool parsed = uuid_parse(forms[i], id);
+        CHECK(uuid_canonical(forms[i], canon) == parsed);
+        if (parsed) {
+            uuid_format(id, formatted);
+            CHECK(strcmp(canon, formatted) == 0);
+        }
+    }
+    CHECK(uuid_canonical("0F8E4A7C-1D2B-4C3D-8E9F-A0B1C2D3E4F5", canon) &&
+          strcmp(canon, "0f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f5") == 0);
+    CHECK(!uuid_canonical(NULL, canon));
+    char text[UUID_TEXT_LEN + 1];
+    size_t disagreements = 0;
+    for (size_t pos = 0; pos < UUID_TEXT_LEN; pos++) {
+        for (int b = 1; b < 256; b++) {
+            memcpy(text, "0f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f5", sizeof(text));
+            text[pos] = (char)b;
+            bool parsed = uuid_parse(text, id);
+            if (parsed)
+                uuid_format(id, formatted);
+            if (uuid_canonical(text, canon) != parsed || (parsed && strcmp(canon, formatted) != 0))
+                disagreements++;
+        }
+    }
+    CHECK(disagreements == 0);
+}
+
 int main(void)
 {
     round_trip();
     version_4();
     malformed();
+    canonical_matches_parse_and_format();
     return check_finish("common-uuid-test");
 }

@@ -653,8 +653,41 @@ static void test_checkpoint_in_store(const char *audit_cfg)
     free(cut);
 }
 
+/* What the gate reports is kept as given, and cut to the record's fields when longer (a waiver
+ * reason may be twice an audit field): never past them. */
+static void test_decision_note_bounds(void)
+{
+    fx_say("decision notes: copied whole when they fit, cut at the field's size when not");
+    static const char key_id[] = "0f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f5";
+    audit_req a;
+    audit_begin(&a, NULL, "Encrypt", NULL, NULL, NULL);
+    audit_note_decision(false, true, "apps-use", true, "incident 42", key_id);
+    CHECK(strcmp(a.sid, "apps-use") == 0 && a.waiver &&
+          strcmp(a.waiver_reason, "incident 42") == 0);
+    CHECK(strcmp(a.key_id, key_id) == 0 && a.dest_key_id[0] == '\0');
+    CHECK(audit_end(&a, P11KMS_OK, &e) == P11KMS_OK);
+
+    char sid[AUDIT_SID_MAX + 50], reason[2 * AUDIT_WAIVER_MAX + 1];
+    memset(sid, 's', sizeof(sid) - 1);
+    sid[sizeof(sid) - 1] = '\0';
+    memset(reason, 'r', sizeof(reason) - 1);
+    reason[sizeof(reason) - 1] = '\0';
+    audit_begin(&a, NULL, "Encrypt", NULL, NULL, NULL);
+    audit_note_decision(true, false, sid, true, reason, key_id);
+    CHECK(strlen(a.sid) == AUDIT_SID_MAX - 1 && strspn(a.sid, "s") == AUDIT_SID_MAX - 1);
+    CHECK(strlen(a.waiver_reason) == AUDIT_WAIVER_MAX - 1);
+    CHECK(a.denied && a.key_id[0] == '\0' && strcmp(a.dest_key_id, key_id) == 0);
+    CHECK(audit_end(&a, P11KMS_OK, &e) == P11KMS_OK);
+
+    audit_begin(&a, NULL, "Encrypt", NULL, NULL, NULL);
+    audit_note_decision(false, false, NULL, false, "not kept without a waiver", NULL);
+    CHECK(a.sid[0] == '\0' && a.waiver_reason[0] == '\0' && a.key_id[0] == '\0' && a.denied);
+    CHECK(audit_end(&a, P11KMS_OK, &e) == P11KMS_OK);
+}
+
 int main(void)
 {
+    test_decision_note_bounds();
     char *policy = fx_write_file("policy.yaml", policy_text);
     char *cfg = fx_config("audit.yaml", NULL, NULL, policy);
     log_path = fx_write_file("audit.log", "");

@@ -30,13 +30,15 @@ void uuid_format(const uint8_t id[UUID_LEN], char out[UUID_TEXT_LEN + 1])
 
 bool uuid_parse(const char *text, uint8_t out[UUID_LEN])
 {
-    if (text == NULL || strlen(text) != UUID_TEXT_LEN)
+    /* The 8-4-4-4-12 rule is uuid_canonical's; what is left is decoding the groups. */
+    char canonical[UUID_TEXT_LEN + 1];
+    if (!uuid_canonical(text, canonical))
         return false;
     size_t in = 0, o = 0;
     for (size_t g = 0; g < sizeof(group_bytes) / sizeof(group_bytes[0]); g++) {
-        if (g > 0 && text[in++] != '-')
-            return false;
-        if (!hex_decode(text + in, 2 * group_bytes[g], out + o, group_bytes[g], 0))
+        if (g > 0)
+            in++; /* the dash */
+        if (!hex_decode(canonical + in, 2 * group_bytes[g], out + o, group_bytes[g], 0))
             return false;
         in += 2 * group_bytes[g];
         o += group_bytes[g];

@@ -461,11 +461,9 @@ static p11kms_err parse_document(const yaml_doc *doc, service_config *cfg, p11km
 
 static char *key_arn_prefix(const service_config *cfg)
 {
-    int n = snprintf(NULL, 0, "arn:%s:kms:%s:%s:key/", cfg->partition, cfg->region, cfg->account);
-    char *prefix = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (prefix != NULL)
-        snprintf(prefix, (size_t)n + 1, "arn:%s:kms:%s:%s:key/", cfg->partition, cfg->region,
-                 cfg->account);
+    char *prefix = NULL;
+    if (asprintf(&prefix, "arn:%s:kms:%s:%s:key/", cfg->partition, cfg->region, cfg->account) < 0)
+        return NULL; /* asprintf leaves prefix undefined on failure */
     return prefix;
 }
 

@@ -2,6 +2,7 @@
  * text parse refusing every malformed form (length, dash placement, non-hex digits). */
 #include "config.h"
 
+#include <ctype.h>
 #include <string.h>
 
 #include "check.h"
@@ -58,8 +59,10 @@ static void malformed(void)
     CHECK(!uuid_parse(with_nul, out));
 }
 
-/* uuid_canonical agrees with uuid_parse + uuid_format on every form above and on each single
- * character of a valid id replaced by every byte value. */
+/* uuid_canonical agrees with uuid_parse + uuid_format on every form above, and on each single
+ * character of a valid id replaced by every byte value both agree with a rule written here
+ * independently (uuid_parse is built on uuid_canonical, so agreeing with each other alone would
+ * prove nothing about the rule). */
 static void canonical_matches_parse_and_format(void)
 {
     static const char *const forms[] = {
@@ -81,16 +84,22 @@ static void canonical_matches_parse_and_format(void)
     CHECK(uuid_canonical("0F8E4A7C-1D2B-4C3D-8E9F-A0B1C2D3E4F5", canon) &&
           strcmp(canon, "0f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f5") == 0);
     CHECK(!uuid_canonical(NULL, canon));
-    char text[UUID_TEXT_LEN + 1];
+    char text[UUID_TEXT_LEN + 1], lowered[UUID_TEXT_LEN + 1];
     size_t disagreements = 0;
     for (size_t pos = 0; pos < UUID_TEXT_LEN; pos++) {
+        bool dash_here = pos == 8 || pos == 13 || pos == 18 || pos == 23;
         for (int b = 1; b < 256; b++) {
             memcpy(text, "0f8e4a7c-1d2b-4c3d-8e9f-a0b1c2d3e4f5", sizeof(text));
             text[pos] = (char)b;
+            bool valid = dash_here ? b == '-' : isxdigit(b) != 0;
+            for (size_t i = 0; i <= UUID_TEXT_LEN; i++)
+                lowered[i] = (char)tolower((unsigned char)text[i]);
             bool parsed = uuid_parse(text, id);
             if (parsed)
                 uuid_format(id, formatted);
-            if (uuid_canonical(text, canon) != parsed || (parsed && strcmp(canon, formatted) != 0))
+            bool canonical = uuid_canonical(text, canon);
+            if (parsed != valid || canonical != valid ||
+                (valid && (strcmp(canon, lowered) != 0 || strcmp(formatted, lowered) != 0)))
                 disagreements++;
         }
     }

@@ -2,8 +2,6 @@
 
 #include "common/uuid.h"
 
-#include <string.h>
-
 #include "common/hex.h"
 
 /* Byte offsets where the text form's groups start: 8-4-4-4-12 digits. */

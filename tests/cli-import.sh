@@ -141,10 +141,7 @@ expect_fail 5 InvalidCiphertextException import-key-material --key-id "$key2" \
 openssl pkeyutl -encrypt -in PlaintextKeyMaterial.bin -out Good2.bin -inkey WrappingPublicKey2.bin \
     -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1
 for offset in 0 100 255; do
-    cp Good2.bin Tampered.bin
-    byte=$(od -An -tu1 -j "$offset" -N1 Good2.bin | tr -d ' ')
-    printf "$(printf '\\%03o' $((byte ^ 1)))" |
-        dd of=Tampered.bin bs=1 seek="$offset" conv=notrunc 2>/dev/null
+    flip_byte Good2.bin Tampered.bin "$offset"
     expect_fail 5 InvalidCiphertextException import-key-material --key-id "$key2" \
         --encrypted-key-material fileb://Tampered.bin --import-token fileb://ImportToken2.bin
 done
@@ -158,10 +155,7 @@ expect_fail 16 InvalidImportTokenException import-key-material --key-id "$key" \
     --encrypted-key-material fileb://Good2.bin --import-token fileb://ImportToken2.bin
 check "the message says the token is for another key" grep -q "another key" err.txt
 for offset in 0 5 40 72; do
-    cp ImportToken2.bin BadToken.bin
-    byte=$(od -An -tu1 -j "$offset" -N1 ImportToken2.bin | tr -d ' ')
-    printf "$(printf '\\%03o' $((byte ^ 128)))" |
-        dd of=BadToken.bin bs=1 seek="$offset" conv=notrunc 2>/dev/null
+    flip_byte ImportToken2.bin BadToken.bin "$offset" 128
     expect_fail 16 InvalidImportTokenException import-key-material --key-id "$key2" \
         --encrypted-key-material fileb://Good2.bin --import-token fileb://BadToken.bin
 done
@@ -257,8 +251,7 @@ openssl pkeyutl -encrypt -in aes-key.bin -out aes-key-wrapped.bin -inkey Wrappin
 cat aes-key-wrapped.bin key-material-wrapped.bin >EncryptedKeyMaterial3.bin
 expect_fail 5 InvalidCiphertextException import-key-material --key-id "$key3" \
     --encrypted-key-material fileb://aes-key-wrapped.bin --import-token fileb://ImportToken.bin
-cp EncryptedKeyMaterial3.bin Tampered3.bin
-printf 'x' | dd of=Tampered3.bin bs=1 seek=260 conv=notrunc 2>/dev/null
+flip_byte EncryptedKeyMaterial3.bin Tampered3.bin 260 # in the AES-KWP-wrapped material
 expect_fail 5 InvalidCiphertextException import-key-material --key-id "$key3" \
     --encrypted-key-material fileb://Tampered3.bin --import-token fileb://ImportToken.bin
 expect_ok "import RSA_AES_KEY_WRAP_SHA_1 material" import-key-material --key-id "$key3" \

@@ -27,6 +27,25 @@ check() {
     if "$@"; then pass "$desc"; else fail "$desc"; fi
 }
 
+# flip_byte IN OUT OFFSET [MASK]: OUT is a copy of IN with the byte at OFFSET (from 0; negative
+# counts from the end, -1 the last byte) XORed with MASK (default 1). A tamper test must change
+# the byte: writing a fixed value instead leaves the file as it was whenever the byte already had
+# that value (1 run in 256 with random material).
+flip_byte() {
+    flip_size=$(wc -c <"$1")
+    flip_at=$3
+    [ "$flip_at" -ge 0 ] || flip_at=$((flip_size + flip_at))
+    flip_old=$(od -An -tu1 -j "$flip_at" -N1 "$1" | tr -d ' \n')
+    cp "$1" "$2"
+    # shellcheck disable=SC2059
+    printf "\\$(printf '%03o' "$((flip_old ^ ${4:-1}))")" |
+        dd of="$2" bs=1 seek="$flip_at" conv=notrunc 2>/dev/null
+    if [ "$(wc -c <"$2")" -ne "$flip_size" ] || cmp -s "$1" "$2"; then
+        echo "flip_byte $*: the copy is not IN with one byte changed" >&2
+        exit 99
+    fi
+}
+
 # p11kms ARGS...: runs p11kms; stdout in out.json, stderr in err.txt, status in $status.
 # The test configuration says "policy: none", for which the library warns on stderr at every
 # start (on purpose: it is for development only). That warning is moved to warn.txt, so that

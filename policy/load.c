@@ -234,3 +234,10 @@ size_t policy_statement_count(const policy *pol)
 {
     return pol != NULL ? pol->statement_count : 0;
 }
+
+const char *policy_statement_sid(const policy *pol, long index)
+{
+    if (pol == NULL || index < 0 || (size_t)index >= pol->statement_count)
+        return "";
+    return pol->statements[index].sid;
+}

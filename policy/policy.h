@@ -162,6 +162,9 @@ void policy_free(policy *pol);
 /* The file (or buffer name) the policy was loaded from, and its number of statements. */
 const char *policy_source(const policy *pol);
 size_t policy_statement_count(const policy *pol);
+/* The sid of the statement at index ("" when there is no such statement, -1 included): what
+ * policy_evaluate writes into a decision's sid for its deciding statement. */
+const char *policy_statement_sid(const policy *pol, long index);
 
 /* Decides one request (see the contract at the top). out is always filled; out->allowed is the
  * answer. Returns P11KMS_OK when a decision was made (allow or deny), P11KMS_E_VALIDATION for a

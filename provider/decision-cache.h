@@ -40,10 +40,12 @@ size_t decision_cache_slots_for(size_t wanted_slots);
 decision_cache *decision_cache_new(size_t wanted_slots);
 size_t decision_cache_slots(const decision_cache *c);
 void decision_cache_free(decision_cache *c);
-/* A hit fills out with the cached decision (its explanation is not kept: empty). */
+/* A hit fills out with the cached decision, except its explanation (not kept: empty) and its sid
+ * (empty: the caller names it with policy_statement_sid from the policy of that generation). */
 bool decision_cache_get(decision_cache *c, uint64_t generation, const decision_key *k,
                         policy_decision *out);
-/* Keeps d for (generation, k); decisions under a waiver are not kept (their reason is long). */
+/* Keeps d for (generation, k); decisions under a waiver are not kept (their reason is long), nor
+ * those of a statement index beyond 32 bits. */
 void decision_cache_put(decision_cache *c, uint64_t generation, const decision_key *k,
                         const policy_decision *d);
 void decision_cache_stats(decision_cache *c, uint64_t *hits, uint64_t *misses);

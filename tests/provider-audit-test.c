@@ -18,6 +18,7 @@
 #include "lib/provider-fixture.h"
 #include "p11kms.h"
 #include "provider/audit.h"
+#include "provider/gate.h"
 #include "provider/keystore.h"
 #include "provider/store.h"
 
@@ -253,6 +254,17 @@ static void test_every_operation(void)
     char arn[P11KMS_ARN_MAX];
     fx_key_arn(k1, arn);
     CHECK(str_is(r, "resources.0.ARN", arn));
+    /* The same request again is decided from the gate's cache, which keeps no sid: the record
+     * must still name the deciding statement. */
+    uint64_t hits_before, hits_after, misses;
+    gate_decision_stats(svc, &hits_before, &misses);
+    p11kms_result again = {0};
+    CHECK_OK(p11kms_encrypt(svc, app1, "alias/app-one", ctx, secret, sizeof(secret), &again, &e),
+             &e);
+    p11kms_result_free(&again);
+    gate_decision_stats(svc, &hits_after, &misses);
+    CHECK(hits_after == hits_before + 1);
+    CHECK_REC(RECORD("Encrypt"), "Allow", "apps-use", NULL);
     CHECK_OK(p11kms_decrypt(svc, app1, NULL, ctx, res.ciphertext, res.ciphertext_len, &res2, &e),
              &e);
     CHECK_REC(RECORD("Decrypt"), "Allow", "apps-use", NULL);
@@ -688,8 +700,8 @@ static void test_decision_note_bounds(void)
 int main(void)
 {
     test_decision_note_bounds();
-    char *policy = fx_write_file("policy.yaml", policy_text);
-    char *cfg = fx_config("audit.yaml", NULL, NULL, policy);
+    char *policy_path = fx_write_file("policy.yaml", policy_text);
+    char *cfg = fx_config("audit.yaml", NULL, NULL, policy_path);
     log_path = fx_write_file("audit.log", "");
     FILE *f = fopen(cfg, "a");
     REQUIRE(f != NULL);
@@ -706,7 +718,7 @@ int main(void)
 
     /* A second, independent log of the same token: the source of a spliced line. */
     char *other_log = fx_write_file("other.log", "");
-    char *other_cfg = fx_config("other.yaml", NULL, NULL, policy);
+    char *other_cfg = fx_config("other.yaml", NULL, NULL, policy_path);
     f = fopen(other_cfg, "a");
     REQUIRE(f != NULL);
     fprintf(f, "audit:\n  file: %s\n", other_log);
@@ -720,7 +732,7 @@ int main(void)
     p11kms_close(svc);
 
     /* Verify with a service that writes nothing (no audit section). */
-    char *plain_cfg = fx_config("plain.yaml", NULL, NULL, policy);
+    char *plain_cfg = fx_config("plain.yaml", NULL, NULL, policy_path);
     svc = fx_open(plain_cfg);
     test_tampering(other_log);
     test_checkpoint_in_store(cfg);
@@ -733,7 +745,7 @@ int main(void)
     free(other_cfg);
     free(other_log);
     free(cfg);
-    free(policy);
+    free(policy_path);
     free(log_path);
     p11kms_principal_free(admin);
     p11kms_principal_free(app1);

@@ -15,9 +15,10 @@ typedef struct slot {
 
 struct hashmap {
     slot *slots;
-    size_t capacity; /* power of two */
-    size_t count;    /* live entries */
-    size_t used;     /* live entries + tombstones */
+    size_t capacity;  /* power of two */
+    size_t count;     /* live entries */
+    size_t used;      /* live entries + tombstones */
+    bool borrow_keys; /* hashmap_new_borrowing: keys belong to the caller */
 };
 
 static char tombstone_marker;
@@ -59,18 +60,35 @@ HASH_NOINLINE uint64_t hash_bytes(const void *data, size_t len)
     return h;
 }
 
-hashmap *hashmap_new(void)
+static hashmap *map_new(bool borrow_keys)
 {
     hashmap *map = calloc(1, sizeof(*map));
     if (map == NULL)
         return NULL;
     map->capacity = 16;
+    map->borrow_keys = borrow_keys;
     map->slots = calloc(map->capacity, sizeof(slot));
     if (map->slots == NULL) {
         free(map);
         return NULL;
     }
     return map;
+}
+
+hashmap *hashmap_new(void)
+{
+    return map_new(false);
+}
+
+hashmap *hashmap_new_borrowing(void)
+{
+    return map_new(true);
+}
+
+static void release_key(const hashmap *map, char *key)
+{
+    if (!map->borrow_keys)
+        free(key);
 }
 
 void hashmap_free(hashmap *map, void (*free_value)(void *value))
@@ -82,7 +100,7 @@ void hashmap_free(hashmap *map, void (*free_value)(void *value))
         if (s->key != NULL && s->key != TOMBSTONE) {
             if (free_value != NULL)
                 free_value(s->value);
-            free(s->key);
+            release_key(map, s->key);
         }
     }
     free(map->slots);
@@ -181,17 +199,19 @@ bool hashmap_put_bytes(hashmap *map, const void *key, size_t len, void *value, v
     }
     if (len == SIZE_MAX)
         return false;
-    char *copy = malloc(len + 1);
+    char *copy = map->borrow_keys ? (char *)key : malloc(len + 1);
     if (copy == NULL)
         return false;
-    if (len > 0)
-        memcpy(copy, key, len);
-    copy[len] = '\0';
+    if (!map->borrow_keys) {
+        if (len > 0)
+            memcpy(copy, key, len);
+        copy[len] = '\0';
+    }
     /* A new key that fills a never-used slot raises the load; keep it at most 3/4 so that
      * probes stay short and always end at an empty slot. */
     if (map->slots[i].key == NULL && (map->used + 1) * 4 > map->capacity * 3) {
         if (!rehash(map)) {
-            free(copy);
+            release_key(map, copy);
             return false;
         }
         i = probe(map, key, len, h, &found);
@@ -215,7 +235,7 @@ void *hashmap_remove_bytes(hashmap *map, const void *key, size_t len)
         return NULL;
     slot *s = &map->slots[i];
     void *value = s->value;
-    free(s->key);
+    release_key(map, s->key);
     s->key = TOMBSTONE;
     s->value = NULL;
     map->count--;

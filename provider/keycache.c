@@ -10,12 +10,17 @@
 
 meta_snapshot *snapshot_new(key_meta *meta)
 {
-    meta_snapshot *s = malloc(sizeof(*s));
+    meta_snapshot *s = aligned_alloc(KEY_STATE_ALIGN, sizeof(*s));
     if (s == NULL) {
         keymeta_free(meta);
         return NULL;
     }
-    s->meta = meta;
+    /* The record moves into the snapshot: its fields (and the memory they own) now belong to it. */
+    s->record = *meta;
+    free(meta);
+    s->meta = &s->record;
+    const key_version *cur = keymeta_current(&s->record);
+    s->current_version = cur != NULL ? cur->number : 0;
     atomic_init(&s->refs, 1);
     return s;
 }
@@ -30,9 +35,18 @@ meta_snapshot *snapshot_ref(meta_snapshot *s)
 void snapshot_unref(meta_snapshot *s)
 {
     if (s != NULL && atomic_fetch_sub(&s->refs, 1) == 1) {
-        keymeta_free(s->meta);
+        keymeta_clear(&s->record);
         free(s);
     }
+}
+
+/* Entries start on a cache line, as their layout assumes (service.h). */
+static key_entry *entry_new(void)
+{
+    key_entry *e = aligned_alloc(KEY_STATE_ALIGN, sizeof(*e));
+    if (e != NULL)
+        memset(e, 0, sizeof(*e));
+    return e;
 }
 
 key_entry *keycache_entry(p11kms *svc, const char *id_text)
@@ -45,14 +59,15 @@ key_entry *keycache_entry(p11kms *svc, const char *id_text)
 
     pthread_rwlock_wrlock(&svc->cache_lock);
     e = hashmap_get(svc->keys, id_text);
-    if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL) {
+    if (e == NULL && (e = entry_new()) != NULL) {
         snprintf(e->id_text, sizeof(e->id_text), "%s", id_text);
         uuid_parse(id_text, e->id);
-        /* NULL tells the caller "out of memory"; a lock that cannot be made is that too. */
+        /* NULL tells the caller "out of memory"; a lock that cannot be made is that too. The map
+         * borrows the entry's own id_text as its key (service.c). */
         if (pthread_mutex_init(&e->lock, NULL) != 0) {
             free(e);
             e = NULL;
-        } else if (!hashmap_put(svc->keys, id_text, e, NULL)) {
+        } else if (!hashmap_put(svc->keys, e->id_text, e, NULL)) {
             pthread_mutex_destroy(&e->lock);
             free(e);
             e = NULL;
@@ -78,6 +93,8 @@ static void copy_unref(p11kms *svc, key_copy *c)
 static void copy_detach_locked(p11kms *svc, key_copy *c)
 {
     c->entry->copies[c->version - 1] = NULL;
+    if (c->entry->recent_copy == c)
+        c->entry->recent_copy = NULL;
     size_t last = --svc->copies_count;
     if (c->index != last) {
         svc->copies[c->index] = svc->copies[last];
@@ -110,9 +127,7 @@ static void drop_copies(p11kms *svc, key_entry *entry, uint32_t only, uint32_t k
 
 static uint32_t current_version(const meta_snapshot *s)
 {
-    return s != NULL && s->meta->version_count > 0
-               ? s->meta->versions[s->meta->version_count - 1].number
-               : 0;
+    return s != NULL ? s->current_version : 0;
 }
 
 /* Installs m as read at generation gen. Copies go with what made them usable: all of them when
@@ -224,6 +239,7 @@ static void make_copy(p11kms *svc, key_entry *entry, uint32_t version, keycache_
     bool listed = have == NULL && version <= entry->copies_len;
     if (listed) {
         entry->copies[version - 1] = c;
+        entry->recent_copy = c;
         c->index = svc->copies_count;
         svc->copies[svc->copies_count++] = c;
     }
@@ -249,8 +265,10 @@ p11kms_err keycache_use_version(p11kms *svc, key_entry *entry, uint32_t version,
     use->copy = NULL;
     use->key = NULL;
     pthread_mutex_lock(&entry->lock);
-    if (version >= 1 && version <= entry->copies_len && entry->copies[version - 1] != NULL) {
-        key_copy *c = entry->copies[version - 1];
+    key_copy *c = entry->recent_copy;
+    if (c == NULL || c->version != version)
+        c = version >= 1 && version <= entry->copies_len ? entry->copies[version - 1] : NULL;
+    if (c != NULL) {
         atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
         pthread_mutex_unlock(&entry->lock);
         atomic_store_explicit(&c->last_used,

@@ -167,6 +167,12 @@ void keymeta_free(key_meta *m)
 {
     if (m == NULL)
         return;
+    keymeta_clear(m);
+    free(m);
+}
+
+void keymeta_clear(key_meta *m)
+{
     free(m->description);
     free(m->versions);
     for (size_t i = 0; i < m->alias_count; i++)
@@ -177,7 +183,6 @@ void keymeta_free(key_meta *m)
         free((char *)m->tags[i].value);
     }
     free(m->tags);
-    free(m);
 }
 
 key_meta *keymeta_clone(const key_meta *m)

@@ -38,30 +38,32 @@ typedef enum expiration_model {
 #define KEYMETA_KCV_MAX 64
 
 typedef struct key_meta {
-    uint8_t id[KEY_UUID_LEN];
-    char id_text[P11KMS_KEY_ID_LEN + 1];
+    /* What every Encrypt reads comes first, to share the first two cache lines of its snapshot
+     * with the reference count (provider/service.h); fields read only in some states follow. */
     p11kms_key_state state; /* never UNAVAILABLE in the token */
     p11kms_key_origin origin;
-    char *description;
-    int64_t created;
-    int64_t deletion_date;
-    unsigned pending_window_days;
     bool rotation_enabled;
-    unsigned rotation_period_days;
-    int64_t next_rotation;
-    key_version *versions; /* ascending; the last is current */
+    expiration_model expiration; /* imported material (doc/import.md) */
+    key_version *versions;       /* ascending; the last is current */
     size_t version_count;
     char **aliases; /* "alias/NAME" */
     size_t alias_count;
+    uint8_t id[KEY_UUID_LEN];
+    char id_text[P11KMS_KEY_ID_LEN + 1];
+    int64_t deletion_date;
+    int64_t next_rotation;
+    int64_t valid_to; /* EXPIRATION_EXPIRES only, else 0 */
+    char *description;
+    int64_t created;
+    unsigned pending_window_days;
+    unsigned rotation_period_days;
     p11kms_tag *tags; /* owned strings */
     size_t tag_count;
     /* The store's row version this record was read at (0: not read from the store); not part
      * of the encoded record, but of its MAC (provider/keystore.c). */
     uint64_t row_version;
-    /* Imported material (doc/import.md): expiry, and the check value that lets a key whose
-     * material was deleted accept only the same material again. */
-    expiration_model expiration;
-    int64_t valid_to; /* EXPIRATION_EXPIRES only, else 0 */
+    /* The check value that lets a key whose imported material was deleted accept only the same
+     * material again. */
     uint8_t material_kcv[KEYMETA_KCV_MAX];
     size_t material_kcv_len; /* 0: no material ever imported */
 } key_meta;
@@ -73,6 +75,8 @@ p11kms_err keymeta_encode(const key_meta *m, char **out, size_t *len, p11kms_err
 p11kms_err keymeta_decode(const uint8_t *data, size_t len, key_meta **out, p11kms_error *err);
 key_meta *keymeta_clone(const key_meta *m);
 void keymeta_free(key_meta *m);
+/* Frees what m owns, not m itself (a record embedded in another structure). */
+void keymeta_clear(key_meta *m);
 
 const key_version *keymeta_current(const key_meta *m);
 const key_version *keymeta_version(const key_meta *m, uint32_t number);

@@ -134,10 +134,10 @@ static p11kms_err reserve_encryption(p11kms *svc, key_access *acc, uint32_t *ver
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         const key_meta *m = acc->meta;
-        const key_version *cur = keymeta_current(m);
+        uint32_t current = acc->snap->current_version; /* no read of m->versions: see service.h */
         bool due = m->rotation_enabled && m->next_rotation <= service_now();
-        if (!due && take_from_batch(acc->entry, cur->number)) {
-            *version = cur->number;
+        if (!due && take_from_batch(acc->entry, current)) {
+            *version = current;
             return P11KMS_OK;
         }
         p11kms_err rc = refill_batch(svc, acc->entry, err);

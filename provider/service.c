@@ -181,7 +181,7 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
         free(svc);
         return sync_rc;
     }
-    svc->keys = hashmap_new();
+    svc->keys = hashmap_new_borrowing(); /* keyed by each entry's id_text */
     svc->aliases = hashmap_new();
     svc->verified = hashmap_new();
     svc->libctx = OSSL_LIB_CTX_new();

@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -198,6 +200,51 @@ static void test_each_and_free(void)
     CHECK(freed == 7);
 }
 
+/* A borrowing map keeps the caller's key pointers: lookups compare against the caller's memory
+ * (a changed key is found under its new bytes only: the hash placed it under the old ones, so
+ * nothing finds it, which is why keys must not change), and neither removal nor freeing frees
+ * a key (ASan and valgrind would report the invalid free of these stack and value keys). */
+struct named {
+    char name[8];
+};
+
+static void free_named(void *value)
+{
+    free(value);
+}
+
+static void test_borrowing(void)
+{
+    hashmap *m = hashmap_new_borrowing();
+    REQUIRE(m != NULL);
+    char buf[] = "delta";
+    CHECK(hashmap_put(m, buf, VAL(4), NULL));
+    CHECK(hashmap_get(m, "delta") == VAL(4));
+    buf[0] = 'D';
+    CHECK(hashmap_get(m, "delta") == NULL);
+    CHECK(hashmap_get(m, "Delta") == NULL);
+    buf[0] = 'd';
+    CHECK(hashmap_remove(m, "delta") == VAL(4));
+    CHECK(hashmap_count(m) == 0);
+    /* Keys inside their values, through growth, then freed with them. */
+    bool ok = true;
+    for (int i = 0; i < 100; i++) {
+        struct named *v = malloc(sizeof(*v));
+        REQUIRE(v != NULL);
+        snprintf(v->name, sizeof(v->name), "k%d", i);
+        ok &= hashmap_put(m, v->name, v, NULL);
+    }
+    for (int i = 0; i < 100; i++) {
+        char k[8];
+        snprintf(k, sizeof(k), "k%d", i);
+        struct named *v = hashmap_get(m, k);
+        ok &= v != NULL && strcmp(v->name, k) == 0 && (void *)v->name != (void *)k;
+    }
+    CHECK(ok);
+    CHECK(hashmap_count(m) == 100);
+    hashmap_free(m, free_named);
+}
+
 #ifdef FAILALLOC_AVAILABLE
 static void test_allocation_failures(void)
 {
@@ -304,6 +351,7 @@ int main(void)
     test_bytes();
     test_growth_and_reinsert();
     test_each_and_free();
+    test_borrowing();
 #ifdef FAILALLOC_AVAILABLE
     test_allocation_failures();
 #else

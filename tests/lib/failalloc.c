@@ -11,6 +11,7 @@
 extern void *__libc_malloc(size_t size);
 extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t size);
+extern void *__libc_memalign(size_t alignment, size_t size);
 extern void __libc_free(void *p);
 
 /* The build hides symbols by default; these must be seen by libc. */
@@ -71,6 +72,19 @@ REPLACEMENT void *realloc(void *p, size_t size)
     if (counting() && p == NULL && q != NULL)
         live++;
     return q;
+}
+
+/* The provider lays out its per-key records on cache lines (provider/service.h). */
+REPLACEMENT void *aligned_alloc(size_t alignment, size_t size)
+{
+    if (fail_now()) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = __libc_memalign(alignment, size);
+    if (counting() && p != NULL)
+        live++;
+    return p;
 }
 
 REPLACEMENT void free(void *p)

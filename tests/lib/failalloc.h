@@ -1,9 +1,9 @@
-/* Allocation failure for C tests: failalloc.c replaces malloc, calloc, realloc and free for the
- * whole process (glibc allows a program to) and, while armed, counts the allocations, fails the
- * chosen one, and keeps the balance of allocations and frees, so a test can make each allocation
- * of a call fail in turn and see that nothing leaked. Only built without AddressSanitizer, which
- * owns malloc (FAILALLOC_AVAILABLE says which); a test using it cannot run under valgrind either,
- * since valgrind replaces malloc itself. */
+/* Allocation failure for C tests: failalloc.c replaces malloc, calloc, realloc, aligned_alloc and
+ * free for the whole process (glibc allows a program to) and, while armed, counts the allocations,
+ * fails the chosen one, and keeps the balance of allocations and frees, so a test can make each
+ * allocation of a call fail in turn and see that nothing leaked. Only built without
+ * AddressSanitizer, which owns malloc (FAILALLOC_AVAILABLE says which); a test using it cannot run
+ * under valgrind either, since valgrind replaces malloc itself. */
 #ifndef P11KMS_TEST_FAILALLOC_H
 #define P11KMS_TEST_FAILALLOC_H
 

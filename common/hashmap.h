@@ -2,8 +2,8 @@
  * provider's caches, the token's handle caches and the policy's indexes. Not thread-safe: the
  * owner holds its own lock. Readers that only call hashmap_get, hashmap_get_bytes,
  * hashmap_count and hashmap_each may share a map without a lock, since none of them writes
- * (the policy shares its indexes this way once loaded). Keys are copied; values are opaque
- * pointers owned by the caller. */
+ * (the policy shares its indexes this way once loaded). Keys are copied (but see
+ * hashmap_new_borrowing); values are opaque pointers owned by the caller. */
 #ifndef P11KMS_COMMON_HASHMAP_H
 #define P11KMS_COMMON_HASHMAP_H
 
@@ -44,8 +44,8 @@ bool hashmap_put(hashmap *map, const char *key, void *value, void **old);
 void *hashmap_remove(hashmap *map, const char *key);
 
 size_t hashmap_count(const hashmap *map);
-/* Calls fn for each entry; a non-zero return stops. The key is the stored copy, always followed
- * by a NUL: a byte key that holds NUL bytes is seen only up to the first of them. */
+/* Calls fn for each entry; a non-zero return stops. The key is the stored copy (or borrowed key),
+ * followed by a NUL: a byte key that holds NUL bytes is seen only up to the first of them. */
 int hashmap_each(const hashmap *map, int (*fn)(const char *key, void *value, void *arg), void *arg);
 
 #endif

@@ -199,19 +199,22 @@ bool hashmap_put_bytes(hashmap *map, const void *key, size_t len, void *value, v
     }
     if (len == SIZE_MAX)
         return false;
-    char *copy = map->borrow_keys ? (char *)key : malloc(len + 1);
-    if (copy == NULL)
-        return false;
-    if (!map->borrow_keys) {
+    bool borrow = map->borrow_keys;
+    char *stored = (char *)key;
+    if (!borrow) {
+        stored = malloc(len + 1);
+        if (stored == NULL)
+            return false;
         if (len > 0)
-            memcpy(copy, key, len);
-        copy[len] = '\0';
+            memcpy(stored, key, len);
+        stored[len] = '\0';
     }
     /* A new key that fills a never-used slot raises the load; keep it at most 3/4 so that
      * probes stay short and always end at an empty slot. */
     if (map->slots[i].key == NULL && (map->used + 1) * 4 > map->capacity * 3) {
         if (!rehash(map)) {
-            release_key(map, copy);
+            if (!borrow)
+                free(stored);
             return false;
         }
         i = probe(map, key, len, h, &found);
@@ -219,7 +222,7 @@ bool hashmap_put_bytes(hashmap *map, const void *key, size_t len, void *value, v
     slot *s = &map->slots[i];
     if (s->key == NULL)
         map->used++;
-    s->key = copy;
+    s->key = stored;
     s->value = value;
     s->hash = h;
     s->len = len;

@@ -222,7 +222,11 @@ static p11kms_err decide_under(p11kms *svc, const policy *pol, uint64_t generati
             decision_key_build(&k, act, &r.who, key_id, aliases, alias_count, c1, c2);
         if (cached && decision_cache_get(svc->gate->decisions, generation, &k, d)) {
             d->action = act;
-            snprintf(d->sid, sizeof(d->sid), "%s", policy_statement_sid(pol, d->statement));
+            /* A bounded copy, not snprintf: this is the hot path of every cached decision. */
+            const char *sid = policy_statement_sid(pol, d->statement);
+            size_t sid_len = strnlen(sid, sizeof(d->sid) - 1);
+            memcpy(d->sid, sid, sid_len);
+            d->sid[sid_len] = '\0';
         } else {
             p11kms_error why = {0};
             rc = policy_evaluate(pol, &r.who, act, key_id, aliases, alias_count, c1, c2, d, &why);

@@ -214,12 +214,19 @@ p11kms_err p11kms_open_with(const char *config_path, unsigned flags, p11kms **ou
         rc = service_open_lock(svc, err);
     if (rc == P11KMS_OK)
         rc = gate_open(svc->cfg, &svc->gate, err);
+    /* The store connects while the token starts: both take milliseconds, neither needs the
+     * other. Nothing to reconcile at start-up: every change is one transaction or leaves only
+     * what maintain cleans up (doc/token-layout.md), so opening reads no key. */
+    store_opening *opening = NULL;
+    if (rc == P11KMS_OK)
+        rc = store_open_begin(svc->cfg->store, &opening, err);
     if (rc == P11KMS_OK)
         rc = open_token(svc, flags, err);
-    /* Nothing to reconcile at start-up: every change is one transaction or leaves only what
-     * maintain cleans up (doc/token-layout.md), so opening reads no key. */
-    if (rc == P11KMS_OK)
-        rc = store_open(svc->cfg->store, &svc->store, err);
+    if (rc == P11KMS_OK) {
+        rc = store_open_finish(opening, &svc->store, err);
+        opening = NULL;
+    }
+    store_open_abandon(opening);
     if (rc == P11KMS_OK)
         rc = store_watch(svc->store, announced_elsewhere, svc, err);
     if (rc == P11KMS_OK && svc->cfg->audit_file != NULL)

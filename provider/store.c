@@ -5,16 +5,61 @@
 #include <stdlib.h>
 #include <string.h>
 
-p11kms_err store_open(const char *spec, store **out, p11kms_error *err)
+struct store_opening {
+    const char *sqlite_path; /* inside the caller's spec, which outlives the opening */
+    pg_connecting *pg;
+};
+
+p11kms_err store_open_begin(const char *spec, store_opening **out, p11kms_error *err)
 {
     *out = NULL;
-    if (strncmp(spec, "sqlite:", 7) == 0)
-        return store_sqlite_open(spec + 7, out, err);
-    if (strncmp(spec, "postgresql://", 13) == 0 || strncmp(spec, "postgres://", 11) == 0 ||
-        strchr(spec, '=') != NULL)
-        return store_pg_open(spec, out, err);
-    return P11KMS_RAISE(err, P11KMS_E_CONFIG,
-                        "store: not sqlite:/path, a postgresql:// URI or a conninfo string");
+    bool sqlite = strncmp(spec, "sqlite:", 7) == 0;
+    if (!sqlite && strncmp(spec, "postgresql://", 13) != 0 &&
+        strncmp(spec, "postgres://", 11) != 0 && strchr(spec, '=') == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_CONFIG,
+                            "store: not sqlite:/path, a postgresql:// URI or a conninfo string");
+    store_opening *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory opening the store");
+    if (sqlite)
+        o->sqlite_path = spec + 7;
+    else {
+        p11kms_err rc = store_pg_connect_begin(spec, &o->pg, err);
+        if (rc != P11KMS_OK) {
+            free(o);
+            return rc;
+        }
+    }
+    *out = o;
+    return P11KMS_OK;
+}
+
+p11kms_err store_open_finish(store_opening *o, store **out, p11kms_error *err)
+{
+    *out = NULL;
+    p11kms_err rc = o->pg != NULL ? store_pg_connect_finish(o->pg, out, err)
+                                  : store_sqlite_open(o->sqlite_path, out, err);
+    free(o);
+    return rc;
+}
+
+void store_open_abandon(store_opening *o)
+{
+    if (o == NULL)
+        return;
+    store_pg_connect_abandon(o->pg);
+    free(o);
+}
+
+p11kms_err store_open(const char *spec, store **out, p11kms_error *err)
+{
+    store_opening *o;
+    p11kms_err rc = store_open_begin(spec, &o, err);
+    if (rc != P11KMS_OK) {
+        *out = NULL;
+        return rc;
+    }
+    return store_open_finish(o, out, err);
 }
 
 void store_close(store *s)

@@ -1,0 +1,215 @@
+/* A PostgreSQL store connects while the token starts (provider/store.c, store_open_begin).
+ * A stand-in server on a Unix socket plays the PostgreSQL side, so that the test decides when
+ * the server answers:
+ * - store_open_begin returns before the server has answered: the stand-in reads the startup
+ *   packet only after begin returned and refuses with a message of its own, which
+ *   store_open_finish reports (a begin that waited for the server itself would have given up on
+ *   connect_timeout first and reported that instead);
+ * - store_open_abandon closes a connection that was still being made (the stand-in sees the
+ *   client hang up);
+ * - a spec that names no store is refused by begin, before anything connects;
+ * - p11kms_open: a refused connection is the store's error, and a wrong PIN is the token's
+ *   (PinError) while the connection was being made, which is then closed. */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lib/check.h"
+#include "lib/provider-fixture.h"
+#include "provider/store.h"
+
+#define STAND_IN_PORT 54329
+#define REFUSAL "refused by the stand-in server"
+
+static p11kms_error e;
+
+typedef struct stand_in {
+    int listener;
+    char dir[4096];
+    char spec[4400];
+    bool refuse;      /* answer the startup packet with an error */
+    bool saw_startup; /* a protocol 3.0 startup packet arrived */
+    bool saw_hang_up; /* the client closed the connection */
+    pthread_t thread;
+} stand_in;
+
+static void stand_in_listen(stand_in *s, const char *name, bool refuse)
+{
+    memset(s, 0, sizeof(*s));
+    s->refuse = refuse;
+    snprintf(s->dir, sizeof(s->dir), "%s/%s", test_env("P11KMS_TEST_ROOT"), name);
+    REQUIRE(mkdir(s->dir, 0700) == 0 || errno == EEXIST);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    REQUIRE(snprintf(a.sun_path, sizeof(a.sun_path), "%s/.s.PGSQL.%d", s->dir, STAND_IN_PORT) <
+            (int)sizeof(a.sun_path));
+    unlink(a.sun_path);
+    s->listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(s->listener >= 0);
+    REQUIRE(bind(s->listener, (struct sockaddr *)&a, sizeof(a)) == 0);
+    REQUIRE(listen(s->listener, 4) == 0);
+    /* connect_timeout bounds a begin that would wait for the answer itself. */
+    snprintf(s->spec, sizeof(s->spec),
+             "host=%s port=%d dbname=p11kms user=p11kms connect_timeout=3 sslmode=disable "
+             "gssencmode=disable",
+             s->dir, STAND_IN_PORT);
+}
+
+static bool read_all(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 10000) != 1)
+            return false;
+        ssize_t n = read(fd, p, len);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* One connection: the startup packet, then a refusal (ErrorResponse) or nothing, then wait for
+ * the client to hang up. */
+static void *stand_in_serve(void *arg)
+{
+    stand_in *s = arg;
+    struct pollfd lp = {s->listener, POLLIN, 0};
+    if (poll(&lp, 1, 10000) != 1)
+        return NULL;
+    int fd = accept(s->listener, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    uint8_t head[8];
+    if (read_all(fd, head, sizeof(head)) && be32(head + 4) == 0x00030000u) {
+        size_t rest = be32(head) - sizeof(head);
+        uint8_t *params = malloc(rest);
+        s->saw_startup = params != NULL && read_all(fd, params, rest);
+        free(params);
+    }
+    if (s->refuse) {
+        static const char fields[] = "SFATAL\0VFATAL\0C28000\0M" REFUSAL "\0";
+        uint8_t msg[1 + 4 + sizeof(fields)];
+        uint32_t len = 4 + sizeof(fields); /* the fields, their terminator, the length */
+        msg[0] = 'E';
+        msg[1] = (uint8_t)(len >> 24), msg[2] = (uint8_t)(len >> 16);
+        msg[3] = (uint8_t)(len >> 8), msg[4] = (uint8_t)len;
+        memcpy(msg + 5, fields, sizeof(fields));
+        if (send(fd, msg, sizeof(msg), MSG_NOSIGNAL) != (ssize_t)sizeof(msg))
+            fprintf(stderr, "stand-in: short write\n");
+    }
+    uint8_t byte;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    s->saw_hang_up = poll(&pfd, 1, 10000) == 1 && read(fd, &byte, 1) == 0;
+    close(fd);
+    return NULL;
+}
+
+static void stand_in_start(stand_in *s)
+{
+    REQUIRE(pthread_create(&s->thread, NULL, stand_in_serve, s) == 0);
+}
+
+static void stand_in_stop(stand_in *s)
+{
+    pthread_join(s->thread, NULL);
+    close(s->listener);
+}
+
+/* The test configuration with its store: line replaced, and its PIN file too when pin is not
+ * NULL. */
+static char *config_with(const char *name, const char *store_spec, const char *pin)
+{
+    FILE *f = fopen(test_env("P11KMS_CONFIG"), "r");
+    REQUIRE(f != NULL);
+    char *text = NULL;
+    size_t cap = 0;
+    FILE *out = open_memstream(&text, &cap);
+    REQUIRE(out != NULL);
+    char line[8192];
+    char *pin_path = pin != NULL ? fx_write_file("wrong-pin", pin) : NULL;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "store:", 6) == 0)
+            fprintf(out, "store: \"%s\"\n", store_spec);
+        else if (pin != NULL && strstr(line, "pin-source:") != NULL)
+            fprintf(out, "  pin-source: \"file:%s\"\n", pin_path);
+        else
+            fputs(line, out);
+    }
+    fclose(f);
+    fclose(out);
+    free(pin_path);
+    char *path = fx_write_file(name, text);
+    free(text);
+    return path;
+}
+
+int main(void)
+{
+    stand_in s;
+    store_opening *o = NULL;
+    store *st = NULL;
+
+    fx_say("begin returns before the server answered; finish reports the server's refusal");
+    stand_in_listen(&s, "pg-refuses", true);
+    CHECK_OK(store_open_begin(s.spec, &o, &e), &e);
+    stand_in_start(&s);
+    CHECK_ERR(store_open_finish(o, &st, &e), P11KMS_E_IO, &e);
+    CHECK(st == NULL);
+    CHECK(fx_msg_has(&e, "connecting") && fx_msg_has(&e, REFUSAL));
+    stand_in_stop(&s);
+    CHECK(s.saw_startup && s.saw_hang_up);
+
+    fx_say("abandon closes a connection still being made");
+    stand_in_listen(&s, "pg-silent", false);
+    CHECK_OK(store_open_begin(s.spec, &o, &e), &e);
+    stand_in_start(&s);
+    /* The stand-in never answers: abandon waits for the client to give up (connect_timeout),
+     * then closes. */
+    store_open_abandon(o);
+    stand_in_stop(&s);
+    CHECK(s.saw_startup && s.saw_hang_up);
+
+    fx_say("a spec that names no store is refused before anything connects");
+    CHECK_ERR(store_open_begin("mysql:whatever", &o, &e), P11KMS_E_CONFIG, &e);
+    CHECK(o == NULL && fx_msg_has(&e, "postgresql://"));
+
+    fx_say("p11kms_open: a refused connection is the store's error");
+    stand_in_listen(&s, "pg-refuses-open", true);
+    stand_in_start(&s);
+    char *cfg = config_with("refused.yaml", s.spec, NULL);
+    p11kms *svc = NULL;
+    CHECK(p11kms_open(cfg, &svc, &e) != P11KMS_OK && svc == NULL);
+    CHECK(fx_msg_has(&e, REFUSAL));
+    stand_in_stop(&s);
+    CHECK(s.saw_startup && s.saw_hang_up);
+    free(cfg);
+
+    fx_say("p11kms_open: a wrong PIN is the token's error; the connection it made is closed");
+    stand_in_listen(&s, "pg-wrong-pin", true);
+    stand_in_start(&s);
+    cfg = config_with("wrong-pin.yaml", s.spec, "00000000\n");
+    CHECK_ERR(p11kms_open(cfg, &svc, &e), P11KMS_E_PIN, &e);
+    CHECK(svc == NULL && !fx_msg_has(&e, REFUSAL));
+    stand_in_stop(&s);
+    CHECK(s.saw_startup && s.saw_hang_up);
+    free(cfg);
+
+    return check_finish("provider-store-connect-test");
+}

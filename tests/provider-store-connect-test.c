@@ -9,7 +9,9 @@
  *   client hang up);
  * - a spec that names no store is refused by begin, before anything connects;
  * - p11kms_open: a refused connection is the store's error, and a wrong PIN is the token's
- *   (PinError) while the connection was being made, which is then closed. */
+ *   (PinError) while the connection was being made, which is then closed.
+ * As the .pgtest variant, against a real PostgreSQL: a wrong PIN leaves a new database without
+ * the schema (the connecting thread only reads), the right PIN then creates it. */
 #include "config.h"
 
 #include <errno.h>
@@ -23,6 +25,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "lib/check.h"
 #include "lib/provider-fixture.h"
@@ -160,8 +164,53 @@ static char *config_with(const char *name, const char *store_spec, const char *p
     return path;
 }
 
+static PGresult *pg_exec(const char *conninfo, const char *sql)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    REQUIRE(PQstatus(c) == CONNECTION_OK);
+    PGresult *res = PQexec(c, sql);
+    PQfinish(c);
+    return res;
+}
+
+static bool has_keys_table(const char *conninfo)
+{
+    PGresult *res = pg_exec(conninfo, "SELECT to_regclass('keys') IS NOT NULL");
+    REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    bool has = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return has;
+}
+
+static void test_real_server(const char *spec)
+{
+    fx_say("a wrong PIN leaves a new database without the schema; the right PIN creates it");
+    PGresult *res = pg_exec(spec, "CREATE DATABASE p11kms_connect_test");
+    REQUIRE(PQresultStatus(res) == PGRES_COMMAND_OK);
+    PQclear(res);
+    char fresh[4400]; /* a later keyword wins in a conninfo string */
+    snprintf(fresh, sizeof(fresh), "%s dbname=p11kms_connect_test", spec);
+    CHECK(!has_keys_table(fresh));
+    char *cfg = config_with("fresh-wrong-pin.yaml", fresh, "00000000\n");
+    p11kms *svc = NULL;
+    CHECK_ERR(p11kms_open(cfg, &svc, &e), P11KMS_E_PIN, &e);
+    CHECK(!has_keys_table(fresh));
+    free(cfg);
+    cfg = config_with("fresh.yaml", fresh, NULL);
+    CHECK_OK(p11kms_open(cfg, &svc, &e), &e);
+    p11kms_close(svc);
+    CHECK(has_keys_table(fresh));
+    free(cfg);
+}
+
 int main(void)
 {
+    const char *kind = getenv("P11KMS_TEST_STORE");
+    if (kind != NULL && strcmp(kind, "postgresql") == 0) {
+        test_real_server(test_env("P11KMS_TEST_STORE_SPEC"));
+        return check_finish("provider-store-connect-test");
+    }
+
     stand_in s;
     store_opening *o = NULL;
     store *st = NULL;

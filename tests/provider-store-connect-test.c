@@ -14,7 +14,6 @@
  * the schema (the connecting thread only reads), the right PIN then creates it. */
 #include "config.h"
 
-#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -22,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -39,7 +37,8 @@ static p11kms_error e;
 
 typedef struct stand_in {
     int listener;
-    char dir[4096];
+    char dir[64];
+    char socket_path[128];
     char spec[4400];
     bool refuse;      /* answer the startup packet with an error */
     bool saw_startup; /* a protocol 3.0 startup packet arrived */
@@ -47,16 +46,18 @@ typedef struct stand_in {
     pthread_t thread;
 } stand_in;
 
-static void stand_in_listen(stand_in *s, const char *name, bool refuse)
+static void stand_in_listen(stand_in *s, bool refuse)
 {
     memset(s, 0, sizeof(*s));
     s->refuse = refuse;
-    snprintf(s->dir, sizeof(s->dir), "%s/%s", test_env("P11KMS_TEST_ROOT"), name);
-    REQUIRE(mkdir(s->dir, 0700) == 0 || errno == EEXIST);
+    /* A short directory of its own: a socket path must fit in sun_path (108 bytes), which a
+     * build directory deep in a clone does not. */
+    snprintf(s->dir, sizeof(s->dir), "/tmp/p11kms-stand-in.XXXXXX");
+    REQUIRE(mkdtemp(s->dir) != NULL);
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    REQUIRE(snprintf(a.sun_path, sizeof(a.sun_path), "%s/.s.PGSQL.%d", s->dir, STAND_IN_PORT) <
-            (int)sizeof(a.sun_path));
-    unlink(a.sun_path);
+    REQUIRE(snprintf(s->socket_path, sizeof(s->socket_path), "%s/.s.PGSQL.%d", s->dir,
+                     STAND_IN_PORT) < (int)sizeof(a.sun_path));
+    memcpy(a.sun_path, s->socket_path, strlen(s->socket_path) + 1);
     s->listener = socket(AF_UNIX, SOCK_STREAM, 0);
     REQUIRE(s->listener >= 0);
     REQUIRE(bind(s->listener, (struct sockaddr *)&a, sizeof(a)) == 0);
@@ -134,6 +135,8 @@ static void stand_in_stop(stand_in *s)
 {
     pthread_join(s->thread, NULL);
     close(s->listener);
+    unlink(s->socket_path);
+    rmdir(s->dir);
 }
 
 /* The test configuration with its store: line replaced, and its PIN file too when pin is not
@@ -216,7 +219,7 @@ int main(void)
     store *st = NULL;
 
     fx_say("begin returns before the server answered; finish reports the server's refusal");
-    stand_in_listen(&s, "pg-refuses", true);
+    stand_in_listen(&s, true);
     CHECK_OK(store_open_begin(s.spec, &o, &e), &e);
     stand_in_start(&s);
     CHECK_ERR(store_open_finish(o, &st, &e), P11KMS_E_IO, &e);
@@ -226,7 +229,7 @@ int main(void)
     CHECK(s.saw_startup && s.saw_hang_up);
 
     fx_say("abandon closes a connection still being made");
-    stand_in_listen(&s, "pg-silent", false);
+    stand_in_listen(&s, false);
     CHECK_OK(store_open_begin(s.spec, &o, &e), &e);
     stand_in_start(&s);
     /* The stand-in never answers: abandon waits for the client to give up (connect_timeout),
@@ -240,7 +243,7 @@ int main(void)
     CHECK(o == NULL && fx_msg_has(&e, "postgresql://"));
 
     fx_say("p11kms_open: a refused connection is the store's error");
-    stand_in_listen(&s, "pg-refuses-open", true);
+    stand_in_listen(&s, true);
     stand_in_start(&s);
     char *cfg = config_with("refused.yaml", s.spec, NULL);
     p11kms *svc = NULL;
@@ -251,7 +254,7 @@ int main(void)
     free(cfg);
 
     fx_say("p11kms_open: a wrong PIN is the token's error; the connection it made is closed");
-    stand_in_listen(&s, "pg-wrong-pin", true);
+    stand_in_listen(&s, true);
     stand_in_start(&s);
     cfg = config_with("wrong-pin.yaml", s.spec, "00000000\n");
     CHECK_ERR(p11kms_open(cfg, &svc, &e), P11KMS_E_PIN, &e);

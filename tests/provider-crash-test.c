@@ -25,6 +25,7 @@
 
 #include "lib/check.h"
 #include "lib/provider-fixture.h"
+#include "lib/softhsm-guard.h"
 #include "p11kms.h"
 #include "pkcs11/token.h"
 #include "provider/keymeta.h"
@@ -434,6 +435,7 @@ static bool run_round(int round, unsigned seed, const p11kms_principal *who)
     REQUIRE(waitpid(child, &status, 0) == child);
     bool killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
     CHECK(killed);
+    softhsm_guard_repair();
     fx_say("round %d: child killed after %u ms of mutations%s", round, kill_ms,
            killed ? "" : " (it had already died!)");
 
@@ -507,11 +509,13 @@ int main(void)
     fx_list_free(&lines);
     p11kms_close(svc);
 
+    softhsm_guard_arm();
     for (int round = 1; round <= rounds; round++) {
         if (!run_round(round, seed + (unsigned)round * 7919u, who))
             break;
     }
     fx_say("kills that interrupted a create or rotation between claim and record: %d", interrupted);
+    fx_say("kills that emptied SoftHSM's token.object during C_Login: %u", softhsm_guard_repairs());
 
     p11kms_principal_free(who);
     return check_finish("provider-crash-test");

@@ -60,17 +60,19 @@ static char *find_token_object(const char *tokendir)
     return found;
 }
 
-void softhsm_guard_arm(void)
+bool softhsm_guard_own_token(void)
 {
-    if (token_object != NULL)
-        return;
     const char *kind = getenv("P11KMS_TEST_TOKEN");
     const char *own = getenv("P11KMS_TEST_OWN_TOKEN");
-    const char *conf = getenv("SOFTHSM2_CONF");
-    if ((kind != NULL && strcmp(kind, "softhsm") != 0) || own == NULL || strcmp(own, "1") != 0 ||
-        conf == NULL)
+    return (kind == NULL || strcmp(kind, "softhsm") == 0) && own != NULL && strcmp(own, "1") == 0 &&
+           getenv("SOFTHSM2_CONF") != NULL;
+}
+
+void softhsm_guard_arm(void)
+{
+    if (token_object != NULL || !softhsm_guard_own_token())
         return;
-    char *tokendir = token_dir_from_conf(conf);
+    char *tokendir = token_dir_from_conf(getenv("SOFTHSM2_CONF"));
     REQUIRE(tokendir != NULL);
     token_object = find_token_object(tokendir);
     free(tokendir);

@@ -17,9 +17,16 @@
  * The guard keeps a copy of token.object taken before the kills start and, after each kill,
  * puts it back if the kill emptied the file, saying so on stderr. Its contents do not change
  * once the token is initialized (same PINs, same token key), so the copy is the file SoftHSM
- * would have written. Tokens other than the harness's own SoftHSM token are left alone. */
+ * would have written. Tokens other than the harness's own SoftHSM token are left alone.
+ *
+ * The same window is seen by a process that starts while another logs in: it reads token.object
+ * empty and finds no token (1 in 300 token listings during a loop of logins elsewhere).
+ * fx_open therefore tries twice more on the harness's SoftHSM token when no token matched. */
 
 #include <stdbool.h>
+
+/* True when the tests run on the SoftHSM token the harness made (not NSS, not an external one). */
+bool softhsm_guard_own_token(void);
 
 /* Takes the copy (once; a hard error if the harness's SoftHSM token has no token.object). */
 void softhsm_guard_arm(void);

@@ -137,6 +137,10 @@ static uint32_t current_version(const meta_snapshot *s)
 static void install_at(p11kms *svc, key_entry *entry, key_meta *m, uint64_t gen)
 {
     meta_snapshot *fresh = m ? snapshot_new(m) : NULL;
+    /* Read before it is published: once in the entry, its only reference is the entry's, and
+     * another thread's install may replace and free it as soon as the lock is released. */
+    uint32_t now = current_version(fresh);
+    bool usable = fresh != NULL && fresh->meta->state == P11KMS_KEY_ENABLED;
     pthread_mutex_lock(&entry->lock);
     meta_snapshot *old = entry->snap;
     entry->snap = fresh;
@@ -147,10 +151,9 @@ static void install_at(p11kms *svc, key_entry *entry, key_meta *m, uint64_t gen)
         has_copies = entry->copies[i] != NULL;
     pthread_mutex_unlock(&entry->lock);
     if (has_copies) {
-        uint32_t was = current_version(old), now = current_version(fresh);
-        if (fresh == NULL || fresh->meta->state != P11KMS_KEY_ENABLED)
+        if (!usable)
             drop_copies(svc, entry, 0, 0);
-        else if (was != now)
+        else if (current_version(old) != now) /* old: this call holds its reference */
             drop_copies(svc, entry, 0, now);
     }
     snapshot_unref(old);

@@ -105,8 +105,12 @@ static bool pin_refusal(CK_RV rv)
     case CKR_PIN_LEN_RANGE:
     case CKR_PIN_EXPIRED:
     case CKR_PIN_LOCKED:
-    case CKR_USER_PIN_NOT_INITIALIZED:
         return true;
+    /* Not CKR_USER_PIN_NOT_INITIALIZED: no PIN was compared, so no try was spent, and the
+     * token's flags said the PIN was initialized just before (check_token_flags). SoftHSM's file
+     * store answers so while another process rewrites its token.object at C_Login
+     * (doc/token-layout.md); remembering it would refuse every later start until the PIN file
+     * changed. */
     default:
         return false;
     }

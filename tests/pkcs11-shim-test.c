@@ -238,6 +238,27 @@ static void test_reinit(void)
     p11_token_close(t);
 }
 
+/* CKR_USER_PIN_NOT_INITIALIZED from C_Login (the flags said initialized) spent no PIN try: it is
+ * reported, not remembered, and the next open logs in. SoftHSM answers so while another process
+ * rewrites its token.object; remembering it once refused every later start of a CI run. */
+static void test_pin_not_initialized_not_remembered(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    shim.fail("C_Login", CKR_USER_PIN_NOT_INITIALIZED, 1);
+    p11_token *t = NULL;
+    CHECK(p11_token_open(&cfg, &t, &e) != P11KMS_OK && t == NULL);
+    CHECK(e.ckr == CKR_USER_PIN_NOT_INITIALIZED &&
+          strstr(e.message, "CKR_USER_PIN_NOT_INITIALIZED"));
+    char marker[4096];
+    snprintf(marker, sizeof(marker), "%s.refused", getenv("P11KMS_TEST_PIN_FILE"));
+    struct stat st;
+    CHECK(stat(marker, &st) != 0);
+    t = pt_open(&cfg);
+    CHECK(shim.count("C_Login") == 2);
+    p11_token_close(t);
+}
+
 /* A refused PIN is remembered and never sent again, also not by recovery. */
 static void test_pin_never_retried(void)
 {
@@ -704,6 +725,7 @@ int main(void)
     test_transient_failures();
     test_reinit();
     test_pin_never_retried();
+    test_pin_not_initialized_not_remembered();
     test_token_flags();
     test_session_limit();
     test_token_iv(1);

@@ -26,10 +26,12 @@ void fx_say(const char *fmt, ...)
     va_end(ap);
 }
 
-/* SoftHSM's window in which token.object is empty (softhsm-guard.h): no token at all. */
+/* SoftHSM's window in which token.object is empty (softhsm-guard.h): no token at all, or a
+ * token whose user PIN C_Login finds not initialized. */
 static bool token_mid_rewrite(p11kms_err rc, const p11kms_error *e)
 {
-    return rc == P11KMS_E_NOT_FOUND && strstr(e->message, "no token matches URI") != NULL &&
+    return ((rc == P11KMS_E_NOT_FOUND && strstr(e->message, "no token matches URI") != NULL) ||
+            strstr(e->message, "CKR_USER_PIN_NOT_INITIALIZED") != NULL) &&
            softhsm_guard_own_token();
 }
 

@@ -20,8 +20,9 @@
  * would have written. Tokens other than the harness's own SoftHSM token are left alone.
  *
  * The same window is seen by a process that starts while another logs in: it reads token.object
- * empty and finds no token (1 in 300 token listings during a loop of logins elsewhere).
- * fx_open therefore tries twice more on the harness's SoftHSM token when no token matched. */
+ * empty and finds no token (1 in 300 token listings during a loop of logins elsewhere), or its
+ * C_Login finds the user PIN not initialized (a CI run of the two-process test). fx_open
+ * therefore tries twice more on the harness's SoftHSM token in either case. */
 
 #include <stdbool.h>
 

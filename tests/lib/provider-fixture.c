@@ -41,8 +41,8 @@ p11kms *fx_open(const char *config_path)
     p11kms_error e = {0};
     p11kms_err rc = p11kms_open(config_path, &svc, &e);
     for (int retry = 0; retry < 2 && token_mid_rewrite(rc, &e); retry++) {
-        fprintf(stderr, "   no token at open (SoftHSM was rewriting token.object for another "
-                        "process's C_Login?): trying again\n");
+        fprintf(stderr, "   the token looked uninitialized at open (SoftHSM rewriting token.object "
+                        "for another process's C_Login?): trying again\n");
         fx_sleep_ms(20);
         rc = p11kms_open(config_path, &svc, &e);
     }

@@ -20,6 +20,10 @@
  * tag; a session gives back a scratch that grew past SCRATCH_KEEP. */
 #define SCRATCH_MIN (4096 + 64)
 #define SCRATCH_KEEP (64 * 1024)
+/* C_Login answered CKR_USER_PIN_NOT_INITIALIZED against the token's flags: looks, and the pause
+ * between two (login_with_second_looks). */
+#define LOGIN_LOOKS 4
+#define LOGIN_LOOK_PAUSE_MS 20
 
 static void sleep_ms(unsigned ms)
 {
@@ -109,8 +113,8 @@ static bool pin_refusal(CK_RV rv)
     /* Not CKR_USER_PIN_NOT_INITIALIZED: no PIN was compared, so no try was spent, and the
      * token's flags said the PIN was initialized just before (check_token_flags). SoftHSM's file
      * store answers so while another process rewrites its token.object at C_Login
-     * (doc/token-layout.md); remembering it would refuse every later start until the PIN file
-     * changed. */
+     * (doc/token-layout.md; login_with_second_looks); remembering it would refuse every later
+     * start until the PIN file changed. */
     default:
         return false;
     }
@@ -147,6 +151,31 @@ static p11kms_err check_token_flags(p11_token *t, p11kms_error *err)
     return P11KMS_OK;
 }
 
+/* C_Login, looked at again when the token answers CKR_USER_PIN_NOT_INITIALIZED although its flags
+ * said the PIN was initialized (check_token_flags): no PIN was compared, so another try costs the
+ * token nothing. A file-backed token rewriting its state for another process's login answers so
+ * for a moment (SoftHSM's token.object, doc/token-layout.md); a token whose PIN really is not
+ * initialized answers so every time and is reported after the last look. */
+static p11kms_err login_with_second_looks(p11_token *t, p11kms_error *err)
+{
+    for (int look = 1;; look++) {
+        if (p11c_login(t->calls, t->login_session, CKU_USER, t->pin, t->pin_len, err) == P11KMS_OK)
+            return P11KMS_OK;
+        if (err->ckr != CKR_USER_PIN_NOT_INITIALIZED)
+            return err->code;
+        if (look == LOGIN_LOOKS) {
+            P11KMS_RAISE(err, P11KMS_E_PIN,
+                         "token %s answered C_Login with CKR_USER_PIN_NOT_INITIALIZED %d times "
+                         "over %d ms although its flags say the user PIN is initialized",
+                         t->token_uri, LOGIN_LOOKS, (LOGIN_LOOKS - 1) * LOGIN_LOOK_PAUSE_MS);
+            err->ckr = CKR_USER_PIN_NOT_INITIALIZED;
+            return P11KMS_E_PIN;
+        }
+        p11kms_error_clear(err);
+        sleep_ms(LOGIN_LOOK_PAUSE_MS);
+    }
+}
+
 static p11kms_err login_locked(p11_token *t, p11kms_error *err)
 {
     if (t->pin_refused)
@@ -161,7 +190,7 @@ static p11kms_err login_locked(p11_token *t, p11kms_error *err)
     p11kms_err known = p11_pin_refused(source, err);
     if (known != P11KMS_OK)
         return known;
-    if (p11c_login(t->calls, t->login_session, CKU_USER, t->pin, t->pin_len, err) == P11KMS_OK) {
+    if (login_with_second_looks(t, err) == P11KMS_OK) {
         p11_pin_forget_refusal(source);
         return P11KMS_OK;
     }

@@ -245,17 +245,52 @@ static void test_pin_not_initialized_not_remembered(void)
 {
     shim.reset();
     p11_token_config cfg = shim_config();
-    shim.fail("C_Login", CKR_USER_PIN_NOT_INITIALIZED, 1);
-    p11_token *t = NULL;
-    CHECK(p11_token_open(&cfg, &t, &e) != P11KMS_OK && t == NULL);
-    CHECK(e.ckr == CKR_USER_PIN_NOT_INITIALIZED &&
-          strstr(e.message, "CKR_USER_PIN_NOT_INITIALIZED"));
     char marker[4096];
     snprintf(marker, sizeof(marker), "%s.refused", getenv("P11KMS_TEST_PIN_FILE"));
     struct stat st;
+
+    /* a moment's answer (SoftHSM rewriting token.object for another process): looked at again */
+    shim.fail("C_Login", CKR_USER_PIN_NOT_INITIALIZED, 2);
+    p11_token *t = pt_open(&cfg);
+    CHECK(shim.count("C_Login") == 3);
+    p11_token_close(t);
+
+    /* the same answer every time: refused after four looks, clearly, and not remembered */
+    shim.reset();
+    shim.fail("C_Login", CKR_USER_PIN_NOT_INITIALIZED, -1);
+    t = NULL;
+    CHECK(p11_token_open(&cfg, &t, &e) != P11KMS_OK && t == NULL);
+    CHECK(e.ckr == CKR_USER_PIN_NOT_INITIALIZED &&
+          strstr(e.message, "CKR_USER_PIN_NOT_INITIALIZED 4 times") != NULL);
+    CHECK(shim.count("C_Login") == 4);
     CHECK(stat(marker, &st) != 0);
+    shim.fail("C_Login", CKR_OK, 0);
     t = pt_open(&cfg);
-    CHECK(shim.count("C_Login") == 2);
+    CHECK(shim.count("C_Login") == 5);
+    p11_token_close(t);
+}
+
+/* A token missing from the slot list (SoftHSM's token.object read while another process rewrites
+ * it) is looked for four times, each after a fresh C_Initialize, before it is called absent. */
+static void test_token_looked_for_again(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    p11_token *t = NULL;
+
+    /* every look finds no token: NotFound after four, with a C_Initialize before each */
+    shim.fail("C_GetTokenInfo", CKR_TOKEN_NOT_PRESENT, -1);
+    CHECK_ERR(p11_token_open(&cfg, &t, &e), P11KMS_E_NOT_FOUND, &e);
+    CHECK(t == NULL && strstr(e.message, "no token matches URI") != NULL);
+    CHECK(shim.count("C_Initialize") == 4 && shim.count("C_Login") == 0);
+    unsigned long infos_per_look = shim.count("C_GetTokenInfo") / 4;
+    REQUIRE(infos_per_look >= 1);
+
+    /* the first two looks find none, the third finds the token */
+    shim.reset();
+    shim.fail("C_GetTokenInfo", CKR_TOKEN_NOT_PRESENT, (int)(2 * infos_per_look));
+    t = pt_open(&cfg);
+    CHECK(shim.count("C_Initialize") == 3 && shim.count("C_Login") == 1);
     p11_token_close(t);
 }
 
@@ -726,6 +761,7 @@ int main(void)
     test_reinit();
     test_pin_never_retried();
     test_pin_not_initialized_not_remembered();
+    test_token_looked_for_again();
     test_token_flags();
     test_session_limit();
     test_token_iv(1);

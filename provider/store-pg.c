@@ -404,11 +404,32 @@ static void pg_unlock(store *base, bool changed)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* --- connecting ----------------------------------------------------------------------------- */
+
+/* libpq waits for ever for a server that accepts a connection and never answers, or a host that
+ * drops every packet, when connect_timeout is not set: p11kms_open (and so a p11kmsd starting),
+ * the listener's reconnection and the p11kms_close that waits for it would hang with it. */
+#define DEFAULT_CONNECT_TIMEOUT "10"
+
+/* Every connection p11kms makes: the store's, the listener's (PQreset reuses the options). The
+ * spec is expanded as libpq's dbname (a URI or a conninfo string); array entries before it are
+ * overridden by its own keywords, so a connect_timeout in the spec wins. PGCONNECT_TIMEOUT in
+ * the environment is libpq's default, which an array entry would override: when it is set, none
+ * is passed. */
+static PGconn *pg_connect(const char *conninfo)
+{
+    static const char *const keywords[] = {"connect_timeout", "dbname", NULL};
+    const char *values[] = {DEFAULT_CONNECT_TIMEOUT, conninfo, NULL};
+    const char *env = getenv("PGCONNECT_TIMEOUT");
+    int first = env != NULL && env[0] != '\0' ? 1 : 0;
+    return PQconnectdbParams(keywords + first, values + first, 1);
+}
+
 /* --- the listener ---------------------------------------------------------------------------- */
 
 static PGconn *listen_connect(pg_store *s)
 {
-    PGconn *c = PQconnectdb(s->conninfo);
+    PGconn *c = pg_connect(s->conninfo);
     if (PQstatus(c) == CONNECTION_OK) {
         PGresult *res = PQexec(c, "LISTEN " CHANNEL);
         bool listening = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -578,7 +599,7 @@ struct pg_connecting {
 static void *connect_thread(void *arg)
 {
     pg_connecting *c = arg;
-    c->conn = PQconnectdb(c->conninfo);
+    c->conn = pg_connect(c->conninfo);
     if (PQstatus(c->conn) == CONNECTION_OK) {
         PQclear(PQexec(c->conn, "SET client_min_messages = warning"));
         c->has_schema = schema_current(c->conn);

@@ -7,6 +7,9 @@
  *   connect_timeout first and reported that instead);
  * - store_open_abandon closes a connection that was still being made (the stand-in sees the
  *   client hang up);
+ * - a server that never answers is given up after connect_timeout: the spec's own, else the
+ *   environment's PGCONNECT_TIMEOUT, else p11kms's default of 10 s (libpq's own default is to
+ *   wait for ever, which would hang a p11kmsd starting);
  * - a spec that names no store is refused by begin, before anything connects;
  * - p11kms_open: a refused connection is the store's error, and a wrong PIN is the token's
  *   (PinError) while the connection was being made, which is then closed.
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -67,6 +71,14 @@ static void stand_in_listen(stand_in *s, bool refuse)
              "host=%s port=%d dbname=p11kms user=p11kms connect_timeout=3 sslmode=disable "
              "gssencmode=disable",
              s->dir, STAND_IN_PORT);
+}
+
+/* The same stand-in, named by a spec without connect_timeout. */
+static void stand_in_spec_without_timeout(stand_in *s)
+{
+    snprintf(s->spec, sizeof(s->spec),
+             "host=%s port=%d dbname=p11kms user=p11kms sslmode=disable gssencmode=disable", s->dir,
+             STAND_IN_PORT);
 }
 
 static bool read_all(int fd, void *buf, size_t len)
@@ -121,7 +133,8 @@ static void *stand_in_serve(void *arg)
     }
     uint8_t byte;
     struct pollfd pfd = {fd, POLLIN, 0};
-    s->saw_hang_up = poll(&pfd, 1, 10000) == 1 && read(fd, &byte, 1) == 0;
+    /* Longer than p11kms's default connect_timeout, so that a client giving up on it is seen. */
+    s->saw_hang_up = poll(&pfd, 1, 60000) == 1 && read(fd, &byte, 1) == 0;
     close(fd);
     return NULL;
 }
@@ -137,6 +150,30 @@ static void stand_in_stop(stand_in *s)
     close(s->listener);
     unlink(s->socket_path);
     rmdir(s->dir);
+}
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* Opens the store against a stand-in that never answers: refused, and how long that took. */
+static double seconds_to_give_up(stand_in *s)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    store_opening *o = NULL;
+    store *st = NULL;
+    CHECK_OK(store_open_begin(s->spec, &o, &e), &e);
+    stand_in_start(s);
+    CHECK_ERR(store_open_finish(o, &st, &e), P11KMS_E_IO, &e);
+    double took = seconds_since(&start);
+    CHECK(st == NULL && fx_msg_has(&e, "connecting") && fx_msg_has(&e, "timeout"));
+    stand_in_stop(s);
+    CHECK(s->saw_startup && s->saw_hang_up);
+    return took;
 }
 
 /* The test configuration with its store: line replaced, and its PIN file too when pin is not
@@ -237,6 +274,29 @@ int main(void)
     store_open_abandon(o);
     stand_in_stop(&s);
     CHECK(s.saw_startup && s.saw_hang_up);
+
+    /* Wall-clock bounds of a timeout, not a speed: each side is several seconds from the
+     * value it tells apart. */
+    fx_say("a server that never answers: the spec's connect_timeout (3 s) is kept");
+    stand_in_listen(&s, false);
+    double took = seconds_to_give_up(&s);
+    CHECK(took >= 2.0 && took < 8.0);
+
+    fx_say("without one in the spec, PGCONNECT_TIMEOUT (2 s) is honoured");
+    REQUIRE(setenv("PGCONNECT_TIMEOUT", "2", 1) == 0);
+    stand_in_listen(&s, false);
+    stand_in_spec_without_timeout(&s);
+    took = seconds_to_give_up(&s);
+    CHECK(took >= 1.0 && took < 7.0);
+    REQUIRE(unsetenv("PGCONNECT_TIMEOUT") == 0);
+
+    fx_say("without either, p11kms gives up after its default of 10 s (libpq would wait for ever)");
+    stand_in_listen(&s, false);
+    stand_in_spec_without_timeout(&s);
+    alarm(50); /* libpq's own default would hang here: fail instead */
+    took = seconds_to_give_up(&s);
+    alarm(0);
+    CHECK(took >= 8.0 && took < 50.0);
 
     fx_say("a spec that names no store is refused before anything connects");
     CHECK_ERR(store_open_begin("mysql:whatever", &o, &e), P11KMS_E_CONFIG, &e);

@@ -30,8 +30,7 @@
 #define SCHEMA_VERSION 1
 #define RETRIES 5
 #define CHANNEL "p11kms_state"
-/* Any constant: every p11kms process sharing the database takes the same lock. */
-#define ADVISORY_KEY "7011771001"
+#define ADVISORY_KEY STORE_PG_ADVISORY_KEY
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS p11kms_schema(version integer NOT NULL);"
@@ -82,6 +81,12 @@ static p11kms_err fail(pg_store *s, p11kms_error *err, const PGresult *res, cons
     if (state != NULL && strcmp(state, "23505") == 0)
         return P11KMS_RAISE(err, P11KMS_E_ALREADY_EXISTS, "PostgreSQL store: %s: the row exists",
                             what);
+    if (state != NULL && strcmp(state, "55P03") == 0)
+        return P11KMS_RAISE(err, P11KMS_E_IO,
+                            "PostgreSQL store: %s failed: waited longer than lock_timeout for a "
+                            "lock another connection holds (another p11kms host stuck in a "
+                            "change?); try again",
+                            what);
     if (state != NULL && strcmp(state, "53100") == 0)
         return P11KMS_RAISE(err, P11KMS_E_IO,
                             "PostgreSQL store: %s failed: the disk is full (nothing was changed)",
@@ -93,11 +98,33 @@ static p11kms_err fail(pg_store *s, p11kms_error *err, const PGresult *res, cons
     return P11KMS_RAISE(err, P11KMS_E_IO, "PostgreSQL store: %s failed: %s", what, clean);
 }
 
+/* What every connection of the store sets once made (again after PQreset, which starts a new
+ * backend): no notices on stderr, and a bounded wait for locks. Changes take the advisory lock
+ * of every host; a host that hangs while holding it (its HSM stopped answering in the middle of
+ * a change) keeps its connection and so the lock, and every other host's changes, batch
+ * reservations for Encrypt included, would wait for ever behind it: they fail after
+ * DEFAULT_LOCK_TIMEOUT instead, as SQLite's busy timeout does on one host. A lock_timeout other
+ * than 0 set for the connection (the spec's options=-c lock_timeout=..., PGOPTIONS, ALTER ROLE or
+ * DATABASE ... SET) is kept. One statement, one round trip. */
+#define DEFAULT_LOCK_TIMEOUT "30s"
+static const char session_setup_sql[] =
+    "SELECT set_config('client_min_messages', 'warning', false),"
+    " CASE WHEN current_setting('lock_timeout') = '0'"
+    " THEN set_config('lock_timeout', '" DEFAULT_LOCK_TIMEOUT "', false) END";
+
+static void session_setup(PGconn *conn)
+{
+    PQclear(PQexec(conn, session_setup_sql));
+}
+
 /* A dropped connection is re-established once before a statement outside a transaction. */
 static void ensure_connected(pg_store *s)
 {
-    if (PQstatus(s->conn) != CONNECTION_OK && s->depth == 0)
+    if (PQstatus(s->conn) != CONNECTION_OK && s->depth == 0) {
         PQreset(s->conn);
+        if (PQstatus(s->conn) == CONNECTION_OK)
+            session_setup(s->conn);
+    }
 }
 
 /* Runs one statement; outside a transaction, retried on serialization failure or deadlock. */
@@ -601,7 +628,7 @@ static void *connect_thread(void *arg)
     pg_connecting *c = arg;
     c->conn = pg_connect(c->conninfo);
     if (PQstatus(c->conn) == CONNECTION_OK) {
-        PQclear(PQexec(c->conn, "SET client_min_messages = warning"));
+        session_setup(c->conn);
         c->has_schema = schema_current(c->conn);
     }
     return NULL;

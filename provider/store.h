@@ -125,6 +125,10 @@ struct store {
     const store_ops *ops;
 };
 
+/* The session advisory lock that serializes changes across every p11kms process sharing a
+ * PostgreSQL database (store_lock). Any constant, the same for all. */
+#define STORE_PG_ADVISORY_KEY "7011771001"
+
 P11KMS_MUST_CHECK p11kms_err store_sqlite_open(const char *path, store **out, p11kms_error *err);
 typedef struct pg_connecting pg_connecting;
 P11KMS_MUST_CHECK p11kms_err store_pg_connect_begin(const char *conninfo, pg_connecting **out,

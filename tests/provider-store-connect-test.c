@@ -14,7 +14,10 @@
  * - p11kms_open: a refused connection is the store's error, and a wrong PIN is the token's
  *   (PinError) while the connection was being made, which is then closed.
  * As the .pgtest variant, against a real PostgreSQL: a wrong PIN leaves a new database without
- * the schema (the connecting thread only reads), the right PIN then creates it. */
+ * the schema (the connecting thread only reads), the right PIN then creates it; a change waits
+ * for the change lock another connection holds at most lock_timeout (30 s by default, again
+ * after the connection was re-established; PGOPTIONS's own kept), then fails and leaves
+ * nothing behind. */
 #include "config.h"
 
 #include <poll.h>
@@ -243,11 +246,86 @@ static void test_real_server(const char *spec)
     free(cfg);
 }
 
+/* Creates a key while another connection holds the change lock: refused after lock_timeout,
+ * which took between at_least and below seconds. */
+static void create_refused_behind_lock(p11kms *svc, PGconn *holder, double at_least, double below)
+{
+    PGresult *res = PQexec(holder, "SELECT pg_advisory_lock(" STORE_PG_ADVISORY_KEY ")");
+    REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    PQclear(res);
+    p11kms_principal *who = fx_principal("unix:user:store-connect");
+    p11kms_key_metadata md;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    alarm(120); /* a wait without a bound would hang here: fail instead */
+    CHECK_ERR(p11kms_create_key(svc, who, NULL, &md, &e), P11KMS_E_IO, &e);
+    alarm(0);
+    double took = seconds_since(&start);
+    CHECK(fx_msg_has(&e, "lock_timeout"));
+    CHECK(took >= at_least && took < below);
+    res = PQexec(holder, "SELECT pg_advisory_unlock(" STORE_PG_ADVISORY_KEY ")");
+    REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    PQclear(res);
+    p11kms_principal_free(who);
+}
+
+static long key_rows(PGconn *c)
+{
+    PGresult *res = PQexec(c, "SELECT count(*) FROM keys");
+    REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    long n = atol(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+static void test_lock_wait_bounded(const char *spec)
+{
+    PGconn *holder = PQconnectdb(spec);
+    REQUIRE(PQstatus(holder) == CONNECTION_OK);
+    p11kms_principal *who = fx_principal("unix:user:store-connect");
+    char id[P11KMS_KEY_ID_LEN + 1];
+
+    fx_say("a change behind another host's change lock fails after the default lock_timeout");
+    p11kms *svc = fx_open(NULL);
+    fx_create_key(svc, who, "before", id);
+    long rows = key_rows(holder);
+    create_refused_behind_lock(svc, holder, 25.0, 60.0);
+    CHECK(key_rows(holder) == rows);
+    fx_create_key(svc, who, "after the lock was released", id);
+
+    fx_say("the same once the connection was lost and made again");
+    PGresult *res =
+        PQexec(holder, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                       " WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    PQclear(res);
+    p11kms_key_metadata md;
+    p11kms_error seen = {0};
+    if (p11kms_create_key(svc, who, NULL, &md, &seen) != P11KMS_OK) /* the one that sees it */
+        fx_say("as expected, the first change after it failed: %s", seen.message);
+    fx_create_key(svc, who, "on the new connection", id);
+    rows = key_rows(holder);
+    create_refused_behind_lock(svc, holder, 25.0, 60.0);
+    CHECK(key_rows(holder) == rows);
+    p11kms_close(svc);
+
+    fx_say("a lock_timeout the connection sets itself (PGOPTIONS) is kept");
+    REQUIRE(setenv("PGOPTIONS", "-c lock_timeout=2s", 1) == 0);
+    svc = fx_open(NULL);
+    create_refused_behind_lock(svc, holder, 1.0, 15.0);
+    p11kms_close(svc);
+    REQUIRE(unsetenv("PGOPTIONS") == 0);
+
+    p11kms_principal_free(who);
+    PQfinish(holder);
+}
+
 int main(void)
 {
     const char *kind = getenv("P11KMS_TEST_STORE");
     if (kind != NULL && strcmp(kind, "postgresql") == 0) {
         test_real_server(test_env("P11KMS_TEST_STORE_SPEC"));
+        test_lock_wait_bounded(test_env("P11KMS_TEST_STORE_SPEC"));
         return check_finish("provider-store-connect-test");
     }
 

@@ -103,7 +103,7 @@ static p11kms_err fail(pg_store *s, p11kms_error *err, const PGresult *res, cons
  * of every host; a host that hangs while holding it (its HSM stopped answering in the middle of
  * a change) keeps its connection and so the lock, and every other host's changes, batch
  * reservations for Encrypt included, would wait for ever behind it: they fail after
- * DEFAULT_LOCK_TIMEOUT instead, as SQLite's busy timeout does on one host. A lock_timeout other
+ * DEFAULT_LOCK_TIMEOUT instead (SQLite's busy timeout is the same 30 s). A lock_timeout other
  * than 0 set for the connection (the spec's options=-c lock_timeout=..., PGOPTIONS, ALTER ROLE or
  * DATABASE ... SET) is kept. One statement, one round trip. */
 #define DEFAULT_LOCK_TIMEOUT "30s"

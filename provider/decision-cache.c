@@ -42,6 +42,7 @@ struct decision_cache {
     pthread_mutex_t locks[STRIPES];
     size_t set_count;  /* a power of two */
     set_tags *tags;    /* set_count sets */
+    void *tags_mem;    /* what tags was aligned in */
     slot_body *bodies; /* set_count * DECISION_CACHE_WAYS, read through body_of */
     void *bodies_mem;  /* what bodies was aligned in */
     _Atomic uint64_t hits, misses;
@@ -124,30 +125,36 @@ size_t decision_cache_slots_for(size_t wanted)
     return slots;
 }
 
+/* Zeroed memory aligned by hand in a calloc: a large calloc gets zeroed pages from the system
+ * lazily, where aligned_alloc + memset would write them all at every open (the tags of 16,384
+ * slots are 256 KiB, the bodies megabytes). *mem is what to free. */
+static void *calloc_aligned(size_t size, size_t align, void **mem)
+{
+    *mem = calloc(size + align - 1, 1);
+    if (*mem == NULL)
+        return NULL;
+    return (void *)(((uintptr_t)*mem + align - 1) & ~(uintptr_t)(align - 1));
+}
+
 decision_cache *decision_cache_new(size_t wanted_slots)
 {
     decision_cache *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->set_count = decision_cache_slots_for(wanted_slots) / DECISION_CACHE_WAYS;
-    c->tags = aligned_alloc(_Alignof(set_tags), c->set_count * sizeof(*c->tags));
-    /* calloc, aligned by hand: a large calloc gets zeroed pages from the system lazily, where
-     * aligned_alloc + memset would write megabytes at every open. */
-    size_t align = _Alignof(slot_body);
-    c->bodies_mem = calloc(c->set_count * DECISION_CACHE_WAYS * sizeof(*c->bodies) + align - 1, 1);
-    if (c->bodies_mem != NULL)
-        c->bodies = (slot_body *)(((uintptr_t)c->bodies_mem + align - 1) & ~(uintptr_t)(align - 1));
+    c->tags = calloc_aligned(c->set_count * sizeof(*c->tags), _Alignof(set_tags), &c->tags_mem);
+    c->bodies = calloc_aligned(c->set_count * DECISION_CACHE_WAYS * sizeof(*c->bodies),
+                               _Alignof(slot_body), &c->bodies_mem);
     sync_obj locks[STRIPES];
     for (int i = 0; i < STRIPES; i++)
         locks[i] = (sync_obj){SYNC_MUTEX, &c->locks[i], "a decision cache lock"};
     p11kms_error err = {0};
     if (c->tags == NULL || c->bodies == NULL || sync_init_all(locks, STRIPES, &err) != P11KMS_OK) {
-        free(c->tags);
+        free(c->tags_mem);
         free(c->bodies_mem);
         free(c); /* the caller reports it as out of memory, as for calloc */
         return NULL;
     }
-    memset(c->tags, 0, c->set_count * sizeof(*c->tags));
     atomic_init(&c->hits, 0);
     atomic_init(&c->misses, 0);
     return c;
@@ -159,7 +166,7 @@ void decision_cache_free(decision_cache *c)
         return;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&c->locks[i]);
-    free(c->tags);
+    free(c->tags_mem);
     free(c->bodies_mem);
     free(c);
 }

@@ -79,7 +79,7 @@ static p11kms_err lineage_check(lineage *l, p11kms_error *err)
             l->generation = gen;
         }
         if (rc == P11KMS_OK)
-            keycache_install(svc, l->root, m);
+            keycache_install_read(svc, l->root, m, gen); /* read without the lock */
         else
             keymeta_free(m);
     }

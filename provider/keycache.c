@@ -311,9 +311,16 @@ void keycache_copy_status(p11kms *svc, keycache_copy_report *out)
 
 void keycache_install(p11kms *svc, key_entry *entry, key_meta *m)
 {
-    /* Mostly called under the lock after a write, whose unlock bumps the generation. A
-     * generation that turns out too new only costs one more read later; never a stale use. */
-    install_at(svc, entry, m, service_generation(svc) + 1);
+    /* Called under the lock, so no other change is between the record and this generation; the
+     * unlock's bump then costs one more read. Never a generation ahead of the counter: another
+     * process's change would move the counter onto it and make this record look fresh after
+     * that change (a key disabled elsewhere used here until state-refresh-ms). */
+    install_at(svc, entry, m, service_generation(svc));
+}
+
+void keycache_install_read(p11kms *svc, key_entry *entry, key_meta *m, uint64_t gen_before_read)
+{
+    install_at(svc, entry, m, gen_before_read);
 }
 
 void keycache_install_copy(p11kms *svc, key_entry *entry, const key_meta *m)
@@ -333,11 +340,6 @@ p11kms_err keycache_commit(p11kms *svc, key_entry *entry, key_meta *m, p11kms_er
     if (rc == P11KMS_OK)
         keycache_install_copy(svc, entry, m);
     return rc;
-}
-
-void keycache_install_unannounced(p11kms *svc, key_entry *entry, key_meta *m)
-{
-    install_at(svc, entry, m, service_generation(svc));
 }
 
 void keycache_forget(p11kms *svc, key_entry *entry)

@@ -5,8 +5,11 @@
 
 #include "provider/service.h"
 
-/* Installs metadata just written to the token by this process (takes ownership of m). */
+/* Installs metadata this process just wrote or read under the keystore lock (takes ownership of
+ * m). Under the lock only: the record then reflects every change the generation counted. */
 void keycache_install(p11kms *svc, key_entry *entry, key_meta *m);
+/* Installs metadata read without the lock, as of the generation read before the read. */
+void keycache_install_read(p11kms *svc, key_entry *entry, key_meta *m, uint64_t gen_before_read);
 /* Installs a copy of m (the caller keeps m). Out of memory it forgets the entry instead: the next
  * access re-reads the store, never a missing key or a stale record. entry may be NULL. */
 void keycache_install_copy(p11kms *svc, key_entry *entry, const key_meta *m);
@@ -14,8 +17,6 @@ void keycache_install_copy(p11kms *svc, key_entry *entry, const key_meta *m);
  * cache. */
 P11KMS_MUST_CHECK p11kms_err keycache_commit(p11kms *svc, key_entry *entry, key_meta *m,
                                              p11kms_error *err);
-/* Same, for a write whose unlock does not bump the generation (encryption reservations). */
-void keycache_install_unannounced(p11kms *svc, key_entry *entry, key_meta *m);
 /* Marks the key gone (after a purge). */
 void keycache_forget(p11kms *svc, key_entry *entry);
 /* Reads the record from the token and installs it; NOT_FOUND when the key does not exist. */

@@ -115,10 +115,7 @@ static p11kms_err refill_batch(p11kms *svc, key_entry *entry, p11kms_error *err)
                 entry->batch_left += want;
                 entry->next_batch = want * 2;
                 pthread_mutex_unlock(&entry->lock);
-                if (announce)
-                    keycache_install(svc, entry, m);
-                else
-                    keycache_install_unannounced(svc, entry, m);
+                keycache_install(svc, entry, m);
                 m = NULL;
             }
         }

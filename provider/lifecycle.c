@@ -225,16 +225,16 @@ p11kms_err kms_op_create_key(p11kms *svc, const p11kms_principal *who,
         return rc;
     }
     rc = create_key_locked(svc, m, external, err);
-    keystore_unlock(svc);
     if (rc == P11KMS_OK) {
         if (out != NULL)
             lifecycle_fill_metadata(svc, m, out);
         key_entry *entry = keycache_entry(svc, m->id_text);
-        if (entry != NULL) {
+        if (entry != NULL) { /* still under the lock (keycache_install) */
             keycache_install(svc, entry, m);
             m = NULL;
         }
     }
+    keystore_unlock(svc);
     keymeta_free(m);
     return rc;
 }

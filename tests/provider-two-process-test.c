@@ -73,6 +73,16 @@ static void run_a(void)
     signal_peer('e');
     wait_peer('u'); /* B used it again */
 
+    fx_say("A: encrypt under the key B created, then disable it");
+    char *b_key = (char *)fx_recv_msg(from_peer, NULL);
+    p11kms_result b_ct;
+    CHECK_OK(p11kms_encrypt(svc, who, b_key, NULL, secret, sizeof(secret), &b_ct, &e), &e);
+    CHECK_OK(p11kms_disable_key(svc, who, b_key, &e), &e);
+    fx_send_msg(to_peer, b_ct.ciphertext, b_ct.ciphertext_len);
+    p11kms_result_free(&b_ct);
+    free(b_key);
+    wait_peer('y'); /* B checked the refusal */
+
     fx_say("A: a master key and a cluster key blob (generate-data-key-without-plaintext)");
     char master[P11KMS_KEY_ID_LEN + 1];
     fx_create_key(svc, who, "two processes: master", master);
@@ -146,6 +156,22 @@ static void run_b(void)
     p11kms_result_free(&ct);
     free(id);
     signal_peer('u');
+
+    /* The record B cached when it created the key must count as read before A's change, even
+     * though B's own change (the create) moved the state generation too. */
+    fx_say("B: create a key of its own (its record cached by the create, not used yet)");
+    char own[P11KMS_KEY_ID_LEN + 1];
+    fx_create_key(svc, who, "two processes: created by B", own);
+    fx_send_msg(to_peer, own, strlen(own));
+    size_t own_ct_len = 0;
+    uint8_t *own_ct = fx_recv_msg(from_peer, &own_ct_len);
+    fx_say("B: right after A disabled B's key, decrypt under it is Disabled");
+    CHECK_ERR(p11kms_decrypt(svc, who, own, NULL, own_ct, own_ct_len, &r, &e), P11KMS_E_DISABLED,
+              &e);
+    CHECK(r.plaintext == NULL);
+    p11kms_result_free(&r);
+    free(own_ct);
+    signal_peer('y');
 
     char *master = (char *)fx_recv_msg(from_peer, NULL);
     size_t blob_len = 0;

@@ -20,7 +20,7 @@
  * tag; a session gives back a scratch that grew past SCRATCH_KEEP. */
 #define SCRATCH_MIN (4096 + 64)
 #define SCRATCH_KEEP (64 * 1024)
-/* C_Login answered CKR_USER_PIN_NOT_INITIALIZED against the token's flags: looks, and the pause
+/* C_Login answered so that no PIN was compared (login_answer_transient): looks, and the pause
  * between two (login_with_second_looks). */
 #define LOGIN_LOOKS 4
 #define LOGIN_LOOK_PAUSE_MS 20
@@ -151,25 +151,36 @@ static p11kms_err check_token_flags(p11_token *t, p11kms_error *err)
     return P11KMS_OK;
 }
 
-/* C_Login, looked at again when the token answers CKR_USER_PIN_NOT_INITIALIZED although its flags
- * said the PIN was initialized (check_token_flags): no PIN was compared, so another try costs the
- * token nothing. A file-backed token rewriting its state for another process's login answers so
- * for a moment (SoftHSM's token.object, doc/token-layout.md); a token whose PIN really is not
- * initialized answers so every time and is reported after the last look. */
+/* Answers of C_Login that compared no PIN, which SoftHSM's file store gives for a moment while
+ * another process rewrites its token.object at its own C_Login (doc/token-layout.md):
+ * CKR_USER_PIN_NOT_INITIALIZED although the token's flags said the PIN was initialized
+ * (check_token_flags), and CKR_GENERAL_ERROR when it cannot read the token's flags back. A token
+ * that answers so for good is reported after the last look; a wrong PIN is answered
+ * CKR_PIN_INCORRECT at the first and never looked at again. */
+static bool login_answer_transient(CK_RV rv)
+{
+    return rv == CKR_USER_PIN_NOT_INITIALIZED || rv == CKR_GENERAL_ERROR;
+}
+
+/* C_Login, looked at again (LOGIN_LOOKS in all) while its answer is one of the above. */
 static p11kms_err login_with_second_looks(p11_token *t, p11kms_error *err)
 {
     for (int look = 1;; look++) {
         if (p11c_login(t->calls, t->login_session, CKU_USER, t->pin, t->pin_len, err) == P11KMS_OK)
             return P11KMS_OK;
-        if (err->ckr != CKR_USER_PIN_NOT_INITIALIZED)
+        if (!login_answer_transient(err->ckr))
             return err->code;
         if (look == LOGIN_LOOKS) {
-            P11KMS_RAISE(err, P11KMS_E_PIN,
-                         "token %s answered C_Login with CKR_USER_PIN_NOT_INITIALIZED %d times "
-                         "over %d ms although its flags say the user PIN is initialized",
-                         t->token_uri, LOGIN_LOOKS, (LOGIN_LOOKS - 1) * LOGIN_LOOK_PAUSE_MS);
-            err->ckr = CKR_USER_PIN_NOT_INITIALIZED;
-            return P11KMS_E_PIN;
+            CK_RV rv = err->ckr;
+            p11kms_err code = rv == CKR_USER_PIN_NOT_INITIALIZED ? P11KMS_E_PIN : err->code;
+            P11KMS_RAISE(err, code, "token %s answered C_Login with %s %d times over %d ms%s",
+                         t->token_uri, p11_ckr_name(rv), LOGIN_LOOKS,
+                         (LOGIN_LOOKS - 1) * LOGIN_LOOK_PAUSE_MS,
+                         rv == CKR_USER_PIN_NOT_INITIALIZED
+                             ? " although its flags say the user PIN is initialized"
+                             : "");
+            err->ckr = rv;
+            return code;
         }
         p11kms_error_clear(err);
         sleep_ms(LOGIN_LOOK_PAUSE_MS);

@@ -270,6 +270,37 @@ static void test_pin_not_initialized_not_remembered(void)
     p11_token_close(t);
 }
 
+/* CKR_GENERAL_ERROR from C_Login is SoftHSM's other answer in that window (it cannot read the
+ * token's flags back): looked at again like the one above, reported as the token's error when it
+ * lasts, never remembered as a refused PIN. */
+static void test_login_general_error_looked_at_again(void)
+{
+    shim.reset();
+    p11_token_config cfg = shim_config();
+    char marker[4096];
+    snprintf(marker, sizeof(marker), "%s.refused", getenv("P11KMS_TEST_PIN_FILE"));
+    struct stat st;
+
+    shim.fail("C_Login", CKR_GENERAL_ERROR, 3);
+    p11_token *t = pt_open(&cfg);
+    CHECK(shim.count("C_Login") == 4);
+    p11_token_close(t);
+
+    shim.reset();
+    shim.fail("C_Login", CKR_GENERAL_ERROR, -1);
+    t = NULL;
+    p11kms_err rc = p11_token_open(&cfg, &t, &e);
+    CHECK(rc != P11KMS_OK && rc != P11KMS_E_PIN && t == NULL);
+    CHECK(e.ckr == CKR_GENERAL_ERROR &&
+          strstr(e.message, "CKR_GENERAL_ERROR 4 times over 60 ms") != NULL);
+    CHECK(shim.count("C_Login") == 4);
+    CHECK(stat(marker, &st) != 0);
+    shim.fail("C_Login", CKR_OK, 0);
+    t = pt_open(&cfg);
+    CHECK(shim.count("C_Login") == 5);
+    p11_token_close(t);
+}
+
 /* A token missing from the slot list (SoftHSM's token.object read while another process rewrites
  * it) is looked for four times, each after a fresh C_Initialize, before it is called absent. */
 static void test_token_looked_for_again(void)
@@ -761,6 +792,7 @@ int main(void)
     test_reinit();
     test_pin_never_retried();
     test_pin_not_initialized_not_remembered();
+    test_login_general_error_looked_at_again();
     test_token_looked_for_again();
     test_token_flags();
     test_session_limit();

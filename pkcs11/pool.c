@@ -151,12 +151,12 @@ static p11kms_err check_token_flags(p11_token *t, p11kms_error *err)
     return P11KMS_OK;
 }
 
-/* Answers of C_Login that compared no PIN, which SoftHSM's file store gives for a moment while
- * another process rewrites its token.object at its own C_Login (doc/token-layout.md):
+/* Answers of C_Login that are not about the PIN, which SoftHSM's file store gives for a moment
+ * while another process rewrites its token.object at its own C_Login (doc/token-layout.md):
  * CKR_USER_PIN_NOT_INITIALIZED although the token's flags said the PIN was initialized
- * (check_token_flags), and CKR_GENERAL_ERROR when it cannot read the token's flags back. A token
- * that answers so for good is reported after the last look; a wrong PIN is answered
- * CKR_PIN_INCORRECT at the first and never looked at again. */
+ * (check_token_flags), and CKR_GENERAL_ERROR (seen in CI from a process logging in at the same
+ * moment as another). A token that answers so for good is reported after the last look; a wrong
+ * PIN is answered CKR_PIN_INCORRECT, which is never looked at again. */
 static bool login_answer_transient(CK_RV rv)
 {
     return rv == CKR_USER_PIN_NOT_INITIALIZED || rv == CKR_GENERAL_ERROR;

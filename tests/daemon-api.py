@@ -408,6 +408,24 @@ for conn in (UnixConnection(SOCKET), http.client.HTTPConnection("127.0.0.1", POR
     conn.close()
     expect(statuses == [200, 200, 200], f"three requests on one {type(conn).__name__}")
 
+print("== a browser's request does not act as the connection's owner (DNS rebinding)")
+before = state()
+for headers, why in (({"Host": f"attacker.example:{PORT}"}, "Host attacker.example"),
+                     ({"Origin": f"http://127.0.0.1:{PORT}"}, "an Origin header"),
+                     ({"Sec-Fetch-Site": "same-origin"}, "a Sec-Fetch-Site header")):
+    tcp = http.client.HTTPConnection("127.0.0.1", PORT, timeout=20)
+    raw_error("CreateKey", {}, "AccessDeniedException", f"loopback, {why}", status_want=400,
+              conn=tcp, headers=headers)
+    tcp.close()
+expect(state() == before, "the refused browser requests changed nothing")
+for host in (f"localhost:{PORT}", f"127.0.0.1:{PORT}", f"{socket.gethostname()}:{PORT}"):
+    tcp = http.client.HTTPConnection("127.0.0.1", PORT, timeout=20)
+    status = raw("GenerateRandom", {"NumberOfBytes": 8}, conn=tcp, headers={"Host": host})[0]
+    tcp.close()
+    expect(status == 200, f"loopback, Host {host} -> {status}")
+status = raw("GenerateRandom", {"NumberOfBytes": 8}, headers={"Host": "attacker.example"})[0]
+expect(status == 200, f"the Unix socket (no browser reaches it), Host attacker.example -> {status}")
+
 print("== request ids: a fresh version-4 UUID per request (drawn in blocks per thread)")
 ids = []
 for _ in range(150):  # more than two blocks of 64 on one connection

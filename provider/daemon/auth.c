@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include "browser-guard.h"
 #include "log.h"
 
 const char *listener_kind_name(listener_kind kind)
@@ -373,6 +374,8 @@ bool auth_authenticate(const auth_input *in, const p11kms_principal **who, p11km
         return true;
     }
     if (has_peer) {
+        if (!browser_guard_allows(in, f))
+            return false;
         *who = in->peer;
         return true;
     }

@@ -6,7 +6,7 @@
  *             every group of that uid (primary and supplementary).
  *   loopback  plain HTTP on 127.0.0.0/8 or ::1, only when configured: the kernel's owner of the
  *             peer socket (sock_diag), which on loopback is a local process; the same names as
- *             on the Unix socket.
+ *             on the Unix socket. Not for a web browser's requests (browser-guard.h).
  *   tls       a client certificate that verifies against the client CAs (x509:<subject>), or
  *             AWS Signature Version 4 (sigv4:<access key id>).
  *

@@ -442,6 +442,7 @@ static enum MHD_Result serve(listener *l, struct MHD_Connection *c, const char *
                                                : NULL,
                                   who, cc != NULL && cc->source[0] ? cc->source : "unknown",
                                   request_id, &f)) {
+            kms_request_clear(&req); /* decoded: it may hold a plaintext */
             kms_reply_fault(&reply, &f);
         } else {
             free_body(r); /* the decoded request holds what is needed */

@@ -240,7 +240,7 @@ expect_ok "https: decrypt" $tls --client-cert certs/app.pem --client-key certs/a
     decrypt --ciphertext-blob fileb://tblob.bin
 [ "$(jq -r .Plaintext out.json | base64 -d)" = "order 42" ] && pass "https round trip" ||
     fail "https decrypt: $(cat out.json)"
-grep -q "principal=x509:CN=p11kmst-client,O=p11kms test op=Decrypt" daemon-tls.log &&
+grep -q "principal=x509:CN=p11kmst-client,O=p11kms%20test op=Decrypt" daemon-tls.log &&
     pass "the daemon saw the certificate's subject" || fail "log: $(grep Decrypt daemon-tls.log)"
 same "describe-key over the socket after TLS" describe-key --key-id "$tkey"
 # shellcheck disable=SC2086

@@ -426,6 +426,10 @@ for host in (f"localhost:{PORT}", f"127.0.0.1:{PORT}", f"{socket.gethostname()}:
 status = raw("GenerateRandom", {"NumberOfBytes": 8}, headers={"Host": "attacker.example"})[0]
 expect(status == 200, f"the Unix socket (no browser reaches it), Host attacker.example -> {status}")
 
+print("== a key name with spaces cannot add fields to the request log (daemon-api.sh reads it)")
+status = raw("Encrypt", {"KeyId": "alias/forged decision=allowed", "Plaintext": "eA=="})[0]
+expect(status == 400, f"Encrypt under a key name with spaces -> {status}")
+
 print("== request ids: a fresh version-4 UUID per request (drawn in blocks per thread)")
 ids = []
 for _ in range(150):  # more than two blocks of 64 on one connection

@@ -126,6 +126,10 @@ grep -q "principal=unix:user:$(id -un) op=Encrypt key=.* decision=allowed error=
     fail "request log lines: $(tail -3 daemon.log)"
 grep -q "op=Decrypt .*decision=failed error=InvalidCiphertextException status=400" daemon.log &&
     pass "refusals are logged with their class" || fail "refusal log line missing"
+grep -q "key=alias/forged%20decision=allowed decision=failed error=" daemon.log &&
+    ! grep -q "key=alias/forged decision=allowed" daemon.log &&
+    pass "a key name's spaces are written %20: no field of the client's own" ||
+    fail "key name with spaces: $(grep forged daemon.log)"
 if grep -q "secret from the aws cli\|c2VjcmV0IGZyb20gdGhlIGF3cyBjbGk" daemon.log; then
     fail "the log holds a plaintext"
 else

@@ -57,7 +57,7 @@ if "$PY" "$P11KMS_SRCDIR/tests/daemon-tls.py" "$port" "$P11KMS_TEST_ROOT/certs";
 else
     fail "daemon-tls.py"
 fi
-grep -q "principal=x509:CN=p11kmst-app,O=p11kms test op=Encrypt .*decision=allowed" daemon.log &&
+grep -q "principal=x509:CN=p11kmst-app,O=p11kms%20test op=Encrypt .*decision=allowed" daemon.log &&
     pass "the log names the certificate's subject" || fail "log: $(grep Encrypt daemon.log | head -2)"
 grep -q "decision=unauthenticated error=MissingAuthenticationTokenException" daemon.log &&
     pass "unauthenticated requests are logged as such" || fail "no unauthenticated line"

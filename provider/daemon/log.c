@@ -33,10 +33,31 @@ void log_line(const char *fmt, ...)
     emit(line, len);
 }
 
+/* A field value as one word: a client chooses key names (and a certificate subject holds
+ * spaces), and a space in one would let it write fields of its own, such as "decision=allowed",
+ * into the line. Spaces become %20 and '%' %25; a value longer than out_size - 1 is cut (at a
+ * whole character of the output). */
+static void one_word(const char *value, char *out, size_t out_size)
+{
+    size_t o = 0;
+    for (size_t i = 0; value[i] != '\0' && o + 4 <= out_size; i++) {
+        if (value[i] == ' ' || value[i] == '%') {
+            memcpy(out + o, value[i] == ' ' ? "%20" : "%25", 3);
+            o += 3;
+        } else {
+            out[o++] = value[i];
+        }
+    }
+    out[o] = '\0';
+}
+
 void log_request(const char *request_id, const char *principal, const char *op, const char *key,
                  const char *decision, const char *error_class, unsigned status, long long us)
 {
-    log_line("request=%s principal=%.200s op=%s key=%.300s decision=%s error=%s status=%u us=%lld",
-             request_id, principal, op, key != NULL && key[0] != '\0' ? key : "-", decision,
-             error_class != NULL ? error_class : "-", status, us);
+    char who[201], what[301];
+    one_word(principal, who, sizeof(who));
+    one_word(key != NULL && key[0] != '\0' ? key : "-", what, sizeof(what));
+    log_line("request=%s principal=%s op=%s key=%s decision=%s error=%s status=%u us=%lld",
+             request_id, who, op, what, decision, error_class != NULL ? error_class : "-", status,
+             us);
 }

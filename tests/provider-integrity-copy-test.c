@@ -52,6 +52,33 @@ static bool protected_session_object(CK_OBJECT_HANDLE h)
     return ok;
 }
 
+/* How many token objects have the integrity key's CKA_ID (provider/keystore.c; not counting a
+ * session copy of it). */
+static CK_ULONG integrity_keys_in_token(void)
+{
+    CK_SLOT_ID slots[16];
+    CK_ULONG n = 16, found = 0;
+    REQUIRE(fl->C_GetSlotList(CK_TRUE, slots, &n) == CKR_OK && n > 0);
+    static const char id[] = "p11kms/integrity";
+    CK_BBOOL on_token = CK_TRUE;
+    CK_ATTRIBUTE match[] = {{CKA_ID, (void *)id, sizeof(id) - 1},
+                            {CKA_TOKEN, &on_token, sizeof(on_token)}};
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_SESSION_HANDLE s;
+        if (fl->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
+            continue;
+        CK_OBJECT_HANDLE h[4];
+        CK_ULONG got = 0;
+        if (fl->C_FindObjectsInit(s, match, 2) == CKR_OK) {
+            if (fl->C_FindObjects(s, h, 4, &got) == CKR_OK)
+                found += got;
+            fl->C_FindObjectsFinal(s);
+        }
+        fl->C_CloseSession(s);
+    }
+    return found;
+}
+
 static void describe(p11kms *svc, const p11kms_principal *who, const char *id)
 {
     p11kms_key_metadata md;
@@ -63,13 +90,41 @@ int main(void)
 {
     p11kms_principal *who = fx_principal("unix:user:integrity-copy-tester");
     char *path = fx_shim_config("integrity-copy.yaml", NULL);
+
+    /* An audit checkpoint is written under the audit log's lock, not the keystore's: on a token
+     * without the integrity key yet it must not make one (another process's first key record
+     * could make a second, and no row would verify again). */
+    char *audited_path = fx_shim_config("integrity-audited.yaml", NULL);
+    char *log = fx_write_file("integrity-audit.log", "");
+    FILE *cfg = fopen(audited_path, "a");
+    REQUIRE(cfg != NULL);
+    fprintf(cfg, "audit:\n  file: %s\n  checkpoint-seconds: 1\n", log);
+    fclose(cfg);
+    p11kms *audited = fx_open(audited_path);
+    CK_C_GetFunctionList get_list;
+    *(void **)&get_list = fx_shim_symbol("C_GetFunctionList");
+    REQUIRE(get_list(&fl) == CKR_OK);
+    fx_say("an audited request before any key: its checkpoint makes no integrity key");
+    p11kms_result random;
+    for (int i = 0; i < 2; i++) { /* the second a checkpoint period after the open */
+        CHECK_OK(p11kms_generate_random(audited, who, 16, &random, &e), &e);
+        p11kms_result_free(&random);
+        fx_sleep_ms(1100);
+    }
+    CHECK(integrity_keys_in_token() == 0);
+    char first[P11KMS_KEY_ID_LEN + 1];
+    fx_create_key(audited, who, "the first key record makes it", first);
+    CHECK(integrity_keys_in_token() == 1);
+    p11kms_close(audited);
+    free(log);
+    free(audited_path);
+
     p11kms *svc = fx_open(path);
     /* The service loaded the shim as its module; it stays loaded while svc is open. */
     *(void **)&shim_count = fx_shim_symbol("p11kms_shim_count");
     *(void **)&shim_fail = fx_shim_symbol("p11kms_shim_fail");
     *(void **)&shim_last_copy = fx_shim_symbol("p11kms_shim_last_copy");
     *(void **)&shim_last_sign_key = fx_shim_symbol("p11kms_shim_last_sign_key");
-    CK_C_GetFunctionList get_list;
     *(void **)&get_list = fx_shim_symbol("C_GetFunctionList");
     REQUIRE(get_list(&fl) == CKR_OK);
 

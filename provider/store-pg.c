@@ -423,8 +423,18 @@ static void pg_unlock(store *base, bool changed)
     pg_store *s = of(base);
     p11kms_error ignored = {0};
     pthread_mutex_lock(&s->lock);
-    if (changed)
-        (void)simple(s, "NOTIFY " CHANNEL, "announcing a change", &ignored);
+    /* The change committed already. A connection lost since then fails the NOTIFY; sent again
+     * on the connection made anew (run), it still reaches the other hosts at once instead of
+     * after their keys.state-refresh-ms. */
+    if (changed && simple(s, "NOTIFY " CHANNEL, "announcing a change", &ignored) != P11KMS_OK) {
+        p11kms_error_clear(&ignored);
+        if (simple(s, "NOTIFY " CHANNEL, "announcing a change", &ignored) != P11KMS_OK)
+            fprintf(stderr,
+                    "p11kms: WARNING: a committed change could not be announced to other hosts "
+                    "(%s); they see it within keys.state-refresh-ms\n",
+                    ignored.message);
+        p11kms_error_clear(&ignored);
+    }
     /* A lost connection released the lock on the server already. */
     (void)simple(s, "SELECT pg_advisory_unlock(" ADVISORY_KEY ")", "releasing the change lock",
                  &ignored);

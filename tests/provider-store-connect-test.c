@@ -320,12 +320,50 @@ static void test_lock_wait_bounded(const char *spec)
     PQfinish(holder);
 }
 
+/* A change that committed and then lost its connection before its NOTIFY: the NOTIFY is sent
+ * again on the connection made anew, so the other hosts still hear of it at once. */
+static void test_change_announced_after_lost_connection(const char *spec)
+{
+    fx_say("a change whose connection was lost before its NOTIFY is announced on a new one");
+    PGconn *listener = PQconnectdb(spec);
+    REQUIRE(PQstatus(listener) == CONNECTION_OK);
+    PGresult *res = PQexec(listener, "LISTEN p11kms_state");
+    REQUIRE(PQresultStatus(res) == PGRES_COMMAND_OK);
+    PQclear(res);
+    store_opening *o = NULL;
+    store *st = NULL;
+    CHECK_OK(store_open_begin(spec, &o, &e), &e);
+    CHECK_OK(store_open_finish(o, &st, &e), &e);
+    REQUIRE(st != NULL);
+    CHECK_OK(store_lock(st, &e), &e);
+    res = PQexec(listener, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK);
+    PQclear(res);
+    store_unlock(st, true);
+    bool announced = false;
+    for (int i = 0; i < 150 && !announced; i++) {
+        REQUIRE(PQconsumeInput(listener) == 1);
+        PGnotify *n = PQnotifies(listener);
+        if (n != NULL) {
+            announced = strcmp(n->relname, "p11kms_state") == 0;
+            PQfreemem(n);
+        } else {
+            fx_sleep_ms(20);
+        }
+    }
+    CHECK(announced);
+    store_close(st);
+    PQfinish(listener);
+}
+
 int main(void)
 {
     const char *kind = getenv("P11KMS_TEST_STORE");
     if (kind != NULL && strcmp(kind, "postgresql") == 0) {
         test_real_server(test_env("P11KMS_TEST_STORE_SPEC"));
         test_lock_wait_bounded(test_env("P11KMS_TEST_STORE_SPEC"));
+        test_change_announced_after_lost_connection(test_env("P11KMS_TEST_STORE_SPEC"));
         return check_finish("provider-store-connect-test");
     }
 

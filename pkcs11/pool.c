@@ -20,8 +20,8 @@
  * tag; a session gives back a scratch that grew past SCRATCH_KEEP. */
 #define SCRATCH_MIN (4096 + 64)
 #define SCRATCH_KEEP (64 * 1024)
-/* C_Login answered so that no PIN was compared (login_answer_transient): looks, and the pause
- * between two (login_with_second_looks). */
+/* C_Login answered with something not about the PIN (login_answer_transient): looks, and the
+ * pause between two (login_with_second_looks). */
 #define LOGIN_LOOKS 4
 #define LOGIN_LOOK_PAUSE_MS 20
 

@@ -505,21 +505,26 @@ p11kms_err keystore_version_generate(p11kms *svc, const uint8_t id[KEY_UUID_LEN]
     rc = p11_key_generate(svc->token, vid, sizeof(vid), label, &key, err);
     /* Trusted only once the token finds it again (a token may report success for an object it
      * could not store). */
+    /* The claim is released only once no object of the version can be left: an object that
+     * outlives its claim is one maintain never destroys, and it blocks the version number. */
+    bool object_left = false;
     if (rc == P11KMS_OK) {
         p11kms_error probe = {0};
         rc = p11_key_confirm(svc->token, key, &probe);
         if (rc != P11KMS_OK) {
             p11kms_error ignored = {0};
-            (void)p11_key_destroy(svc->token, key, &ignored);
+            object_left = p11_key_destroy(svc->token, key, &ignored) != P11KMS_OK;
             rc = P11KMS_RAISE(err, P11KMS_E_KEY_UNAVAILABLE,
                               "key %s: the token reported version %u generated but does not "
-                              "find it again (%s); nothing was recorded",
-                              id_text, version, probe.message);
+                              "find it again (%s); nothing was recorded%s",
+                              id_text, version, probe.message,
+                              object_left ? "; maintain destroys the object once it can" : "");
         }
     }
     if (rc != P11KMS_OK) {
         p11kms_error ignored = {0};
-        (void)store_release_version(svc->store, id_text, version, &ignored);
+        if (!object_left)
+            (void)store_release_version(svc->store, id_text, version, &ignored);
         return rc;
     }
     *out = key;
@@ -532,10 +537,13 @@ void keystore_version_discard(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint3
     p11kms_error ignored = {0};
     char id_text[P11KMS_KEY_ID_LEN + 1];
     uuid_format(id, id_text);
-    if (keystore_version_find(svc, id, version, &key, &ignored) == P11KMS_OK &&
-        p11_key_destroy(svc->token, key, &ignored) != P11KMS_OK)
-        return; /* the claim stays: maintain destroys the object after the grace period */
-    (void)store_release_version(svc->store, id_text, version, &ignored);
+    p11kms_err rc = keystore_version_find(svc, id, version, &key, &ignored);
+    if (rc == P11KMS_OK)
+        rc = p11_key_destroy(svc->token, key, &ignored);
+    /* Released only when the object is known gone; otherwise the claim stays and maintain
+     * destroys the object after the grace period. */
+    if (rc == P11KMS_OK || rc == P11KMS_E_NOT_FOUND)
+        (void)store_release_version(svc->store, id_text, version, &ignored);
 }
 
 p11kms_err keystore_version_release(p11kms *svc, const char *id_text, uint32_t version,

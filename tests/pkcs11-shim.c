@@ -65,6 +65,7 @@ static struct {
         char fn[32];
         CK_RV rv;
         int times; /* < 0: forever */
+        int skip;  /* calls let through before the first failure */
     } fault[8];
     struct {
         char fn[32];
@@ -122,6 +123,10 @@ static CK_RV injected(const char *fn)
         rv = shim.env_rv;
     for (int i = 0; i < 8 && rv == CKR_OK; i++) {
         if (shim.fault[i].times != 0 && strcmp(shim.fault[i].fn, fn) == 0) {
+            if (shim.fault[i].skip > 0) {
+                shim.fault[i].skip--;
+                break;
+            }
             rv = shim.fault[i].rv;
             if (shim.fault[i].times > 0)
                 shim.fault[i].times--;
@@ -135,6 +140,7 @@ static CK_RV injected(const char *fn)
 /* --- control (for the tests) ------------------------------------------------------------------ */
 
 SHIM_API void p11kms_shim_fail(const char *fn, CK_RV rv, int times);
+SHIM_API void p11kms_shim_fail_after(const char *fn, CK_RV rv, int skip, int times);
 SHIM_API unsigned long p11kms_shim_count(const char *fn);
 SHIM_API void p11kms_shim_reset(void);
 SHIM_API void p11kms_shim_token_flags(CK_FLAGS set, CK_FLAGS clear);
@@ -166,12 +172,19 @@ CK_OBJECT_HANDLE p11kms_shim_last_sign_key(void)
 
 void p11kms_shim_fail(const char *fn, CK_RV rv, int times)
 {
+    p11kms_shim_fail_after(fn, rv, 0, times);
+}
+
+/* The next skip calls of fn succeed, then times calls fail with rv. */
+void p11kms_shim_fail_after(const char *fn, CK_RV rv, int skip, int times)
+{
     pthread_mutex_lock(&shim.lock);
     for (int i = 0; i < 8; i++) {
         if (shim.fault[i].times == 0 || strcmp(shim.fault[i].fn, fn) == 0) {
             snprintf(shim.fault[i].fn, sizeof(shim.fault[i].fn), "%s", fn);
             shim.fault[i].rv = rv;
             shim.fault[i].times = times;
+            shim.fault[i].skip = skip;
             break;
         }
     }
@@ -377,6 +390,12 @@ static CK_RV shim_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_ATTRIBUTE
     if (rv == CKR_OK && hidden(m))
         rv = CKR_MECHANISM_INVALID;
     return rv != CKR_OK ? rv : shim.real->C_GenerateKey(h, m, tmpl, n, key);
+}
+
+static CK_RV shim_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE object)
+{
+    CK_RV rv = injected("C_DestroyObject");
+    return rv != CKR_OK ? rv : shim.real->C_DestroyObject(h, object);
 }
 
 static CK_RV shim_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE *list, CK_ULONG *count)
@@ -593,6 +612,7 @@ static void shim_load(void)
     shim.list.C_Login = shim_Login;
     shim.list.C_FindObjectsInit = shim_FindObjectsInit;
     shim.list.C_GenerateKey = shim_GenerateKey;
+    shim.list.C_DestroyObject = shim_DestroyObject;
     shim.list.C_GetMechanismList = shim_GetMechanismList;
     shim.list.C_GetMechanismInfo = shim_GetMechanismInfo;
     shim.list.C_SignInit = shim_SignInit;

@@ -104,9 +104,8 @@ static const char *table_label(store_table t)
 
 /* The MAC covers the table, the row's name (key id or alias), its version and its canonical
  * bytes: a row moved to another name, another table or another version no longer verifies. */
-static uint8_t *mac_input(store_table t, const store_row *row, size_t *len)
+static uint8_t *mac_input_labeled(const char *tl, const store_row *row, size_t *len)
 {
-    const char *tl = table_label(t);
     size_t n = sizeof("p11kms-row-1") + strlen(tl) + 1 + strlen(row->name) + 1 + 8 + 8 + row->len;
     uint8_t *in = malloc(n);
     if (in == NULL)
@@ -126,6 +125,11 @@ static uint8_t *mac_input(store_table t, const store_row *row, size_t *len)
         memcpy(in + o, row->value, row->len);
     *len = n;
     return in;
+}
+
+static uint8_t *mac_input(store_table t, const store_row *row, size_t *len)
+{
+    return mac_input_labeled(table_label(t), row, len);
 }
 
 static p11kms_err row_sign(p11kms *svc, store_table t, store_row *row, p11kms_error *err)
@@ -488,6 +492,39 @@ static void version_id(const uint8_t id[KEY_UUID_LEN], uint32_t version,
     out[19] = (uint8_t)version;
 }
 
+/* A claim's seal: the integrity key's MAC over the claim, as a row of its own kind named
+ * "KEYID/vN" whose version is the claim's time. */
+static p11kms_err claim_mac(p11kms *svc, p11_key *key, const store_claim *c,
+                            uint8_t mac[STORE_MAC_LEN], p11kms_error *err)
+{
+    store_row row = {.version = (uint64_t)c->claimed, .value = (uint8_t *)"pending", .len = 7};
+    snprintf(row.name, sizeof(row.name), "%s/v%u", c->key_id, c->version);
+    size_t len = 0;
+    uint8_t *in = mac_input_labeled("claim", &row, &len);
+    if (in == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory");
+    p11kms_err rc = p11_hmac_sha256(svc->token, key, in, len, mac, err);
+    free(in);
+    return rc;
+}
+
+/* A sealed claim of the version, dated now. Under the keystore lock (it may make the integrity
+ * key). */
+static p11kms_err sealed_claim(p11kms *svc, const char *id_text, uint32_t version, store_claim *c,
+                               p11kms_error *err)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->key_id, sizeof(c->key_id), "%s", id_text);
+    c->version = version;
+    c->claimed = service_now();
+    p11_key *key = NULL;
+    p11kms_err rc = integrity_key(svc, true, &key, err);
+    if (rc == P11KMS_OK)
+        rc = claim_mac(svc, key, c, c->seal, err);
+    c->sealed = rc == P11KMS_OK;
+    return rc;
+}
+
 p11kms_err keystore_version_generate(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version,
                                      p11_key **out, p11kms_error *err)
 {
@@ -498,15 +535,18 @@ p11kms_err keystore_version_generate(p11kms *svc, const uint8_t id[KEY_UUID_LEN]
     snprintf(label, sizeof(label), LABEL_VERSION "%s/v%u", id_text, version);
     /* The claim is committed before the object exists: whatever happened to local files, no
      * two writers can make two objects for one version. */
-    p11kms_err rc = store_claim_version(svc->store, id_text, version, service_now(), err);
+    store_claim claim;
+    p11kms_err rc = sealed_claim(svc, id_text, version, &claim, err);
+    if (rc == P11KMS_OK)
+        rc = store_claim_version(svc->store, &claim, err);
     if (rc != P11KMS_OK)
         return rc;
     p11_key *key = NULL;
     rc = p11_key_generate(svc->token, vid, sizeof(vid), label, &key, err);
     /* Trusted only once the token finds it again (a token may report success for an object it
-     * could not store). */
-    /* The claim is released only once no object of the version can be left: an object that
-     * outlives its claim is one maintain never destroys, and it blocks the version number. */
+     * could not store). The claim is released only once no object of the version can be left:
+     * an object that outlives its claim is one maintain never destroys, and it blocks the
+     * version number. */
     bool object_left = false;
     if (rc == P11KMS_OK) {
         p11kms_error probe = {0};
@@ -531,6 +571,45 @@ p11kms_err keystore_version_generate(p11kms *svc, const uint8_t id[KEY_UUID_LEN]
     return P11KMS_OK;
 }
 
+p11kms_err keystore_meta_commit_version(p11kms *svc, key_meta *m, bool create, uint32_t version,
+                                        p11kms_error *err)
+{
+    p11kms_err rc = keystore_begin(svc, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    rc = meta_store(svc, m, create, err);
+    if (rc == P11KMS_OK && version > 0) {
+        store_claim named = {.version = version, .claimed = service_now(), .sealed = false};
+        snprintf(named.key_id, sizeof(named.key_id), "%s", m->id_text);
+        p11kms_error probe = {0};
+        rc = store_reseal_claim(svc->store, &named, &probe);
+        if (rc == P11KMS_E_NOT_FOUND) /* a version made before claims were sealed */
+            rc = P11KMS_OK;
+        else if (rc != P11KMS_OK && err != NULL)
+            *err = probe;
+    }
+    if (rc == P11KMS_OK)
+        return keystore_commit(svc, err);
+    keystore_rollback(svc);
+    return rc;
+}
+
+p11kms_err keystore_version_hand_back(p11kms *svc, const char *id_text, uint32_t version,
+                                      p11kms_error *err)
+{
+    store_claim claim;
+    p11kms_err rc = sealed_claim(svc, id_text, version, &claim, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    p11kms_error probe = {0};
+    rc = store_reseal_claim(svc->store, &claim, &probe);
+    if (rc == P11KMS_E_NOT_FOUND)
+        return store_claim_version(svc->store, &claim, err);
+    if (rc != P11KMS_OK && err != NULL)
+        *err = probe;
+    return rc;
+}
+
 void keystore_version_discard(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version)
 {
     p11_key *key = NULL;
@@ -552,12 +631,44 @@ p11kms_err keystore_version_release(p11kms *svc, const char *id_text, uint32_t v
     return store_release_version(svc->store, id_text, version, err);
 }
 
+typedef struct claims_list_ctx {
+    p11kms *svc;
+    p11_key *key; /* NULL: no integrity key, so no seal verifies */
+    int (*fn)(const char *id_text, uint32_t version, int64_t claimed, keystore_claim_state state,
+              void *arg);
+    void *arg;
+} claims_list_ctx;
+
+static int claims_list_one(const store_claim *c, void *arg)
+{
+    claims_list_ctx *ctx = arg;
+    keystore_claim_state state = CLAIM_NAMED;
+    if (c->sealed) {
+        uint8_t mac[STORE_MAC_LEN];
+        p11kms_error ignored = {0};
+        state = ctx->key != NULL && claim_mac(ctx->svc, ctx->key, c, mac, &ignored) == P11KMS_OK &&
+                        CRYPTO_memcmp(mac, c->seal, STORE_MAC_LEN) == 0
+                    ? CLAIM_PENDING
+                    : CLAIM_BAD_SEAL;
+        OPENSSL_cleanse(mac, sizeof(mac));
+    }
+    return ctx->fn(c->key_id, c->version, c->claimed, state, ctx->arg);
+}
+
 p11kms_err keystore_claims_list(p11kms *svc,
                                 int (*fn)(const char *id_text, uint32_t version, int64_t claimed,
-                                          void *arg),
+                                          keystore_claim_state state, void *arg),
                                 void *arg, p11kms_error *err)
 {
-    return store_list_claims(svc->store, fn, arg, err);
+    claims_list_ctx ctx = {svc, NULL, fn, arg};
+    p11kms_error probe = {0};
+    p11kms_err rc = integrity_key(svc, false, &ctx.key, &probe);
+    if (rc != P11KMS_OK && rc != P11KMS_E_NOT_FOUND) {
+        if (err != NULL)
+            *err = probe;
+        return rc;
+    }
+    return store_list_claims(svc->store, claims_list_one, &ctx, err);
 }
 
 p11kms_err keystore_version_find(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version,

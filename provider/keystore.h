@@ -50,25 +50,40 @@ p11kms_err keystore_alias_scan(p11kms *svc,
                                void *arg, p11kms_error *err);
 
 /* Key version objects: CKA_ID = 16-byte key id || u32 big-endian version.
- * Generation claims the version number in the store first (ALREADY_EXISTS if claimed), then
- * generates the object and finds it again from a fresh lookup; on failure nothing is left. A
- * crash after it leaves a claimed object no record names, which maintain destroys after the
- * grace period. */
+ * Generation claims the version number in the store first (ALREADY_EXISTS if claimed), with a
+ * seal that lets maintain destroy the object (store.h), then generates the object and finds it
+ * again from a fresh lookup; on failure nothing is left. A crash after it leaves a sealed claim
+ * and an object no record names, which maintain destroys after the grace period. */
 P11KMS_MUST_CHECK p11kms_err keystore_version_generate(p11kms *svc, const uint8_t id[KEY_UUID_LEN],
                                                        uint32_t version, p11_key **out,
                                                        p11kms_error *err);
 P11KMS_MUST_CHECK p11kms_err keystore_version_find(p11kms *svc, const uint8_t id[KEY_UUID_LEN],
                                                    uint32_t version, p11_key **out,
                                                    p11kms_error *err);
+/* Writes key record m (created when create) and, in the same transaction, clears the seal of
+ * the claim of the version it now names (0: none, an imported key): from then on maintain
+ * destroys that version's object under no circumstances, not even when the record is later
+ * deleted or put back to an older state by someone without the token. */
+P11KMS_MUST_CHECK p11kms_err keystore_meta_commit_version(p11kms *svc, key_meta *m, bool create,
+                                                          uint32_t version, p11kms_error *err);
+/* Seals the claim of a version of a key being purged (a claim is made if it had none), inside
+ * the purge's transaction: an object the purge then fails to destroy is maintain's to destroy. */
+P11KMS_MUST_CHECK p11kms_err keystore_version_hand_back(p11kms *svc, const char *id_text,
+                                                        uint32_t version, p11kms_error *err);
 /* Destroys a version object no record names and releases its claim (after a failed record
  * write). Best effort: what it cannot do, maintain does later. */
 void keystore_version_discard(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version);
 /* Releases the claim of a version whose object is gone. */
 p11kms_err keystore_version_release(p11kms *svc, const char *id_text, uint32_t version,
                                     p11kms_error *err);
+typedef enum keystore_claim_state {
+    CLAIM_NAMED,    /* no seal: a record named the version */
+    CLAIM_PENDING,  /* sealed, and the seal verifies: maintain may destroy its object */
+    CLAIM_BAD_SEAL, /* sealed, but not by this token's integrity key */
+} keystore_claim_state;
 p11kms_err keystore_claims_list(p11kms *svc,
                                 int (*fn)(const char *id_text, uint32_t version, int64_t claimed,
-                                          void *arg),
+                                          keystore_claim_state state, void *arg),
                                 void *arg, p11kms_error *err);
 /* One scan of the token's version objects with their usage attributes (maintenance). */
 p11kms_err keystore_version_scan(p11kms *svc,

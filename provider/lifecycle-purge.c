@@ -8,9 +8,10 @@
 
 p11kms_err lifecycle_purge_locked(p11kms *svc, const key_meta *m, p11kms_error *err)
 {
-    /* One transaction removes the record and its aliases; the version objects go afterwards. A
-     * crash before they are all destroyed leaves claimed objects no record names, which maintain
-     * destroys (their claims are older than any grace period: deletion waits at least 7 days). */
+    /* One transaction removes the record and its aliases and seals the versions' claims (hands
+     * them back to maintain); the version objects go afterwards. A crash before they are all
+     * destroyed leaves sealed claims and objects no record names, which maintain destroys after
+     * the grace period. */
     key_entry *entry = keycache_entry(svc, m->id_text);
     p11kms_err rc = keystore_begin(svc, err);
     if (rc != P11KMS_OK)
@@ -24,6 +25,8 @@ p11kms_err lifecycle_purge_locked(p11kms *svc, const key_meta *m, p11kms_error *
                 *err = probe;
         }
     }
+    for (size_t i = 0; rc == P11KMS_OK && i < m->version_count; i++)
+        rc = keystore_version_hand_back(svc, m->id_text, m->versions[i].number, err);
     if (rc == P11KMS_OK)
         rc = keystore_meta_delete(svc, m->id_text, err);
     if (rc == P11KMS_OK)

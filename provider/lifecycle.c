@@ -188,7 +188,7 @@ static p11kms_err create_key_locked(p11kms *svc, key_meta *m, bool external, p11
     if (!external)
         rc = keystore_version_generate(svc, m->id, 1, &v1, err);
     if (rc == P11KMS_OK)
-        rc = keystore_meta_create(svc, m, err);
+        rc = keystore_meta_commit_version(svc, m, true, external ? 0 : 1, err);
     if (rc != P11KMS_OK && v1 != NULL)
         keystore_version_discard(svc, m->id, 1);
     return rc;
@@ -451,13 +451,15 @@ p11kms_err lifecycle_rotate_locked(p11kms *svc, key_meta *m, rotation_type type,
     int64_t previous_rotation = m->next_rotation;
     if (m->rotation_enabled)
         m->next_rotation = now + (int64_t)m->rotation_period_days * DAY_SECONDS;
-    rc = keycache_commit(svc, entry, m, err);
+    rc = keystore_meta_commit_version(svc, m, false, next, err);
     if (rc != P11KMS_OK) {
         m->version_count--;
         m->next_rotation = previous_rotation;
         keystore_version_discard(svc, m->id, next);
+        return rc;
     }
-    return rc;
+    keycache_install_copy(svc, entry, m);
+    return P11KMS_OK;
 }
 
 static p11kms_err do_rotate(p11kms *svc, key_entry *entry, key_meta *m, void *arg,

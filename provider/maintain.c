@@ -27,6 +27,11 @@ typedef struct object_info {
     bool encrypt, decrypt, sensitive, extractable;
 } object_info;
 
+typedef struct claim_info {
+    int64_t claimed;
+    keystore_claim_state state;
+} claim_info;
+
 typedef struct record_info {
     key_meta *meta; /* NULL: the row failed verification or decoding */
 } record_info;
@@ -37,7 +42,7 @@ typedef struct maintenance {
     void *arg;
     hashmap *records; /* key id -> record_info */
     hashmap *objects; /* "keyid/vN" -> object_info */
-    hashmap *claims;  /* "keyid/vN" -> int64_t claimed */
+    hashmap *claims;  /* "keyid/vN" -> claim_info */
     hashmap *aliases; /* "alias/NAME" -> key id text (malloc'ed) */
     char (*ids)[P11KMS_KEY_ID_LEN + 1];
     size_t id_count;
@@ -115,14 +120,15 @@ static int collect_object(const uint8_t id[KEY_UUID_LEN], uint32_t version,
     return put(mt, mt->objects, key, o) ? 0 : 1;
 }
 
-static int collect_claim(const char *id_text, uint32_t version, int64_t claimed, void *arg)
+static int collect_claim(const char *id_text, uint32_t version, int64_t claimed,
+                         keystore_claim_state state, void *arg)
 {
     maintenance *mt = arg;
     char key[64];
     version_key(key, sizeof(key), id_text, version);
-    int64_t *c = malloc(sizeof(*c));
+    claim_info *c = malloc(sizeof(*c));
     if (c != NULL)
-        *c = claimed;
+        *c = (claim_info){claimed, state};
     return put(mt, mt->claims, key, c) ? 0 : 1;
 }
 
@@ -369,15 +375,33 @@ static int check_orphan(const char *key, void *value, void *arg)
                 id_text);
         return 0;
     }
-    const int64_t *claimed = hashmap_get(mt->claims, key);
-    if (claimed == NULL) {
+    const claim_info *claim = hashmap_get(mt->claims, key);
+    if (claim == NULL) {
         say(mt,
             "key object p11kms/%s/v%u has no key record and no version claim; left in place (not "
             "made by an interrupted p11kms create or rotation: inspect before destroying)",
             id_text, version);
         return 0;
     }
-    int64_t age = service_now() - *claimed;
+    /* Only a claim sealed by this token's integrity key hands an object to maintain: a record
+     * deleted, or put back to an older authentic state, by someone without the token must not
+     * get the material of its key destroyed (putting the row back from a backup restores it). */
+    if (claim->state == CLAIM_NAMED) {
+        say(mt,
+            "key object p11kms/%s/v%u: a key record named this version, and none does now (the "
+            "record deleted or put back to an older state outside p11kms?); left in place: "
+            "restore the record",
+            id_text, version);
+        return 0;
+    }
+    if (claim->state == CLAIM_BAD_SEAL) {
+        say(mt,
+            "key object p11kms/%s/v%u: its version claim fails its integrity check (changed "
+            "outside p11kms?); left in place",
+            id_text, version);
+        return 0;
+    }
+    int64_t age = service_now() - claim->claimed;
     if (age < (int64_t)mt->svc->cfg->orphan_grace_s) {
         say(mt,
             "key object p11kms/%s/v%u is not in its key's record yet; left in place (claimed %lld "
@@ -391,8 +415,8 @@ static int check_orphan(const char *key, void *value, void *arg)
         return 1;
     if (destroyed)
         say(mt,
-            "destroyed key object p11kms/%s/v%u: no record ever named it (an interrupted create, "
-            "rotation or deletion %lld s ago; nothing was encrypted under it)",
+            "destroyed key object p11kms/%s/v%u: no record named it (an interrupted create or "
+            "rotation, or a purge that could not destroy it, %lld s ago)",
             id_text, version, (long long)age);
     return 0;
 }
@@ -409,7 +433,9 @@ static int check_claim(const char *key, void *value, void *arg)
     const record_info *r = hashmap_get(mt->records, id_text);
     if (r != NULL && (r->meta == NULL || keymeta_version(r->meta, version) != NULL))
         return 0; /* a listed version without object is reported by check_versions */
-    if (service_now() - *(const int64_t *)value < (int64_t)mt->svc->cfg->orphan_grace_s)
+    const claim_info *claim = value;
+    if (claim->state != CLAIM_PENDING ||
+        service_now() - claim->claimed < (int64_t)mt->svc->cfg->orphan_grace_s)
         return 0;
     p11kms_err rc = keystore_lock(mt->svc, oc->err);
     if (rc == P11KMS_OK) {

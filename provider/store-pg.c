@@ -27,7 +27,9 @@
  * Threads of one process share one connection behind a recursive mutex, held by a transaction
  * from BEGIN to COMMIT. */
 
-#define SCHEMA_VERSION 1
+/* 2: version_claims.pending_seal (a database of version 1 is upgraded when opened). */
+#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION_TEXT "2"
 #define RETRIES 5
 #define CHANNEL "p11kms_state"
 #define ADVISORY_KEY STORE_PG_ADVISORY_KEY
@@ -42,7 +44,7 @@ static const char *const schema_sql =
     " version bigint NOT NULL CHECK (version >= 1), value bytea NOT NULL, mac bytea NOT NULL);"
     "CREATE TABLE IF NOT EXISTS version_claims(key_id text NOT NULL,"
     " version bigint NOT NULL CHECK (version >= 1), claimed bigint NOT NULL,"
-    " PRIMARY KEY (key_id, version));";
+    " pending_seal bytea, PRIMARY KEY (key_id, version));";
 
 typedef struct pg_store {
     store base;
@@ -287,30 +289,58 @@ static p11kms_err pg_list(store *base, store_table t, int (*fn)(const store_row 
     return rc;
 }
 
-static p11kms_err pg_claim(store *base, const char *key_id, uint32_t version, int64_t now,
-                           p11kms_error *err)
+/* Runs sql with key_id, version, claimed and the seal (NULL when not sealed) as $1 to $4. */
+static PGresult *run_claim(pg_store *s, const char *sql, const store_claim *c)
+{
+    char v[16], t[24];
+    snprintf(v, sizeof(v), "%u", c->version);
+    snprintf(t, sizeof(t), "%lld", (long long)c->claimed);
+    const char *values[4] = {c->key_id, v, t, c->sealed ? (const char *)c->seal : NULL};
+    const int lengths[4] = {0, 0, 0, STORE_MAC_LEN};
+    const int formats[4] = {0, 0, 0, 1};
+    return run(s, sql, 4, values, lengths, formats);
+}
+
+static p11kms_err pg_claim(store *base, const store_claim *c, p11kms_error *err)
 {
     pg_store *s = of(base);
-    char v[16], c[24];
-    snprintf(v, sizeof(v), "%u", version);
-    snprintf(c, sizeof(c), "%lld", (long long)now);
-    const char *values[3] = {key_id, v, c};
     pthread_mutex_lock(&s->lock);
-    PGresult *res = run(
-        s,
-        "INSERT INTO version_claims(key_id, version, claimed) VALUES($1, $2::bigint, $3::bigint)",
-        3, values, NULL, NULL);
+    PGresult *res = run_claim(s,
+                              "INSERT INTO version_claims(key_id, version, claimed, pending_seal) "
+                              "VALUES($1, $2::bigint, $3::bigint, $4::bytea)",
+                              c);
     p11kms_err rc = P11KMS_OK;
     if (!ok(res)) {
         p11kms_error probe = {0};
         rc = fail(s, &probe, res, "claiming a key version");
         if (rc == P11KMS_E_ALREADY_EXISTS)
             rc = P11KMS_RAISE(err, P11KMS_E_ALREADY_EXISTS,
-                              "version %u of key %s is already claimed in the store", version,
-                              key_id);
+                              "version %u of key %s is already claimed in the store", c->version,
+                              c->key_id);
         else if (err != NULL)
             *err = probe;
     }
+    PQclear(res);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static p11kms_err pg_reseal(store *base, const store_claim *c, p11kms_error *err)
+{
+    pg_store *s = of(base);
+    pthread_mutex_lock(&s->lock);
+    PGresult *res = run_claim(s,
+                              "UPDATE version_claims SET claimed = $3::bigint, pending_seal = "
+                              "$4::bytea WHERE key_id = $1 AND version = $2::bigint",
+                              c);
+    p11kms_err rc = P11KMS_OK;
+    if (!ok(res))
+        rc = fail(s, err, res, "sealing a key version claim");
+    else if (strcmp(PQcmdTuples(res), "1") != 0)
+        rc = P11KMS_RAISE(err, P11KMS_E_NOT_FOUND,
+                          "version %u of key %s is not claimed in the "
+                          "store",
+                          c->version, c->key_id);
     PQclear(res);
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -331,16 +361,15 @@ static p11kms_err pg_release(store *base, const char *key_id, uint32_t version, 
     return rc;
 }
 
-static p11kms_err pg_list_claims(store *base,
-                                 int (*fn)(const char *key_id, uint32_t version, int64_t claimed,
-                                           void *arg),
-                                 void *arg, p11kms_error *err)
+static p11kms_err pg_list_claims(store *base, int (*fn)(const store_claim *c, void *arg), void *arg,
+                                 p11kms_error *err)
 {
     pg_store *s = of(base);
     pthread_mutex_lock(&s->lock);
-    PGresult *res =
-        run(s, "SELECT key_id, version, claimed FROM version_claims ORDER BY key_id, version", 0,
-            NULL, NULL, NULL);
+    PGresult *res = run(s,
+                        "SELECT key_id, version, claimed, pending_seal FROM version_claims "
+                        "ORDER BY key_id, version",
+                        0, NULL, NULL, NULL);
     pthread_mutex_unlock(&s->lock);
     if (!ok(res)) {
         p11kms_err rc = fail(s, err, res, "listing version claims");
@@ -349,11 +378,15 @@ static p11kms_err pg_list_claims(store *base,
     }
     int n = PQntuples(res);
     for (int i = 0; i < n; i++) {
-        char id[64];
-        snprintf(id, sizeof(id), "%.*s", PQgetlength(res, i, 0), PQgetvalue(res, i, 0));
-        uint32_t version = (uint32_t)be64(PQgetvalue(res, i, 1));
-        int64_t claimed = (int64_t)be64(PQgetvalue(res, i, 2));
-        if (fn(id, version, claimed, arg) != 0)
+        store_claim c = {0};
+        snprintf(c.key_id, sizeof(c.key_id), "%.*s", PQgetlength(res, i, 0), PQgetvalue(res, i, 0));
+        c.version = (uint32_t)be64(PQgetvalue(res, i, 1));
+        c.claimed = (int64_t)be64(PQgetvalue(res, i, 2));
+        /* A seal of any other length is no seal: it will not verify. */
+        c.sealed = !PQgetisnull(res, i, 3);
+        if (c.sealed && PQgetlength(res, i, 3) == STORE_MAC_LEN)
+            memcpy(c.seal, PQgetvalue(res, i, 3), STORE_MAC_LEN);
+        if (fn(&c, arg) != 0)
             break;
     }
     PQclear(res);
@@ -555,6 +588,7 @@ static const store_ops pg_ops = {
     .del = pg_del,
     .list = pg_list,
     .claim = pg_claim,
+    .reseal = pg_reseal,
     .release = pg_release,
     .list_claims = pg_list_claims,
     .begin = pg_begin,
@@ -588,6 +622,17 @@ static bool schema_current(PGconn *conn)
     return current;
 }
 
+/* Claims of version 1 carry no seal: maintain destroys none of their objects. */
+static p11kms_err upgrade_from_1(pg_store *s, p11kms_error *err)
+{
+    static const char what[] = "upgrading the schema to version " SCHEMA_VERSION_TEXT;
+    p11kms_err rc = simple(
+        s, "ALTER TABLE version_claims ADD COLUMN IF NOT EXISTS pending_seal bytea", what, err);
+    if (rc == P11KMS_OK)
+        rc = simple(s, "UPDATE p11kms_schema SET version = " SCHEMA_VERSION_TEXT, what, err);
+    return rc;
+}
+
 static p11kms_err create_schema(pg_store *s, p11kms_error *err)
 {
     /* Two processes starting at once on an empty database must not race on CREATE TABLE. */
@@ -607,8 +652,10 @@ static p11kms_err create_schema(pg_store *s, p11kms_error *err)
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             rc = fail(s, err, res, "reading the schema version");
         else if (PQntuples(res) == 0)
-            rc = simple(s, "INSERT INTO p11kms_schema(version) VALUES (1)", "creating the schema",
-                        err);
+            rc = simple(s, "INSERT INTO p11kms_schema(version) VALUES (" SCHEMA_VERSION_TEXT ")",
+                        "creating the schema", err);
+        else if (atoi(PQgetvalue(res, 0, 0)) == 1)
+            rc = upgrade_from_1(s, err);
         else if (atoi(PQgetvalue(res, 0, 0)) != SCHEMA_VERSION)
             rc = P11KMS_RAISE(err, P11KMS_E_CONFIG,
                               "the PostgreSQL store has schema version %s; this p11kms knows %d",

@@ -20,7 +20,9 @@
  * holds from begin to commit so no other thread ever reads its uncommitted rows. */
 
 #define BUSY_TIMEOUT_MS 30000
-#define SCHEMA_VERSION 1
+/* 2: version_claims.pending_seal (a database of version 1 is upgraded when opened). */
+#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION_TEXT "2"
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS p11kms_schema(version INTEGER NOT NULL);"
@@ -35,7 +37,7 @@ static const char *const schema_sql =
     " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS version_claims(key_id TEXT NOT NULL,"
     " version INTEGER NOT NULL CHECK(version >= 1), claimed INTEGER NOT NULL,"
-    " PRIMARY KEY(key_id, version)) WITHOUT ROWID;";
+    " pending_seal BLOB, PRIMARY KEY(key_id, version)) WITHOUT ROWID;";
 
 typedef struct sqlite_store {
     store base;
@@ -249,26 +251,58 @@ static p11kms_err sq_list(store *base, store_table t, int (*fn)(const store_row 
     return rc;
 }
 
-static p11kms_err sq_claim(store *base, const char *key_id, uint32_t version, int64_t now,
-                           p11kms_error *err)
+/* Binds key_id, version, claimed and the seal (NULL when not sealed) as ?1 to ?4. */
+static void bind_claim(sqlite3_stmt *st, const store_claim *c)
+{
+    sqlite3_bind_text(st, 1, c->key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, c->version);
+    sqlite3_bind_int64(st, 3, c->claimed);
+    if (c->sealed)
+        sqlite3_bind_blob(st, 4, c->seal, STORE_MAC_LEN, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+}
+
+static p11kms_err sq_claim(store *base, const store_claim *c, p11kms_error *err)
 {
     sqlite_store *s = of(base);
     lock(s);
     sqlite3_stmt *st = NULL;
-    p11kms_err rc = prepare(
-        s, "INSERT INTO version_claims(key_id, version, claimed) VALUES(?1, ?2, ?3)", &st, err);
+    p11kms_err rc = prepare(s,
+                            "INSERT INTO version_claims(key_id, version, claimed, pending_seal) "
+                            "VALUES(?1, ?2, ?3, ?4)",
+                            &st, err);
     if (rc == P11KMS_OK) {
-        sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, version);
-        sqlite3_bind_int64(st, 3, now);
+        bind_claim(st, c);
         p11kms_error probe = {0};
         rc = step_done(s, st, "claiming a key version", &probe);
         if (rc == P11KMS_E_ALREADY_EXISTS)
             rc = P11KMS_RAISE(err, P11KMS_E_ALREADY_EXISTS,
-                              "version %u of key %s is already claimed in %s", version, key_id,
-                              s->path);
+                              "version %u of key %s is already claimed in %s", c->version,
+                              c->key_id, s->path);
         else if (rc != P11KMS_OK && err != NULL)
             *err = probe;
+    }
+    sqlite3_finalize(st);
+    unlock(s);
+    return rc;
+}
+
+static p11kms_err sq_reseal(store *base, const store_claim *c, p11kms_error *err)
+{
+    sqlite_store *s = of(base);
+    lock(s);
+    sqlite3_stmt *st = NULL;
+    p11kms_err rc = prepare(s,
+                            "UPDATE version_claims SET claimed = ?3, pending_seal = ?4 "
+                            "WHERE key_id = ?1 AND version = ?2",
+                            &st, err);
+    if (rc == P11KMS_OK) {
+        bind_claim(st, c);
+        rc = step_done(s, st, "sealing a key version claim", err);
+        if (rc == P11KMS_OK && sqlite3_changes(s->db) != 1)
+            rc = P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "version %u of key %s is not claimed in %s",
+                              c->version, c->key_id, s->path);
     }
     sqlite3_finalize(st);
     unlock(s);
@@ -292,30 +326,23 @@ static p11kms_err sq_release(store *base, const char *key_id, uint32_t version, 
     return rc;
 }
 
-typedef struct claim {
-    char key_id[64];
-    uint32_t version;
-    int64_t claimed;
-} claim;
-
-static p11kms_err sq_list_claims(store *base,
-                                 int (*fn)(const char *key_id, uint32_t version, int64_t claimed,
-                                           void *arg),
-                                 void *arg, p11kms_error *err)
+static p11kms_err sq_list_claims(store *base, int (*fn)(const store_claim *c, void *arg), void *arg,
+                                 p11kms_error *err)
 {
     sqlite_store *s = of(base);
-    claim *items = NULL;
+    store_claim *items = NULL;
     size_t n = 0, cap = 0;
     lock(s);
     sqlite3_stmt *st = NULL;
-    p11kms_err rc =
-        prepare(s, "SELECT key_id, version, claimed FROM version_claims ORDER BY key_id, version",
-                &st, err);
+    p11kms_err rc = prepare(s,
+                            "SELECT key_id, version, claimed, pending_seal FROM version_claims "
+                            "ORDER BY key_id, version",
+                            &st, err);
     int step = SQLITE_DONE;
     while (rc == P11KMS_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
             size_t grown_cap = cap ? cap * 2 : 64;
-            claim *grown = realloc(items, grown_cap * sizeof(*items));
+            store_claim *grown = realloc(items, grown_cap * sizeof(*items));
             if (grown == NULL) {
                 rc = P11KMS_RAISE(err, P11KMS_E_NO_MEMORY, "out of memory listing %s", s->path);
                 break;
@@ -323,18 +350,23 @@ static p11kms_err sq_list_claims(store *base,
             items = grown;
             cap = grown_cap;
         }
+        store_claim *c = &items[n++];
+        memset(c, 0, sizeof(*c));
         const unsigned char *id = sqlite3_column_text(st, 0);
-        snprintf(items[n].key_id, sizeof(items[n].key_id), "%s", id ? (const char *)id : "");
-        items[n].version = (uint32_t)sqlite3_column_int64(st, 1);
-        items[n].claimed = sqlite3_column_int64(st, 2);
-        n++;
+        snprintf(c->key_id, sizeof(c->key_id), "%s", id ? (const char *)id : "");
+        c->version = (uint32_t)sqlite3_column_int64(st, 1);
+        c->claimed = sqlite3_column_int64(st, 2);
+        /* A seal of any other length is no seal: it will not verify. */
+        c->sealed = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        if (c->sealed && sqlite3_column_bytes(st, 3) == STORE_MAC_LEN)
+            memcpy(c->seal, sqlite3_column_blob(st, 3), STORE_MAC_LEN);
     }
     if (rc == P11KMS_OK && step != SQLITE_DONE)
         rc = fail(s, err, step, "listing version claims");
     sqlite3_finalize(st);
     unlock(s);
     for (size_t i = 0; rc == P11KMS_OK && i < n; i++) {
-        if (fn(items[i].key_id, items[i].version, items[i].claimed, arg) != 0)
+        if (fn(&items[i], arg) != 0)
             break;
     }
     free(items);
@@ -394,6 +426,7 @@ static const store_ops sqlite_ops = {
     .del = sq_del,
     .list = sq_list,
     .claim = sq_claim,
+    .reseal = sq_reseal,
     .release = sq_release,
     .list_claims = sq_list_claims,
     .begin = sq_begin,
@@ -435,11 +468,19 @@ static p11kms_err create_schema(sqlite_store *s, p11kms_error *err)
     if (rc == P11KMS_OK) {
         int step = sqlite3_step(st);
         if (step == SQLITE_DONE) {
-            rc =
-                exec(s, "INSERT INTO p11kms_schema(version) VALUES(1)", "creating the schema", err);
+            rc = exec(s, "INSERT INTO p11kms_schema(version) VALUES(" SCHEMA_VERSION_TEXT ")",
+                      "creating the schema", err);
         } else if (step == SQLITE_ROW) {
             sqlite3_int64 v = sqlite3_column_int64(st, 0);
-            if (v != SCHEMA_VERSION)
+            if (v == 1) {
+                /* Claims of version 1 carry no seal: maintain destroys none of their objects. */
+                sqlite3_finalize(st);
+                st = NULL;
+                rc = exec(s,
+                          "ALTER TABLE version_claims ADD COLUMN pending_seal BLOB;"
+                          "UPDATE p11kms_schema SET version = " SCHEMA_VERSION_TEXT,
+                          "upgrading the schema to version " SCHEMA_VERSION_TEXT, err);
+            } else if (v != SCHEMA_VERSION)
                 rc = P11KMS_RAISE(err, P11KMS_E_CONFIG,
                                   "database %s has schema version %lld; this p11kms knows %d",
                                   s->path, (long long)v, SCHEMA_VERSION);

@@ -102,10 +102,14 @@ p11kms_err store_list(store *s, store_table t, int (*fn)(const store_row *row, v
     return s->ops->list(s, t, fn, arg, err);
 }
 
-p11kms_err store_claim_version(store *s, const char *key_id, uint32_t version, int64_t now,
-                               p11kms_error *err)
+p11kms_err store_claim_version(store *s, const store_claim *c, p11kms_error *err)
 {
-    return s->ops->claim(s, key_id, version, now, err);
+    return s->ops->claim(s, c, err);
+}
+
+p11kms_err store_reseal_claim(store *s, const store_claim *c, p11kms_error *err)
+{
+    return s->ops->reseal(s, c, err);
 }
 
 p11kms_err store_release_version(store *s, const char *key_id, uint32_t version, p11kms_error *err)
@@ -113,10 +117,8 @@ p11kms_err store_release_version(store *s, const char *key_id, uint32_t version,
     return s->ops->release(s, key_id, version, err);
 }
 
-p11kms_err store_list_claims(store *s,
-                             int (*fn)(const char *key_id, uint32_t version, int64_t claimed,
-                                       void *arg),
-                             void *arg, p11kms_error *err)
+p11kms_err store_list_claims(store *s, int (*fn)(const store_claim *c, void *arg), void *arg,
+                             p11kms_error *err)
 {
     return s->ops->list_claims(s, fn, arg, err);
 }

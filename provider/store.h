@@ -70,15 +70,27 @@ p11kms_err store_list(store *s, store_table t, int (*fn)(const store_row *row, v
                       void *arg, p11kms_error *err);
 
 /* A version number is claimed (unique) before its key object is generated, so two writers can
- * never make two objects for one version. ALREADY_EXISTS if claimed. */
-P11KMS_MUST_CHECK p11kms_err store_claim_version(store *s, const char *key_id, uint32_t version,
-                                                 int64_t now, p11kms_error *err);
+ * never make two objects for one version. A claim is sealed while its object may be destroyed
+ * by maintain: made before the object and not yet named by a record, or handed back by a purge.
+ * The seal is the integrity key's MAC over the claim (provider/keystore.c): whoever changes the
+ * database without the token cannot make a claim look destroyable. Writing the record that names
+ * the version clears the seal. */
+typedef struct store_claim {
+    char key_id[64];
+    uint32_t version;
+    int64_t claimed; /* wall-clock second of the claim or of its last seal */
+    bool sealed;
+    uint8_t seal[STORE_MAC_LEN];
+} store_claim;
+
+/* ALREADY_EXISTS if claimed. */
+P11KMS_MUST_CHECK p11kms_err store_claim_version(store *s, const store_claim *c, p11kms_error *err);
+/* Rewrites a claim's time and seal; NOT_FOUND if the version is not claimed. */
+P11KMS_MUST_CHECK p11kms_err store_reseal_claim(store *s, const store_claim *c, p11kms_error *err);
 p11kms_err store_release_version(store *s, const char *key_id, uint32_t version, p11kms_error *err);
-/* Every claim; fn's claimed is the wall-clock second it was made. */
-p11kms_err store_list_claims(store *s,
-                             int (*fn)(const char *key_id, uint32_t version, int64_t claimed,
-                                       void *arg),
-                             void *arg, p11kms_error *err);
+/* Every claim, in key and version order. */
+p11kms_err store_list_claims(store *s, int (*fn)(const store_claim *c, void *arg), void *arg,
+                             p11kms_error *err);
 
 /* Serializes changes across every process that shares the store, beyond the local lock file
  * (PostgreSQL: an advisory lock; SQLite: nothing, its users share the lock file). unlock with
@@ -105,13 +117,11 @@ typedef struct store_ops {
     p11kms_err (*del)(store *s, store_table t, const char *name, p11kms_error *err);
     p11kms_err (*list)(store *s, store_table t, int (*fn)(const store_row *row, void *arg),
                        void *arg, p11kms_error *err);
-    p11kms_err (*claim)(store *s, const char *key_id, uint32_t version, int64_t now,
-                        p11kms_error *err);
+    p11kms_err (*claim)(store *s, const store_claim *c, p11kms_error *err);
+    p11kms_err (*reseal)(store *s, const store_claim *c, p11kms_error *err);
     p11kms_err (*release)(store *s, const char *key_id, uint32_t version, p11kms_error *err);
-    p11kms_err (*list_claims)(store *s,
-                              int (*fn)(const char *key_id, uint32_t version, int64_t claimed,
-                                        void *arg),
-                              void *arg, p11kms_error *err);
+    p11kms_err (*list_claims)(store *s, int (*fn)(const store_claim *c, void *arg), void *arg,
+                              p11kms_error *err);
     p11kms_err (*begin)(store *s, p11kms_error *err);
     p11kms_err (*commit)(store *s, p11kms_error *err);
     void (*rollback)(store *s);

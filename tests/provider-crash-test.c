@@ -322,16 +322,21 @@ typedef struct claim_count {
     int *unnamed;
 } claim_count;
 
-/* A claim whose version no record lists: an interrupted create or rotation. */
-static int count_unnamed_claim(const char *id_text, uint32_t version, int64_t claimed, void *arg)
+/* A claim whose version no record lists: an interrupted create or rotation. Its seal must
+ * verify (the record that names a version clears the seal in the same transaction), or maintain
+ * would never destroy its object. */
+static int count_unnamed_claim(const char *id_text, uint32_t version, int64_t claimed,
+                               keystore_claim_state state, void *arg)
 {
     claim_count *c = arg;
     (void)claimed;
     key_meta *m = NULL;
     p11kms_error probe = {0};
     p11kms_err rc = keystore_meta_read(c->svc, id_text, &m, &probe);
-    if (rc != P11KMS_OK || keymeta_version(m, version) == NULL)
+    if (rc != P11KMS_OK || keymeta_version(m, version) == NULL) {
         (*c->unnamed)++;
+        CHECK(state == CLAIM_PENDING);
+    }
     keymeta_free(m);
     return 0;
 }

@@ -1,10 +1,10 @@
 /* Opening a store. SQLite (provider/store-sqlite.c): a new file gets the schema; an existing one
  * with the current schema opens with a read only, so that a process holding the write lock does
  * not keep others from starting; a missing table is created again; a newer schema version, a
- * file that is not a database and a relative path are refused with messages that say so.
- * PostgreSQL (provider/store-pg.c, as the .pgtest variant): the same for the change lock (an
- * advisory lock another process holds while it changes keys), a dropped table and a newer
- * version. */
+ * file that is not a database and a relative path are refused with messages that say so; a
+ * store of schema version 1 is upgraded, its claims unsealed. PostgreSQL (provider/store-pg.c,
+ * as the .pgtest variant): the same for the change lock (an advisory lock another process holds
+ * while it changes keys), a dropped table, a newer version and the upgrade. */
 #include "config.h"
 
 #include <libpq-fe.h>
@@ -88,6 +88,33 @@ static void pg_sql(PGconn *c, const char *text)
     PQclear(r);
 }
 
+/* A sealed claim, as a store of schema version 2 keeps it. */
+static const store_claim upgrade_claim = {.key_id = "0f8e4a7c-0000-4000-8000-000000000000",
+                                          .version = 1,
+                                          .claimed = 1,
+                                          .sealed = true,
+                                          .seal = {1, 2, 3}};
+
+static int copy_upgrade_claim(const store_claim *c, void *arg)
+{
+    if (strcmp(c->key_id, upgrade_claim.key_id) == 0 && c->version == upgrade_claim.version)
+        *(store_claim *)arg = *c;
+    return 0;
+}
+
+/* After the upgrade from schema version 1 the claim is there, without a seal (so that maintain
+ * never destroys its object: doc/token-layout.md), and claims can be sealed again. */
+static void expect_unsealed_claim(store *s)
+{
+    store_claim found = {0};
+    CHECK_OK(store_list_claims(s, copy_upgrade_claim, &found, &e), &e);
+    CHECK(found.version == 1 && found.claimed == 1 && !found.sealed);
+    CHECK_OK(store_reseal_claim(s, &upgrade_claim, &e), &e);
+    memset(&found, 0, sizeof(found));
+    CHECK_OK(store_list_claims(s, copy_upgrade_claim, &found, &e), &e);
+    CHECK(found.sealed && memcmp(found.seal, upgrade_claim.seal, STORE_MAC_LEN) == 0);
+}
+
 static void test_postgresql(const char *spec)
 {
     store *s = NULL;
@@ -105,12 +132,18 @@ static void test_postgresql(const char *spec)
     fx_say("postgresql: a dropped table is created again; a newer version is refused");
     pg_sql(c, "DROP TABLE version_claims");
     CHECK_OK(store_open(spec, &s, &e), &e);
-    CHECK_OK(store_claim_version(s, "0f8e4a7c-0000-4000-8000-000000000000", 1, 0, &e), &e);
+    CHECK_OK(store_claim_version(s, &upgrade_claim, &e), &e);
     store_close(s);
-    pg_sql(c, "UPDATE p11kms_schema SET version = 2");
+    pg_sql(c, "UPDATE p11kms_schema SET version = 3");
     CHECK_ERR(store_open(spec, &s, &e), P11KMS_E_CONFIG, &e);
-    CHECK(fx_msg_has(&e, "schema version 2"));
+    CHECK(fx_msg_has(&e, "schema version 3"));
+
+    fx_say("postgresql: a store of schema version 1 is upgraded; its claims carry no seal");
+    pg_sql(c, "ALTER TABLE version_claims DROP COLUMN pending_seal");
     pg_sql(c, "UPDATE p11kms_schema SET version = 1");
+    CHECK_OK(store_open(spec, &s, &e), &e);
+    expect_unsealed_claim(s);
+    store_close(s);
     PQfinish(c);
 }
 
@@ -147,10 +180,18 @@ int main(void)
     CHECK(has_table(db, "version_claims"));
 
     fx_say("a newer schema version is refused, naming it");
-    sql(db, "UPDATE p11kms_schema SET version = 2");
+    sql(db, "UPDATE p11kms_schema SET version = 3");
     CHECK_ERR(store_open(spec, &s, &e), P11KMS_E_CONFIG, &e);
-    CHECK(fx_msg_has(&e, "schema version 2") && fx_msg_has(&e, path));
+    CHECK(fx_msg_has(&e, "schema version 3") && fx_msg_has(&e, path));
+
+    fx_say("a store of schema version 1 is upgraded; its claims carry no seal");
+    sql(db, "ALTER TABLE version_claims DROP COLUMN pending_seal");
     sql(db, "UPDATE p11kms_schema SET version = 1");
+    sql(db, "INSERT INTO version_claims(key_id, version, claimed) VALUES("
+            "'0f8e4a7c-0000-4000-8000-000000000000', 1, 1)");
+    CHECK_OK(store_open(spec, &s, &e), &e);
+    expect_unsealed_claim(s);
+    store_close(s);
     CHECK_OK(open_and_use(path), &e);
     sqlite3_close(db);
 

@@ -68,12 +68,13 @@ static PGresult *pg_run(PGconn *c, const char *sql, const char *p1, const void *
     return res;
 }
 
-static void db_exec(const char *sql)
+/* Runs one SQL statement that must change exactly one row (any number when any_rows). */
+static void db_exec_rows(const char *sql, bool any_rows)
 {
     if (use_pg) {
         PGconn *c = pg_open();
         PGresult *res = pg_run(c, sql, NULL, NULL, -1, PGRES_COMMAND_OK);
-        REQUIRE(strcmp(PQcmdTuples(res), "1") == 0);
+        REQUIRE(any_rows || strcmp(PQcmdTuples(res), "1") == 0);
         PQclear(res);
         PQfinish(c);
         return;
@@ -84,8 +85,13 @@ static void db_exec(const char *sql)
         fprintf(stderr, "sqlite3_exec(%s): %s\n", sql, msg ? msg : "?");
         exit(99);
     }
-    REQUIRE(sqlite3_changes(db) == 1);
+    REQUIRE(any_rows || sqlite3_changes(db) == 1);
     sqlite3_close(db);
+}
+
+static void db_exec(const char *sql)
+{
+    db_exec_rows(sql, false);
 }
 
 static saved_row row_value(const char *table, const char *name)
@@ -220,6 +226,110 @@ static p11kms_key_state state_now(const char *ref)
     return md.state;
 }
 
+/* Saves key id's whole row (value, MAC, row version) into table saved_NAME. */
+static void save_row(const char *saved, const char *id)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", saved);
+    db_exec_rows(sql, true);
+    snprintf(sql, sizeof(sql), "CREATE TABLE %s AS SELECT * FROM keys WHERE name = '%s'", saved,
+             id);
+    db_exec_rows(sql, true);
+}
+
+/* Puts a saved row back, in place of the key's row if it still has one. */
+static void put_back_row(const char *saved, const char *id)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DELETE FROM keys WHERE name = '%s'", id);
+    db_exec_rows(sql, true);
+    snprintf(sql, sizeof(sql), "INSERT INTO keys SELECT * FROM %s", saved);
+    db_exec(sql);
+}
+
+/* Whether maintain destroyed an object of key id (a line "destroyed key object p11kms/ID/..."). */
+static bool maintain_destroyed_any(p11kms *svc, const char *id)
+{
+    char object[P11KMS_KEY_ID_LEN + 40];
+    snprintf(object, sizeof(object), "destroyed key object p11kms/%s/", id);
+    fx_list lines = {0};
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &lines, &e), &e);
+    bool destroyed = fx_list_find_sub(&lines, object) >= 0;
+    fx_list_free(&lines);
+    return destroyed;
+}
+
+static void expect_decrypts(const char *config, const p11kms_result *ciphertext)
+{
+    p11kms *svc = fx_open(config);
+    p11kms_result pt = {0};
+    CHECK_OK(p11kms_decrypt(svc, who, NULL, NULL, ciphertext->ciphertext,
+                            ciphertext->ciphertext_len, &pt, &e),
+             &e);
+    p11kms_result_free(&pt);
+    p11kms_close(svc);
+}
+
+/* A key's row deleted, or put back to an older authentic row, by someone without the token:
+ * maintain must destroy none of the key's material (orphan grace 0, the most eager setting),
+ * whatever is done to the version claims, so that putting the row back from a backup makes
+ * every ciphertext decrypt again. */
+static void test_maintain_after_record_loss(void)
+{
+    char *config = fx_config("tamper-maintain.yaml", "orphan-grace-seconds: 0", NULL, NULL);
+    p11kms *svc = fx_open(config);
+    char gone[P11KMS_KEY_ID_LEN + 1], rolled[P11KMS_KEY_ID_LEN + 1];
+    fx_create_key(svc, who, "its row is deleted", gone);
+    fx_create_key(svc, who, "its row is rolled back", rolled);
+    CHECK_OK(p11kms_rotate_key_on_demand(svc, who, gone, NULL, &e), &e);
+    static const uint8_t pt[] = "kept";
+    p11kms_result under_gone = {0}, under_rolled = {0};
+    CHECK_OK(p11kms_encrypt(svc, who, gone, NULL, pt, sizeof(pt), &under_gone, &e), &e);
+    save_row("saved_rolled_v1", rolled);
+    CHECK_OK(p11kms_rotate_key_on_demand(svc, who, rolled, NULL, &e), &e);
+    CHECK_OK(p11kms_encrypt(svc, who, rolled, NULL, pt, sizeof(pt), &under_rolled, &e), &e);
+    p11kms_close(svc);
+
+    fx_say("a key row deleted by SQL: maintain destroys none of its versions");
+    save_row("saved_gone", gone);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DELETE FROM keys WHERE name = '%s'", gone);
+    db_exec(sql);
+    svc = fx_open(config);
+    CHECK(!maintain_destroyed_any(svc, gone));
+    p11kms_close(svc);
+
+    fx_say("... nor when its claims are given seals made by SQL (another row's MAC)");
+    snprintf(sql, sizeof(sql),
+             "UPDATE version_claims SET pending_seal = (SELECT mac FROM keys ORDER BY name LIMIT "
+             "1) WHERE key_id = '%s'",
+             gone);
+    db_exec_rows(sql, true);
+    svc = fx_open(config);
+    fx_list lines = {0};
+    CHECK_OK(p11kms_maintain(svc, who, fx_collect_line, &lines, &e), &e);
+    long at = fx_list_find_sub(&lines, gone);
+    CHECK(at >= 0 && strstr(lines.items[at], "fails its integrity check") != NULL);
+    CHECK(fx_list_find_sub(&lines, "destroyed key object") < 0);
+    fx_list_free(&lines);
+    p11kms_close(svc);
+    put_back_row("saved_gone", gone);
+    expect_decrypts(config, &under_gone);
+
+    fx_say("a key row put back to its authentic state before a rotation: version 2 stays");
+    save_row("saved_rolled_v2", rolled);
+    put_back_row("saved_rolled_v1", rolled);
+    svc = fx_open(config);
+    CHECK(!maintain_destroyed_any(svc, rolled));
+    p11kms_close(svc);
+    put_back_row("saved_rolled_v2", rolled);
+    expect_decrypts(config, &under_rolled);
+
+    p11kms_result_free(&under_gone);
+    p11kms_result_free(&under_rolled);
+    free(config);
+}
+
 int main(void)
 {
     const char *store = getenv("P11KMS_TEST_STORE");
@@ -332,6 +442,7 @@ int main(void)
     fx_list_free(&lines);
     p11kms_close(svc);
 
+    test_maintain_after_record_loss();
     p11kms_principal_free(who);
     return check_finish("provider-store-tamper-test");
 }

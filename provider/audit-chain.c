@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "provider/audit.h"
+#include "provider/keystore.h"
 #include "common/threads.h"
 
 typedef struct pending {
@@ -525,6 +526,26 @@ void audit_log_close(audit_log *log)
     free(log);
 }
 
+/* The audit key, made if the token has none yet under the keystore lock (every process and host
+ * sharing the token and store takes it): two processes that both found none and both generated
+ * would leave two keys with one CKA_ID, and no audit log could find its key again. */
+static p11kms_err audit_key_made_once(p11kms *svc, p11_key **out, p11kms_error *err)
+{
+    p11kms_error first = {0};
+    p11kms_err rc = audit_key_get(svc->token, false, out, &first);
+    if (rc != P11KMS_E_NOT_FOUND) {
+        if (rc != P11KMS_OK && err != NULL)
+            *err = first;
+        return rc;
+    }
+    rc = keystore_lock(svc, err);
+    if (rc != P11KMS_OK)
+        return rc;
+    rc = audit_key_get(svc->token, true, out, err);
+    keystore_unlock(svc);
+    return rc;
+}
+
 p11kms_err audit_log_open(p11kms *svc, audit_log **out, p11kms_error *err)
 {
     *out = NULL;
@@ -561,7 +582,7 @@ p11kms_err audit_log_open(p11kms *svc, audit_log **out, p11kms_error *err)
         rc = p11_token_get_info(svc->token, &info, err);
     if (rc == P11KMS_OK) {
         snprintf(log->token_serial, sizeof(log->token_serial), "%s", info.token_serial);
-        rc = audit_key_get(svc->token, true, &log->key, err);
+        rc = audit_key_made_once(svc, &log->key, err);
     }
     if (rc == P11KMS_OK)
         rc = audit_checkpoint_migrate(svc, err);

@@ -1,6 +1,7 @@
 """p11kmsd's TLS listener: client certificates name the caller (x509:<subject>), boto3 works
 with one, the policy holds per certificate, and a request without a certificate from the
-configured CA (none, another CA, or only a signature) is refused before the policy is asked.
+configured CA (none, another CA, one issued for servers only, or only a signature) is refused
+before the policy is asked.
 Every response is checked against botocore's KMS model.
 
 usage: daemon-tls.py PORT CERT_DIR"""
@@ -115,6 +116,11 @@ expect((status, body.get("__type")) == (403, "MissingAuthenticationTokenExceptio
 status, body = raw(context("rogue"))
 expect((status, body.get("__type")) == (403, "MissingAuthenticationTokenException"),
        f"same subject from another CA -> 403 ({status} {body})")
+status, body = raw(context("server-only"))
+expect((status, body.get("__type")) == (403, "MissingAuthenticationTokenException"),
+       f"the admin's subject on a certificate for TLS servers only -> 403 ({status} {body})")
+status, body = raw(context("any-purpose"))
+expect(status == 200, f"a certificate without extended key usage names its subject ({status})")
 status, body = raw(context(), {"Authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/"
                                                  "eu-west-1/kms/aws4_request, SignedHeaders=host, "
                                                  "Signature=00"})

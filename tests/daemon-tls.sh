@@ -27,6 +27,9 @@ extendedKeyUsage=serverAuth"
 cert admin "/O=p11kms test/CN=p11kmst-admin" ca
 cert app "/O=p11kms test/CN=p11kmst-app" ca
 cert rogue "/O=p11kms test/CN=p11kmst-admin" rogue-ca # the admin's subject, another CA
+# The admin's subject from the right CA, issued for servers only; and with no key usage limit.
+cert server-only "/O=p11kms test/CN=p11kmst-admin" ca "extendedKeyUsage=serverAuth"
+cert any-purpose "/O=p11kms test/CN=p11kmst-admin" ca "basicConstraints=CA:FALSE"
 cd ..
 
 cat >policy.yaml <<'POLICY'

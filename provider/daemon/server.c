@@ -266,7 +266,7 @@ static const char *decision_of(const kms_reply *reply, bool authenticated)
 
 /* The caller named by a TLS connection's client certificate: x509:<subject> with the subject
  * as RFC 4514 writes it (most specific first, e.g. "x509:CN=app1,O=Example,C=DE"), only for a
- * certificate that verifies against the configured client CAs. */
+ * certificate that verifies against the configured client CAs and may authenticate a client. */
 static p11kms_principal *tls_peer(listener *l, struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ti =
@@ -275,7 +275,12 @@ static p11kms_principal *tls_peer(listener *l, struct MHD_Connection *c)
         return NULL;
     gnutls_session_t session = (gnutls_session_t)ti->tls_session;
     unsigned status = 0;
-    int rc = gnutls_certificate_verify_peers2(session, &status);
+    /* A certificate issued for another purpose (a server's, say) does not name a client: one
+     * with an extended key usage extension must list TLS client authentication (RFC 5280: one
+     * without the extension may be used for any purpose). */
+    gnutls_typed_vdata_st purpose = {.type = GNUTLS_DT_KEY_PURPOSE_OID,
+                                     .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT};
+    int rc = gnutls_certificate_verify_peers(session, &purpose, 1, &status);
     if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND)
         return NULL; /* no certificate: perhaps a signed request */
     if (rc != GNUTLS_E_SUCCESS || status != 0) {

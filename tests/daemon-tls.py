@@ -4,13 +4,15 @@ configured CA (none, another CA, one issued for servers only, or only a signatur
 before the policy is asked.
 Every response is checked against botocore's KMS model.
 
-usage: daemon-tls.py PORT CERT_DIR"""
+usage: daemon-tls.py PORT CERT_DIR PER_IP_LIMIT"""
 
 import http.client
 import json
 import os
+import socket
 import ssl
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.environ["P11KMS_SRCDIR"], "tests", "daemon"))
 from kms_model import Model, ModelError  # noqa: E402
@@ -19,7 +21,7 @@ import boto3  # noqa: E402
 import botocore.config  # noqa: E402
 import botocore.exceptions  # noqa: E402
 
-PORT, D = int(sys.argv[1]), sys.argv[2]
+PORT, D, PER_IP = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 URL = f"https://127.0.0.1:{PORT}"
 M = Model()
 checks = failures = 0
@@ -126,6 +128,35 @@ status, body = raw(context(), {"Authorization": "AWS4-HMAC-SHA256 Credential=AKI
                                                  "Signature=00"})
 expect((status, body.get("__type")) == (400, "IncompleteSignatureException"),
        f"a malformed signature -> 400 IncompleteSignatureException ({status} {body})")
+
+print(f"== at most {PER_IP} connections from one client address")
+
+
+def held_connections(n):
+    """Opens n TCP connections without a TLS handshake and returns (held, sockets): how many the
+    daemon kept open (it closes one over the limit at once) two seconds later."""
+    socks = [socket.create_connection(("127.0.0.1", PORT), timeout=5) for _ in range(n)]
+    time.sleep(2)
+    held = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            held += 1 if s.recv(1) else 0  # data would be odd; b"" is a close
+        except BlockingIOError:
+            held += 1
+        except ConnectionError:
+            pass
+    return held, socks
+
+
+# Connections made before (boto3's pools, closing ones) count too: hence not exactly PER_IP.
+held, socks = held_connections(PER_IP + 4)
+expect(1 <= held <= PER_IP, f"{held} of {PER_IP + 4} connections held (limit {PER_IP})")
+for s in socks:
+    s.close()
+time.sleep(0.5)
+status, _ = raw(context("admin"))
+expect(status == 200, "the address is served again once its connections closed")
 
 print("== TLS 1.2 at least")
 ctx = context("admin")

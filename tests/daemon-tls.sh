@@ -53,9 +53,10 @@ statements:
 POLICY
 sed "s|^policy: none|policy: $P11KMS_TEST_ROOT/policy.yaml|" p11kms.yaml >daemon.yaml
 daemon_start daemon.log --config daemon.yaml --socket "$sock" --listen-tls "127.0.0.1:$port" \
-    --tls-cert certs/server.pem --tls-key certs/server.key --tls-client-ca certs/ca.pem
+    --tls-cert certs/server.pem --tls-key certs/server.key --tls-client-ca certs/ca.pem \
+    --max-connections-per-ip 8
 
-if "$PY" "$P11KMS_SRCDIR/tests/daemon-tls.py" "$port" "$P11KMS_TEST_ROOT/certs"; then
+if "$PY" "$P11KMS_SRCDIR/tests/daemon-tls.py" "$port" "$P11KMS_TEST_ROOT/certs" 8; then
     pass "daemon-tls.py"
 else
     fail "daemon-tls.py"
@@ -66,5 +67,19 @@ grep -q "decision=unauthenticated error=MissingAuthenticationTokenException" dae
     pass "unauthenticated requests are logged as such" || fail "no unauthenticated line"
 grep -q "client certificate refused" daemon.log && pass "the rogue certificate's refusal is logged" ||
     fail "no refusal line for the rogue certificate"
+grep -q "at most 256 connections, 8 per client address" daemon.log &&
+    pass "the start names the per-address limit" || fail "$(grep 'listening on' daemon.log)"
 daemon_stop
+
+# A per-address limit above the listener's, or not a number, is refused before anything starts.
+for bad in "--max-connections 10 --max-connections-per-ip 11" "--max-connections-per-ip x"; do
+    # shellcheck disable=SC2086 # two options in one word on purpose
+    if "$P11KMSD" --config daemon.yaml $bad --check-config >bad.out 2>&1; then
+        fail "p11kmsd $bad accepted"
+    elif grep -q "max-connections-per-ip" bad.out; then
+        pass "p11kmsd $bad refused: $(head -1 bad.out)"
+    else
+        fail "p11kmsd $bad: $(cat bad.out)"
+    fi
+done
 daemon_finish

@@ -48,7 +48,8 @@ static void usage(FILE *f)
         "usage: p11kmsd [--config FILE] [--socket PATH] [--socket-mode MODE]\n"
         "               [--listen-http ADDR:PORT] [--listen-tls ADDR:PORT --tls-cert FILE\n"
         "               --tls-key FILE --tls-client-ca FILE] [--threads N] [--max-connections N]\n"
-        "               [--timeout SECONDS] [--check-config] [--version] [--help]\n"
+        "               [--max-connections-per-ip N] [--timeout SECONDS] [--check-config]\n"
+        "               [--version] [--help]\n"
         "Serves the AWS KMS JSON 1.1 API over a Unix socket (default " DEFAULT_SOCKET ")\n"
         "and, only when asked, over plain HTTP on a loopback address. See p11kmsd(8).\n");
 }
@@ -72,6 +73,7 @@ static int parse_options(int argc, char **argv, options *o)
     *o = (options){.socket_path = DEFAULT_SOCKET,
                    .socket_mode = 0666,
                    .limits = {.threads = 4, .max_connections = 256, .timeout_seconds = 30}};
+    bool per_ip_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -110,7 +112,10 @@ static int parse_options(int argc, char **argv, options *o)
             ok = parse_unsigned(a, v, 1, 256, 10, &o->limits.threads);
         else if (strcmp(a, "--max-connections") == 0)
             ok = parse_unsigned(a, v, 1, 65536, 10, &o->limits.max_connections);
-        else if (strcmp(a, "--timeout") == 0)
+        else if (strcmp(a, "--max-connections-per-ip") == 0) {
+            ok = parse_unsigned(a, v, 0, 65536, 10, &o->limits.per_ip_connections);
+            per_ip_given = true;
+        } else if (strcmp(a, "--timeout") == 0)
             ok = parse_unsigned(a, v, 1, 3600, 10, &o->limits.timeout_seconds);
         else {
             fprintf(stderr, "p11kmsd: unknown option %s (see --help)\n", a);
@@ -126,6 +131,12 @@ static int parse_options(int argc, char **argv, options *o)
     }
     if (o->limits.max_connections < o->limits.threads) {
         fprintf(stderr, "p11kmsd: --max-connections must be at least --threads\n");
+        return 2;
+    }
+    if (!per_ip_given)
+        o->limits.per_ip_connections = (o->limits.max_connections + 3) / 4;
+    else if (o->limits.per_ip_connections > o->limits.max_connections) {
+        fprintf(stderr, "p11kmsd: --max-connections-per-ip must not exceed --max-connections\n");
         return 2;
     }
     return -1;

@@ -552,6 +552,7 @@ static p11kms_err listen_on(server *s, listener_kind kind, int fd, const char *n
         flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, l,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->limits.threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->limits.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, tls != NULL ? s->limits.per_ip_connections : 0u,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->limits.timeout_seconds,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_URI_LOG_CALLBACK,
         uri_seen, l, MHD_OPTION_NOTIFY_COMPLETED, request_done, l, MHD_OPTION_NOTIFY_CONNECTION,
@@ -562,8 +563,11 @@ static p11kms_err listen_on(server *s, listener_kind kind, int fd, const char *n
         return P11KMS_RAISE(err, P11KMS_E_CONFIG, "cannot start the HTTP server on %s", name);
     }
     s->count++;
-    log_line("listening on %s (%s, %u threads, at most %u connections, %u s timeout)", name,
-             listener_kind_name(kind), s->limits.threads, s->limits.max_connections,
+    char per_ip[48] = "";
+    if (tls != NULL && s->limits.per_ip_connections > 0)
+        snprintf(per_ip, sizeof(per_ip), ", %u per client address", s->limits.per_ip_connections);
+    log_line("listening on %s (%s, %u threads, at most %u connections%s, %u s timeout)", name,
+             listener_kind_name(kind), s->limits.threads, s->limits.max_connections, per_ip,
              s->limits.timeout_seconds);
     return P11KMS_OK;
 }

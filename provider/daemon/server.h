@@ -13,6 +13,9 @@ typedef struct server_limits {
     unsigned threads;         /* worker threads per listener */
     unsigned max_connections; /* per listener */
     unsigned timeout_seconds; /* idle or slow connections are closed after this */
+    /* per client address on a TLS listener (0: none), so that one host cannot hold every
+     * connection; loopback and Unix socket listeners serve one host anyway */
+    unsigned per_ip_connections;
 } server_limits;
 
 typedef struct server server;

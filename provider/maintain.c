@@ -236,21 +236,44 @@ static p11kms_err set_alias_membership(p11kms *svc, const char *id_text, const c
 /* Alias rows and the alias lists of records agree: the alias row is the truth. Changes are
  * transactions, so a disagreement means the database was edited by hand (with the token's key
  * used to authenticate the rows): repaired and reported. */
+/* Where alias points now (under the lock): *found false when the alias row is gone. */
+static p11kms_err alias_target_now(p11kms *svc, const char *alias,
+                                   char target[P11KMS_KEY_ID_LEN + 1], bool *found,
+                                   p11kms_error *err)
+{
+    p11kms_error probe = {0};
+    p11kms_err rc = keystore_alias_read(svc, alias, target, &probe);
+    *found = rc == P11KMS_OK;
+    if (rc == P11KMS_E_NOT_FOUND)
+        return P11KMS_OK;
+    if (rc != P11KMS_OK && err != NULL)
+        *err = probe;
+    return rc;
+}
+
 static p11kms_err check_record_aliases(maintenance *mt, const key_meta *m, p11kms_error *err)
 {
     for (size_t i = 0; i < m->alias_count; i++) {
-        const char *target = hashmap_get(mt->aliases, m->aliases[i]);
-        if (target != NULL && strcmp(target, m->id_text) == 0)
+        const char *seen = hashmap_get(mt->aliases, m->aliases[i]);
+        if (seen != NULL && strcmp(seen, m->id_text) == 0)
             continue;
+        /* The listings were read without the lock: an alias made or moved since is not a
+         * disagreement. Decided again from the alias row as it is now. */
         p11kms_err rc = keystore_lock(mt->svc, err);
         if (rc != P11KMS_OK)
             return rc;
-        rc = set_alias_membership(mt->svc, m->id_text, m->aliases[i], false, err);
+        char target[P11KMS_KEY_ID_LEN + 1];
+        bool found = false;
+        rc = alias_target_now(mt->svc, m->aliases[i], target, &found, err);
+        bool disagree = rc == P11KMS_OK && !(found && strcmp(target, m->id_text) == 0);
+        if (disagree)
+            rc = set_alias_membership(mt->svc, m->id_text, m->aliases[i], false, err);
         keystore_unlock(mt->svc);
         if (rc != P11KMS_OK)
             return rc;
-        say(mt, "key %s listed %s, which %s%s; removed from its record", m->id_text, m->aliases[i],
-            target ? "points to " : "does not exist", target ? target : "");
+        if (disagree)
+            say(mt, "key %s listed %s, which %s%s; removed from its record", m->id_text,
+                m->aliases[i], found ? "points to " : "does not exist", found ? target : "");
     }
     return P11KMS_OK;
 }
@@ -269,21 +292,40 @@ static int check_alias(const char *alias, void *value, void *arg)
     const record_info *r = hashmap_get(mt->records, target);
     if (r != NULL && (r->meta == NULL || keymeta_has_alias(r->meta, alias)))
         return 0;
+    /* The listings were read without the lock: the alias may have been moved, or its key made,
+     * since. Decided again from the alias row and its key's record as they are now. */
     p11kms *svc = mt->svc;
     p11kms_err rc = keystore_lock(svc, ac->err);
-    if (rc == P11KMS_OK) {
-        if (r == NULL) {
-            rc = keystore_alias_delete(svc, alias, ac->err);
-            keycache_alias_forget(svc, alias);
-            if (rc == P11KMS_OK)
-                say(mt, "alias %s pointed to deleted key %s; alias removed", alias, target);
-        } else {
-            rc = set_alias_membership(svc, target, alias, true, ac->err);
-            if (rc == P11KMS_OK)
-                say(mt, "reconciled %s with its key record (points to %s)", alias, target);
-        }
-        keystore_unlock(svc);
+    if (rc != P11KMS_OK) {
+        ac->rc = rc;
+        return 1;
     }
+    char now[P11KMS_KEY_ID_LEN + 1];
+    bool found = false;
+    rc = alias_target_now(svc, alias, now, &found, ac->err);
+    key_meta *m = NULL;
+    p11kms_err mrc = P11KMS_E_NOT_FOUND;
+    if (rc == P11KMS_OK && found) {
+        p11kms_error probe = {0};
+        mrc = keystore_meta_read(svc, now, &m, &probe);
+        if (mrc != P11KMS_OK && mrc != P11KMS_E_NOT_FOUND) {
+            rc = mrc;
+            if (ac->err != NULL)
+                *ac->err = probe;
+        }
+    }
+    if (rc == P11KMS_OK && found && mrc == P11KMS_E_NOT_FOUND) {
+        rc = keystore_alias_delete(svc, alias, ac->err);
+        keycache_alias_forget(svc, alias);
+        if (rc == P11KMS_OK)
+            say(mt, "alias %s pointed to deleted key %s; alias removed", alias, now);
+    } else if (rc == P11KMS_OK && found && !keymeta_has_alias(m, alias)) {
+        rc = set_alias_membership(svc, now, alias, true, ac->err);
+        if (rc == P11KMS_OK)
+            say(mt, "reconciled %s with its key record (points to %s)", alias, now);
+    }
+    keymeta_free(m);
+    keystore_unlock(svc);
     ac->rc = rc;
     return rc != P11KMS_OK;
 }

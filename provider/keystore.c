@@ -625,6 +625,26 @@ void keystore_version_discard(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint3
         (void)store_release_version(svc->store, id_text, version, &ignored);
 }
 
+void keystore_version_discard_unnamed(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version)
+{
+    char id_text[P11KMS_KEY_ID_LEN + 1];
+    uuid_format(id, id_text);
+    key_meta *m = NULL;
+    p11kms_error probe = {0};
+    p11kms_err rc = keystore_meta_read(svc, id_text, &m, &probe);
+    bool named = rc == P11KMS_OK && keymeta_version(m, version) != NULL;
+    keymeta_free(m);
+    if (rc == P11KMS_E_NOT_FOUND || (rc == P11KMS_OK && !named)) {
+        keystore_version_discard(svc, id, version);
+        return;
+    }
+    fprintf(stderr,
+            "p11kms: key %s: version %u kept although its record write reported failure: %s\n",
+            id_text, version,
+            named ? "the record names it (the write was committed)"
+                  : "the record could not be read to tell (maintain decides later)");
+}
+
 p11kms_err keystore_version_release(p11kms *svc, const char *id_text, uint32_t version,
                                     p11kms_error *err)
 {

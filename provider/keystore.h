@@ -70,9 +70,16 @@ P11KMS_MUST_CHECK p11kms_err keystore_meta_commit_version(p11kms *svc, key_meta 
  * the purge's transaction: an object the purge then fails to destroy is maintain's to destroy. */
 P11KMS_MUST_CHECK p11kms_err keystore_version_hand_back(p11kms *svc, const char *id_text,
                                                         uint32_t version, p11kms_error *err);
-/* Destroys a version object no record names and releases its claim (after a failed record
- * write). Best effort: what it cannot do, maintain does later. */
+/* Destroys a version object no record names and releases its claim. Best effort: what it
+ * cannot do, maintain does later. */
 void keystore_version_discard(p11kms *svc, const uint8_t id[KEY_UUID_LEN], uint32_t version);
+/* After a record write naming the version failed: keystore_version_discard, but only once a
+ * fresh read shows that no record names the version. A write can fail after the database
+ * committed it (the connection lost while COMMIT was answered); destroying the object then
+ * would lose whatever was encrypted under the version. When the read fails too, the object and
+ * its sealed claim stay for maintain, which decides under the lock after the grace period. */
+void keystore_version_discard_unnamed(p11kms *svc, const uint8_t id[KEY_UUID_LEN],
+                                      uint32_t version);
 /* Releases the claim of a version whose object is gone. */
 p11kms_err keystore_version_release(p11kms *svc, const char *id_text, uint32_t version,
                                     p11kms_error *err);

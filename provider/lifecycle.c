@@ -190,7 +190,7 @@ static p11kms_err create_key_locked(p11kms *svc, key_meta *m, bool external, p11
     if (rc == P11KMS_OK)
         rc = keystore_meta_commit_version(svc, m, true, external ? 0 : 1, err);
     if (rc != P11KMS_OK && v1 != NULL)
-        keystore_version_discard(svc, m->id, 1);
+        keystore_version_discard_unnamed(svc, m->id, 1);
     return rc;
 }
 
@@ -455,7 +455,7 @@ p11kms_err lifecycle_rotate_locked(p11kms *svc, key_meta *m, rotation_type type,
     if (rc != P11KMS_OK) {
         m->version_count--;
         m->next_rotation = previous_rotation;
-        keystore_version_discard(svc, m->id, next);
+        keystore_version_discard_unnamed(svc, m->id, next);
         return rc;
     }
     keycache_install_copy(svc, entry, m);

@@ -389,6 +389,19 @@ for s in slow:
         reply = b"(still open after 15 s)"
     s.close()
     expect(reply == b"", f"a truncated body is closed after the timeout, never performed ({reply[:40]!r})")
+# A Content-Length past the limit is refused before the body is sent (none is, here).
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(SOCKET)
+s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.CreateKey\r\n"
+          b"Content-Type: application/x-amz-json-1.1\r\nContent-Length: 104857600\r\n\r\n")
+s.settimeout(15)
+try:
+    reply = s.recv(4096)
+except TimeoutError:
+    reply = b"(no answer in 15 s)"
+s.close()
+expect(reply.startswith(b"HTTP/1.1 413"),
+       f"Content-Length of 100 MiB -> 413 before any body ({reply[:40]!r})")
 # Chunked transfer past the limit.
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(SOCKET)

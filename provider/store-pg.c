@@ -301,49 +301,47 @@ static PGresult *run_claim(pg_store *s, const char *sql, const store_claim *c)
     return run(s, sql, 4, values, lengths, formats);
 }
 
-static p11kms_err pg_claim(store *base, const store_claim *c, p11kms_error *err)
+/* An INSERT or UPDATE of claim c: ALREADY_EXISTS when the version is claimed already,
+ * NOT_FOUND when no row changed. */
+static p11kms_err write_claim(pg_store *s, const char *sql, const store_claim *c, const char *what,
+                              p11kms_error *err)
 {
-    pg_store *s = of(base);
     pthread_mutex_lock(&s->lock);
-    PGresult *res = run_claim(s,
-                              "INSERT INTO version_claims(key_id, version, claimed, pending_seal) "
-                              "VALUES($1, $2::bigint, $3::bigint, $4::bytea)",
-                              c);
+    PGresult *res = run_claim(s, sql, c);
     p11kms_err rc = P11KMS_OK;
     if (!ok(res)) {
         p11kms_error probe = {0};
-        rc = fail(s, &probe, res, "claiming a key version");
+        rc = fail(s, &probe, res, what);
         if (rc == P11KMS_E_ALREADY_EXISTS)
             rc = P11KMS_RAISE(err, P11KMS_E_ALREADY_EXISTS,
                               "version %u of key %s is already claimed in the store", c->version,
                               c->key_id);
         else if (err != NULL)
             *err = probe;
+    } else if (strcmp(PQcmdTuples(res), "1") != 0) {
+        rc =
+            P11KMS_RAISE(err, P11KMS_E_NOT_FOUND,
+                         "version %u of key %s is not claimed in the store", c->version, c->key_id);
     }
     PQclear(res);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
 
+static p11kms_err pg_claim(store *base, const store_claim *c, p11kms_error *err)
+{
+    return write_claim(of(base),
+                       "INSERT INTO version_claims(key_id, version, claimed, pending_seal) "
+                       "VALUES($1, $2::bigint, $3::bigint, $4::bytea)",
+                       c, "claiming a key version", err);
+}
+
 static p11kms_err pg_reseal(store *base, const store_claim *c, p11kms_error *err)
 {
-    pg_store *s = of(base);
-    pthread_mutex_lock(&s->lock);
-    PGresult *res = run_claim(s,
-                              "UPDATE version_claims SET claimed = $3::bigint, pending_seal = "
-                              "$4::bytea WHERE key_id = $1 AND version = $2::bigint",
-                              c);
-    p11kms_err rc = P11KMS_OK;
-    if (!ok(res))
-        rc = fail(s, err, res, "sealing a key version claim");
-    else if (strcmp(PQcmdTuples(res), "1") != 0)
-        rc = P11KMS_RAISE(err, P11KMS_E_NOT_FOUND,
-                          "version %u of key %s is not claimed in the "
-                          "store",
-                          c->version, c->key_id);
-    PQclear(res);
-    pthread_mutex_unlock(&s->lock);
-    return rc;
+    return write_claim(of(base),
+                       "UPDATE version_claims SET claimed = $3::bigint, pending_seal = "
+                       "$4::bytea WHERE key_id = $1 AND version = $2::bigint",
+                       c, "sealing a key version claim", err);
 }
 
 static p11kms_err pg_release(store *base, const char *key_id, uint32_t version, p11kms_error *err)

@@ -263,50 +263,47 @@ static void bind_claim(sqlite3_stmt *st, const store_claim *c)
         sqlite3_bind_null(st, 4);
 }
 
-static p11kms_err sq_claim(store *base, const store_claim *c, p11kms_error *err)
+/* An INSERT or UPDATE of claim c (bound as ?1 to ?4): ALREADY_EXISTS when the version is
+ * claimed already, NOT_FOUND when no row changed. */
+static p11kms_err write_claim(sqlite_store *s, const char *sql, const store_claim *c,
+                              const char *what, p11kms_error *err)
 {
-    sqlite_store *s = of(base);
     lock(s);
     sqlite3_stmt *st = NULL;
-    p11kms_err rc = prepare(s,
-                            "INSERT INTO version_claims(key_id, version, claimed, pending_seal) "
-                            "VALUES(?1, ?2, ?3, ?4)",
-                            &st, err);
+    p11kms_err rc = prepare(s, sql, &st, err);
     if (rc == P11KMS_OK) {
         bind_claim(st, c);
         p11kms_error probe = {0};
-        rc = step_done(s, st, "claiming a key version", &probe);
+        rc = step_done(s, st, what, &probe);
         if (rc == P11KMS_E_ALREADY_EXISTS)
             rc = P11KMS_RAISE(err, P11KMS_E_ALREADY_EXISTS,
                               "version %u of key %s is already claimed in %s", c->version,
                               c->key_id, s->path);
         else if (rc != P11KMS_OK && err != NULL)
             *err = probe;
-    }
-    sqlite3_finalize(st);
-    unlock(s);
-    return rc;
-}
-
-static p11kms_err sq_reseal(store *base, const store_claim *c, p11kms_error *err)
-{
-    sqlite_store *s = of(base);
-    lock(s);
-    sqlite3_stmt *st = NULL;
-    p11kms_err rc = prepare(s,
-                            "UPDATE version_claims SET claimed = ?3, pending_seal = ?4 "
-                            "WHERE key_id = ?1 AND version = ?2",
-                            &st, err);
-    if (rc == P11KMS_OK) {
-        bind_claim(st, c);
-        rc = step_done(s, st, "sealing a key version claim", err);
-        if (rc == P11KMS_OK && sqlite3_changes(s->db) != 1)
+        else if (rc == P11KMS_OK && sqlite3_changes(s->db) != 1)
             rc = P11KMS_RAISE(err, P11KMS_E_NOT_FOUND, "version %u of key %s is not claimed in %s",
                               c->version, c->key_id, s->path);
     }
     sqlite3_finalize(st);
     unlock(s);
     return rc;
+}
+
+static p11kms_err sq_claim(store *base, const store_claim *c, p11kms_error *err)
+{
+    return write_claim(of(base),
+                       "INSERT INTO version_claims(key_id, version, claimed, pending_seal) "
+                       "VALUES(?1, ?2, ?3, ?4)",
+                       c, "claiming a key version", err);
+}
+
+static p11kms_err sq_reseal(store *base, const store_claim *c, p11kms_error *err)
+{
+    return write_claim(of(base),
+                       "UPDATE version_claims SET claimed = ?3, pending_seal = ?4 "
+                       "WHERE key_id = ?1 AND version = ?2",
+                       c, "sealing a key version claim", err);
 }
 
 static p11kms_err sq_release(store *base, const char *key_id, uint32_t version, p11kms_error *err)

@@ -56,27 +56,8 @@ static bool protected_session_object(CK_OBJECT_HANDLE h)
  * session copy of it). */
 static CK_ULONG integrity_keys_in_token(void)
 {
-    CK_SLOT_ID slots[16];
-    CK_ULONG n = 16, found = 0;
-    REQUIRE(fl->C_GetSlotList(CK_TRUE, slots, &n) == CKR_OK && n > 0);
     static const char id[] = "p11kms/integrity";
-    CK_BBOOL on_token = CK_TRUE;
-    CK_ATTRIBUTE match[] = {{CKA_ID, (void *)id, sizeof(id) - 1},
-                            {CKA_TOKEN, &on_token, sizeof(on_token)}};
-    for (CK_ULONG i = 0; i < n; i++) {
-        CK_SESSION_HANDLE s;
-        if (fl->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
-            continue;
-        CK_OBJECT_HANDLE h[4];
-        CK_ULONG got = 0;
-        if (fl->C_FindObjectsInit(s, match, 2) == CKR_OK) {
-            if (fl->C_FindObjects(s, h, 4, &got) == CKR_OK)
-                found += got;
-            fl->C_FindObjectsFinal(s);
-        }
-        fl->C_CloseSession(s);
-    }
-    return found;
+    return fx_token_objects_with_id(fl, id, sizeof(id) - 1);
 }
 
 static void describe(p11kms *svc, const p11kms_principal *who, const char *id)

@@ -721,19 +721,6 @@ static p11kms_err find_version(const char *key_id, uint32_t version)
     return p11_key_find(svc->token, vid, sizeof(vid), &key, &e);
 }
 
-/* Moves the deletion date of a PendingDeletion key into the past, as if its window had ended. */
-static void backdate_deletion(const char *key_id)
-{
-    REQUIRE(keystore_lock(svc, &e) == P11KMS_OK);
-    key_meta *m = NULL;
-    REQUIRE(keystore_meta_read(svc, key_id, &m, &e) == P11KMS_OK);
-    REQUIRE(m->state == P11KMS_KEY_PENDING_DELETION);
-    m->deletion_date = time(NULL) - 60;
-    REQUIRE(keystore_meta_write(svc, m, &e) == P11KMS_OK);
-    keymeta_free(m);
-    keystore_unlock(svc);
-}
-
 static void test_due_deletion(void)
 {
     char lazy[P11KMS_KEY_ID_LEN + 1], swept[P11KMS_KEY_ID_LEN + 1], kept[P11KMS_KEY_ID_LEN + 1];
@@ -757,8 +744,8 @@ static void test_due_deletion(void)
     }
 
     fx_say("move the deletion dates into the past (internal key store), reopen the service");
-    backdate_deletion(lazy);
-    backdate_deletion(swept);
+    fx_backdate_deletion(svc, lazy);
+    fx_backdate_deletion(svc, swept);
     p11kms_close(svc);
     svc = fx_open(NULL);
 

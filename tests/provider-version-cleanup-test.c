@@ -14,13 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lib/check.h"
 #include "lib/provider-fixture.h"
 #include "p11kms.h"
 #include "provider/keymeta.h"
-#include "provider/keystore.h"
 #include "provider/service.h"
 
 static p11kms_error e;
@@ -45,7 +43,7 @@ static void open_service(void)
 }
 
 /* How many token objects carry the CKA_ID of this key version (key id bytes, then the version
- * as four bytes big-endian: provider/keystore.c), seen from a session of our own. */
+ * as four bytes big-endian: provider/keystore.c). */
 static CK_ULONG version_objects(const char *key_id, uint32_t version)
 {
     uint8_t vid[KEY_UUID_LEN + 4];
@@ -54,25 +52,7 @@ static CK_ULONG version_objects(const char *key_id, uint32_t version)
     vid[17] = (uint8_t)(version >> 16);
     vid[18] = (uint8_t)(version >> 8);
     vid[19] = (uint8_t)version;
-    CK_SLOT_ID slots[16];
-    CK_ULONG n = 16, found = 0;
-    REQUIRE(fl->C_GetSlotList(CK_TRUE, slots, &n) == CKR_OK && n > 0);
-    CK_BBOOL on_token = CK_TRUE;
-    CK_ATTRIBUTE match[] = {{CKA_ID, vid, sizeof(vid)}, {CKA_TOKEN, &on_token, sizeof(on_token)}};
-    for (CK_ULONG i = 0; i < n; i++) {
-        CK_SESSION_HANDLE s;
-        if (fl->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
-            continue;
-        CK_OBJECT_HANDLE h[4];
-        CK_ULONG got = 0;
-        if (fl->C_FindObjectsInit(s, match, 2) == CKR_OK) {
-            if (fl->C_FindObjects(s, h, 4, &got) == CKR_OK)
-                found += got;
-            fl->C_FindObjectsFinal(s);
-        }
-        fl->C_CloseSession(s);
-    }
-    return found;
+    return fx_token_objects_with_id(fl, vid, sizeof(vid));
 }
 
 static uint32_t current_version(const char *key_id)
@@ -124,19 +104,6 @@ static void test_rotation_not_found_again(void)
     CHECK(version_objects(id, 3) == 1);
 }
 
-/* Moves the deletion date of a PendingDeletion key into the past, as if its window had ended. */
-static void backdate_deletion(const char *key_id)
-{
-    REQUIRE(keystore_lock(svc, &e) == P11KMS_OK);
-    key_meta *m = NULL;
-    REQUIRE(keystore_meta_read(svc, key_id, &m, &e) == P11KMS_OK);
-    REQUIRE(m->state == P11KMS_KEY_PENDING_DELETION);
-    m->deletion_date = time(NULL) - 60;
-    REQUIRE(keystore_meta_write(svc, m, &e) == P11KMS_OK);
-    keymeta_free(m);
-    keystore_unlock(svc);
-}
-
 static void test_purge_search_fails(void)
 {
     char doomed[P11KMS_KEY_ID_LEN + 1], other[P11KMS_KEY_ID_LEN + 1];
@@ -145,7 +112,7 @@ static void test_purge_search_fails(void)
     CHECK_OK(p11kms_rotate_key_on_demand(svc, who, doomed, NULL, &e), &e);
     p11kms_key_metadata md = {0};
     CHECK_OK(p11kms_schedule_key_deletion(svc, who, doomed, 7, &md, &e), &e);
-    backdate_deletion(doomed);
+    fx_backdate_deletion(svc, doomed);
     p11kms_close(svc); /* no cached handle of the doomed key's versions */
     open_service();
     (void)current_version(other);

@@ -11,7 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <p11-kit/pkcs11.h>
+
 #include "check.h"
+#include "provider/keymeta.h"
+#include "provider/keystore.h"
 #include "softhsm-guard.h"
 
 #define TEST_ARN_PREFIX "arn:aws:kms:local:000000000000:"
@@ -379,4 +383,41 @@ uint8_t *fx_recv_msg(int fd, size_t *len)
     if (len != NULL)
         *len = n;
     return buf;
+}
+
+unsigned long fx_token_objects_with_id(void *function_list, const void *id, size_t id_len)
+{
+    CK_FUNCTION_LIST *fl = function_list;
+    CK_SLOT_ID slots[16];
+    CK_ULONG n = 16, found = 0;
+    REQUIRE(fl->C_GetSlotList(CK_TRUE, slots, &n) == CKR_OK && n > 0);
+    CK_BBOOL on_token = CK_TRUE;
+    CK_ATTRIBUTE match[] = {{CKA_ID, (void *)id, id_len}, {CKA_TOKEN, &on_token, sizeof(on_token)}};
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_SESSION_HANDLE s;
+        if (fl->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
+            continue;
+        CK_OBJECT_HANDLE h[4];
+        CK_ULONG got = 0;
+        if (fl->C_FindObjectsInit(s, match, 2) == CKR_OK) {
+            if (fl->C_FindObjects(s, h, 4, &got) == CKR_OK)
+                found += got;
+            fl->C_FindObjectsFinal(s);
+        }
+        fl->C_CloseSession(s);
+    }
+    return found;
+}
+
+void fx_backdate_deletion(p11kms *svc, const char *key_id)
+{
+    p11kms_error e = {0};
+    REQUIRE(keystore_lock(svc, &e) == P11KMS_OK);
+    key_meta *m = NULL;
+    REQUIRE(keystore_meta_read(svc, key_id, &m, &e) == P11KMS_OK);
+    REQUIRE(m->state == P11KMS_KEY_PENDING_DELETION);
+    m->deletion_date = time(NULL) - 60;
+    REQUIRE(keystore_meta_write(svc, m, &e) == P11KMS_OK);
+    keymeta_free(m);
+    keystore_unlock(svc);
 }

@@ -82,6 +82,15 @@ void fx_collect_line(const char *line, void *arg);
 /* Every key id p11kms_list_keys returns for who (hard error if the listing fails). */
 void fx_list_keys(p11kms *svc, const p11kms_principal *who, fx_list *out);
 
+/* How many token objects (CKA_TOKEN true, not session copies) carry this CKA_ID, seen through
+ * function_list (a CK_FUNCTION_LIST *) from sessions of the test's own (a service's login in
+ * the same process covers them). */
+unsigned long fx_token_objects_with_id(void *function_list, const void *id, size_t id_len);
+
+/* Moves the deletion date of a PendingDeletion key into the past, as if its waiting period had
+ * ended (through the provider's internal key store). */
+void fx_backdate_deletion(p11kms *svc, const char *key_id);
+
 /* Exact-length pipe I/O between test processes; hard error on a short read or write. */
 void fx_send(int fd, const void *buf, size_t len);
 void fx_recv(int fd, void *buf, size_t len);

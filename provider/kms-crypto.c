@@ -363,11 +363,9 @@ p11kms_err kms_op_encrypt(p11kms *svc, const p11kms_principal *who, const char *
     return rc;
 }
 
-/* Parses a master-key blob and finds its key, checking an optional expected key reference. */
-static p11kms_err open_master_blob(p11kms *svc, const p11kms_principal *who, policy_action action,
-                                   const char *key_ref, const p11kms_context *ctx,
-                                   const p11kms_context *ctx2, const uint8_t *blob, size_t blob_len,
-                                   blob_view *v, key_access *acc, p11kms_error *err)
+/* The blob's master key id; a child blob is not one. */
+static p11kms_err master_blob_key(const uint8_t *blob, size_t blob_len, blob_view *v,
+                                  char id_text[P11KMS_KEY_ID_LEN + 1], p11kms_error *err)
 {
     p11kms_err rc = blob_parse(blob, blob_len, v, err);
     if (rc != P11KMS_OK)
@@ -376,8 +374,30 @@ static p11kms_err open_master_blob(p11kms *svc, const p11kms_principal *who, pol
         return P11KMS_RAISE(err, P11KMS_E_INVALID_CIPHERTEXT,
                             "this ciphertext was wrapped under an opened key of the hierarchy, "
                             "not a master key: unwrap it with its parent");
-    char id_text[P11KMS_KEY_ID_LEN + 1];
     uuid_format(v->key_id, id_text);
+    return P11KMS_OK;
+}
+
+p11kms_err p11kms_ciphertext_key_id(const uint8_t *blob, size_t blob_len,
+                                    char key_id[P11KMS_KEY_ID_LEN + 1], p11kms_error *err)
+{
+    P11KMS_ERR_LOCAL(err);
+    if (blob == NULL || key_id == NULL)
+        return P11KMS_RAISE(err, P11KMS_E_VALIDATION, "p11kms_ciphertext_key_id: missing argument");
+    blob_view v;
+    return master_blob_key(blob, blob_len, &v, key_id, err);
+}
+
+/* Parses a master-key blob and finds its key, checking an optional expected key reference. */
+static p11kms_err open_master_blob(p11kms *svc, const p11kms_principal *who, policy_action action,
+                                   const char *key_ref, const p11kms_context *ctx,
+                                   const p11kms_context *ctx2, const uint8_t *blob, size_t blob_len,
+                                   blob_view *v, key_access *acc, p11kms_error *err)
+{
+    char id_text[P11KMS_KEY_ID_LEN + 1];
+    p11kms_err rc = master_blob_key(blob, blob_len, v, id_text, err);
+    if (rc != P11KMS_OK)
+        return rc;
     if (key_ref != NULL) {
         key_access expected;
         rc = kms_begin(svc, who, action, key_ref, ctx, ctx2, &expected, err);

@@ -146,6 +146,15 @@ P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_decrypt(p11kms *svc, const p11kms
                                                        const uint8_t *blob, size_t blob_len,
                                                        p11kms_result *out, p11kms_error *err);
 
+/* The id of the master key a blob of p11kms_encrypt or p11kms_generate_data_key names, read
+ * from its header: nothing is decrypted or checked for integrity, and no policy is asked (what
+ * DryRun needs to name the key a Decrypt would use). InvalidCiphertextException for a blob that
+ * is malformed or made under an opened key of the hierarchy. */
+P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_ciphertext_key_id(const uint8_t *blob,
+                                                                 size_t blob_len,
+                                                                 char key_id[P11KMS_KEY_ID_LEN + 1],
+                                                                 p11kms_error *err);
+
 /* Decrypts under the source context and encrypts under dest_key_ref and dest_ctx; the plaintext
  * never leaves the library. source_key_ref may be NULL. */
 P11KMS_API P11KMS_MUST_CHECK p11kms_err p11kms_re_encrypt(p11kms *svc, const p11kms_principal *who,

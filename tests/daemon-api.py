@@ -365,6 +365,15 @@ raw_error("Encrypt", {"KeyId": key, "Plaintext": "eA==", "DryRun": True},
           "DryRunOperationException", "DryRun of an allowed Encrypt", status_want=412)
 raw_error("GenerateDataKey", {"KeyId": key, "KeySpec": "AES_256", "DryRun": True},
           "DryRunOperationException", "DryRun of an allowed GenerateDataKey", status_want=412)
+b64blob = base64.b64encode(blob).decode()
+raw_error("Decrypt", {"CiphertextBlob": b64blob, "EncryptionContext": ctx, "DryRun": True},
+          "DryRunOperationException", "DryRun of a Decrypt without KeyId (the blob names it)",
+          status_want=412)
+raw_error("Decrypt", {"CiphertextBlob": "AAAA", "DryRun": True}, "InvalidCiphertextException",
+          "DryRun of a Decrypt of junk without KeyId")
+raw_error("ReEncrypt", {"CiphertextBlob": b64blob, "SourceEncryptionContext": ctx,
+                        "DestinationKeyId": key, "DryRun": True},
+          "DryRunOperationException", "DryRun of an allowed ReEncrypt", status_want=412)
 ok_body = raw_ok("Encrypt", {"KeyId": key, "Plaintext": "eA==", "FutureMember": {"x": 1}},
                  "unknown members are ignored", check_model=False)
 expect(ok_body is not None and "CiphertextBlob" in ok_body, "encrypt with an unknown member")

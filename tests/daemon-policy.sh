@@ -58,6 +58,11 @@ statements:
     principals: [unix:user:p11kmst-svc]
     keys: ["alias/app-*"]
     actions: [describe-key]
+  - sid: svc-re-encrypt-to
+    effect: allow
+    principals: [unix:user:p11kmst-svc]
+    keys: ["alias/app-*"]
+    actions: [re-encrypt-to]
 POLICY
 sed "s|^policy: none|policy: $root/policy.yaml|" p11kms.yaml >daemon.yaml
 # The service user alone owns the token, PIN file, config and policy; callers may only
@@ -133,6 +138,12 @@ blob=$(echo "$resp" | jq -r .CiphertextBlob)
 expect_ok p11kmst-svc Decrypt "{\"CiphertextBlob\": \"$blob\", \"EncryptionContext\": {\"app\": \"orders\"}}"
 [ "$(echo "$resp" | jq -r .Plaintext)" = b3JkZXIgNDI= ] && pass "service decrypts its data" || fail "decrypted: $resp"
 expect_err AccessDeniedException p11kmst-svc Decrypt "{\"CiphertextBlob\": \"$blob\", \"EncryptionContext\": {\"app\": \"billing\"}}"
+echo "== DryRun answers as the call would: the blob names the key; ReEncrypt needs both sides"
+expect_err DryRunOperationException p11kmst-svc Decrypt "{\"CiphertextBlob\": \"$blob\", \"EncryptionContext\": {\"app\": \"orders\"}, \"DryRun\": true}"
+expect_err AccessDeniedException p11kmst-svc Decrypt "{\"CiphertextBlob\": \"$blob\", \"EncryptionContext\": {\"app\": \"billing\"}, \"DryRun\": true}"
+reencrypt="{\"CiphertextBlob\": \"$blob\", \"SourceEncryptionContext\": {\"app\": \"orders\"}, \"DestinationKeyId\": \"alias/app-orders\", \"DestinationEncryptionContext\": {\"app\": \"orders\"}"
+expect_err AccessDeniedException p11kmst-svc ReEncrypt "$reencrypt}"
+expect_err AccessDeniedException p11kmst-svc ReEncrypt "$reencrypt, \"DryRun\": true}"
 expect_err AccessDeniedException p11kmst-svc DisableKey "{\"KeyId\": \"$key\"}"
 expect_err AccessDeniedException p11kmst-svc CreateKey '{}'
 expect_err AccessDeniedException p11kmst-admin Decrypt "{\"CiphertextBlob\": \"$blob\", \"EncryptionContext\": {\"app\": \"orders\"}}"

@@ -296,14 +296,10 @@ static p11kms_err algorithm_ok(op_state *s, const char *name)
     return P11KMS_OK;
 }
 
-/* DryRun: the caller learns whether the policy would allow the action, nothing else. */
-static p11kms_err dry_run(op_state *s, const char *action, const char *key_ref,
-                          const p11kms_context *ctx, bool *stop)
+/* Whether the policy allows action on key_ref (AccessDeniedException if not). */
+static p11kms_err dry_run_allowed(op_state *s, const char *action, const char *key_ref,
+                                  const p11kms_context *ctx)
 {
-    const kms_value *v = val(s, "DryRun");
-    *stop = v->present && v->b;
-    if (!*stop)
-        return P11KMS_OK;
     if (key_ref == NULL)
         return refuse(s, 400, "ValidationException", "DryRun needs KeyId for this operation");
     bool allowed = false;
@@ -311,13 +307,45 @@ static p11kms_err dry_run(op_state *s, const char *action, const char *key_ref,
     p11kms_err rc = p11kms_policy_explain(s->svc, s->who, NULL, action, key_ref, ctx, &allowed,
                                           explanation, sizeof(explanation), &s->err);
     OPENSSL_cleanse(explanation, sizeof(explanation));
+    if (rc == P11KMS_OK && !allowed)
+        rc = P11KMS_RAISE(&s->err, P11KMS_E_ACCESS_DENIED,
+                          "the key policy does not allow this request");
+    return rc;
+}
+
+/* The key a ciphertext's operation uses: key_ref when given, else the key the blob names. */
+static const char *blob_key_ref(op_state *s, const char *key_ref, const kms_value *blob,
+                                char id[P11KMS_KEY_ID_LEN + 1], p11kms_err *rc)
+{
+    if (key_ref != NULL)
+        return key_ref;
+    *rc = p11kms_ciphertext_key_id(blob->bytes, blob->len, id, &s->err);
+    return *rc == P11KMS_OK ? id : NULL;
+}
+
+/* DryRun: the caller learns whether the policy would allow the action, nothing else. A second
+ * action (ReEncrypt's re-encrypt-from on the source key) must be allowed as well. */
+static p11kms_err dry_run2(op_state *s, const char *action, const char *key_ref,
+                           const p11kms_context *ctx, const char *action2, const char *key_ref2,
+                           const p11kms_context *ctx2, bool *stop)
+{
+    const kms_value *v = val(s, "DryRun");
+    *stop = v->present && v->b;
+    if (!*stop)
+        return P11KMS_OK;
+    p11kms_err rc = dry_run_allowed(s, action, key_ref, ctx);
+    if (rc == P11KMS_OK && action2 != NULL)
+        rc = dry_run_allowed(s, action2, key_ref2, ctx2);
     if (rc != P11KMS_OK)
         return rc;
-    if (!allowed)
-        return P11KMS_RAISE(&s->err, P11KMS_E_ACCESS_DENIED,
-                            "the key policy does not allow this request");
     return refuse(s, 412, "DryRunOperationException",
                   "The request would have succeeded, but the DryRun option is set.");
+}
+
+static p11kms_err dry_run(op_state *s, const char *action, const char *key_ref,
+                          const p11kms_context *ctx, bool *stop)
+{
+    return dry_run2(s, action, key_ref, ctx, NULL, NULL, NULL, stop);
 }
 
 /* Limit and Marker of a paginated list. The marker is the decimal position of the next
@@ -731,8 +759,12 @@ static p11kms_err op_decrypt(op_state *s, p11kms_result *r)
     p11kms_err rc = algorithm_ok(s, "EncryptionAlgorithm");
     if (rc == P11KMS_OK)
         rc = context_of(s, "EncryptionContext", &ctx);
+    char id[P11KMS_KEY_ID_LEN + 1];
+    const char *key_ref = str(s, "KeyId");
+    if (rc == P11KMS_OK && val(s, "DryRun")->b)
+        key_ref = blob_key_ref(s, key_ref, blob, id, &rc);
     if (rc == P11KMS_OK)
-        rc = dry_run(s, "decrypt", str(s, "KeyId"), ctx, &stop);
+        rc = dry_run(s, "decrypt", key_ref, ctx, &stop);
     if (rc == P11KMS_OK && !stop)
         rc = p11kms_decrypt(s->svc, s->who, str(s, "KeyId"), ctx, blob->bytes, blob->len, r,
                             &s->err);
@@ -759,8 +791,13 @@ static p11kms_err op_re_encrypt(op_state *s)
         rc = context_of(s, "SourceEncryptionContext", &source_ctx);
     if (rc == P11KMS_OK)
         rc = context_of(s, "DestinationEncryptionContext", &dest_ctx);
+    char id[P11KMS_KEY_ID_LEN + 1];
+    const char *source_ref = str(s, "SourceKeyId");
+    if (rc == P11KMS_OK && val(s, "DryRun")->b)
+        source_ref = blob_key_ref(s, source_ref, blob, id, &rc);
     if (rc == P11KMS_OK)
-        rc = dry_run(s, "re-encrypt-to", str(s, "DestinationKeyId"), dest_ctx, &stop);
+        rc = dry_run2(s, "re-encrypt-to", str(s, "DestinationKeyId"), dest_ctx, "re-encrypt-from",
+                      source_ref, source_ctx, &stop);
     if (rc == P11KMS_OK && !stop)
         rc = p11kms_re_encrypt(s->svc, s->who, str(s, "SourceKeyId"), source_ctx, blob->bytes,
                                blob->len, str(s, "DestinationKeyId"), dest_ctx, &r, &s->err);

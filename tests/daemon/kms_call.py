@@ -27,7 +27,9 @@ def main():
     path, op, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     model = Model()
     if model.has(op):
-        model.check_input(op, body)
+        # DryRun (a boolean) came to the KMS API after the botocore of Debian 12: the rest of the
+        # request is checked against the model.
+        model.check_input(op, {k: v for k, v in body.items() if k != "DryRun"})
     c = UnixConnection(path)
     c.request("POST", "/", body=json.dumps(body).encode(),
               headers={"X-Amz-Target": "TrentService." + op,

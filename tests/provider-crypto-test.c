@@ -146,6 +146,16 @@ static void test_wrong_key(const char *id, const char *other)
     CHECK_ERR(
         decrypt_expect("alias/crypto-none", NULL, ct.ciphertext, ct.ciphertext_len, pt, sizeof(pt)),
         P11KMS_E_NOT_FOUND, &e);
+
+    fx_say("the key a blob names is read from its header; junk and cut blobs are refused");
+    char named[P11KMS_KEY_ID_LEN + 1];
+    CHECK_OK(p11kms_ciphertext_key_id(ct.ciphertext, ct.ciphertext_len, named, &e), &e);
+    CHECK(strcmp(named, id) == 0);
+    static const uint8_t junk[] = {0x00, 0x01, 0x02, 0x03};
+    CHECK_ERR(p11kms_ciphertext_key_id(junk, sizeof(junk), named, &e), P11KMS_E_INVALID_CIPHERTEXT,
+              &e);
+    CHECK_ERR(p11kms_ciphertext_key_id(ct.ciphertext, 20, named, &e), P11KMS_E_INVALID_CIPHERTEXT,
+              &e);
     p11kms_result_free(&ct);
 }
 

@@ -104,6 +104,9 @@ static void test_redshift(const char *master, const char *other_master)
     p11kms_result db_blob;
     CHECK_OK(p11kms_generate_child_key(cluster, dbctx, 32, true, &db_blob, &e), &e);
     REQUIRE(db_blob.ciphertext != NULL && db_blob.plaintext_len == 32);
+    char named[P11KMS_KEY_ID_LEN + 1];
+    CHECK_ERR(p11kms_ciphertext_key_id(db_blob.ciphertext, db_blob.ciphertext_len, named, &e),
+              P11KMS_E_INVALID_CIPHERTEXT, &e); /* a child blob names no master key */
     CHECK_OK(unwrap_expect(cluster, dbctx, db_blob.ciphertext, db_blob.ciphertext_len,
                            db_blob.plaintext, 32),
              &e);

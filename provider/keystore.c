@@ -577,6 +577,7 @@ p11kms_err keystore_meta_commit_version(p11kms *svc, key_meta *m, bool create, u
     p11kms_err rc = keystore_begin(svc, err);
     if (rc != P11KMS_OK)
         return rc;
+    uint64_t row_version = m->row_version; /* meta_store moves it on; restored if not committed */
     rc = meta_store(svc, m, create, err);
     if (rc == P11KMS_OK && version > 0) {
         store_claim named = {.version = version, .claimed = service_now(), .sealed = false};
@@ -589,8 +590,11 @@ p11kms_err keystore_meta_commit_version(p11kms *svc, key_meta *m, bool create, u
             *err = probe;
     }
     if (rc == P11KMS_OK)
-        return keystore_commit(svc, err);
-    keystore_rollback(svc);
+        rc = keystore_commit(svc, err);
+    else
+        keystore_rollback(svc);
+    if (rc != P11KMS_OK)
+        m->row_version = row_version;
     return rc;
 }
 

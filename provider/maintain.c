@@ -233,9 +233,6 @@ static p11kms_err set_alias_membership(p11kms *svc, const char *id_text, const c
     return rc;
 }
 
-/* Alias rows and the alias lists of records agree: the alias row is the truth. Changes are
- * transactions, so a disagreement means the database was edited by hand (with the token's key
- * used to authenticate the rows): repaired and reported. */
 /* Where alias points now (under the lock): *found false when the alias row is gone. */
 static p11kms_err alias_target_now(p11kms *svc, const char *alias,
                                    char target[P11KMS_KEY_ID_LEN + 1], bool *found,
@@ -251,6 +248,9 @@ static p11kms_err alias_target_now(p11kms *svc, const char *alias,
     return rc;
 }
 
+/* Alias rows and the alias lists of records agree: the alias row is the truth. Changes are
+ * transactions, so a disagreement means the database was edited by hand (with the token's key
+ * used to authenticate the rows): repaired and reported. */
 static p11kms_err check_record_aliases(maintenance *mt, const key_meta *m, p11kms_error *err)
 {
     for (size_t i = 0; i < m->alias_count; i++) {

@@ -22,6 +22,8 @@
 #include "provider/service.h"
 
 static p11kms_error e;
+/* File-scope, so that the child's exit (under valgrind in CI) does not count them as lost. */
+static char *config_path, *log_path;
 
 static void child_holds_the_lock(int locked_fd, int released_fd)
 {
@@ -39,11 +41,11 @@ static void child_holds_the_lock(int locked_fd, int released_fd)
 
 int main(void)
 {
-    char *config = fx_config("audit-key.yaml", NULL, NULL, NULL);
-    char *log = fx_write_file("audit-key.log", "");
-    FILE *cfg = fopen(config, "a");
+    config_path = fx_config("audit-key.yaml", NULL, NULL, NULL);
+    log_path = fx_write_file("audit-key.log", "");
+    FILE *cfg = fopen(config_path, "a");
     REQUIRE(cfg != NULL);
-    fprintf(cfg, "audit:\n  file: %s\n", log);
+    fprintf(cfg, "audit:\n  file: %s\n", log_path);
     REQUIRE(fclose(cfg) == 0);
 
     fx_say("the token has no audit key yet");
@@ -62,7 +64,7 @@ int main(void)
     REQUIRE(read(locked[0], &byte, 1) == 1);
 
     fx_say("an audited open while another process holds the keystore lock waits for it");
-    p11kms *audited = fx_open(config);
+    p11kms *audited = fx_open(config_path);
     struct pollfd done = {.fd = released[0], .events = POLLIN};
     CHECK(poll(&done, 1, 0) == 1); /* the child had released the lock before the open ended */
     int status = 0;
@@ -77,7 +79,7 @@ int main(void)
     p11kms_result_free(&random);
     p11kms_principal_free(who);
     p11kms_close(audited);
-    free(config);
-    free(log);
+    free(config_path);
+    free(log_path);
     return check_finish("provider-audit-key-test");
 }
